@@ -1,0 +1,374 @@
+//! The whole per-click decision, shared by the server and the simulator:
+//! overrides, eligibility (status, targeting, caps), the routing strategy,
+//! the exact cap reservation, the signed click id and the expanded URL.
+//!
+//! Everything is in memory; the only shared mutable state touched is the
+//! offers' atomic counters and the smartlink's router mutex, which is held
+//! for the pick alone (never across I/O).
+
+use rand::RngCore;
+
+use crate::clickid::{ClickFacts, ClickIdCodec};
+use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
+use crate::router::{Candidate, Choice, ConversionStatus, Context, Reason};
+use crate::targeting::Visitor;
+use crate::template::{format_amount, Macro, MacroValues};
+use crate::time::{local, LocalTime};
+
+/// Everything about one click that the decision needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ClickInput<'a> {
+    /// Click time, milliseconds since the Unix epoch (the injected clock).
+    pub now_ms: i64,
+    pub visitor: Visitor,
+    /// `sub1`..`sub5`, empty when absent.
+    pub subs: [&'a str; 5],
+    /// The `aff` query parameter, if sent.
+    pub aff: Option<&'a str>,
+}
+
+/// Why a click went to the fallback URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FallbackReason {
+    /// The smartlink has no offers at all.
+    EmptyPool,
+    /// Every offer in the pool is paused.
+    AllPaused,
+    /// Active offers exist but none accepts this visitor.
+    NoTargetingMatch,
+    /// Offers accept the visitor but all reached a daily cap.
+    AllCapped,
+}
+
+impl FallbackReason {
+    pub const ALL: [FallbackReason; 4] =
+        [FallbackReason::EmptyPool, FallbackReason::AllPaused, FallbackReason::NoTargetingMatch, FallbackReason::AllCapped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::EmptyPool => "empty_pool",
+            FallbackReason::AllPaused => "all_paused",
+            FallbackReason::NoTargetingMatch => "no_targeting_match",
+            FallbackReason::AllCapped => "all_capped",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Index into [`Catalog::offers`].
+    Offer(usize),
+    Fallback(FallbackReason),
+}
+
+/// The result of routing one click.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// Probability that this outcome would be chosen for this click.
+    pub propensity: f64,
+    /// Index into [`Catalog::affiliates`] of the credited affiliate.
+    pub affiliate: Option<usize>,
+    /// True when an `aff` parameter named no known affiliate.
+    pub unknown_aff: bool,
+    pub facts: ClickFacts,
+    pub click_id: String,
+    /// Where to redirect: the expanded offer or fallback URL.
+    pub url: String,
+}
+
+struct Values<'a> {
+    cat: &'a Catalog,
+    sl: &'a Smartlink,
+    offer: Option<&'a Offer>,
+    input: &'a ClickInput<'a>,
+    affiliate: Option<usize>,
+    click_id: &'a str,
+}
+
+impl MacroValues for Values<'_> {
+    fn write(&self, m: Macro, out: &mut String) {
+        let seg = &self.input.visitor.segment;
+        match m {
+            Macro::ClickId => out.push_str(self.click_id),
+            Macro::Sub(i) => out.push_str(self.input.subs[(i as usize).clamp(1, 5) - 1]),
+            Macro::Country => out.push_str(seg.country.as_str()),
+            Macro::Device => out.push_str(seg.device.as_str()),
+            Macro::Os => out.push_str(seg.os.as_str()),
+            Macro::Browser => out.push_str(self.input.visitor.browser.as_str()),
+            Macro::OfferId => out.push_str(self.offer.map_or("", |o| o.id.as_str())),
+            Macro::Smartlink => out.push_str(self.sl.slug.as_str()),
+            Macro::Affiliate => out.push_str(self.affiliate.map_or("", |a| self.cat.affiliates[a].id.as_str())),
+            Macro::Payout => {
+                if let Some(o) = self.offer {
+                    format_amount(o.payout, out)
+                }
+            }
+            Macro::Currency => out.push_str(self.offer.map_or("", |o| o.currency.as_str())),
+            Macro::Status | Macro::Event | Macro::Txid => {}
+        }
+    }
+}
+
+/// Per-click scratch space: the local time in each offer's timezone is
+/// computed once per distinct zone.
+struct Clock {
+    now_ms: i64,
+    cache: [(chrono_tz::Tz, LocalTime); 4],
+    len: usize,
+}
+
+impl Clock {
+    fn new(now_ms: i64) -> Clock {
+        let utc = local(chrono_tz::UTC, now_ms);
+        Clock { now_ms, cache: [(chrono_tz::UTC, utc); 4], len: 1 }
+    }
+
+    fn at(&mut self, tz: chrono_tz::Tz) -> LocalTime {
+        if let Some((_, t)) = self.cache[..self.len].iter().find(|(z, _)| *z == tz) {
+            return *t;
+        }
+        let t = local(tz, self.now_ms);
+        if self.len < self.cache.len() {
+            self.cache[self.len] = (tz, t);
+            self.len += 1;
+        }
+        t
+    }
+}
+
+/// Most pools are far smaller; larger ones spill to the heap.
+const INLINE: usize = 64;
+
+/// Routes one click on smartlink `sl` of catalog `cat`.
+pub fn decide(
+    cat: &Catalog,
+    sl: &Smartlink,
+    input: &ClickInput<'_>,
+    codec: &ClickIdCodec,
+    rng: &mut dyn RngCore,
+) -> Decision {
+    let mut clock = Clock::new(input.now_ms);
+    let utc = clock.at(chrono_tz::UTC);
+    let seg = input.visitor.segment;
+
+    let (affiliate, unknown_aff) = match input.aff {
+        Some(a) => match cat.affiliate_index.get(a) {
+            Some(&i) => (Some(i), false),
+            None => (sl.affiliate, true),
+        },
+        None => (sl.affiliate, false),
+    };
+
+    // Eligibility. `slots` holds positions in `sl.offers`.
+    let mut active = 0usize;
+    let mut matching = 0usize;
+    let mut slots: smallvec_lite::Vec64 = smallvec_lite::Vec64::new();
+    let mut cands: Vec<Candidate> = Vec::new();
+    let mut inline_cands = [Candidate { key: 0, payout: 0.0, caps: Default::default() }; INLINE];
+    let mut n = 0usize;
+    for (slot, &oi) in sl.offers.iter().enumerate() {
+        let o = &cat.offers[oi];
+        if o.status != Status::Active {
+            continue;
+        }
+        active += 1;
+        let t = clock.at(o.targeting.timezone);
+        if !o.targeting.matches(&input.visitor, t.hour) {
+            continue;
+        }
+        matching += 1;
+        if o.counters.reached(&o.caps, t.day).is_some() {
+            continue;
+        }
+        let c = Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) };
+        if n < INLINE {
+            inline_cands[n] = c;
+        } else {
+            if cands.is_empty() {
+                cands.extend_from_slice(&inline_cands);
+            }
+            cands.push(c);
+        }
+        slots.push(slot);
+        n += 1;
+    }
+    let cand_slice: &mut [Candidate] = if n <= INLINE { &mut inline_cands[..n] } else { &mut cands[..] };
+
+    let ctx = Context { segment: seg, hour: utc.hour, now_ms: input.now_ms };
+    let picked = pick(cat, sl, input, &ctx, cand_slice, slots.as_mut_slice(), &mut clock, rng);
+
+    let (outcome, reason, propensity) = match picked {
+        Some((slot, choice)) => (Outcome::Offer(sl.offers[slot]), choice.reason, choice.propensity),
+        None => {
+            let why = if sl.offers.is_empty() {
+                FallbackReason::EmptyPool
+            } else if active == 0 {
+                FallbackReason::AllPaused
+            } else if matching == 0 {
+                FallbackReason::NoTargetingMatch
+            } else {
+                FallbackReason::AllCapped
+            };
+            (Outcome::Fallback(why), Reason::Fallback, 1.0)
+        }
+    };
+    let offer = match outcome {
+        Outcome::Offer(i) => Some(&cat.offers[i]),
+        Outcome::Fallback(_) => None,
+    };
+
+    let mut nonce = [0u8; 7];
+    rng.fill_bytes(&mut nonce);
+    let facts = ClickFacts {
+        time_secs: (input.now_ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
+        smartlink: sl.key,
+        offer: offer.map(|o| o.key),
+        affiliate: affiliate.map(|a| cat.affiliates[a].key),
+        segment: seg,
+        nonce,
+    };
+    let click_id = codec.encode(&facts);
+    let template = offer.map_or(&sl.fallback_url, |o| &o.url);
+    let url = template.expand(&Values { cat, sl, offer, input, affiliate, click_id: &click_id });
+    Decision { outcome, reason, propensity, affiliate, unknown_aff, facts, click_id, url }
+}
+
+/// Overrides first, then the smartlink's strategy; reserves the click cap of
+/// the chosen offer, retrying without it if a concurrent click took the last
+/// unit. Returns the chosen slot in `sl.offers`.
+#[allow(clippy::too_many_arguments)]
+fn pick(
+    cat: &Catalog,
+    sl: &Smartlink,
+    input: &ClickInput<'_>,
+    ctx: &Context,
+    cands: &mut [Candidate],
+    slots: &mut [usize],
+    clock: &mut Clock,
+    rng: &mut dyn RngCore,
+) -> Option<(usize, Choice)> {
+    let reserve = |slot: usize, clock: &mut Clock| {
+        let o = &cat.offers[sl.offers[slot]];
+        o.counters.try_reserve_click(&o.caps, clock.at(o.targeting.timezone).day)
+    };
+
+    for ov in &sl.overrides {
+        if ov.matches(&input.visitor.segment) && slots.contains(&ov.offer) && reserve(ov.offer, clock) {
+            let key = cat.offers[sl.offers[ov.offer]].key;
+            if sl.strategy == Strategy::Auto {
+                sl.router.lock().on_click(key, ctx);
+            }
+            return Some((ov.offer, Choice { index: 0, reason: Reason::Override, propensity: 1.0 }));
+        }
+    }
+
+    let mut len = cands.len();
+    while len > 0 {
+        let choice = match &sl.strategy {
+            Strategy::Auto => sl.router.lock().choose(&cands[..len], ctx, rng),
+            Strategy::Priority => Choice { index: 0, reason: Reason::Priority, propensity: 1.0 },
+            Strategy::Weighted(w) => weighted(w, &slots[..len], rng),
+        };
+        let slot = slots[choice.index];
+        if reserve(slot, clock) {
+            if sl.strategy == Strategy::Auto {
+                sl.router.lock().on_click(cands[choice.index].key, ctx);
+            }
+            return Some((slot, choice));
+        }
+        // Lost the race for the last unit of a cap: drop it and choose again.
+        cands.swap(choice.index, len - 1);
+        slots.swap(choice.index, len - 1);
+        len -= 1;
+    }
+    None
+}
+
+fn weighted(weights: &[f64], slots: &[usize], rng: &mut dyn RngCore) -> Choice {
+    let w = |s: usize| weights.get(s).copied().unwrap_or(0.0).max(0.0);
+    let total: f64 = slots.iter().map(|&s| w(s)).sum();
+    if total <= 0.0 {
+        let n = slots.len();
+        let index = (rng.next_u64() % n as u64) as usize;
+        return Choice { index, reason: Reason::Weighted, propensity: 1.0 / n as f64 };
+    }
+    let mut x = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+    for (i, &s) in slots.iter().enumerate() {
+        x -= w(s);
+        if x < 0.0 && w(s) > 0.0 {
+            return Choice { index: i, reason: Reason::Weighted, propensity: w(s) / total };
+        }
+    }
+    let last = slots.iter().rposition(|&s| w(s) > 0.0).unwrap_or(0);
+    Choice { index: last, reason: Reason::Weighted, propensity: w(slots[last]) / total }
+}
+
+/// What applying a conversion did to the offer's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConversionEffect {
+    /// The offer was already at a conversion or budget cap.
+    pub over_cap: bool,
+}
+
+/// Feeds a conversion status change into the offer's counters and the
+/// smartlink's router. `previous` is the conversion's status before this
+/// change (`None` for a new conversion); `payout_base` is its payout in the
+/// base currency; `now_ms` is when the postback arrived.
+pub fn apply_conversion(
+    cat: &Catalog,
+    facts: &ClickFacts,
+    now_ms: i64,
+    previous: Option<ConversionStatus>,
+    status: ConversionStatus,
+    payout_base: f64,
+) -> ConversionEffect {
+    let Some(offer) = facts.offer.and_then(|k| cat.offer_by_key(k)) else {
+        return ConversionEffect { over_cap: false };
+    };
+    let day = local(offer.targeting.timezone, now_ms).day;
+    let mut over_cap = false;
+    if status == ConversionStatus::Approved && previous != Some(ConversionStatus::Approved) {
+        over_cap = offer.counters.add_conversion(&offer.caps, day, payout_base);
+    } else if previous == Some(ConversionStatus::Approved) && status != ConversionStatus::Approved {
+        offer.counters.remove_conversion(day, payout_base);
+    }
+    if let Some(sl) = cat.smartlink_by_key(facts.smartlink) {
+        let click_ms = facts.time_secs as i64 * 1000;
+        sl.router.lock().on_conversion(offer.key, facts.segment, click_ms, now_ms, previous, status);
+    }
+    ConversionEffect { over_cap }
+}
+
+/// A fixed-capacity vector of slots that spills to the heap past 64.
+mod smallvec_lite {
+    pub struct Vec64 {
+        inline: [usize; super::INLINE],
+        len: usize,
+        heap: Vec<usize>,
+    }
+    impl Vec64 {
+        pub fn new() -> Vec64 {
+            Vec64 { inline: [0; super::INLINE], len: 0, heap: Vec::new() }
+        }
+        pub fn push(&mut self, v: usize) {
+            if self.len < super::INLINE {
+                self.inline[self.len] = v;
+            } else {
+                if self.heap.is_empty() {
+                    self.heap.extend_from_slice(&self.inline);
+                }
+                self.heap.push(v);
+            }
+            self.len += 1;
+        }
+        pub fn as_mut_slice(&mut self) -> &mut [usize] {
+            if self.len <= super::INLINE {
+                &mut self.inline[..self.len]
+            } else {
+                &mut self.heap[..]
+            }
+        }
+    }
+}

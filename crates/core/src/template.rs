@@ -1,0 +1,278 @@
+//! URL templates with `{macro}` placeholders (offer URLs, fallback URLs,
+//! outbound postback URLs).
+//!
+//! A template is parsed once, when the configuration is loaded: an unknown
+//! macro, a macro in the scheme or host, or a URL that is not absolute
+//! http(s) is an error there, never a silent blank at click time. Every
+//! expanded value is percent-encoded so that only RFC 3986 *unreserved*
+//! characters remain: a value can never add a query parameter, a path
+//! segment or a fragment, whatever component it lands in.
+
+use std::fmt::Write as _;
+
+/// Every macro smartlink knows. Which ones a template may use depends on
+/// where it is used (see [`MacroSet`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Macro {
+    ClickId,
+    Sub(u8),
+    Country,
+    Device,
+    Os,
+    Browser,
+    OfferId,
+    Smartlink,
+    Affiliate,
+    Payout,
+    Currency,
+    Status,
+    Event,
+    Txid,
+}
+
+impl Macro {
+    fn parse(name: &str) -> Option<Macro> {
+        Some(match name {
+            "click_id" => Macro::ClickId,
+            "sub1" => Macro::Sub(1),
+            "sub2" => Macro::Sub(2),
+            "sub3" => Macro::Sub(3),
+            "sub4" => Macro::Sub(4),
+            "sub5" => Macro::Sub(5),
+            "country" => Macro::Country,
+            "device" => Macro::Device,
+            "os" => Macro::Os,
+            "browser" => Macro::Browser,
+            "offer_id" => Macro::OfferId,
+            "smartlink" => Macro::Smartlink,
+            "affiliate" => Macro::Affiliate,
+            "payout" => Macro::Payout,
+            "currency" => Macro::Currency,
+            "status" => Macro::Status,
+            "event" => Macro::Event,
+            "txid" => Macro::Txid,
+            _ => return None,
+        })
+    }
+}
+
+/// The macros allowed in one kind of template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacroSet {
+    /// Offer and fallback URLs (the redirect).
+    Redirect,
+    /// Outbound postback URLs (smartlink → affiliate).
+    Postback,
+}
+
+impl MacroSet {
+    fn allows(self, m: Macro) -> bool {
+        match self {
+            MacroSet::Redirect => !matches!(m, Macro::Status | Macro::Event | Macro::Txid),
+            MacroSet::Postback => !matches!(m, Macro::Device | Macro::Os | Macro::Browser | Macro::Affiliate),
+        }
+    }
+
+    fn names(self) -> &'static str {
+        match self {
+            MacroSet::Redirect => "{click_id} {sub1}..{sub5} {country} {device} {os} {browser} {offer_id} {smartlink} {affiliate} {payout} {currency}",
+            MacroSet::Postback => "{click_id} {sub1}..{sub5} {payout} {currency} {status} {event} {offer_id} {smartlink} {country} {txid}",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown macro {{{name}}}; expected one of {allowed}")]
+    UnknownMacro { name: String, allowed: &'static str },
+    #[error("unclosed '{{' at byte {0}; write macros as {{name}}")]
+    Unclosed(usize),
+    #[error("expected an absolute http:// or https:// URL with a host")]
+    NotHttp,
+    #[error("macros are not allowed in the scheme or host; put them in the path or query")]
+    MacroInHost,
+    #[error("URL contains whitespace or control characters; percent-encode them")]
+    BadChar,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Macro(Macro),
+}
+
+/// A parsed URL template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+    literal_len: usize,
+}
+
+/// Supplies macro values during expansion. Values are raw (unencoded).
+pub trait MacroValues {
+    fn write(&self, m: Macro, out: &mut String);
+}
+
+impl Template {
+    pub fn parse(src: &str, set: MacroSet) -> Result<Template, TemplateError> {
+        if src.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(TemplateError::BadChar);
+        }
+        let rest = src
+            .strip_prefix("https://")
+            .or_else(|| src.strip_prefix("http://"))
+            .ok_or(TemplateError::NotHttp)?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if authority.contains(['{', '}']) {
+            return Err(TemplateError::MacroInHost);
+        }
+        let host = authority.rsplit('@').next().unwrap_or("");
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+            && !host.starts_with(':');
+        if !host_ok {
+            return Err(TemplateError::NotHttp);
+        }
+
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut i = 0;
+        let bytes = src.as_bytes();
+        while i < bytes.len() {
+            if bytes[i] == b'{' {
+                let end = src[i..].find('}').ok_or(TemplateError::Unclosed(i))? + i;
+                let name = &src[i + 1..end];
+                let m = Macro::parse(name)
+                    .filter(|m| set.allows(*m))
+                    .ok_or_else(|| TemplateError::UnknownMacro { name: name.to_string(), allowed: set.names() })?;
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(Part::Macro(m));
+                i = end + 1;
+            } else {
+                let ch_len = src[i..].chars().next().map_or(1, char::len_utf8);
+                lit.push_str(&src[i..i + ch_len]);
+                i += ch_len;
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        let literal_len = parts.iter().map(|p| if let Part::Lit(s) = p { s.len() } else { 0 }).sum();
+        Ok(Template { source: src.to_string(), parts, literal_len })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn uses(&self, m: Macro) -> bool {
+        self.parts.iter().any(|p| *p == Part::Macro(m))
+    }
+
+    /// Expands the template, percent-encoding every macro value.
+    pub fn expand(&self, values: &dyn MacroValues) -> String {
+        let mut out = String::with_capacity(self.literal_len + 64);
+        let mut raw = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Macro(m) => {
+                    raw.clear();
+                    values.write(*m, &mut raw);
+                    encode_into(&raw, &mut out);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Percent-encodes everything except RFC 3986 unreserved characters.
+pub fn encode_into(raw: &str, out: &mut String) {
+    for &b in raw.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// Formats a money amount without float noise (`2.5`, `0.1`, `3`).
+pub fn format_amount(v: f64, out: &mut String) {
+    let rounded = (v * 1e6).round() / 1e6;
+    let _ = write!(out, "{rounded}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct V<'a>(&'a [(Macro, &'a str)]);
+    impl MacroValues for V<'_> {
+        fn write(&self, m: Macro, out: &mut String) {
+            if let Some((_, v)) = self.0.iter().find(|(k, _)| *k == m) {
+                out.push_str(v);
+            }
+        }
+    }
+
+    fn expand(t: &str, vals: &[(Macro, &str)]) -> String {
+        Template::parse(t, MacroSet::Redirect).unwrap().expand(&V(vals))
+    }
+
+    #[test]
+    fn macro_expansion_table() {
+        let cases: &[(&str, &[(Macro, &str)], &str)] = &[
+            ("https://a.example/lp?c={click_id}", &[(Macro::ClickId, "AbC-_9")], "https://a.example/lp?c=AbC-_9"),
+            ("https://a.example/lp?s1={sub1}&x=1", &[(Macro::Sub(1), "&x=1#")], "https://a.example/lp?s1=%26x%3D1%23&x=1"),
+            ("https://a.example/{sub2}/lp", &[(Macro::Sub(2), "../admin?")], "https://a.example/..%2Fadmin%3F/lp"),
+            ("https://a.example/lp#{sub3}", &[(Macro::Sub(3), "a b")], "https://a.example/lp#a%20b"),
+            ("https://a.example/lp?geo={country}&p={payout}", &[(Macro::Country, "US"), (Macro::Payout, "2.5")], "https://a.example/lp?geo=US&p=2.5"),
+            ("https://a.example/lp?s={sub4}", &[], "https://a.example/lp?s="),
+            ("https://a.example/lp?u={sub5}", &[(Macro::Sub(5), "ü€")], "https://a.example/lp?u=%C3%BC%E2%82%AC"),
+        ];
+        for (t, vals, want) in cases {
+            assert_eq!(&expand(t, vals), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn template_errors_name_the_problem() {
+        let err = |t: &str| Template::parse(t, MacroSet::Redirect).unwrap_err();
+        assert!(matches!(err("https://a.example/?x={nope}"), TemplateError::UnknownMacro { name, .. } if name == "nope"));
+        assert_eq!(err("ftp://a.example/"), TemplateError::NotHttp);
+        assert_eq!(err("/relative"), TemplateError::NotHttp);
+        assert_eq!(err("https:///path"), TemplateError::NotHttp);
+        assert_eq!(err("https://{sub1}.example/"), TemplateError::MacroInHost);
+        assert_eq!(err("https://a.example/?x={sub1"), TemplateError::Unclosed(21));
+        assert_eq!(err("https://a.example/ x"), TemplateError::BadChar);
+        assert!(matches!(err("https://a.example/?s={status}"), TemplateError::UnknownMacro { .. }));
+        assert!(Template::parse("https://a.example/?s={status}", MacroSet::Postback).is_ok());
+    }
+
+    #[test]
+    fn amounts_format_without_float_noise() {
+        let f = |v| {
+            let mut s = String::new();
+            format_amount(v, &mut s);
+            s
+        };
+        assert_eq!(f(2.5), "2.5");
+        assert_eq!(f(0.1 + 0.2), "0.3");
+        assert_eq!(f(3.0), "3");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_macro_value_never_breaks_out_of_its_component(v in ".*") {
+            let url = expand("https://a.example/p?a={sub1}&b=2#f", &[(Macro::Sub(1), &v)]);
+            let value = url.strip_prefix("https://a.example/p?a=").unwrap().strip_suffix("&b=2#f").unwrap();
+            proptest::prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+        }
+    }
+}
