@@ -1,1 +1,2 @@
-//! placeholder
+//! The HTTP edge of smartlink.
+pub mod config;

@@ -1,0 +1,654 @@
+//! The configuration file (YAML) and the definition documents it shares
+//! with the admin API, and their validation into a core [`Catalog`].
+//!
+//! Parse, don't validate: specs are plain serde DTOs with
+//! `deny_unknown_fields`; [`build_catalog`] turns a complete set of them into
+//! the core model or into a list of [`FieldError`]s, each naming the path of
+//! the bad key and what was expected.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use smartlink_core::caps::OfferCounters;
+use smartlink_core::model::*;
+use smartlink_core::router::RouterState;
+use smartlink_core::targeting::{CountrySet, Targeting, ALL_HOURS};
+use smartlink_core::template::{MacroSet, Template};
+use smartlink_store::Kind;
+
+/// A string that never prints: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// A MaxMind-format country database; the built-in registry data is used
+    /// when absent.
+    pub geoip: Option<PathBuf>,
+    #[serde(default)]
+    pub trust_proxy: bool,
+    pub admin_token: Option<Secret>,
+    /// Capacity of the in-memory click queue (rows). Default 100 000.
+    pub queue_capacity: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvertiserSpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_token: Option<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffiliateSpec {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetingSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browsers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_clicks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_conversions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSpec {
+    #[default]
+    Active,
+    Paused,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferSpec {
+    pub id: String,
+    pub advertiser: String,
+    pub url: String,
+    pub payout: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub targeting: TargetingSpec,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub caps: CapsSpec,
+    #[serde(default)]
+    pub status: StatusSpec,
+    /// Postbacks for clicks older than this are refused. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution_window_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<Vec<String>>,
+    pub offer: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategySpec {
+    #[default]
+    Auto,
+    Weighted,
+    Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartlinkSpec {
+    pub slug: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affiliate: Option<String>,
+    pub offers: Vec<String>,
+    pub fallback_url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<OverrideSpec>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub strategy: StrategySpec,
+    /// For `strategy: weighted`: one weight per offer, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f64>>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Every definition, in one place (a file, the store, or both merged).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definitions {
+    /// Code of the currency reports and routing use. Default USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_currency: Option<String>,
+    /// Value of one unit of each other currency, in the base currency.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub currencies: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub advertisers: Vec<AdvertiserSpec>,
+    #[serde(default)]
+    pub affiliates: Vec<AffiliateSpec>,
+    #[serde(default)]
+    pub offers: Vec<OfferSpec>,
+    #[serde(default)]
+    pub smartlinks: Vec<SmartlinkSpec>,
+}
+
+/// The whole file: server settings plus definitions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(flatten)]
+    pub definitions: Definitions,
+}
+
+/// One invalid value: where it is and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: invalid configuration:\n{}", .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { file: String, errors: Vec<FieldError> },
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` with environment values.
+pub fn interpolate_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            let line = text[..text.len() - rest.len() + start].lines().count().max(1);
+            format!("line {line}: unclosed ${{ in environment reference")
+        })?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match env(name).filter(|v| !v.is_empty()).or(default.map(str::to_string)) {
+            Some(v) => out.push_str(&v),
+            None => {
+                let line = text[..text.len() - rest.len() + start].lines().count().max(1);
+                return Err(format!("line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses YAML (or JSON) into `T`, with errors that name the key path.
+pub fn parse_yaml<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// Reads a configuration file, interpolates the environment and parses it
+/// (structure only; call [`build_catalog`] to validate the definitions).
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let file = path.display().to_string();
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let text = interpolate_env(&raw, |k| std::env::var(k).ok())
+        .map_err(|message| ConfigError::Syntax { file: file.clone(), message })?;
+    parse_yaml(&text).map_err(|message| ConfigError::Syntax { file, message })
+}
+
+/// A stable hash of the definitions (not of the server settings), used to
+/// apply a file only when it changed since it was last applied.
+pub fn definitions_hash(defs: &Definitions) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(defs).unwrap_or_default();
+    let digest = sha2::Sha256::digest(&json);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Numeric keys by (kind, id), as assigned by the store.
+pub type Keys = HashMap<(Kind, String), u32>;
+
+struct Errs(Vec<FieldError>);
+
+impl Errs {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+    fn list<T>(&mut self, path: &str, items: &Option<Vec<String>>, parse: impl Fn(&str) -> Result<T, ParseError>) -> Option<Vec<T>> {
+        let items = items.as_ref()?;
+        if items.is_empty() {
+            self.push(path, "expected a non-empty list (omit the key to accept everything)");
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, s) in items.iter().enumerate() {
+            match parse(s) {
+                Ok(v) => out.push(v),
+                Err(e) => self.push(format!("{path}[{i}]"), e.0),
+            }
+        }
+        Some(out)
+    }
+}
+
+fn check_ids<'a>(errs: &mut Errs, section: &str, ids: impl Iterator<Item = &'a str>, field: &str) {
+    let mut seen = HashSet::new();
+    for (i, id) in ids.enumerate() {
+        if let Err(e) = Id::parse(id) {
+            errs.push(format!("{section}[{i}].{field}"), e.0);
+        } else if !seen.insert(id) {
+            errs.push(format!("{section}[{i}].{field}"), format!("duplicate {field} {id:?}"));
+        }
+    }
+}
+
+/// Validates a complete set of definitions and builds the click path's
+/// catalog. Every problem is reported, not just the first.
+pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<FieldError>> {
+    let mut errs = Errs(Vec::new());
+    let base = match &defs.base_currency {
+        None => Currency::USD,
+        Some(c) => Currency::parse(c).unwrap_or_else(|e| {
+            errs.push("base_currency", e.0);
+            Currency::USD
+        }),
+    };
+    let mut rates: HashMap<Currency, f64> = HashMap::new();
+    rates.insert(base, 1.0);
+    for (code, rate) in &defs.currencies {
+        match Currency::parse(code) {
+            Ok(c) if rate.is_finite() && *rate > 0.0 => {
+                rates.insert(c, *rate);
+            }
+            Ok(_) => errs.push(format!("currencies.{code}"), "expected a positive exchange rate"),
+            Err(e) => errs.push(format!("currencies.{code}"), e.0),
+        }
+    }
+
+    check_ids(&mut errs, "advertisers", defs.advertisers.iter().map(|a| a.id.as_str()), "id");
+    check_ids(&mut errs, "affiliates", defs.affiliates.iter().map(|a| a.id.as_str()), "id");
+    check_ids(&mut errs, "offers", defs.offers.iter().map(|o| o.id.as_str()), "id");
+    check_ids(&mut errs, "smartlinks", defs.smartlinks.iter().map(|s| s.slug.as_str()), "slug");
+    let advertisers: HashSet<&str> = defs.advertisers.iter().map(|a| a.id.as_str()).collect();
+
+    let key_of = |kind: Kind, id: &str| keys.get(&(kind, id.to_string())).copied();
+
+    let mut affiliates = Vec::new();
+    for a in &defs.affiliates {
+        if let (Ok(id), Some(key)) = (Id::parse(&a.id), key_of(Kind::Affiliate, &a.id)) {
+            affiliates.push(Affiliate { key, id });
+        }
+    }
+
+    let mut offers = Vec::new();
+    let mut offer_index: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in defs.offers.iter().enumerate() {
+        let p = format!("offers[{i}]");
+        let before = errs.0.len();
+        if !advertisers.contains(o.advertiser.as_str()) {
+            errs.push(format!("{p}.advertiser"), format!("unknown advertiser {:?}; define it under advertisers", o.advertiser));
+        }
+        let url = Template::parse(&o.url, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.url"), e.to_string())).ok();
+        if !(o.payout.is_finite() && o.payout >= 0.0) {
+            errs.push(format!("{p}.payout"), "expected a payout of zero or more");
+        }
+        let currency = match &o.currency {
+            None => Some(base),
+            Some(c) => Currency::parse(c).map_err(|e| errs.push(format!("{p}.currency"), e.0)).ok(),
+        };
+        let rate = currency.and_then(|c| {
+            let r = rates.get(&c).copied();
+            if r.is_none() {
+                errs.push(format!("{p}.currency"), format!("no exchange rate for {c}; add it under currencies"));
+            }
+            r
+        });
+        let targeting = targeting(&mut errs, &format!("{p}.targeting"), &o.targeting);
+        let c = &o.caps;
+        if c.daily_budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+            errs.push(format!("{p}.caps.daily_budget"), "expected a budget of zero or more");
+        }
+        let key = key_of(Kind::Offer, &o.id);
+        if errs.0.len() > before {
+            continue;
+        }
+        let (Ok(id), Ok(advertiser), Some(url), Some(currency), Some(rate), Some(targeting), Some(key)) =
+            (Id::parse(&o.id), Id::parse(&o.advertiser), url, currency, rate, targeting, key)
+        else {
+            continue;
+        };
+        offer_index.insert(o.id.as_str(), offers.len());
+        offers.push(Offer {
+            key,
+            id,
+            advertiser,
+            url,
+            payout: o.payout,
+            currency,
+            payout_base: o.payout * rate,
+            targeting,
+            caps: Caps { daily_clicks: c.daily_clicks, daily_conversions: c.daily_conversions, daily_budget: c.daily_budget },
+            status: match o.status {
+                StatusSpec::Active => Status::Active,
+                StatusSpec::Paused => Status::Paused,
+            },
+            attribution_window_secs: o.attribution_window_days.unwrap_or(30) as u64 * 86_400,
+            counters: Arc::new(OfferCounters::default()),
+        });
+    }
+
+    let affiliate_pos: HashMap<&str, usize> = affiliates.iter().enumerate().map(|(i, a)| (a.id.as_str(), i)).collect();
+    let mut smartlinks = Vec::new();
+    for (i, s) in defs.smartlinks.iter().enumerate() {
+        let p = format!("smartlinks[{i}]");
+        let before = errs.0.len();
+        let affiliate = s.affiliate.as_ref().and_then(|a| {
+            let pos = affiliate_pos.get(a.as_str()).copied();
+            if pos.is_none() {
+                errs.push(format!("{p}.affiliate"), format!("unknown affiliate {a:?}; define it under affiliates"));
+            }
+            pos
+        });
+        let mut pool = Vec::new();
+        let mut seen = HashSet::new();
+        for (j, oid) in s.offers.iter().enumerate() {
+            match offer_index.get(oid.as_str()) {
+                Some(&k) if seen.insert(k) => pool.push(k),
+                Some(_) => errs.push(format!("{p}.offers[{j}]"), format!("offer {oid:?} is listed twice")),
+                None if defs.offers.iter().any(|o| &o.id == oid) => {} // invalid offer, reported above
+                None => errs.push(format!("{p}.offers[{j}]"), format!("unknown offer {oid:?}; define it under offers")),
+            }
+        }
+        let fallback =
+            Template::parse(&s.fallback_url, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.fallback_url"), e.to_string())).ok();
+        let mut overrides = Vec::new();
+        for (j, ov) in s.overrides.iter().enumerate() {
+            let q = format!("{p}.overrides[{j}]");
+            let countries = errs.list(&format!("{q}.countries"), &ov.countries, Country::parse);
+            let devices = errs.list(&format!("{q}.devices"), &ov.devices, Device::parse);
+            let os = errs.list(&format!("{q}.os"), &ov.os, Os::parse);
+            match s.offers.iter().position(|o| o == &ov.offer) {
+                Some(offer) => overrides.push(Override { countries, devices, os, offer }),
+                None => errs.push(format!("{q}.offer"), format!("offer {:?} is not in this smartlink's offers", ov.offer)),
+            }
+        }
+        let strategy = match s.strategy {
+            StrategySpec::Auto => Strategy::Auto,
+            StrategySpec::Priority => Strategy::Priority,
+            StrategySpec::Weighted => match &s.weights {
+                Some(w) if w.len() == s.offers.len() && w.iter().all(|x| x.is_finite() && *x >= 0.0) => Strategy::Weighted(w.clone()),
+                _ => {
+                    errs.push(format!("{p}.weights"), format!("strategy weighted needs {} non-negative weights, one per offer", s.offers.len()));
+                    Strategy::Auto
+                }
+            },
+        };
+        if s.strategy != StrategySpec::Weighted && s.weights.is_some() {
+            errs.push(format!("{p}.weights"), "weights are only used with strategy: weighted");
+        }
+        let key = key_of(Kind::Smartlink, &s.slug);
+        if errs.0.len() > before {
+            continue;
+        }
+        let (Ok(slug), Some(fallback_url), Some(key)) = (Id::parse(&s.slug), fallback, key) else {
+            continue;
+        };
+        smartlinks.push(Smartlink {
+            key,
+            slug,
+            affiliate,
+            offers: pool,
+            fallback_url,
+            overrides,
+            strategy,
+            router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
+        });
+    }
+
+    if errs.0.is_empty() {
+        Ok(Catalog::new(offers, smartlinks, affiliates))
+    } else {
+        Err(errs.0)
+    }
+}
+
+fn targeting(errs: &mut Errs, p: &str, t: &TargetingSpec) -> Option<Targeting> {
+    let before = errs.0.len();
+    let set = |v: Option<Vec<Country>>| v.map(CountrySet::from_iter);
+    let countries = set(errs.list(&format!("{p}.countries"), &t.countries, Country::parse));
+    let exclude_countries = set(errs.list(&format!("{p}.exclude_countries"), &t.exclude_countries, Country::parse));
+    let devices = errs.list(&format!("{p}.devices"), &t.devices, Device::parse).map_or(u8::MAX, |d| Targeting::device_mask(&d));
+    let os = errs.list(&format!("{p}.os"), &t.os, Os::parse).map_or(u8::MAX, |o| Targeting::os_mask(&o));
+    let browsers = errs.list(&format!("{p}.browsers"), &t.browsers, Browser::parse).map_or(u16::MAX, |b| Targeting::browser_mask(&b));
+    let languages = errs.list(&format!("{p}.languages"), &t.languages, Language::parse);
+    let mut hours = ALL_HOURS;
+    if let Some(hs) = &t.hours {
+        hours = 0;
+        if hs.is_empty() {
+            errs.push(format!("{p}.hours"), "expected a non-empty list of hours 0-23 (omit the key for all hours)");
+        }
+        for (i, h) in hs.iter().enumerate() {
+            if (0..24).contains(h) {
+                hours |= 1 << h;
+            } else {
+                errs.push(format!("{p}.hours[{i}]"), format!("expected an hour from 0 to 23, got {h}"));
+            }
+        }
+    }
+    let timezone = match &t.timezone {
+        None => chrono_tz::UTC,
+        Some(z) => z.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            errs.push(format!("{p}.timezone"), format!("expected an IANA timezone such as UTC or America/New_York, got {z:?}"));
+            chrono_tz::UTC
+        }),
+    };
+    (errs.0.len() == before).then_some(Targeting { countries, exclude_countries, devices, os, browsers, languages, hours, timezone })
+}
+
+/// Assigns provisional keys for ids the store has not seen (validation of a
+/// proposed change happens before the store assigns real keys).
+pub fn provisional_keys(defs: &Definitions, keys: &Keys) -> Keys {
+    let mut out = keys.clone();
+    let mut next: HashMap<Kind, u32> = HashMap::new();
+    for ((k, _), v) in keys {
+        let e = next.entry(*k).or_insert(0);
+        *e = (*e).max(*v);
+    }
+    let mut add = |kind: Kind, id: &str| {
+        let n = next.entry(kind).or_insert(0);
+        out.entry((kind, id.to_string())).or_insert_with(|| {
+            *n += 1;
+            *n
+        });
+    };
+    defs.advertisers.iter().for_each(|a| add(Kind::Advertiser, &a.id));
+    defs.affiliates.iter().for_each(|a| add(Kind::Affiliate, &a.id));
+    defs.offers.iter().for_each(|o| add(Kind::Offer, &o.id));
+    defs.smartlinks.iter().for_each(|s| add(Kind::Smartlink, &s.slug));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+advertisers: [{id: adv1, postback_token: s3cret}]
+affiliates: [{id: aff1}]
+offers:
+  - id: o1
+    advertiser: adv1
+    url: "https://adv.example/lp?clickid={click_id}&s1={sub1}"
+    payout: 2.5
+    targeting: {countries: [US, CA], devices: [mobile], hours: [8, 9], timezone: America/New_York}
+    caps: {daily_clicks: 10}
+smartlinks:
+  - slug: global
+    affiliate: aff1
+    offers: [o1]
+    fallback_url: "https://example.com/more?c={country}"
+    overrides: [{countries: [US], devices: [desktop], offer: o1}]
+"#;
+
+    fn check(yaml: &str) -> Result<Catalog, Vec<String>> {
+        let defs: Definitions = parse_yaml(yaml).map_err(|e| vec![e])?;
+        let keys = provisional_keys(&defs, &Keys::new());
+        build_catalog(&defs, &keys).map_err(|es| es.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    fn errors_of(yaml_edit: (&str, &str)) -> Vec<String> {
+        let yaml = GOOD.replace(yaml_edit.0, yaml_edit.1);
+        assert_ne!(yaml, GOOD, "edit {:?} did not apply", yaml_edit.0);
+        check(&yaml).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let cat = check(GOOD).unwrap();
+        assert_eq!(cat.offers.len(), 1);
+        assert_eq!(cat.smartlinks[0].overrides.len(), 1);
+    }
+
+    #[test]
+    fn each_config_error_names_the_path_and_expectation() {
+        let cases: &[((&str, &str), &str)] = &[
+            (("countries: [US, CA]", "countries: [US, UK]"), "offers[0].targeting.countries[1]: expected an ISO 3166-1"),
+            (("offers: [o1]", "offers: [o2]"), "smartlinks[0].offers[0]: unknown offer \"o2\""),
+            (("payout: 2.5", "payout: -1"), "offers[0].payout: expected a payout of zero or more"),
+            (("{click_id}&s1", "{clik_id}&s1"), "offers[0].url: unknown macro {clik_id}"),
+            (("https://adv.example", "ftp://adv.example"), "offers[0].url: expected an absolute http"),
+            (("devices: [mobile]", "devices: [phone]"), "offers[0].targeting.devices[0]: expected a device"),
+            (("hours: [8, 9]", "hours: [8, 24]"), "offers[0].targeting.hours[1]: expected an hour from 0 to 23"),
+            (("America/New_York", "Mars/Base"), "offers[0].targeting.timezone: expected an IANA timezone"),
+            (("affiliates: [{id: aff1}]", "affiliates: [{id: aff1}, {id: aff1}]"), "affiliates[1].id: duplicate id"),
+            (("advertiser: adv1", "advertiser: adv2"), "offers[0].advertiser: unknown advertiser"),
+            (("affiliate: aff1", "affiliate: nobody"), "smartlinks[0].affiliate: unknown affiliate"),
+            (("slug: global", "slug: \"a b\""), "smartlinks[0].slug: expected an id"),
+            (("{countries: [US], devices: [desktop], offer: o1}", "{offer: zzz}"), "smartlinks[0].overrides[0].offer"),
+            (("payout: 2.5", "payout: 2.5\n    currency: EUR"), "offers[0].currency: no exchange rate for EUR"),
+            (("caps: {daily_clicks: 10}", "caps: {daily_clickz: 10}"), "offers[0].caps: unknown field `daily_clickz`"),
+        ];
+        for (edit, want) in cases {
+            let errs = errors_of(*edit);
+            assert!(errs.iter().any(|e| e.contains(want)), "edit {edit:?}: wanted {want:?}, got {errs:?}");
+        }
+    }
+
+    #[test]
+    fn environment_references_are_interpolated() {
+        let env = |k: &str| (k == "TOKEN").then(|| "abc".to_string());
+        assert_eq!(interpolate_env("t: ${TOKEN}", env).unwrap(), "t: abc");
+        assert_eq!(interpolate_env("t: ${NOPE:-dflt}", env).unwrap(), "t: dflt");
+        let err = interpolate_env("a: 1\nt: ${NOPE}", env).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        let a = AdvertiserSpec { id: "a".into(), postback_token: Some(s) };
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn definitions_hash_changes_with_content_only() {
+        let a: Definitions = parse_yaml(GOOD).unwrap();
+        let b: Definitions = parse_yaml(&GOOD.replace("payout: 2.5", "payout:   2.5")).unwrap();
+        let c: Definitions = parse_yaml(&GOOD.replace("payout: 2.5", "payout: 2.6")).unwrap();
+        assert_eq!(definitions_hash(&a), definitions_hash(&b));
+        assert_ne!(definitions_hash(&a), definitions_hash(&c));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_top_level_and_server_keys_are_rejected() {
+        let e = parse_yaml::<FileConfig>("bogus: 1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse_yaml::<FileConfig>("server: {listn: x}\n").unwrap_err();
+        assert!(e.contains("server") && e.contains("listn"), "{e}");
+        let ok = parse_yaml::<FileConfig>("server: {listen: '127.0.0.1:1'}\noffers: []\n").unwrap();
+        assert_eq!(ok.server.listen.as_deref(), Some("127.0.0.1:1"));
+    }
+}
