@@ -1,2 +1,257 @@
-//! The HTTP edge of smartlink.
+//! The HTTP edge of smartlink: the click redirect, the admin API, metrics,
+//! configuration loading and the background click writer. The only crate
+//! that knows HTTP and JSON.
+//!
+//! Entry points: [`prepare`] opens the data directory and builds the state;
+//! [`run`] serves an already-bound listener until a shutdown future
+//! resolves, then flushes the click queue (tests bind port 0 and pass their
+//! own shutdown; production passes Ctrl-C/SIGTERM).
+
+pub mod admin;
+pub mod app;
 pub mod config;
+pub mod error;
+pub mod geo;
+pub mod metrics;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use arc_swap::ArcSwap;
+use smartlink_core::clickid::ClickIdCodec;
+use smartlink_core::model::Catalog;
+use smartlink_core::router::Context as RouteCtx;
+use smartlink_core::time::{day_range_ms, local};
+use smartlink_core::{Country, Device, Os, Segment};
+use smartlink_store::{SqliteStore, Store};
+
+pub use app::{router, AppState};
+use config::{FileConfig, Secret, ServerSettings};
+
+/// Where the effective settings come from: the file, overridden by flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+const CONFIG_HASH: &str = "config_hash";
+
+/// Settings after layering flags over the file.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub settings: ServerSettings,
+    pub file: Option<(PathBuf, FileConfig)>,
+}
+
+pub fn effective(opts: &Options) -> anyhow::Result<Effective> {
+    let file = match &opts.config {
+        Some(p) => Some((p.clone(), config::load_file(p)?)),
+        None => None,
+    };
+    let settings = file.as_ref().map(|(_, f)| f.server.clone()).unwrap_or_default();
+    let listen = opts.listen.clone().or(settings.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let data_dir = opts.data_dir.clone().or(settings.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    Ok(Effective { listen, data_dir, settings, file })
+}
+
+/// Reads a secret from `env` or from `file` in the data directory, creating
+/// the file (mode 0600) with 32 random bytes on first run.
+fn secret(env: &str, file: &Path) -> anyhow::Result<String> {
+    if let Ok(v) = std::env::var(env) {
+        if !v.is_empty() {
+            return Ok(v);
+        }
+    }
+    if let Ok(v) = std::fs::read_to_string(file) {
+        let v = v.trim().to_string();
+        if !v.is_empty() {
+            return Ok(v);
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let v: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(file, &v).with_context(|| format!("writing {}", file.display()))?;
+    Ok(v)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Applies the file's definitions when they changed since they were last
+/// applied (or always, with `force`, as `smartlink import` does). Returns
+/// whether anything was applied.
+pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool) -> anyhow::Result<bool> {
+    let hash = config::definitions_hash(&file.definitions);
+    if !force && store.meta(CONFIG_HASH)?.as_deref() == Some(hash.as_str()) {
+        return Ok(false);
+    }
+    let mut state = admin::load_defs(store)?;
+    let merged = admin::merge(&state.defs, &file.definitions);
+    match admin::commit_defs(store, &mut state, merged, &Catalog::default()) {
+        Ok(_) => {}
+        Err(admin::ApplyError::Invalid(errors)) => {
+            return Err(config::ConfigError::Invalid { file: path.display().to_string(), errors }.into());
+        }
+        Err(admin::ApplyError::Store(e)) => return Err(e),
+    }
+    store.set_meta(CONFIG_HASH, &hash)?;
+    Ok(true)
+}
+
+/// Everything `run` needs, built from the effective settings.
+pub struct Prepared {
+    pub state: Arc<AppState>,
+    pub writer: writer::WriterHandle,
+    pub listen: String,
+}
+
+/// Opens the store, applies the config file if it changed, builds the
+/// catalog and rebuilds in-memory state (today's cap counters, the router's
+/// learned state) from stored events.
+pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_dir(&eff.data_dir).with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?,
+    );
+    let geo = match &eff.settings.geoip {
+        Some(p) => geo::Geo::open(p)?,
+        None => geo::Geo::BuiltIn,
+    };
+    if let Some((path, file)) = &eff.file {
+        if apply_file(&*store, path, file, false)? {
+            tracing::info!(file = %path.display(), "applied definitions from the configuration file");
+        }
+    }
+    let defs = admin::load_defs(&*store)?;
+    let catalog = match config::build_catalog(&defs.defs, &defs.keys) {
+        Ok(c) => c,
+        Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
+    };
+    rebuild_state(&*store, &catalog, clock())?;
+
+    let click_secret = secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?;
+    let admin_token = match &eff.settings.admin_token {
+        Some(t) if !t.expose().is_empty() => t.clone(),
+        _ => {
+            let path = eff.data_dir.join("admin_token");
+            let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
+            tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
+            Secret::new(t)
+        }
+    };
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (clicks, writer) = writer::start(store.clone(), eff.settings.queue_capacity.unwrap_or(100_000), metrics.clone());
+    let state = Arc::new(AppState {
+        catalog: ArcSwap::from_pointee(catalog),
+        defs: tokio::sync::Mutex::new(defs),
+        codec: ClickIdCodec::new(click_secret.as_bytes()),
+        geo,
+        trust_proxy: eff.settings.trust_proxy,
+        admin_token,
+        metrics,
+        clicks,
+        store,
+        clock,
+    });
+    Ok(Prepared { state, writer, listen: eff.listen.clone() })
+}
+
+/// How far back the router's learned state is rebuilt from stored clicks.
+const REPLAY_DAYS: i64 = 7;
+
+/// Today's click counters per offer (in each offer's timezone) and the
+/// router's click history, from the store.
+fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::Result<()> {
+    let mut ranges = std::collections::HashMap::new();
+    for o in &catalog.offers {
+        let tz = o.targeting.timezone;
+        let day = local(tz, now_ms).day;
+        let counts = match ranges.get(&(tz, day)) {
+            Some(c) => c,
+            None => {
+                let (from, to) = day_range_ms(tz, day);
+                let c: std::collections::HashMap<u32, u64> = store.click_counts(from, to)?.into_iter().collect();
+                ranges.entry((tz, day)).or_insert(c)
+            }
+        };
+        o.counters.seed(day, counts.get(&o.key).copied().unwrap_or(0), 0, 0.0);
+    }
+    let mut from = now_ms - REPLAY_DAYS * 86_400_000;
+    let mut replayed = 0u64;
+    loop {
+        let page = store.clicks_since(from, 50_000)?;
+        let Some(last) = page.last() else { break };
+        let next_from = last.ts_ms;
+        let full = page.len() == 50_000;
+        for c in &page {
+            let (Some(offer), Some(sl)) = (c.offer, catalog.smartlink_by_key(c.smartlink)) else { continue };
+            let segment = Segment {
+                country: Country::parse(&c.country).unwrap_or(Country::UNKNOWN),
+                device: Device::parse(&c.device).unwrap_or(Device::Desktop),
+                os: Os::parse(&c.os).unwrap_or(Os::Other),
+            };
+            let ctx = RouteCtx { segment, hour: local(chrono_tz::UTC, c.ts_ms).hour, now_ms: c.ts_ms };
+            sl.router.lock().on_click(offer, &ctx);
+            replayed += 1;
+        }
+        if !full {
+            break;
+        }
+        // Pages are ordered by (ts, click_id); restart just after this ms and
+        // accept re-reading rows of the same millisecond only once.
+        from = next_from + 1;
+    }
+    tracing::info!(clicks = replayed, "rebuilt routing state from stored clicks");
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, finishes
+/// in-flight requests and flushes the click queue to the store.
+pub async fn run(listener: tokio::net::TcpListener, prepared: Prepared, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let Prepared { state, writer, .. } = prepared;
+    let app = router(state.clone());
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    // Every sender lives in `state`; dropping the last one lets the writer
+    // drain the queue and stop.
+    drop(state);
+    tokio::task::spawn_blocking(move || writer.join()).await.ok();
+    tracing::info!("click queue flushed; bye");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

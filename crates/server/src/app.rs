@@ -1,0 +1,233 @@
+//! Application state and the click path (`GET|HEAD /s/{slug}`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use smartlink_core::clickid::ClickIdCodec;
+use smartlink_core::engine::{decide, ClickInput, Outcome};
+use smartlink_core::model::{Catalog, Country, Language, Segment};
+use smartlink_core::targeting::Visitor;
+use smartlink_core::ua::{classify, ClientHints};
+use smartlink_store::{ClickRow, Store};
+
+use crate::admin::{self, DefsState};
+use crate::config::Secret;
+use crate::geo::Geo;
+use crate::metrics::Metrics;
+use crate::writer::ClickQueue;
+
+/// Largest accepted sub-id, in bytes.
+pub const MAX_SUB_LEN: usize = 256;
+
+pub struct AppState {
+    /// What the click path reads; swapped atomically on every change.
+    pub catalog: ArcSwap<Catalog>,
+    /// Definitions and keys as stored; admin changes serialise on this lock
+    /// (never taken on the click path).
+    pub defs: tokio::sync::Mutex<DefsState>,
+    pub codec: ClickIdCodec,
+    pub geo: Geo,
+    pub trust_proxy: bool,
+    pub admin_token: Secret,
+    pub metrics: Arc<Metrics>,
+    pub clicks: ClickQueue,
+    pub store: Arc<dyn Store>,
+    /// Injected clock (milliseconds since the epoch); tests may fix it.
+    pub clock: fn() -> i64,
+}
+
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/s/{slug}", get(click))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", admin::routes(state.clone()))
+        .with_state(state)
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let mut r = app.metrics.render().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The visitor's address: the socket peer, or with `trust_proxy` the first
+/// valid address in `X-Forwarded-For` (the original client as the proxy
+/// chain reports it).
+fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+    if trust_proxy {
+        if let Some(ip) = header_str(headers, "x-forwarded-for")
+            .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
+        {
+            return Some(ip);
+        }
+    }
+    peer
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Default)]
+struct ClickParams {
+    subs: [String; 5],
+    aff: Option<String>,
+}
+
+fn parse_params(query: Option<&str>) -> Result<ClickParams, String> {
+    let mut p = ClickParams::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match &*k {
+            "sub1" => 0,
+            "sub2" => 1,
+            "sub3" => 2,
+            "sub4" => 3,
+            "sub5" => 4,
+            "aff" => {
+                p.aff.get_or_insert_with(|| v.into_owned());
+                continue;
+            }
+            _ => continue, // traffic sources append their own parameters
+        };
+        if v.len() > MAX_SUB_LEN {
+            return Err(format!("{k} is {} bytes; at most {MAX_SUB_LEN} are accepted", v.len()));
+        }
+        if p.subs[slot].is_empty() {
+            p.subs[slot] = v.into_owned();
+        }
+    }
+    Ok(p)
+}
+
+async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let slug = req.uri().path().strip_prefix("/s/").unwrap_or("");
+    let catalog = app.catalog.load();
+    let Some(sl) = catalog.smartlink(slug) else {
+        app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
+        return text(StatusCode::NOT_FOUND, "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n");
+    };
+    let params = match parse_params(req.uri().query()) {
+        Ok(p) => p,
+        Err(msg) => {
+            app.metrics.clicks_bad_request.fetch_add(1, Relaxed);
+            return (StatusCode::BAD_REQUEST, msg).into_response();
+        }
+    };
+    let headers = req.headers();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let ip = client_ip(app.trust_proxy, headers, peer);
+    let cf_country = if app.trust_proxy { header_str(headers, "cf-ipcountry").and_then(|c| Country::parse(c).ok()) } else { None };
+    let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
+    let ua = header_str(headers, "user-agent").unwrap_or("");
+    let hints = ClientHints { mobile: header_str(headers, "sec-ch-ua-mobile"), platform: header_str(headers, "sec-ch-ua-platform") };
+    let info = classify(ua, hints);
+    let language = header_str(headers, "accept-language").and_then(Language::from_accept_language);
+    let visitor = Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
+    let now_ms = (app.clock)();
+    let input = ClickInput {
+        now_ms,
+        visitor,
+        subs: [&params.subs[0], &params.subs[1], &params.subs[2], &params.subs[3], &params.subs[4]],
+        aff: params.aff.as_deref(),
+    };
+    let d = decide(&catalog, sl, &input, &app.codec, &mut rand::rng());
+    app.metrics.observe_decision(started.elapsed().as_nanos() as u64);
+
+    let (offer_key, fallback_reason) = match d.outcome {
+        Outcome::Offer(i) => {
+            app.metrics.clicks_offer.fetch_add(1, Relaxed);
+            (Some(catalog.offers[i].key), None)
+        }
+        Outcome::Fallback(r) => {
+            app.metrics.clicks_fallback.fetch_add(1, Relaxed);
+            app.metrics.fallback(r);
+            (None, Some(r.as_str().to_string()))
+        }
+    };
+    if d.unknown_aff {
+        app.metrics.unknown_affiliate.fetch_add(1, Relaxed);
+    }
+    let location = HeaderValue::from_str(&d.url);
+    let ClickParams { subs, .. } = params;
+    app.clicks.push(ClickRow {
+        click_id: d.click_id,
+        ts_ms: now_ms,
+        smartlink: sl.key,
+        offer: offer_key,
+        affiliate: d.facts.affiliate,
+        subs,
+        ip: ip.map(|i| i.to_string()).unwrap_or_default(),
+        country: country.to_string(),
+        device: info.device.as_str().into(),
+        os: info.os.as_str().into(),
+        browser: info.browser.as_str().into(),
+        language: language.map(|l| l.to_string()).unwrap_or_default(),
+        referrer: header_str(headers, "referer").unwrap_or("").chars().take(1024).collect(),
+        user_agent: ua.chars().take(1024).collect(),
+        reason: d.reason.as_str().into(),
+        fallback_reason,
+        propensity: d.propensity,
+    });
+
+    match location {
+        Ok(loc) => {
+            let mut r = StatusCode::FOUND.into_response();
+            let h = r.headers_mut();
+            h.insert(header::LOCATION, loc);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            r
+        }
+        // Unreachable in practice: templates are validated and every macro
+        // value is percent-encoded. Never redirect to something unchecked.
+        Err(_) => {
+            tracing::error!(smartlink = %sl.slug, "expanded URL is not a valid header value");
+            text(StatusCode::BAD_GATEWAY, "<!doctype html><title>Error</title><p>This link is misconfigured.</p>\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage, 203.0.113.7, 10.0.0.1"));
+        let peer = Some("127.0.0.1".parse().unwrap());
+        assert_eq!(client_ip(true, &h, peer), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(client_ip(false, &h, peer), peer);
+    }
+
+    #[test]
+    fn sub_ids_are_limited_and_first_occurrence_wins() {
+        let p = parse_params(Some("sub1=a%26b&sub1=zzz&aff=x&utm=1")).unwrap();
+        assert_eq!(p.subs[0], "a&b");
+        assert_eq!(p.aff.as_deref(), Some("x"));
+        let long = format!("sub3={}", "x".repeat(257));
+        assert!(parse_params(Some(&long)).unwrap_err().contains("sub3"));
+    }
+}

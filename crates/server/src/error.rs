@@ -1,0 +1,49 @@
+//! The one HTTP error type: logs the detail, shows the client a safe,
+//! specific message as JSON `{"error": ..., "fields": [...]}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::config::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String, Vec<FieldError>),
+    #[error("validation failed")]
+    Invalid(Vec<FieldError>),
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, fields) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, vec![]),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, vec![]),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
+            ApiError::Conflict(_, f) => (StatusCode::CONFLICT, f.clone()),
+            ApiError::Invalid(f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = ?e, "unexpected error in an API request");
+                (StatusCode::INTERNAL_SERVER_ERROR, vec![])
+            }
+        };
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if !fields.is_empty() {
+            body["fields"] = serde_json::to_value(fields).unwrap_or_default();
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,95 @@
+//! Prometheus metrics, hand-rolled on atomics: a click touches a few relaxed
+//! counters and one histogram bucket, with no lock and no allocation.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use smartlink_core::engine::FallbackReason;
+
+/// Upper bounds of the decision latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub clicks_offer: AtomicU64,
+    pub clicks_fallback: AtomicU64,
+    pub clicks_unknown_slug: AtomicU64,
+    pub clicks_bad_request: AtomicU64,
+    pub fallback: [AtomicU64; 4],
+    pub unknown_affiliate: AtomicU64,
+    pub queue_depth: AtomicI64,
+    pub clicks_dropped: AtomicU64,
+    pub clicks_written: AtomicU64,
+    pub write_errors: AtomicU64,
+    decision_buckets: [AtomicU64; BUCKETS.len() + 1],
+    decision_sum_ns: AtomicU64,
+}
+
+impl Metrics {
+    pub fn fallback(&self, r: FallbackReason) {
+        let i = FallbackReason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        self.fallback[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn observe_decision(&self, nanos: u64) {
+        let secs = nanos as f64 / 1e9;
+        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        self.decision_buckets[i].fetch_add(1, Relaxed);
+        self.decision_sum_ns.fetch_add(nanos, Relaxed);
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        s.push_str("# HELP smartlink_clicks_total Clicks by outcome.\n# TYPE smartlink_clicks_total counter\n");
+        for (o, v) in [
+            ("offer", g(&self.clicks_offer)),
+            ("fallback", g(&self.clicks_fallback)),
+            ("unknown_slug", g(&self.clicks_unknown_slug)),
+            ("bad_request", g(&self.clicks_bad_request)),
+        ] {
+            let _ = writeln!(s, "smartlink_clicks_total{{outcome=\"{o}\"}} {v}");
+        }
+        s.push_str("# HELP smartlink_fallback_clicks_total Fallback clicks by reason.\n# TYPE smartlink_fallback_clicks_total counter\n");
+        for (r, v) in FallbackReason::ALL.iter().zip(&self.fallback) {
+            let _ = writeln!(s, "smartlink_fallback_clicks_total{{reason=\"{}\"}} {}", r.as_str(), g(v));
+        }
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_unknown_affiliate_total Clicks whose aff parameter named no known affiliate.\n# TYPE smartlink_unknown_affiliate_total counter\nsmartlink_unknown_affiliate_total {}",
+            g(&self.unknown_affiliate)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_click_queue_depth Click rows waiting to be written.\n# TYPE smartlink_click_queue_depth gauge\nsmartlink_click_queue_depth {}",
+            self.queue_depth.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_clicks_dropped_total Click rows dropped because the write queue was full (the redirect was still served).\n# TYPE smartlink_clicks_dropped_total counter\nsmartlink_clicks_dropped_total {}",
+            g(&self.clicks_dropped)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_clicks_written_total Click rows committed to the store.\n# TYPE smartlink_clicks_written_total counter\nsmartlink_clicks_written_total {}",
+            g(&self.clicks_written)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_store_write_errors_total Failed click batch writes (retried).\n# TYPE smartlink_store_write_errors_total counter\nsmartlink_store_write_errors_total {}",
+            g(&self.write_errors)
+        );
+        s.push_str("# HELP smartlink_decision_seconds Time to route one click (enrichment, eligibility, pick, click id, URL).\n# TYPE smartlink_decision_seconds histogram\n");
+        let mut cum = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.decision_buckets) {
+            cum += g(c);
+            let _ = writeln!(s, "smartlink_decision_seconds_bucket{{le=\"{b:e}\"}} {cum}");
+        }
+        cum += g(&self.decision_buckets[BUCKETS.len()]);
+        let _ = writeln!(s, "smartlink_decision_seconds_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(s, "smartlink_decision_seconds_sum {}", g(&self.decision_sum_ns) as f64 / 1e9);
+        let _ = writeln!(s, "smartlink_decision_seconds_count {cum}");
+        s
+    }
+}

@@ -1,0 +1,106 @@
+//! The background click writer.
+//!
+//! The click handler hands a row to a bounded in-memory queue with
+//! `try_send` and never waits. A dedicated OS thread drains the queue and
+//! writes batches (one transaction each) to the store.
+//!
+//! Overload policy: when the queue is full the *row* is dropped (the visitor
+//! is still redirected and the click id in the offer URL still attributes
+//! any conversion), the drop is counted in `smartlink_clicks_dropped_total`
+//! and logged at most once a second. A failing store is retried with backoff
+//! while the queue absorbs the backlog. On shutdown the sender is dropped
+//! and the thread drains everything before it exits.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use smartlink_store::{ClickRow, Store};
+
+use crate::metrics::Metrics;
+
+/// Rows per transaction at most.
+const BATCH: usize = 2000;
+
+#[derive(Clone)]
+pub struct ClickQueue {
+    tx: SyncSender<ClickRow>,
+    metrics: Arc<Metrics>,
+    last_drop_log: Arc<std::sync::atomic::AtomicU64>,
+}
+
+pub struct WriterHandle {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterHandle {
+    /// Waits until every queued row is written (all senders must be gone).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+pub fn start(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> (ClickQueue, WriterHandle) {
+    let (tx, rx) = sync_channel(capacity.max(1));
+    let m = metrics.clone();
+    let thread = std::thread::Builder::new()
+        .name("click-writer".into())
+        .spawn(move || run(store, rx, m))
+        .expect("spawning the click writer thread");
+    (ClickQueue { tx, metrics, last_drop_log: Default::default() }, WriterHandle { thread })
+}
+
+impl ClickQueue {
+    /// Never blocks. Returns false when the row was dropped.
+    pub fn push(&self, row: ClickRow) -> bool {
+        match self.tx.try_send(row) {
+            Ok(()) => {
+                self.metrics.queue_depth.fetch_add(1, Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.metrics.clicks_dropped.fetch_add(1, Relaxed) + 1;
+                let sec = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                if self.last_drop_log.swap(sec, Relaxed) != sec {
+                    tracing::warn!(dropped_total = n, "click queue full: click rows are being dropped (redirects still served)");
+                }
+                false
+            }
+        }
+    }
+}
+
+fn run(store: Arc<dyn Store>, rx: Receiver<ClickRow>, metrics: Arc<Metrics>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    // `recv` returns Err only when every sender is gone and the queue is
+    // empty: that is the flush-on-shutdown condition.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match store.insert_clicks(&batch) {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics.write_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, rows = n, "writing a click batch failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics.queue_depth.fetch_sub(n as i64, Relaxed);
+        metrics.clicks_written.fetch_add(n as u64, Relaxed);
+        batch.clear();
+    }
+}
