@@ -1,0 +1,194 @@
+//! Properties of the whole per-click decision (`engine::decide`).
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use smartlink_core::caps::OfferCounters;
+use smartlink_core::clickid::ClickIdCodec;
+use smartlink_core::engine::{decide, ClickInput, FallbackReason, Outcome};
+use smartlink_core::model::{Strategy as Routing, *};
+use smartlink_core::router::{Reason, RouterState};
+use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
+use smartlink_core::template::{MacroSet, Template};
+
+const COUNTRIES: [&str; 4] = ["US", "DE", "BR", "IN"];
+const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
+
+#[derive(Clone, Debug)]
+struct OfferGen {
+    paused: bool,
+    countries: Option<Vec<usize>>,
+    devices: Option<Vec<usize>>,
+    cap: Option<u64>,
+    payout: f64,
+}
+
+fn offer_gen() -> impl Strategy<Value = OfferGen> {
+    (
+        prop::bool::weighted(0.2),
+        prop::option::of(prop::collection::vec(0..4usize, 1..3)),
+        prop::option::of(prop::collection::vec(0..3usize, 1..3)),
+        prop::option::of(0..20u64),
+        0.1..10.0f64,
+    )
+        .prop_map(|(paused, countries, devices, cap, payout)| OfferGen { paused, countries, devices, cap, payout })
+}
+
+fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
+    let offers = gens
+        .iter()
+        .enumerate()
+        .map(|(i, g)| Offer {
+            key: i as u32 + 1,
+            id: Id::parse(&format!("o{i}")).unwrap(),
+            advertiser: Id::parse("adv").unwrap(),
+            url: Template::parse(&format!("https://o{i}.example/?c={{click_id}}&s={{sub1}}"), MacroSet::Redirect).unwrap(),
+            payout: g.payout,
+            currency: Currency::USD,
+            payout_base: g.payout,
+            targeting: Targeting {
+                countries: g.countries.as_ref().map(|cs| CountrySet::from_iter(cs.iter().map(|&c| Country::parse(COUNTRIES[c]).unwrap()))),
+                devices: g.devices.as_ref().map_or(u8::MAX, |d| Targeting::device_mask(&d.iter().map(|&i| Device::ALL[i]).collect::<Vec<_>>())),
+                ..Default::default()
+            },
+            caps: Caps { daily_clicks: g.cap, ..Default::default() },
+            status: if g.paused { Status::Paused } else { Status::Active },
+            attribution_window_secs: 30 * 86_400,
+            counters: Arc::new(OfferCounters::default()),
+        })
+        .collect();
+    let sl = Smartlink {
+        key: 1,
+        slug: Id::parse("s").unwrap(),
+        affiliate: None,
+        offers: (0..gens.len()).collect(),
+        fallback_url: Template::parse("https://fallback.example/?c={country}", MacroSet::Redirect).unwrap(),
+        overrides: vec![],
+        strategy,
+        router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
+    };
+    Catalog::new(offers, vec![sl], vec![])
+}
+
+fn visitor(c: usize, d: usize) -> Visitor {
+    Visitor {
+        segment: Segment { country: Country::parse(COUNTRIES[c]).unwrap(), device: Device::ALL[d], os: Os::Android },
+        browser: Browser::Chrome,
+        language: None,
+    }
+}
+
+fn eligible(g: &OfferGen, v: &Visitor) -> bool {
+    !g.paused
+        && g.countries.as_ref().is_none_or(|cs| cs.iter().any(|&c| COUNTRIES[c] == v.segment.country.as_str()))
+        && g.devices.as_ref().is_none_or(|ds| ds.iter().any(|&d| Device::ALL[d] == v.segment.device))
+}
+
+fn strategies() -> impl Strategy<Value = Routing> {
+    prop_oneof![Just(Routing::Auto), Just(Routing::Priority), Just(Routing::Weighted(vec![1.0, 0.0, 2.0, 3.0, 1.0, 1.0]))]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Paused, non-matching and capped offers are never chosen; daily click
+    /// caps are never exceeded; a fallback happens only when nothing is
+    /// eligible, with the right reason.
+    #[test]
+    fn only_eligible_offers_are_chosen_and_caps_hold(
+        gens in prop::collection::vec(offer_gen(), 0..6),
+        clicks in prop::collection::vec((0..4usize, 0..3usize), 1..300),
+        strategy in strategies(),
+        seed in any::<u64>(),
+    ) {
+        let cat = catalog(&gens, strategy);
+        let sl = &cat.smartlinks[0];
+        let codec = ClickIdCodec::new(b"k");
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let mut taken = vec![0u64; gens.len()];
+        for (i, (c, d)) in clicks.into_iter().enumerate() {
+            let v = visitor(c, d);
+            let input = ClickInput { now_ms: T0 + i as i64 * 1000, visitor: v, subs: [""; 5], aff: None };
+            let dec = decide(&cat, sl, &input, &codec, &mut rng);
+            let open: Vec<usize> = (0..gens.len()).filter(|&k| eligible(&gens[k], &v) && gens[k].cap.is_none_or(|cap| taken[k] < cap)).collect();
+            match dec.outcome {
+                Outcome::Offer(k) => {
+                    prop_assert!(open.contains(&k), "chose ineligible offer {k}; open {open:?}");
+                    taken[k] += 1;
+                    prop_assert!(dec.propensity > 0.0 && dec.propensity <= 1.0);
+                    let prefix = format!("https://o{k}.example/?c=");
+                    prop_assert!(dec.url.starts_with(&prefix));
+                }
+                Outcome::Fallback(reason) => {
+                    prop_assert!(open.is_empty(), "fell back ({reason:?}) with {open:?} open");
+                    let want = if gens.is_empty() { FallbackReason::EmptyPool }
+                        else if gens.iter().all(|g| g.paused) { FallbackReason::AllPaused }
+                        else if !gens.iter().any(|g| eligible(g, &v)) { FallbackReason::NoTargetingMatch }
+                        else { FallbackReason::AllCapped };
+                    prop_assert_eq!(reason, want);
+                    prop_assert_eq!(dec.reason, Reason::Fallback);
+                    prop_assert!(dec.url.starts_with("https://fallback.example/?c="));
+                }
+            }
+            prop_assert_eq!(codec.decode(&dec.click_id).unwrap(), dec.facts);
+        }
+        for (k, g) in gens.iter().enumerate() {
+            if let Some(cap) = g.cap {
+                prop_assert!(taken[k] <= cap);
+                prop_assert_eq!(cat.offers[k].counters.clicks(20458), taken[k]);
+            }
+        }
+    }
+}
+
+#[test]
+fn override_wins_when_its_offer_is_eligible_and_yields_when_not() {
+    let gens = vec![
+        OfferGen { paused: false, countries: None, devices: None, cap: Some(1), payout: 1.0 },
+        OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 9.0 },
+    ];
+    let mut cat = catalog(&gens, Routing::Priority);
+    cat.smartlinks[0].overrides.push(Override { countries: Some(vec![Country::parse("US").unwrap()]), devices: None, os: None, offer: 0 });
+    let sl = &cat.smartlinks[0];
+    let codec = ClickIdCodec::new(b"k");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+    let click = |c| ClickInput { now_ms: T0, visitor: visitor(c, 0), subs: [""; 5], aff: None };
+    let d = decide(&cat, sl, &click(0), &codec, &mut rng);
+    assert_eq!((d.outcome, d.reason, d.propensity), (Outcome::Offer(0), Reason::Override, 1.0));
+    // The override's offer is now capped: routing falls through to the pool.
+    let d = decide(&cat, sl, &click(0), &codec, &mut rng);
+    assert_eq!((d.outcome, d.reason), (Outcome::Offer(1), Reason::Priority));
+    // Other countries never match the override.
+    let d = decide(&cat, sl, &click(1), &codec, &mut rng);
+    assert_eq!(d.outcome, Outcome::Offer(1));
+}
+
+#[test]
+fn weighted_strategy_follows_weights_and_reports_them_as_propensity() {
+    let g = OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 };
+    let cat = catalog(&[g.clone(), g.clone(), g], Routing::Weighted(vec![1.0, 0.0, 3.0]));
+    let sl = &cat.smartlinks[0];
+    let codec = ClickIdCodec::new(b"k");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+    let mut n = [0u32; 3];
+    for i in 0..4000 {
+        let d = decide(&cat, sl, &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None }, &codec, &mut rng);
+        let Outcome::Offer(k) = d.outcome else { panic!("fallback") };
+        n[k] += 1;
+        assert_eq!(d.propensity, [0.25, 0.0, 0.75][k]);
+    }
+    assert_eq!(n[1], 0, "zero weight is never chosen");
+    assert!((2800..3200).contains(&n[2]), "{n:?}");
+}
+
+#[test]
+fn macros_in_the_redirect_are_expanded_and_encoded() {
+    let g = OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 };
+    let cat = catalog(&[g], Routing::Priority);
+    let codec = ClickIdCodec::new(b"k");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+    let input = ClickInput { now_ms: T0, visitor: visitor(0, 0), subs: ["&x=1#", "", "", "", ""], aff: None };
+    let d = decide(&cat, &cat.smartlinks[0], &input, &codec, &mut rng);
+    assert_eq!(d.url, format!("https://o0.example/?c={}&s=%26x%3D1%23", d.click_id));
+}

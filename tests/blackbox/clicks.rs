@@ -1,0 +1,199 @@
+//! The click path end to end.
+
+use crate::harness::*;
+
+const POOL: &str = r#"
+advertisers: [{id: adv}]
+affiliates: [{id: aff1}, {id: aff2}]
+offers:
+  - id: ios-offer
+    advertiser: adv
+    url: "https://ios.example/lp?cid={click_id}&s1={sub1}&geo={country}&dev={device}&os={os}&aff={affiliate}"
+    payout: 3.0
+    targeting: {os: [ios]}
+  - id: capped
+    advertiser: adv
+    url: "https://capped.example/?cid={click_id}"
+    payout: 5.0
+    targeting: {countries: [SE]}
+    caps: {daily_clicks: 2}
+  - id: backup
+    advertiser: adv
+    url: "https://backup.example/?cid={click_id}"
+    payout: 0.5
+    targeting: {countries: [SE]}
+smartlinks:
+  - slug: main
+    affiliate: aff1
+    offers: [ios-offer, capped, backup]
+    fallback_url: "https://fallback.example/?c={country}&s1={sub1}"
+    overrides:
+      - {countries: [SE], offer: capped}
+"#;
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+
+fn start(yaml: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/GeoIP2-Country-Test.mmdb");
+    let yaml = format!("{}\n{yaml}", "").replace("__GEO__", &geo.display().to_string());
+    let cfg = write_config(dir.path(), &yaml);
+    // Add the GeoIP database and proxy trust under `server:`.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "server:\n",
+        &format!("server:\n  trust_proxy: true\n  geoip: {}\n", geo.display()),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start(dir.path(), &cfg);
+    (dir, s)
+}
+
+fn click(s: &Server, path: &str, ua: &str, ip: &str) -> Resp {
+    s.get(path, &[("User-Agent", ua), ("X-Forwarded-For", ip)])
+}
+
+#[test]
+fn click_redirects_to_an_eligible_offer_with_expanded_encoded_macros() {
+    let (_d, s) = start(POOL);
+    // 216.160.83.56 is US in MaxMind's test database.
+    let r = click(&s, "/s/main?sub1=%26x%3D1%23", IPHONE, "216.160.83.56");
+    assert_eq!(r.status, 302, "{}", r.body);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with("https://ios.example/lp?cid="), "{loc}");
+    assert!(loc.ends_with("&s1=%26x%3D1%23&geo=US&dev=mobile&os=ios&aff=aff1"), "{loc}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    let cid = loc.split("cid=").nth(1).unwrap().split('&').next().unwrap();
+    assert_eq!(cid.len(), 48);
+    s.stop();
+    let rows = stored_clicks(&_d.path().join("data/smartlink.db"));
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!((row.click_id.as_str(), row.subs[0].as_str(), row.country.as_str(), row.os.as_str()), (cid, "&x=1#", "US", "ios"));
+    assert_eq!(row.user_agent, IPHONE);
+}
+
+#[test]
+fn head_requests_route_like_get() {
+    let (_d, s) = start(POOL);
+    let r = s.request("HEAD", "/s/main", &[("User-Agent", IPHONE)], None);
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().starts_with("https://ios.example/"));
+}
+
+#[test]
+fn paused_offer_is_never_chosen_after_an_api_pause() {
+    let (_d, s) = start(POOL);
+    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56").header("location").unwrap().starts_with("https://ios.example/"));
+    let r = s.admin("PATCH", "/api/v1/offers/ios-offer", Some(r#"{"status": "paused"}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "paused");
+    for _ in 0..20 {
+        let loc = click(&s, "/s/main", IPHONE, "216.160.83.56").header("location").unwrap().to_string();
+        assert!(loc.starts_with("https://fallback.example/?c=US"), "{loc}");
+    }
+    assert_eq!(s.metric("smartlink_fallback_clicks_total{reason=\"all_paused\"}"), 0.0, "other offers are active");
+    assert_eq!(s.metric("smartlink_fallback_clicks_total{reason=\"no_targeting_match\"}"), 20.0);
+    let r = s.admin("PATCH", "/api/v1/offers/ios-offer", Some(r#"{"status": "active"}"#));
+    assert_eq!(r.status, 200);
+    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56").header("location").unwrap().starts_with("https://ios.example/"));
+}
+
+#[test]
+fn capped_offer_gives_way_and_caps_survive_a_restart() {
+    let (_d, s) = start(POOL);
+    // 89.160.20.112 is SE: the override sends it to `capped` (2 clicks/day).
+    let dest = |s: &Server| click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string();
+    assert_eq!(dest(&s), "https://capped.example/");
+    assert_eq!(dest(&s), "https://capped.example/");
+    assert_eq!(dest(&s), "https://backup.example/");
+    let s = s.restart();
+    assert_eq!(dest(&s), "https://backup.example/", "the cap must still be counted after a restart");
+    assert_eq!(stored_clicks(&s.db()).len(), 3, "clicks are in the store after the restart");
+    // Pausing the backup leaves nothing eligible: fallback because capped.
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/backup", Some(r#"{"status": "paused"}"#)).status, 200);
+    let r = click(&s, "/s/main?sub1=z", WINDOWS, "89.160.20.112");
+    assert_eq!(r.header("location"), Some("https://fallback.example/?c=SE&s1=z"));
+    assert_eq!(s.metric("smartlink_fallback_clicks_total{reason=\"all_capped\"}"), 1.0);
+    s.stop();
+    let rows = stored_clicks(&_d.path().join("data/smartlink.db"));
+    let last = rows.last().unwrap();
+    assert_eq!((last.offer, last.fallback_reason.as_deref(), last.reason.as_str()), (None, Some("all_capped"), "fallback"));
+}
+
+#[test]
+fn nothing_eligible_goes_to_the_fallback_with_its_reason() {
+    let (_d, s) = start(POOL);
+    // A Windows visitor from the US matches no offer's targeting.
+    let r = click(&s, "/s/main?sub1=a", WINDOWS, "216.160.83.56");
+    assert_eq!(r.header("location"), Some("https://fallback.example/?c=US&s1=a"));
+    assert_eq!(s.metric("smartlink_clicks_total{outcome=\"fallback\"}"), 1.0);
+    assert_eq!(s.metric("smartlink_fallback_clicks_total{reason=\"no_targeting_match\"}"), 1.0);
+}
+
+#[test]
+fn unknown_slug_is_a_counted_404() {
+    let (_d, s) = start(POOL);
+    let r = s.get("/s/nope", &[]);
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("does not exist"));
+    assert_eq!(s.metric("smartlink_clicks_total{outcome=\"unknown_slug\"}"), 1.0);
+}
+
+#[test]
+fn oversized_sub_id_is_a_400_naming_the_parameter() {
+    let (_d, s) = start(POOL);
+    let r = s.get(&format!("/s/main?sub2={}", "x".repeat(300)), &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("sub2"), "{}", r.body);
+}
+
+#[test]
+fn aff_parameter_credits_a_known_affiliate() {
+    let (_d, s) = start(POOL);
+    let loc = click(&s, "/s/main?aff=aff2", IPHONE, "216.160.83.56").header("location").unwrap().to_string();
+    assert!(loc.ends_with("&aff=aff2"), "{loc}");
+    let loc = click(&s, "/s/main?aff=ghost", IPHONE, "216.160.83.56").header("location").unwrap().to_string();
+    assert!(loc.ends_with("&aff=aff1"), "unknown aff falls back to the owner: {loc}");
+    assert_eq!(s.metric("smartlink_unknown_affiliate_total"), 1.0);
+}
+
+#[test]
+fn admin_api_requires_the_token_and_validates() {
+    let (_d, s) = start(POOL);
+    assert_eq!(s.get("/api/v1/offers", &[]).status, 401);
+    assert_eq!(s.get("/api/v1/offers", &[("Authorization", "Bearer wrong")]).status, 401);
+    assert_eq!(s.admin("GET", "/api/v1/offers/nope", None).status, 404);
+    assert_eq!(s.admin("GET", "/api/v1/things", None).status, 404);
+    let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={nope}", "payout": -2, "targeting": {"countries": ["XX"]}}"#));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let paths: Vec<String> = r.json()["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    for want in ["url", "payout", "targeting.countries[0]"] {
+        assert!(paths.contains(&want.to_string()), "{want} missing from {paths:?}");
+    }
+    assert_eq!(s.admin("POST", "/api/v1/offers", Some("not json")).status, 400);
+    let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2, "bogus": 1}"#));
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("bogus"), "{}", r.body);
+    let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2}"#));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/", "payout": 2}"#)).status, 409);
+    // Deleting an offer a smartlink uses is a conflict, not a dangling link.
+    let r = s.admin("DELETE", "/api/v1/offers/backup", None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("smartlinks[0].offers[2]"), "{}", r.body);
+    assert_eq!(s.admin("DELETE", "/api/v1/offers/new", None).status, 204);
+    assert_eq!(s.admin("GET", "/api/v1/offers/new", None).status, 404);
+}
+
+#[test]
+fn a_new_smartlink_created_through_the_api_serves_the_next_click() {
+    let (_d, s) = start(POOL);
+    assert_eq!(s.get("/s/fresh", &[]).status, 404);
+    let r = s.admin("PUT", "/api/v1/smartlinks/fresh", Some(r#"{"offers": ["backup"], "fallback_url": "https://f.example/"}"#));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = click(&s, "/s/fresh", WINDOWS, "89.160.20.112");
+    assert!(r.header("location").unwrap().starts_with("https://backup.example/"));
+}

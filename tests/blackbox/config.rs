@@ -1,0 +1,81 @@
+//! Start-up, configuration files, import and export.
+
+use crate::harness::*;
+
+const ONE: &str = r#"
+advertisers: [{id: adv}]
+offers:
+  - {id: o1, advertiser: adv, url: "https://o1.example/?c={click_id}", payout: 1.5}
+smartlinks:
+  - {slug: s, offers: [o1], fallback_url: "https://f.example/"}
+"#;
+
+#[test]
+fn a_config_error_stops_start_up_naming_file_path_and_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &ONE.replace("payout: 1.5", "payout: 1.5, targeting: {countries: [US, UK]}"));
+    let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+    assert!(err.contains("smartlink.yaml"), "{err}");
+    assert!(err.contains("offers[0].targeting.countries[1]"), "{err}");
+    assert!(err.contains("ISO 3166-1"), "{err}");
+
+    let cfg = write_config(dir.path(), &format!("{ONE}\nsurprise: 1\n"));
+    let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+    assert!(err.contains("surprise"), "{err}");
+}
+
+#[test]
+fn a_broken_geoip_database_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb");
+    let cfg = write_config(dir.path(), ONE);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n  geoip: {}\n", broken.display()), 1);
+    std::fs::write(&cfg, text).unwrap();
+    let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+    assert!(err.contains("MaxMind-DB-test-broken-search-tree-24.mmdb") && err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn restart_with_an_unchanged_file_keeps_api_changes_but_a_changed_file_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let s = Server::start(dir.path(), &cfg);
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 9}"#)).status, 200);
+    let s = s.restart();
+    assert_eq!(s.admin("GET", "/api/v1/offers/o1", None).json()["payout"], 9.0, "unchanged file must not undo the API change");
+    s.stop();
+    write_config(dir.path(), &ONE.replace("payout: 1.5", "payout: 2.5"));
+    let s = Server::start(dir.path(), &cfg);
+    assert_eq!(s.admin("GET", "/api/v1/offers/o1", None).json()["payout"], 2.5, "a changed file is applied");
+}
+
+#[test]
+fn export_then_import_round_trips_the_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let export = std::process::Command::new(bin()).args(["export", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(export.status.success());
+    let yaml = String::from_utf8(export.stdout).unwrap();
+    assert!(yaml.contains("o1") && yaml.contains("https://o1.example/?c={click_id}"), "{yaml}");
+    // Import the export into a fresh directory: the same definitions result.
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("export.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(bin()).arg("import").arg(&file).arg("--data-dir").arg(other.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = std::process::Command::new(bin()).args(["export", "--data-dir"]).arg(other.path()).output().unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), yaml);
+}
+
+#[test]
+fn import_reports_errors_with_the_file_name_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &ONE.replace("offers: [o1]", "offers: [o9]"));
+    let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("smartlink.yaml") && err.contains("smartlinks[0].offers[0]: unknown offer \"o9\""), "{err}");
+}

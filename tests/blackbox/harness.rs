@@ -1,0 +1,144 @@
+//! Starts the real binary and talks HTTP/1.1 to it with a tiny client (no
+//! HTTP client crate needed for tests).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_smartlink")
+}
+
+/// Writes `yaml` as the config in `dir` (with a test admin token and the
+/// data directory inside `dir`) and returns its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let cfg = dir.join("smartlink.yaml");
+    let full = format!("server:\n  admin_token: {ADMIN}\n  data_dir: {}\n{yaml}", dir.join("data").display());
+    std::fs::write(&cfg, full).unwrap();
+    cfg
+}
+
+impl Server {
+    pub fn start(dir: &Path, config: &Path) -> Server {
+        Server::try_start(dir, config).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    /// Starts the binary; on failure returns what it printed to stderr.
+    pub fn try_start(dir: &Path, config: &Path) -> Result<Server, String> {
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn smartlink");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        match line.trim().strip_prefix("listening on http://") {
+            Some(addr) => Ok(Server { child, addr: addr.to_string(), dir: dir.to_path_buf(), config: config.to_path_buf() }),
+            None => {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                let _ = child.wait();
+                Err(err)
+            }
+        }
+    }
+
+    /// Graceful stop (SIGTERM): the click queue is flushed.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(self) -> Server {
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        self.stop();
+        Server::start(&dir, &config)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request("GET", path, headers, None)
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        let auth = format!("Bearer {ADMIN}");
+        self.request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body)
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Resp { status, headers, body: body.to_string() }
+    }
+
+    /// One unlabelled-or-labelled sample from `/metrics`, by its full name.
+    pub fn metric(&self, name: &str) -> f64 {
+        let m = self.get("/metrics", &[]).body;
+        m.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("data/smartlink.db")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The clicks stored in a data directory's database, oldest first.
+pub fn stored_clicks(db: &Path) -> Vec<smartlink_store::ClickRow> {
+    use smartlink_store::Store;
+    let s = smartlink_store::SqliteStore::open(db).unwrap();
+    s.clicks_since(0, 1_000_000).unwrap()
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: the real `smartlink` binary on port 0 with a temporary
+//! data directory, driven over HTTP.
+
+mod harness;
+
+mod clicks;
+mod config;
