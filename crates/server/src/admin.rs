@@ -59,7 +59,13 @@ pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
 }
 
 fn changes_between(old: &Definitions, new: &Definitions) -> anyhow::Result<Vec<Change>> {
-    fn diff<T: Serialize + PartialEq>(kind: Kind, old: &[T], new: &[T], id: impl Fn(&T) -> &str, out: &mut Vec<Change>) -> anyhow::Result<()> {
+    fn diff<T: Serialize + PartialEq>(
+        kind: Kind,
+        old: &[T],
+        new: &[T],
+        id: impl Fn(&T) -> &str,
+        out: &mut Vec<Change>,
+    ) -> anyhow::Result<()> {
         for n in new {
             if !old.iter().any(|o| id(o) == id(n) && o == n) {
                 out.push(Change::Put { kind, id: id(n).to_string(), spec: serde_json::to_string(n)? });
@@ -90,7 +96,12 @@ pub enum ApplyError {
 /// Validates `new` as a whole, persists the difference to the store in one
 /// transaction, and returns the catalog to swap in (carrying live counters
 /// and router state over from `current`).
-pub fn commit_defs(store: &dyn Store, state: &mut DefsState, new: Definitions, current: &Catalog) -> Result<Catalog, ApplyError> {
+pub fn commit_defs(
+    store: &dyn Store,
+    state: &mut DefsState,
+    new: Definitions,
+    current: &Catalog,
+) -> Result<Catalog, ApplyError> {
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
     store.apply(&changes).map_err(|e| ApplyError::Store(e.into()))?;
@@ -145,7 +156,12 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(State(app): State<Arc<AppState>>, headers: HeaderMap, req: axum::extract::Request, next: Next) -> Response {
+async fn auth(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(t) if token_matches(t.trim(), app.admin_token.expose()) => next.run(req).await,
@@ -168,7 +184,11 @@ impl Section {
             "affiliates" => Section::Affiliates,
             "offers" => Section::Offers,
             "smartlinks" => Section::Smartlinks,
-            _ => return Err(ApiError::NotFound(format!("unknown collection {s:?}; expected advertisers, affiliates, offers or smartlinks"))),
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "unknown collection {s:?}; expected advertisers, affiliates, offers or smartlinks"
+                )))
+            }
         })
     }
     fn name(self) -> &'static str {
@@ -228,7 +248,10 @@ fn stored_value(defs: &Definitions, s: Section, id: &str) -> Option<Value> {
 fn parse_doc<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::Invalid(vec![FieldError { path: if path == "." { String::new() } else { path }, message: e.into_inner().to_string() }])
+        ApiError::Invalid(vec![FieldError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }])
     })
 }
 
@@ -292,18 +315,25 @@ async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> R
                 let p = prefix.unwrap_or_default();
                 let own = own
                     .into_iter()
-                    .map(|e| FieldError { path: e.path[p.len()..].trim_start_matches('.').to_string(), message: e.message })
+                    .map(|e| FieldError {
+                        path: e.path[p.len()..].trim_start_matches('.').to_string(),
+                        message: e.message,
+                    })
                     .collect();
                 Err(ApiError::Invalid(own))
             } else {
-                Err(ApiError::Conflict(format!("this change would leave other definitions invalid ({} {id:?} is in use)", s.singular()), other))
+                Err(ApiError::Conflict(
+                    format!("this change would leave other definitions invalid ({} {id:?} is in use)", s.singular()),
+                    other,
+                ))
             }
         }
     }
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::BadRequest("request body must be a JSON object".into()));
     }
@@ -316,7 +346,10 @@ async fn list(State(app): State<Arc<AppState>>, Path(kind): Path<String>) -> Res
     Ok(Json(Value::Array(section_values(&st.defs, s))))
 }
 
-async fn get_one(State(app): State<Arc<AppState>>, Path((kind, id)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    State(app): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let s = Section::parse(&kind)?;
     let st = app.defs.lock().await;
     let pos = position(&st.defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
@@ -337,7 +370,10 @@ async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body
     })?;
     let defs = app.defs.lock().await.defs.clone();
     if position(&defs, s, &id).is_some() {
-        return Err(ApiError::Conflict(format!("{} {id:?} already exists; use PUT or PATCH to change it", s.singular()), vec![]));
+        return Err(ApiError::Conflict(
+            format!("{} {id:?} already exists; use PUT or PATCH to change it", s.singular()),
+            vec![],
+        ));
     }
     let new = with_doc(&defs, s, &id, Some(doc))?;
     apply(&app, s, &id, new).await?;
@@ -358,7 +394,11 @@ fn check_id_matches(s: Section, id: &str, doc: &mut Value) -> Result<(), ApiErro
     }
 }
 
-async fn put(State(app): State<Arc<AppState>>, Path((kind, id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+async fn put(
+    State(app): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let s = Section::parse(&kind)?;
     let mut doc = parse_body(&body)?;
     check_id_matches(s, &id, &mut doc)?;
@@ -386,11 +426,16 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-async fn patch(State(app): State<Arc<AppState>>, Path((kind, id)): Path<(String, String)>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn patch(
+    State(app): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let s = Section::parse(&kind)?;
     let p = parse_body(&body)?;
     let defs = app.defs.lock().await.defs.clone();
-    let mut doc = stored_value(&defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
+    let mut doc =
+        stored_value(&defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
     merge_patch(&mut doc, &p);
     check_id_matches(s, &id, &mut doc)?;
     let new = with_doc(&defs, s, &id, Some(doc))?;
@@ -398,7 +443,10 @@ async fn patch(State(app): State<Arc<AppState>>, Path((kind, id)): Path<(String,
     Ok(shown(&app, s, &id).await)
 }
 
-async fn delete(State(app): State<Arc<AppState>>, Path((kind, id)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(app): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let s = Section::parse(&kind)?;
     let defs = app.defs.lock().await.defs.clone();
     if position(&defs, s, &id).is_none() {

@@ -126,7 +126,10 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let catalog = app.catalog.load();
     let Some(sl) = catalog.smartlink(slug) else {
         app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
-        return text(StatusCode::NOT_FOUND, "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n",
+        );
     };
     let params = match parse_params(req.uri().query()) {
         Ok(p) => p,
@@ -138,13 +141,18 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let headers = req.headers();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(app.trust_proxy, headers, peer);
-    let cf_country = if app.trust_proxy { header_str(headers, "cf-ipcountry").and_then(|c| Country::parse(c).ok()) } else { None };
+    let cf_country =
+        if app.trust_proxy { header_str(headers, "cf-ipcountry").and_then(|c| Country::parse(c).ok()) } else { None };
     let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
     let ua = header_str(headers, "user-agent").unwrap_or("");
-    let hints = ClientHints { mobile: header_str(headers, "sec-ch-ua-mobile"), platform: header_str(headers, "sec-ch-ua-platform") };
+    let hints = ClientHints {
+        mobile: header_str(headers, "sec-ch-ua-mobile"),
+        platform: header_str(headers, "sec-ch-ua-platform"),
+    };
     let info = classify(ua, hints);
     let language = header_str(headers, "accept-language").and_then(Language::from_accept_language);
-    let visitor = Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
+    let visitor =
+        Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
     let now_ms = (app.clock)();
     let input = ClickInput {
         now_ms,

@@ -241,7 +241,9 @@ pub fn interpolate_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Resu
             Some(v) => out.push_str(&v),
             None => {
                 let line = text[..text.len() - rest.len() + start].lines().count().max(1);
-                return Err(format!("line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"));
+                return Err(format!(
+                    "line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                ));
             }
         }
         rest = &after[end + 1..];
@@ -292,7 +294,12 @@ impl Errs {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError { path: path.into(), message: message.into() });
     }
-    fn list<T>(&mut self, path: &str, items: &Option<Vec<String>>, parse: impl Fn(&str) -> Result<T, ParseError>) -> Option<Vec<T>> {
+    fn list<T>(
+        &mut self,
+        path: &str,
+        items: &Option<Vec<String>>,
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+    ) -> Option<Vec<T>> {
         let items = items.as_ref()?;
         if items.is_empty() {
             self.push(path, "expected a non-empty list (omit the key to accept everything)");
@@ -363,9 +370,13 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
         let p = format!("offers[{i}]");
         let before = errs.0.len();
         if !advertisers.contains(o.advertiser.as_str()) {
-            errs.push(format!("{p}.advertiser"), format!("unknown advertiser {:?}; define it under advertisers", o.advertiser));
+            errs.push(
+                format!("{p}.advertiser"),
+                format!("unknown advertiser {:?}; define it under advertisers", o.advertiser),
+            );
         }
-        let url = Template::parse(&o.url, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.url"), e.to_string())).ok();
+        let url =
+            Template::parse(&o.url, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.url"), e.to_string())).ok();
         if !(o.payout.is_finite() && o.payout >= 0.0) {
             errs.push(format!("{p}.payout"), "expected a payout of zero or more");
         }
@@ -404,7 +415,11 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             currency,
             payout_base: o.payout * rate,
             targeting,
-            caps: Caps { daily_clicks: c.daily_clicks, daily_conversions: c.daily_conversions, daily_budget: c.daily_budget },
+            caps: Caps {
+                daily_clicks: c.daily_clicks,
+                daily_conversions: c.daily_conversions,
+                daily_budget: c.daily_budget,
+            },
             status: match o.status {
                 StatusSpec::Active => Status::Active,
                 StatusSpec::Paused => Status::Paused,
@@ -436,8 +451,9 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
                 None => errs.push(format!("{p}.offers[{j}]"), format!("unknown offer {oid:?}; define it under offers")),
             }
         }
-        let fallback =
-            Template::parse(&s.fallback_url, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.fallback_url"), e.to_string())).ok();
+        let fallback = Template::parse(&s.fallback_url, MacroSet::Redirect)
+            .map_err(|e| errs.push(format!("{p}.fallback_url"), e.to_string()))
+            .ok();
         let mut overrides = Vec::new();
         for (j, ov) in s.overrides.iter().enumerate() {
             let q = format!("{p}.overrides[{j}]");
@@ -446,16 +462,23 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             let os = errs.list(&format!("{q}.os"), &ov.os, Os::parse);
             match s.offers.iter().position(|o| o == &ov.offer) {
                 Some(offer) => overrides.push(Override { countries, devices, os, offer }),
-                None => errs.push(format!("{q}.offer"), format!("offer {:?} is not in this smartlink's offers", ov.offer)),
+                None => {
+                    errs.push(format!("{q}.offer"), format!("offer {:?} is not in this smartlink's offers", ov.offer))
+                }
             }
         }
         let strategy = match s.strategy {
             StrategySpec::Auto => Strategy::Auto,
             StrategySpec::Priority => Strategy::Priority,
             StrategySpec::Weighted => match &s.weights {
-                Some(w) if w.len() == s.offers.len() && w.iter().all(|x| x.is_finite() && *x >= 0.0) => Strategy::Weighted(w.clone()),
+                Some(w) if w.len() == s.offers.len() && w.iter().all(|x| x.is_finite() && *x >= 0.0) => {
+                    Strategy::Weighted(w.clone())
+                }
                 _ => {
-                    errs.push(format!("{p}.weights"), format!("strategy weighted needs {} non-negative weights, one per offer", s.offers.len()));
+                    errs.push(
+                        format!("{p}.weights"),
+                        format!("strategy weighted needs {} non-negative weights, one per offer", s.offers.len()),
+                    );
                     Strategy::Auto
                 }
             },
@@ -494,9 +517,12 @@ fn targeting(errs: &mut Errs, p: &str, t: &TargetingSpec) -> Option<Targeting> {
     let set = |v: Option<Vec<Country>>| v.map(CountrySet::from_iter);
     let countries = set(errs.list(&format!("{p}.countries"), &t.countries, Country::parse));
     let exclude_countries = set(errs.list(&format!("{p}.exclude_countries"), &t.exclude_countries, Country::parse));
-    let devices = errs.list(&format!("{p}.devices"), &t.devices, Device::parse).map_or(u8::MAX, |d| Targeting::device_mask(&d));
+    let devices =
+        errs.list(&format!("{p}.devices"), &t.devices, Device::parse).map_or(u8::MAX, |d| Targeting::device_mask(&d));
     let os = errs.list(&format!("{p}.os"), &t.os, Os::parse).map_or(u8::MAX, |o| Targeting::os_mask(&o));
-    let browsers = errs.list(&format!("{p}.browsers"), &t.browsers, Browser::parse).map_or(u16::MAX, |b| Targeting::browser_mask(&b));
+    let browsers = errs
+        .list(&format!("{p}.browsers"), &t.browsers, Browser::parse)
+        .map_or(u16::MAX, |b| Targeting::browser_mask(&b));
     let languages = errs.list(&format!("{p}.languages"), &t.languages, Language::parse);
     let mut hours = ALL_HOURS;
     if let Some(hs) = &t.hours {
@@ -515,11 +541,23 @@ fn targeting(errs: &mut Errs, p: &str, t: &TargetingSpec) -> Option<Targeting> {
     let timezone = match &t.timezone {
         None => chrono_tz::UTC,
         Some(z) => z.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-            errs.push(format!("{p}.timezone"), format!("expected an IANA timezone such as UTC or America/New_York, got {z:?}"));
+            errs.push(
+                format!("{p}.timezone"),
+                format!("expected an IANA timezone such as UTC or America/New_York, got {z:?}"),
+            );
             chrono_tz::UTC
         }),
     };
-    (errs.0.len() == before).then_some(Targeting { countries, exclude_countries, devices, os, browsers, languages, hours, timezone })
+    (errs.0.len() == before).then_some(Targeting {
+        countries,
+        exclude_countries,
+        devices,
+        os,
+        browsers,
+        languages,
+        hours,
+        timezone,
+    })
 }
 
 /// Assigns provisional keys for ids the store has not seen (validation of a
@@ -589,7 +627,10 @@ smartlinks:
     #[test]
     fn each_config_error_names_the_path_and_expectation() {
         let cases: &[((&str, &str), &str)] = &[
-            (("countries: [US, CA]", "countries: [US, UK]"), "offers[0].targeting.countries[1]: expected an ISO 3166-1"),
+            (
+                ("countries: [US, CA]", "countries: [US, UK]"),
+                "offers[0].targeting.countries[1]: expected an ISO 3166-1",
+            ),
             (("offers: [o1]", "offers: [o2]"), "smartlinks[0].offers[0]: unknown offer \"o2\""),
             (("payout: 2.5", "payout: -1"), "offers[0].payout: expected a payout of zero or more"),
             (("{click_id}&s1", "{clik_id}&s1"), "offers[0].url: unknown macro {clik_id}"),

@@ -50,12 +50,12 @@ struct Record<'a> {
     country_code: Option<&'a str>,
 }
 
-
 impl Geo {
     /// Opens and checks a database; a broken file is a clear start-up error.
     pub fn open(path: &Path) -> Result<Geo, GeoError> {
         let err = |message: String| GeoError { path: path.display().to_string(), message };
-        let reader = maxminddb::Reader::open_readfile(path).map_err(|e| err(format!("cannot be read as a MaxMind DB: {e}")))?;
+        let reader =
+            maxminddb::Reader::open_readfile(path).map_err(|e| err(format!("cannot be read as a MaxMind DB: {e}")))?;
         // Walk every network and decode its record once, so that a corrupt
         // search tree or data section fails here, at start-up, and never on a
         // click. (`Reader::verify` would also reject valid databases whose
@@ -103,7 +103,13 @@ mod tests {
     #[test]
     fn maxmind_test_database_maps_documented_addresses() {
         let geo = Geo::open(&testdata("maxmind/GeoIP2-Country-Test.mmdb")).unwrap();
-        for (ip, want) in [("216.160.83.56", "US"), ("89.160.20.112", "SE"), ("81.2.69.160", "GB"), ("2001:218::1", "JP"), ("10.0.0.1", "ZZ")] {
+        for (ip, want) in [
+            ("216.160.83.56", "US"),
+            ("89.160.20.112", "SE"),
+            ("81.2.69.160", "GB"),
+            ("2001:218::1", "JP"),
+            ("10.0.0.1", "ZZ"),
+        ] {
             assert_eq!(country(&geo, ip), want, "{ip}");
         }
     }
@@ -112,7 +118,8 @@ mod tests {
     fn every_country_in_the_test_database_source_resolves() {
         // Expected values come from the JSON the test database was built from.
         let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(testdata("maxmind/GeoIP2-Country-Test.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(testdata("maxmind/GeoIP2-Country-Test.json")).unwrap())
+                .unwrap();
         let geo = Geo::open(&testdata("maxmind/GeoIP2-Country-Test.mmdb")).unwrap();
         let mut checked = 0;
         for entry in json.as_array().unwrap() {
@@ -135,7 +142,11 @@ mod tests {
 
     #[test]
     fn broken_databases_fail_at_open_with_the_path_in_the_message() {
-        for f in ["maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb", "maxmind/MaxMind-DB-test-broken-pointers-24.mmdb", "isbot/patterns.json"] {
+        for f in [
+            "maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb",
+            "maxmind/MaxMind-DB-test-broken-pointers-24.mmdb",
+            "isbot/patterns.json",
+        ] {
             let e = Geo::open(&testdata(f)).unwrap_err().to_string();
             assert!(e.contains(f.rsplit('/').next().unwrap()), "{e}");
         }

@@ -126,7 +126,8 @@ pub struct Prepared {
 /// learned state) from stored events.
 pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> {
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_dir(&eff.data_dir).with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?,
+        SqliteStore::open_dir(&eff.data_dir)
+            .with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?,
     );
     let geo = match &eff.settings.geoip {
         Some(p) => geo::Geo::open(p)?,
@@ -155,7 +156,8 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         }
     };
     let metrics = Arc::new(metrics::Metrics::default());
-    let (clicks, writer) = writer::start(store.clone(), eff.settings.queue_capacity.unwrap_or(100_000), metrics.clone());
+    let (clicks, writer) =
+        writer::start(store.clone(), eff.settings.queue_capacity.unwrap_or(100_000), metrics.clone());
     let state = Arc::new(AppState {
         catalog: ArcSwap::from_pointee(catalog),
         defs: tokio::sync::Mutex::new(defs),
@@ -222,7 +224,11 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes
 /// in-flight requests and flushes the click queue to the store.
-pub async fn run(listener: tokio::net::TcpListener, prepared: Prepared, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let Prepared { state, writer, .. } = prepared;
     let app = router(state.clone());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -66,7 +66,10 @@ impl ClickQueue {
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
                 if self.last_drop_log.swap(sec, Relaxed) != sec {
-                    tracing::warn!(dropped_total = n, "click queue full: click rows are being dropped (redirects still served)");
+                    tracing::warn!(
+                        dropped_total = n,
+                        "click queue full: click rows are being dropped (redirects still served)"
+                    );
                 }
                 false
             }

@@ -1,0 +1,22 @@
+-- wrk script: every request gets a different realistic User-Agent,
+-- X-Forwarded-For address and sub1, so the click path does real work.
+local uas = {
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+  "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0",
+  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+  "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36",
+  "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+  "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+}
+local n = 0
+request = function()
+  n = n + 1
+  local ip = string.format("%d.%d.%d.%d", 1 + (n * 7) % 223, (n * 13) % 256, (n * 31) % 256, 1 + n % 254)
+  local headers = {
+    ["User-Agent"] = uas[(n % #uas) + 1],
+    ["X-Forwarded-For"] = ip,
+    ["Accept-Language"] = "en-US,en;q=0.9",
+  }
+  return wrk.format("GET", "/s/pool?sub1=src" .. (n % 100), headers)
+end
