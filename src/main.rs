@@ -9,7 +9,11 @@ use smartlink_server::{admin, config, Options};
 use smartlink_store::{SqliteStore, Store};
 
 #[derive(Parser)]
-#[command(name = "smartlink", version, about = "Self-hosted smartlink engine: one tracking URL, the best offer for every click.")]
+#[command(
+    name = "smartlink",
+    version,
+    about = "Self-hosted smartlink engine: one tracking URL, the best offer for every click."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -32,11 +32,13 @@ smartlinks:
 "#;
 
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+const WINDOWS: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
 fn start(yaml: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/GeoIP2-Country-Test.mmdb");
+    let geo =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/GeoIP2-Country-Test.mmdb");
     let yaml = format!("{}\n{yaml}", "").replace("__GEO__", &geo.display().to_string());
     let cfg = write_config(dir.path(), &yaml);
     // Add the GeoIP database and proxy trust under `server:`.
@@ -71,7 +73,10 @@ fn click_redirects_to_an_eligible_offer_with_expanded_encoded_macros() {
     let rows = stored_clicks(&_d.path().join("data/smartlink.db"));
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!((row.click_id.as_str(), row.subs[0].as_str(), row.country.as_str(), row.os.as_str()), (cid, "&x=1#", "US", "ios"));
+    assert_eq!(
+        (row.click_id.as_str(), row.subs[0].as_str(), row.country.as_str(), row.os.as_str()),
+        (cid, "&x=1#", "US", "ios")
+    );
     assert_eq!(row.user_agent, IPHONE);
 }
 
@@ -86,7 +91,10 @@ fn head_requests_route_like_get() {
 #[test]
 fn paused_offer_is_never_chosen_after_an_api_pause() {
     let (_d, s) = start(POOL);
-    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56").header("location").unwrap().starts_with("https://ios.example/"));
+    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56")
+        .header("location")
+        .unwrap()
+        .starts_with("https://ios.example/"));
     let r = s.admin("PATCH", "/api/v1/offers/ios-offer", Some(r#"{"status": "paused"}"#));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "paused");
@@ -98,14 +106,19 @@ fn paused_offer_is_never_chosen_after_an_api_pause() {
     assert_eq!(s.metric("smartlink_fallback_clicks_total{reason=\"no_targeting_match\"}"), 20.0);
     let r = s.admin("PATCH", "/api/v1/offers/ios-offer", Some(r#"{"status": "active"}"#));
     assert_eq!(r.status, 200);
-    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56").header("location").unwrap().starts_with("https://ios.example/"));
+    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56")
+        .header("location")
+        .unwrap()
+        .starts_with("https://ios.example/"));
 }
 
 #[test]
 fn capped_offer_gives_way_and_caps_survive_a_restart() {
     let (_d, s) = start(POOL);
     // 89.160.20.112 is SE: the override sends it to `capped` (2 clicks/day).
-    let dest = |s: &Server| click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string();
+    let dest = |s: &Server| {
+        click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string()
+    };
     assert_eq!(dest(&s), "https://capped.example/");
     assert_eq!(dest(&s), "https://capped.example/");
     assert_eq!(dest(&s), "https://backup.example/");
@@ -120,7 +133,10 @@ fn capped_offer_gives_way_and_caps_survive_a_restart() {
     s.stop();
     let rows = stored_clicks(&_d.path().join("data/smartlink.db"));
     let last = rows.last().unwrap();
-    assert_eq!((last.offer, last.fallback_reason.as_deref(), last.reason.as_str()), (None, Some("all_capped"), "fallback"));
+    assert_eq!(
+        (last.offer, last.fallback_reason.as_deref(), last.reason.as_str()),
+        (None, Some("all_capped"), "fallback")
+    );
 }
 
 #[test]
@@ -169,17 +185,36 @@ fn admin_api_requires_the_token_and_validates() {
     assert_eq!(s.admin("GET", "/api/v1/things", None).status, 404);
     let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={nope}", "payout": -2, "targeting": {"countries": ["XX"]}}"#));
     assert_eq!(r.status, 422, "{}", r.body);
-    let paths: Vec<String> = r.json()["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<String> =
+        r.json()["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
     for want in ["url", "payout", "targeting.countries[0]"] {
         assert!(paths.contains(&want.to_string()), "{want} missing from {paths:?}");
     }
     assert_eq!(s.admin("POST", "/api/v1/offers", Some("not json")).status, 400);
-    let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2, "bogus": 1}"#));
+    let r = s.admin(
+        "POST",
+        "/api/v1/offers",
+        Some(
+            r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2, "bogus": 1}"#,
+        ),
+    );
     assert_eq!(r.status, 422);
     assert!(r.body.contains("bogus"), "{}", r.body);
-    let r = s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2}"#));
+    let r = s.admin(
+        "POST",
+        "/api/v1/offers",
+        Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/?c={click_id}", "payout": 2}"#),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(s.admin("POST", "/api/v1/offers", Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/", "payout": 2}"#)).status, 409);
+    assert_eq!(
+        s.admin(
+            "POST",
+            "/api/v1/offers",
+            Some(r#"{"id": "new", "advertiser": "adv", "url": "https://n.example/", "payout": 2}"#)
+        )
+        .status,
+        409
+    );
     // Deleting an offer a smartlink uses is a conflict, not a dangling link.
     let r = s.admin("DELETE", "/api/v1/offers/backup", None);
     assert_eq!(r.status, 409, "{}", r.body);
@@ -192,7 +227,11 @@ fn admin_api_requires_the_token_and_validates() {
 fn a_new_smartlink_created_through_the_api_serves_the_next_click() {
     let (_d, s) = start(POOL);
     assert_eq!(s.get("/s/fresh", &[]).status, 404);
-    let r = s.admin("PUT", "/api/v1/smartlinks/fresh", Some(r#"{"offers": ["backup"], "fallback_url": "https://f.example/"}"#));
+    let r = s.admin(
+        "PUT",
+        "/api/v1/smartlinks/fresh",
+        Some(r#"{"offers": ["backup"], "fallback_url": "https://f.example/"}"#),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let r = click(&s, "/s/fresh", WINDOWS, "89.160.20.112");
     assert!(r.header("location").unwrap().starts_with("https://backup.example/"));

@@ -27,9 +27,14 @@ fn a_config_error_stops_start_up_naming_file_path_and_expectation() {
 #[test]
 fn a_broken_geoip_database_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
-    let broken = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb");
+    let broken = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb");
     let cfg = write_config(dir.path(), ONE);
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n  geoip: {}\n", broken.display()), 1);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "server:\n",
+        &format!("server:\n  geoip: {}\n", broken.display()),
+        1,
+    );
     std::fs::write(&cfg, text).unwrap();
     let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
     assert!(err.contains("MaxMind-DB-test-broken-search-tree-24.mmdb") && err.contains("corrupt"), "{err}");
@@ -42,7 +47,11 @@ fn restart_with_an_unchanged_file_keeps_api_changes_but_a_changed_file_applies()
     let s = Server::start(dir.path(), &cfg);
     assert_eq!(s.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 9}"#)).status, 200);
     let s = s.restart();
-    assert_eq!(s.admin("GET", "/api/v1/offers/o1", None).json()["payout"], 9.0, "unchanged file must not undo the API change");
+    assert_eq!(
+        s.admin("GET", "/api/v1/offers/o1", None).json()["payout"],
+        9.0,
+        "unchanged file must not undo the API change"
+    );
     s.stop();
     write_config(dir.path(), &ONE.replace("payout: 1.5", "payout: 2.5"));
     let s = Server::start(dir.path(), &cfg);
@@ -64,7 +73,13 @@ fn export_then_import_round_trips_the_definitions() {
     let other = tempfile::tempdir().unwrap();
     let file = other.path().join("export.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    let out = std::process::Command::new(bin()).arg("import").arg(&file).arg("--data-dir").arg(other.path()).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(other.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = std::process::Command::new(bin()).args(["export", "--data-dir"]).arg(other.path()).output().unwrap();
     assert_eq!(String::from_utf8(again.stdout).unwrap(), yaml);

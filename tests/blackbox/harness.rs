@@ -63,7 +63,9 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         match line.trim().strip_prefix("listening on http://") {
-            Some(addr) => Ok(Server { child, addr: addr.to_string(), dir: dir.to_path_buf(), config: config.to_path_buf() }),
+            Some(addr) => {
+                Ok(Server { child, addr: addr.to_string(), dir: dir.to_path_buf(), config: config.to_path_buf() })
+            }
             None => {
                 let mut err = String::new();
                 child.stderr.take().unwrap().read_to_string(&mut err).unwrap();

@@ -146,7 +146,13 @@ mod tests {
         let table = [
             facts(),
             ClickFacts { offer: None, affiliate: None, ..facts() },
-            ClickFacts { smartlink: MAX_KEY, offer: Some(MAX_KEY), affiliate: Some(MAX_KEY), time_secs: u32::MAX, ..facts() },
+            ClickFacts {
+                smartlink: MAX_KEY,
+                offer: Some(MAX_KEY),
+                affiliate: Some(MAX_KEY),
+                time_secs: u32::MAX,
+                ..facts()
+            },
         ];
         for f in table {
             let id = c.encode(&f);

@@ -10,7 +10,7 @@ use rand::RngCore;
 
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
-use crate::router::{Candidate, Choice, ConversionStatus, Context, Reason};
+use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason};
 use crate::targeting::Visitor;
 use crate::template::{format_amount, Macro, MacroValues};
 use crate::time::{local, LocalTime};
@@ -41,8 +41,12 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
-    pub const ALL: [FallbackReason; 4] =
-        [FallbackReason::EmptyPool, FallbackReason::AllPaused, FallbackReason::NoTargetingMatch, FallbackReason::AllCapped];
+    pub const ALL: [FallbackReason; 4] = [
+        FallbackReason::EmptyPool,
+        FallbackReason::AllPaused,
+        FallbackReason::NoTargetingMatch,
+        FallbackReason::AllCapped,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -182,7 +186,8 @@ pub fn decide(
         if o.counters.reached(&o.caps, t.day).is_some() {
             continue;
         }
-        let c = Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) };
+        let c =
+            Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) };
         if n < INLINE {
             inline_cands[n] = c;
         } else {

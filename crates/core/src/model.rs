@@ -185,9 +185,8 @@ pub struct Id(Arc<str>);
 
 impl Id {
     pub fn parse(s: &str) -> Result<Id, ParseError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok =
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(Id(Arc::from(s)))
         } else {
@@ -226,11 +225,7 @@ impl Currency {
     pub fn parse(s: &str) -> Result<Currency, ParseError> {
         let b = s.as_bytes();
         if b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic) {
-            Ok(Currency([
-                b[0].to_ascii_uppercase(),
-                b[1].to_ascii_uppercase(),
-                b[2].to_ascii_uppercase(),
-            ]))
+            Ok(Currency([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase(), b[2].to_ascii_uppercase()]))
         } else {
             Err(expected("a three-letter ISO 4217 currency code such as USD", s))
         }

@@ -149,16 +149,66 @@ mod tests {
         let cases: Vec<(&str, Targeting, u8, Result<(), Mismatch>)> = vec![
             ("empty targeting accepts all", Targeting::default(), 3, Ok(())),
             ("country in list", Targeting { countries: countries(&["US", "CA"]), ..Default::default() }, 3, Ok(())),
-            ("country not in list", Targeting { countries: countries(&["DE"]), ..Default::default() }, 3, Err(Mismatch::Country)),
-            ("excluded country", Targeting { exclude_countries: countries(&["US"]), ..Default::default() }, 3, Err(Mismatch::Country)),
-            ("device accepted", Targeting { devices: Targeting::device_mask(&[Device::Mobile, Device::Tablet]), ..Default::default() }, 3, Ok(())),
-            ("device rejected", Targeting { devices: Targeting::device_mask(&[Device::Desktop]), ..Default::default() }, 3, Err(Mismatch::Device)),
-            ("os rejected", Targeting { os: Targeting::os_mask(&[Os::Android]), ..Default::default() }, 3, Err(Mismatch::Os)),
-            ("browser rejected", Targeting { browsers: Targeting::browser_mask(&[Browser::Safari]), ..Default::default() }, 3, Err(Mismatch::Browser)),
-            ("language accepted", Targeting { languages: Some(vec![Language::parse("en").unwrap()]), ..Default::default() }, 3, Ok(())),
-            ("language rejected", Targeting { languages: Some(vec![Language::parse("de").unwrap()]), ..Default::default() }, 3, Err(Mismatch::Language)),
-            ("hour inside", Targeting { hours: Targeting::mask(&[8u8, 9], |h| h as usize), ..Default::default() }, 9, Ok(())),
-            ("hour outside", Targeting { hours: Targeting::mask(&[8u8, 9], |h| h as usize), ..Default::default() }, 10, Err(Mismatch::Hour)),
+            (
+                "country not in list",
+                Targeting { countries: countries(&["DE"]), ..Default::default() },
+                3,
+                Err(Mismatch::Country),
+            ),
+            (
+                "excluded country",
+                Targeting { exclude_countries: countries(&["US"]), ..Default::default() },
+                3,
+                Err(Mismatch::Country),
+            ),
+            (
+                "device accepted",
+                Targeting { devices: Targeting::device_mask(&[Device::Mobile, Device::Tablet]), ..Default::default() },
+                3,
+                Ok(()),
+            ),
+            (
+                "device rejected",
+                Targeting { devices: Targeting::device_mask(&[Device::Desktop]), ..Default::default() },
+                3,
+                Err(Mismatch::Device),
+            ),
+            (
+                "os rejected",
+                Targeting { os: Targeting::os_mask(&[Os::Android]), ..Default::default() },
+                3,
+                Err(Mismatch::Os),
+            ),
+            (
+                "browser rejected",
+                Targeting { browsers: Targeting::browser_mask(&[Browser::Safari]), ..Default::default() },
+                3,
+                Err(Mismatch::Browser),
+            ),
+            (
+                "language accepted",
+                Targeting { languages: Some(vec![Language::parse("en").unwrap()]), ..Default::default() },
+                3,
+                Ok(()),
+            ),
+            (
+                "language rejected",
+                Targeting { languages: Some(vec![Language::parse("de").unwrap()]), ..Default::default() },
+                3,
+                Err(Mismatch::Language),
+            ),
+            (
+                "hour inside",
+                Targeting { hours: Targeting::mask(&[8u8, 9], |h| h as usize), ..Default::default() },
+                9,
+                Ok(()),
+            ),
+            (
+                "hour outside",
+                Targeting { hours: Targeting::mask(&[8u8, 9], |h| h as usize), ..Default::default() },
+                10,
+                Err(Mismatch::Hour),
+            ),
         ];
         for (name, t, hour, want) in cases {
             assert_eq!(t.check(&v, hour), want, "{name}");

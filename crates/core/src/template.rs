@@ -119,10 +119,8 @@ impl Template {
         if src.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Err(TemplateError::BadChar);
         }
-        let rest = src
-            .strip_prefix("https://")
-            .or_else(|| src.strip_prefix("http://"))
-            .ok_or(TemplateError::NotHttp)?;
+        let rest =
+            src.strip_prefix("https://").or_else(|| src.strip_prefix("http://")).ok_or(TemplateError::NotHttp)?;
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
         if authority.contains(['{', '}']) {
@@ -229,10 +227,18 @@ mod tests {
     fn macro_expansion_table() {
         let cases: &[(&str, &[(Macro, &str)], &str)] = &[
             ("https://a.example/lp?c={click_id}", &[(Macro::ClickId, "AbC-_9")], "https://a.example/lp?c=AbC-_9"),
-            ("https://a.example/lp?s1={sub1}&x=1", &[(Macro::Sub(1), "&x=1#")], "https://a.example/lp?s1=%26x%3D1%23&x=1"),
+            (
+                "https://a.example/lp?s1={sub1}&x=1",
+                &[(Macro::Sub(1), "&x=1#")],
+                "https://a.example/lp?s1=%26x%3D1%23&x=1",
+            ),
             ("https://a.example/{sub2}/lp", &[(Macro::Sub(2), "../admin?")], "https://a.example/..%2Fadmin%3F/lp"),
             ("https://a.example/lp#{sub3}", &[(Macro::Sub(3), "a b")], "https://a.example/lp#a%20b"),
-            ("https://a.example/lp?geo={country}&p={payout}", &[(Macro::Country, "US"), (Macro::Payout, "2.5")], "https://a.example/lp?geo=US&p=2.5"),
+            (
+                "https://a.example/lp?geo={country}&p={payout}",
+                &[(Macro::Country, "US"), (Macro::Payout, "2.5")],
+                "https://a.example/lp?geo=US&p=2.5",
+            ),
             ("https://a.example/lp?s={sub4}", &[], "https://a.example/lp?s="),
             ("https://a.example/lp?u={sub5}", &[(Macro::Sub(5), "ü€")], "https://a.example/lp?u=%C3%BC%E2%82%AC"),
         ];
@@ -244,7 +250,9 @@ mod tests {
     #[test]
     fn template_errors_name_the_problem() {
         let err = |t: &str| Template::parse(t, MacroSet::Redirect).unwrap_err();
-        assert!(matches!(err("https://a.example/?x={nope}"), TemplateError::UnknownMacro { name, .. } if name == "nope"));
+        assert!(
+            matches!(err("https://a.example/?x={nope}"), TemplateError::UnknownMacro { name, .. } if name == "nope")
+        );
         assert_eq!(err("ftp://a.example/"), TemplateError::NotHttp);
         assert_eq!(err("/relative"), TemplateError::NotHttp);
         assert_eq!(err("https:///path"), TemplateError::NotHttp);

@@ -43,13 +43,19 @@ fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
             key: i as u32 + 1,
             id: Id::parse(&format!("o{i}")).unwrap(),
             advertiser: Id::parse("adv").unwrap(),
-            url: Template::parse(&format!("https://o{i}.example/?c={{click_id}}&s={{sub1}}"), MacroSet::Redirect).unwrap(),
+            url: Template::parse(&format!("https://o{i}.example/?c={{click_id}}&s={{sub1}}"), MacroSet::Redirect)
+                .unwrap(),
             payout: g.payout,
             currency: Currency::USD,
             payout_base: g.payout,
             targeting: Targeting {
-                countries: g.countries.as_ref().map(|cs| CountrySet::from_iter(cs.iter().map(|&c| Country::parse(COUNTRIES[c]).unwrap()))),
-                devices: g.devices.as_ref().map_or(u8::MAX, |d| Targeting::device_mask(&d.iter().map(|&i| Device::ALL[i]).collect::<Vec<_>>())),
+                countries: g
+                    .countries
+                    .as_ref()
+                    .map(|cs| CountrySet::from_iter(cs.iter().map(|&c| Country::parse(COUNTRIES[c]).unwrap()))),
+                devices: g.devices.as_ref().map_or(u8::MAX, |d| {
+                    Targeting::device_mask(&d.iter().map(|&i| Device::ALL[i]).collect::<Vec<_>>())
+                }),
                 ..Default::default()
             },
             caps: Caps { daily_clicks: g.cap, ..Default::default() },
@@ -86,7 +92,11 @@ fn eligible(g: &OfferGen, v: &Visitor) -> bool {
 }
 
 fn strategies() -> impl Strategy<Value = Routing> {
-    prop_oneof![Just(Routing::Auto), Just(Routing::Priority), Just(Routing::Weighted(vec![1.0, 0.0, 2.0, 3.0, 1.0, 1.0]))]
+    prop_oneof![
+        Just(Routing::Auto),
+        Just(Routing::Priority),
+        Just(Routing::Weighted(vec![1.0, 0.0, 2.0, 3.0, 1.0, 1.0]))
+    ]
 }
 
 proptest! {
@@ -149,7 +159,12 @@ fn override_wins_when_its_offer_is_eligible_and_yields_when_not() {
         OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 9.0 },
     ];
     let mut cat = catalog(&gens, Routing::Priority);
-    cat.smartlinks[0].overrides.push(Override { countries: Some(vec![Country::parse("US").unwrap()]), devices: None, os: None, offer: 0 });
+    cat.smartlinks[0].overrides.push(Override {
+        countries: Some(vec![Country::parse("US").unwrap()]),
+        devices: None,
+        os: None,
+        offer: 0,
+    });
     let sl = &cat.smartlinks[0];
     let codec = ClickIdCodec::new(b"k");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
@@ -173,7 +188,13 @@ fn weighted_strategy_follows_weights_and_reports_them_as_propensity() {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
     let mut n = [0u32; 3];
     for i in 0..4000 {
-        let d = decide(&cat, sl, &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None }, &codec, &mut rng);
+        let d = decide(
+            &cat,
+            sl,
+            &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None },
+            &codec,
+            &mut rng,
+        );
         let Outcome::Offer(k) = d.outcome else { panic!("fallback") };
         n[k] += 1;
         assert_eq!(d.propensity, [0.25, 0.0, 0.75][k]);

@@ -65,10 +65,7 @@ fn open(path: &Path) -> Result<Connection> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn kind_of(s: &str) -> Option<Kind> {
@@ -301,7 +298,8 @@ mod tests {
     fn click_batches_are_idempotent_and_counted_per_offer() {
         let (_d, s) = store();
         let click = |id: &str, ts, offer| ClickRow { click_id: id.into(), ts_ms: ts, offer, ..Default::default() };
-        let batch = vec![click("x", 10, Some(1)), click("y", 20, Some(1)), click("z", 30, None), click("w", 40, Some(2))];
+        let batch =
+            vec![click("x", 10, Some(1)), click("y", 20, Some(1)), click("z", 30, None), click("w", 40, Some(2))];
         s.insert_clicks(&batch).unwrap();
         s.insert_clicks(&batch[..2]).unwrap();
         assert_eq!(s.count_clicks().unwrap(), 4);
