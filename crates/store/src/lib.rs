@@ -93,7 +93,7 @@ pub struct ClickRow {
 /// Everything smartlink persists. Implementations must be usable from
 /// several threads; calls may block (the server calls them off the async
 /// runtime's worker threads).
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ConversionStore + Send + Sync + 'static {
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted ones.
@@ -112,4 +112,170 @@ pub trait Store: Send + Sync + 'static {
     fn count_clicks(&self) -> Result<u64>;
     /// Clicks with `from_ms <= ts_ms`, oldest first, at most `limit`.
     fn clicks_since(&self, from_ms: i64, limit: usize) -> Result<Vec<ClickRow>>;
+}
+
+pub use smartlink_core::conversion::Status as ConvStatus;
+
+/// One inbound postback (or an admin status change), already authenticated
+/// and attributed from its signed click id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostbackIn {
+    pub click_id: String,
+    /// Goal name; `conversion` by default.
+    pub event: String,
+    /// Advertiser transaction id; empty when none was sent.
+    pub txid: String,
+    pub status: ConvStatus,
+    /// Payout as sent (or the offer's), in `currency`. `None` on a status
+    /// change keeps the recorded payout.
+    pub payout: Option<f64>,
+    pub currency: String,
+    /// `payout` in the base currency.
+    pub payout_base: Option<f64>,
+    pub smartlink: u32,
+    pub offer: u32,
+    pub affiliate: Option<u32>,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    pub click_ts_ms: i64,
+    /// When the postback arrived.
+    pub ts_ms: i64,
+    /// The offer was already at a conversion or budget cap.
+    pub over_cap: bool,
+    /// `postback`, or `admin` for a manual change.
+    pub source: String,
+    /// Outbound postbacks to queue if the resulting status is one they fire on.
+    pub outbound: Vec<OutboundTarget>,
+}
+
+/// Where and when to notify an affiliate or traffic source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboundTarget {
+    /// Stable name of the target, e.g. `affiliate:aff1` (idempotency key).
+    pub target: String,
+    /// URL template (macros expanded at delivery time).
+    pub url: String,
+    pub statuses: Vec<ConvStatus>,
+    /// Share of the payout reported to the affiliate (e.g. 0.7).
+    pub payout_share: f64,
+}
+
+/// What recording a postback did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recorded {
+    New { id: i64 },
+    Duplicate { id: i64 },
+    Updated { id: i64, previous: ConvStatus, payout_base: f64 },
+    /// The status change is not allowed (e.g. rejected → approved).
+    Forbidden { id: i64, current: ConvStatus },
+}
+
+/// A stored conversion, with its click's sub-ids when the click row exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversionRow {
+    pub id: i64,
+    pub click_id: String,
+    pub event: String,
+    pub txid: String,
+    pub status: ConvStatus,
+    pub payout: f64,
+    pub currency: String,
+    pub payout_base: f64,
+    pub smartlink: u32,
+    pub offer: u32,
+    pub affiliate: Option<u32>,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    pub click_ts_ms: i64,
+    pub ts_ms: i64,
+    pub updated_ms: i64,
+    pub over_cap: bool,
+    /// Click-to-conversion time, seconds.
+    pub ctit_secs: i64,
+    pub subs: Option<[String; 5]>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConversionFilter {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub offer: Option<u32>,
+    pub smartlink: Option<u32>,
+    pub affiliate: Option<u32>,
+    pub status: Option<ConvStatus>,
+    /// Return conversions with `id < before` (pagination cursor).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        [OutboxState::Pending, OutboxState::Delivered, OutboxState::Failed].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A queued outbound postback with what its macros need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub conversion: ConversionRow,
+    /// The status this delivery reports.
+    pub status: ConvStatus,
+    pub target: String,
+    pub url: String,
+    pub payout_share: f64,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub last_http_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// The result of one delivery attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub ts_ms: i64,
+    pub http_status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// The URL actually requested.
+    pub url: String,
+    pub next: OutboxState,
+    /// For `Pending`: when to try again.
+    pub next_at_ms: i64,
+}
+
+/// Conversion tracking storage (same object as [`Store`]).
+pub trait ConversionStore: Send + Sync + 'static {
+    /// Records postbacks in one durable transaction (group commit): dedup,
+    /// status transitions with history, and outbox rows, all or nothing.
+    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>>;
+    fn conversions(&self, f: &ConversionFilter) -> Result<Vec<ConversionRow>>;
+    fn conversion(&self, id: i64) -> Result<Option<ConversionRow>>;
+    /// Status history of a conversion: (ts_ms, from, to, source).
+    fn conversion_history(&self, id: i64) -> Result<Vec<(i64, Option<ConvStatus>, ConvStatus, String)>>;
+    /// Approved conversions that arrived in `[from, to)` per offer: count and
+    /// base-currency payout (for cap counters at start-up).
+    fn approved_totals(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64, f64)>>;
+    fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+    fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>>;
+    fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
+    /// Puts a failed delivery back in the queue, due now. False if unknown.
+    fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool>;
 }

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{Change, ClickRow, Entity, Kind, Result, Store, StoreError};
+use crate::{
+    Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Entity, Kind, OutboxItem,
+    OutboxState, PostbackIn, Recorded, Result, Store, StoreError,
+};
+use smartlink_core::conversion::Transition;
 
 /// `std::sync::Mutex` wrapper that survives poisoning: a panic in one
 /// request must not make the store unusable for every later one.
@@ -41,7 +45,93 @@ CREATE TABLE IF NOT EXISTS clicks (
     browser TEXT NOT NULL, language TEXT NOT NULL, referrer TEXT NOT NULL, user_agent TEXT NOT NULL,
     reason TEXT NOT NULL, fallback_reason TEXT, propensity REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS clicks_ts ON clicks (ts_ms);
+CREATE TABLE IF NOT EXISTS conversions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, click_id TEXT NOT NULL, event TEXT NOT NULL, txid TEXT NOT NULL,
+    status TEXT NOT NULL, payout REAL NOT NULL, currency TEXT NOT NULL, payout_base REAL NOT NULL,
+    smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER,
+    country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+    click_ts_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, approved_ms INTEGER,
+    over_cap INTEGER NOT NULL, ctit_secs INTEGER NOT NULL,
+    UNIQUE (click_id, event, txid));
+CREATE INDEX IF NOT EXISTS conversions_ts ON conversions (ts_ms);
+CREATE INDEX IF NOT EXISTS conversions_approved ON conversions (approved_ms);
+CREATE TABLE IF NOT EXISTS conversion_history (
+    conversion_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, from_status TEXT, to_status TEXT NOT NULL,
+    source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS conversion_history_id ON conversion_history (conversion_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, conversion_id INTEGER NOT NULL, status TEXT NOT NULL,
+    target TEXT NOT NULL, url TEXT NOT NULL, payout_share REAL NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, next_at_ms INTEGER NOT NULL, last_http_status INTEGER, last_error TEXT,
+    created_ms INTEGER NOT NULL,
+    UNIQUE (conversion_id, status, target));
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
+CREATE TABLE IF NOT EXISTS outbox_attempts (
+    outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
+    latency_ms INTEGER NOT NULL, error TEXT);
 ";
+
+const CONVERSION_COLS: &str = "c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
+    c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5";
+
+fn status_of(s: &str) -> rusqlite::Result<ConvStatus> {
+    ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad status {s:?}").into())
+    })
+}
+
+fn row_to_conversion(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversionRow> {
+    let sub1: Option<String> = r.get(19)?;
+    let subs = match sub1 {
+        Some(s1) => Some([s1, r.get(20)?, r.get(21)?, r.get(22)?, r.get(23)?]),
+        None => None,
+    };
+    Ok(ConversionRow {
+        id: r.get(0)?,
+        click_id: r.get(1)?,
+        event: r.get(2)?,
+        txid: r.get(3)?,
+        status: status_of(&r.get::<_, String>(4)?)?,
+        payout: r.get(5)?,
+        currency: r.get(6)?,
+        payout_base: r.get(7)?,
+        smartlink: r.get(8)?,
+        offer: r.get(9)?,
+        affiliate: r.get(10)?,
+        country: r.get(11)?,
+        device: r.get(12)?,
+        os: r.get(13)?,
+        click_ts_ms: r.get(14)?,
+        ts_ms: r.get(15)?,
+        updated_ms: r.get(16)?,
+        over_cap: r.get::<_, i64>(17)? != 0,
+        ctit_secs: r.get(18)?,
+        subs,
+    })
+}
+
+fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    Ok(OutboxItem {
+        conversion: row_to_conversion(r)?,
+        id: r.get(24)?,
+        status: status_of(&r.get::<_, String>(25)?)?,
+        target: r.get(26)?,
+        url: r.get(27)?,
+        payout_share: r.get(28)?,
+        state: OutboxState::parse(&r.get::<_, String>(29)?).unwrap_or(OutboxState::Failed),
+        attempts: r.get(30)?,
+        next_at_ms: r.get(31)?,
+        last_http_status: r.get(32)?,
+        last_error: r.get(33)?,
+    })
+}
+
+const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
+    c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5,
+    o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
+    FROM outbox o JOIN conversions c ON c.id = o.conversion_id LEFT JOIN clicks k ON k.click_id = c.click_id";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -267,6 +357,181 @@ impl Store for SqliteStore {
     }
 }
 
+fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, status: ConvStatus) -> Result<()> {
+    for t in p.outbound.iter().filter(|t| t.statuses.contains(&status)) {
+        tx.execute(
+            "INSERT OR IGNORE INTO outbox (conversion_id, status, target, url, payout_share, state, attempts, next_at_ms,
+             created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+            params![id, status.as_str(), t.target, t.url, t.payout_share, p.ts_ms],
+        )?;
+    }
+    Ok(())
+}
+
+fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
+    let existing: Option<(i64, String, f64)> = tx
+        .query_row(
+            "SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
+            params![p.click_id, p.event, p.txid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let history = |id: i64, from: Option<ConvStatus>| {
+        tx.execute(
+            "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, p.ts_ms, from.map(|f| f.as_str()), p.status.as_str(), p.source],
+        )
+    };
+    let approved_ms = p.status.pays().then_some(p.ts_ms);
+    match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
+                 affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18)",
+                params![
+                    p.click_id,
+                    p.event,
+                    p.txid,
+                    p.status.as_str(),
+                    p.payout.unwrap_or(0.0),
+                    p.currency,
+                    p.payout_base.unwrap_or(0.0),
+                    p.smartlink,
+                    p.offer,
+                    p.affiliate,
+                    p.country,
+                    p.device,
+                    p.os,
+                    p.click_ts_ms,
+                    p.ts_ms,
+                    approved_ms,
+                    p.over_cap as i64,
+                    (p.ts_ms - p.click_ts_ms).max(0) / 1000,
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            history(id, None)?;
+            queue_outbound(tx, id, p, p.status)?;
+            Ok(Recorded::New { id })
+        }
+        Some((id, cur, base)) => {
+            let cur = status_of(&cur)?;
+            match cur.transition(p.status) {
+                Transition::Duplicate => Ok(Recorded::Duplicate { id }),
+                Transition::Forbidden => Ok(Recorded::Forbidden { id, current: cur }),
+                Transition::Change => {
+                    tx.execute(
+                        "UPDATE conversions SET status = ?2, updated_ms = ?3,
+                         approved_ms = COALESCE(?4, approved_ms),
+                         payout = COALESCE(?5, payout), payout_base = COALESCE(?6, payout_base),
+                         over_cap = MAX(over_cap, ?7) WHERE id = ?1",
+                        params![id, p.status.as_str(), p.ts_ms, approved_ms, p.payout, p.payout_base, p.over_cap as i64],
+                    )?;
+                    history(id, Some(cur))?;
+                    queue_outbound(tx, id, p, p.status)?;
+                    Ok(Recorded::Updated { id, previous: cur, payout_base: p.payout_base.unwrap_or(base) })
+                }
+            }
+        }
+    }
+}
+
+impl ConversionStore for SqliteStore {
+    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>> {
+        let mut c = self.write.lock();
+        let tx = c.transaction()?;
+        let out = batch.iter().map(|p| record_one(&tx, p)).collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn conversions(&self, f: &ConversionFilter) -> Result<Vec<ConversionRow>> {
+        let c = self.read.lock();
+        let sql = format!(
+            "SELECT {CONVERSION_COLS} FROM conversions c LEFT JOIN clicks k ON k.click_id = c.click_id
+             WHERE (?1 IS NULL OR c.ts_ms >= ?1) AND (?2 IS NULL OR c.ts_ms < ?2) AND (?3 IS NULL OR c.offer = ?3)
+             AND (?4 IS NULL OR c.smartlink = ?4) AND (?5 IS NULL OR c.affiliate = ?5) AND (?6 IS NULL OR c.status = ?6)
+             AND (?7 IS NULL OR c.id < ?7) ORDER BY c.id DESC LIMIT ?8"
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![f.from_ms, f.to_ms, f.offer, f.smartlink, f.affiliate, f.status.map(|s| s.as_str()), f.before, f.limit as i64],
+            row_to_conversion,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn conversion(&self, id: i64) -> Result<Option<ConversionRow>> {
+        let c = self.read.lock();
+        let sql = format!("SELECT {CONVERSION_COLS} FROM conversions c LEFT JOIN clicks k ON k.click_id = c.click_id WHERE c.id = ?1");
+        Ok(c.query_row(&sql, params![id], row_to_conversion).optional()?)
+    }
+
+    fn conversion_history(&self, id: i64) -> Result<Vec<(i64, Option<ConvStatus>, ConvStatus, String)>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(
+            "SELECT ts_ms, from_status, to_status, source FROM conversion_history WHERE conversion_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![id], |r| {
+            let from: Option<String> = r.get(1)?;
+            Ok((r.get(0)?, from.map(|f| status_of(&f)).transpose()?, status_of(&r.get::<_, String>(2)?)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn approved_totals(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64, f64)>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(
+            "SELECT offer, COUNT(*), SUM(payout_base) FROM conversions
+             WHERE status = 'approved' AND approved_ms >= ?1 AND approved_ms < ?2 GROUP BY offer",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&format!(
+            "{OUTBOX_SELECT} WHERE o.state = 'pending' AND o.next_at_ms <= ?1 ORDER BY o.next_at_ms, o.id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![now_ms, limit as i64], row_to_outbox)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&format!("{OUTBOX_SELECT} WHERE (?1 IS NULL OR o.state = ?1) ORDER BY o.id DESC LIMIT ?2"))?;
+        let rows = st.query_map(params![state.map(|s| s.as_str()), limit as i64], row_to_outbox)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn record_attempt(&self, outbox_id: i64, a: &Attempt) -> Result<()> {
+        let mut c = self.write.lock();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO outbox_attempts (outbox_id, ts_ms, url, http_status, latency_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![outbox_id, a.ts_ms, a.url, a.http_status, a.latency_ms, a.error],
+        )?;
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_at_ms = ?3, last_http_status = ?4, last_error = ?5
+             WHERE id = ?1",
+            params![outbox_id, a.next.as_str(), a.next_at_ms, a.http_status, a.error],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool> {
+        let c = self.write.lock();
+        let n = c.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_at_ms = ?2 WHERE id = ?1 AND state = 'failed'",
+            params![outbox_id, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +584,107 @@ mod tests {
         let s = SqliteStore::open_dir(dir.path()).unwrap();
         assert_eq!(s.meta("config_hash").unwrap().as_deref(), Some("abc"));
         assert_eq!(s.count_clicks().unwrap(), 1);
+    }
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+    use crate::OutboundTarget;
+
+    fn pb(click: &str, txid: &str, status: ConvStatus, payout: Option<f64>, ts: i64) -> PostbackIn {
+        PostbackIn {
+            click_id: click.into(),
+            event: "conversion".into(),
+            txid: txid.into(),
+            status,
+            payout,
+            currency: "USD".into(),
+            payout_base: payout,
+            smartlink: 1,
+            offer: 2,
+            affiliate: Some(3),
+            country: "US".into(),
+            device: "mobile".into(),
+            os: "ios".into(),
+            click_ts_ms: 1_000,
+            ts_ms: ts,
+            over_cap: false,
+            source: "postback".into(),
+            outbound: vec![OutboundTarget {
+                target: "affiliate:a".into(),
+                url: "https://a.example/?c={click_id}".into(),
+                statuses: vec![ConvStatus::Approved, ConvStatus::Chargeback],
+                payout_share: 0.5,
+            }],
+        }
+    }
+
+    #[test]
+    fn dedup_transitions_history_and_outbox_are_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        use ConvStatus::*;
+        let r = s
+            .record_postbacks(&[
+                pb("c1", "", Pending, Some(2.0), 5_000),
+                pb("c1", "", Pending, Some(2.0), 6_000),
+                pb("c1", "", Approved, None, 7_000),
+                pb("c1", "", Approved, None, 8_000),
+                pb("c1", "", Rejected, None, 9_000),
+                pb("c1", "", Chargeback, None, 10_000),
+                pb("c1", "t2", Approved, Some(1.0), 11_000),
+            ])
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![
+                Recorded::New { id: 1 },
+                Recorded::Duplicate { id: 1 },
+                Recorded::Updated { id: 1, previous: Pending, payout_base: 2.0 },
+                Recorded::Duplicate { id: 1 },
+                Recorded::Forbidden { id: 1, current: Approved },
+                Recorded::Updated { id: 1, previous: Approved, payout_base: 2.0 },
+                Recorded::New { id: 2 },
+            ]
+        );
+        let c1 = s.conversion(1).unwrap().unwrap();
+        assert_eq!((c1.status, c1.payout, c1.ctit_secs), (Chargeback, 2.0, 4));
+        let h: Vec<_> = s.conversion_history(1).unwrap().into_iter().map(|(_, f, t, _)| (f, t)).collect();
+        assert_eq!(h, vec![(None, Pending), (Some(Pending), Approved), (Some(Approved), Chargeback)]);
+        // One outbox row per (conversion, status): approved and chargeback of
+        // c1, approved of the second txid; repeats added nothing.
+        let ob = s.outbox(None, 10).unwrap();
+        let mut got: Vec<_> = ob.iter().map(|o| (o.conversion.id, o.status)).collect();
+        got.sort();
+        assert_eq!(got, vec![(1, Approved), (1, Chargeback), (2, Approved)]);
+        assert_eq!(s.approved_totals(0, 100_000).unwrap(), vec![(2, 1, 1.0)]);
+    }
+
+    #[test]
+    fn outbox_attempts_move_items_between_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        s.record_postbacks(&[pb("c1", "", ConvStatus::Approved, Some(1.0), 5_000)]).unwrap();
+        let due = s.due_outbox(5_000, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let id = due[0].id;
+        let attempt = |next, at| Attempt {
+            ts_ms: 5_000,
+            http_status: Some(500),
+            latency_ms: 3,
+            error: None,
+            url: "u".into(),
+            next,
+            next_at_ms: at,
+        };
+        s.record_attempt(id, &attempt(OutboxState::Pending, 9_000)).unwrap();
+        assert!(s.due_outbox(8_999, 10).unwrap().is_empty());
+        assert_eq!(s.due_outbox(9_000, 10).unwrap()[0].attempts, 1);
+        s.record_attempt(id, &attempt(OutboxState::Failed, 0)).unwrap();
+        assert!(s.due_outbox(i64::MAX, 10).unwrap().is_empty());
+        assert_eq!(s.outbox(Some(OutboxState::Failed), 10).unwrap().len(), 1);
+        assert!(s.retry_outbox(id, 20_000).unwrap());
+        assert_eq!(s.due_outbox(20_000, 10).unwrap()[0].attempts, 0);
     }
 }
