@@ -2,12 +2,15 @@
 //! HTTP client crate needed for tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub const ADMIN: &str = "test-admin-token";
+/// The click-id secret every test server uses, so tests can mint ids.
+pub const SECRET: &str = "blackbox-click-secret-0123456789abcdef";
 
 pub struct Server {
     pub child: Child,
@@ -56,6 +59,7 @@ impl Server {
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
+            .env("SMARTLINK_SECRET", SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -73,6 +77,12 @@ impl Server {
                 Err(err)
             }
         }
+    }
+
+    /// Abrupt stop (SIGKILL): nothing is flushed.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Graceful stop (SIGTERM): the click queue is flushed.
@@ -143,4 +153,50 @@ pub fn stored_clicks(db: &Path) -> Vec<smartlink_store::ClickRow> {
     use smartlink_store::Store;
     let s = smartlink_store::SqliteStore::open(db).unwrap();
     s.clicks_since(0, 1_000_000).unwrap()
+}
+
+/// Signs click facts with the test secret (as the server would).
+pub fn mint(facts: &smartlink_core::clickid::ClickFacts) -> String {
+    smartlink_core::clickid::ClickIdCodec::new(SECRET.as_bytes()).encode(facts)
+}
+
+/// A local HTTP server that records request targets and answers each with
+/// the next status of a script (the last one repeats).
+pub struct Recorder {
+    pub addr: String,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn start(script: Vec<u16>) -> Recorder {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for (i, conn) in l.incoming().enumerate() {
+                let Ok(mut c) = conn else { continue };
+                let mut buf = [0u8; 8192];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let target = req.split(' ').nth(1).unwrap_or("").to_string();
+                s2.lock().unwrap().push(target);
+                let code = *script.get(i).or(script.last()).unwrap_or(&200);
+                let _ = c.write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            }
+        });
+        Recorder { addr, seen }
+    }
+
+    /// Waits (bounded) until at least `n` requests arrived.
+    pub fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.seen.lock().unwrap().clone();
+            if v.len() >= n || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

@@ -5,3 +5,4 @@ mod harness;
 
 mod clicks;
 mod config;
+mod postbacks;

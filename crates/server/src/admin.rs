@@ -20,6 +20,7 @@ use smartlink_store::{Change, Kind, Store};
 use crate::app::AppState;
 use crate::config::*;
 use crate::error::ApiError;
+use crate::postback::PostbackConfig;
 
 /// The definitions as stored, with their numeric keys.
 #[derive(Debug, Default, Clone)]
@@ -101,7 +102,7 @@ pub fn commit_defs(
     state: &mut DefsState,
     new: Definitions,
     current: &Catalog,
-) -> Result<Catalog, ApplyError> {
+) -> Result<(Catalog, PostbackConfig), ApplyError> {
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
     store.apply(&changes).map_err(|e| ApplyError::Store(e.into()))?;
@@ -112,8 +113,9 @@ pub fn commit_defs(
     let reloaded = load_defs(store).map_err(ApplyError::Store)?;
     let mut catalog = build_catalog(&reloaded.defs, &reloaded.keys).map_err(ApplyError::Invalid)?;
     catalog.inherit_state(current);
+    let postbacks = PostbackConfig::from_defs(&reloaded.defs, &reloaded.keys);
     *state = reloaded;
-    Ok(catalog)
+    Ok((catalog, postbacks))
 }
 
 /// Upserts every definition of `file` into `base` (what `import` does:
@@ -156,7 +158,7 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(
+pub async fn auth(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     req: axum::extract::Request,
@@ -301,8 +303,9 @@ async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> R
     .await
     .map_err(|e| ApiError::Unexpected(e.into()))?;
     match res {
-        (Ok(catalog), working, _) => {
+        (Ok((catalog, postbacks)), working, _) => {
             *state = working;
+            app.postbacks.store(Arc::new(postbacks));
             app.catalog.store(Arc::new(catalog));
             Ok(())
         }

@@ -22,6 +22,7 @@ use crate::admin::{self, DefsState};
 use crate::config::Secret;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
+use crate::postback::{PostbackConfig, PostbackQueue};
 use crate::writer::ClickQueue;
 
 /// Largest accepted sub-id, in bytes.
@@ -39,6 +40,11 @@ pub struct AppState {
     pub admin_token: Secret,
     pub metrics: Arc<Metrics>,
     pub clicks: ClickQueue,
+    /// Postback credentials, outbound targets and rates; swapped with the catalog.
+    pub postbacks: ArcSwap<PostbackConfig>,
+    /// The group-commit postback writer.
+    pub conversions: PostbackQueue,
+    pub signed_window_secs: u64,
     pub store: Arc<dyn Store>,
     /// Injected clock (milliseconds since the epoch); tests may fix it.
     pub clock: fn() -> i64,
@@ -52,9 +58,10 @@ pub fn system_clock() -> i64 {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/s/{slug}", get(click))
+        .route("/postback", get(crate::postback::postback).post(crate::postback::postback))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", admin::routes(state.clone()))
+        .nest("/api/v1", crate::conversions::routes(state.clone()).merge(admin::routes(state.clone())))
         .with_state(state)
 }
 
@@ -71,7 +78,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The visitor's address: the socket peer, or with `trust_proxy` the first
 /// valid address in `X-Forwarded-For` (the original client as the proxy
 /// chain reports it).
-fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+pub fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
     if trust_proxy {
         if let Some(ip) = header_str(headers, "x-forwarded-for")
             .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
@@ -89,7 +96,7 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     r
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ClickParams {
     subs: [String; 5],
     aff: Option<String>,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smartlink_core::caps::OfferCounters;
+use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::model::*;
 use smartlink_core::router::RouterState;
 use smartlink_core::targeting::{CountrySet, Targeting, ALL_HOURS};
@@ -50,20 +51,45 @@ pub struct ServerSettings {
     pub admin_token: Option<Secret>,
     /// Capacity of the in-memory click queue (rows). Default 100 000.
     pub queue_capacity: Option<usize>,
+    /// First retry delay of outbound postbacks, seconds (doubles each
+    /// attempt, capped at 12 h). Default 60.
+    pub outbound_retry_base_secs: Option<f64>,
+    /// Delivery attempts before an outbound postback is marked failed.
+    /// Default 14 (26 h to 79 h depending on jitter, with the default base).
+    pub outbound_max_attempts: Option<u32>,
+    /// Accepted clock skew of signed postbacks (`ts`), seconds. Default 300.
+    pub signed_postback_window_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvertiserSpec {
     pub id: String,
+    /// Shared token the advertiser sends as `token` on every postback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postback_token: Option<Secret>,
+    /// When set, postbacks must carry `ts` and `sig` = hex HMAC-SHA256 of
+    /// the canonical query under this secret (replay protection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_secret: Option<Secret>,
+    /// When set, postbacks are accepted only from these addresses (CIDRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_ips: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AffiliateSpec {
     pub id: String,
+    /// Outbound postback to the affiliate / traffic source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_url: Option<String>,
+    /// Which statuses fire it. Default `[approved]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_statuses: Option<Vec<String>>,
+    /// The affiliate's cut of the payout reported in `{payout}`. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_share: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +188,12 @@ pub struct SmartlinkSpec {
     /// For `strategy: weighted`: one weight per offer, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<Vec<f64>>,
+    /// Outbound postback for this smartlink's conversions (in addition to
+    /// the affiliate's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_statuses: Option<Vec<String>>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -357,6 +389,23 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
 
     let key_of = |kind: Kind, id: &str| keys.get(&(kind, id.to_string())).copied();
 
+    for (i, a) in defs.advertisers.iter().enumerate() {
+        for (j, c) in a.postback_ips.iter().flatten().enumerate() {
+            if let Err(e) = Cidr::parse(c) {
+                errs.push(format!("advertisers[{i}].postback_ips[{j}]"), e);
+            }
+        }
+    }
+    for (i, a) in defs.affiliates.iter().enumerate() {
+        outbound_checks(&mut errs, &format!("affiliates[{i}]"), &a.postback_url, &a.postback_statuses);
+        if a.payout_share.is_some_and(|s| !(s.is_finite() && s > 0.0 && s <= 1.0)) {
+            errs.push(format!("affiliates[{i}].payout_share"), "expected a share in (0, 1], e.g. 0.7");
+        }
+    }
+    for (i, s) in defs.smartlinks.iter().enumerate() {
+        outbound_checks(&mut errs, &format!("smartlinks[{i}]"), &s.postback_url, &s.postback_statuses);
+    }
+
     let mut affiliates = Vec::new();
     for a in &defs.affiliates {
         if let (Ok(id), Some(key)) = (Id::parse(&a.id), key_of(Kind::Affiliate, &a.id)) {
@@ -509,6 +558,63 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
         Ok(Catalog::new(offers, smartlinks, affiliates))
     } else {
         Err(errs.0)
+    }
+}
+
+fn outbound_checks(errs: &mut Errs, p: &str, url: &Option<String>, statuses: &Option<Vec<String>>) {
+    if let Some(u) = url {
+        if let Err(e) = Template::parse(u, MacroSet::Postback) {
+            errs.push(format!("{p}.postback_url"), e.to_string());
+        }
+    }
+    let parse = |s: &str| {
+        ConvStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| ParseError(format!("expected a status (pending, approved, rejected, chargeback), got {s:?}")))
+    };
+    errs.list(&format!("{p}.postback_statuses"), statuses, parse);
+}
+
+/// An IPv4 or IPv6 network in CIDR notation (a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("expected an address or CIDR such as 203.0.113.0/24, got {s:?}");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let net: std::net::IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { net, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -665,7 +771,7 @@ smartlinks:
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "<redacted>");
-        let a = AdvertiserSpec { id: "a".into(), postback_token: Some(s) };
+        let a = AdvertiserSpec { id: "a".into(), postback_token: Some(s), postback_secret: None, postback_ips: None };
         assert!(!format!("{a:?}").contains("hunter2"));
     }
 
@@ -676,6 +782,30 @@ smartlinks:
         let c: Definitions = parse_yaml(&GOOD.replace("payout: 2.5", "payout: 2.6")).unwrap();
         assert_eq!(definitions_hash(&a), definitions_hash(&b));
         assert_ne!(definitions_hash(&a), definitions_hash(&c));
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::Cidr;
+
+    #[test]
+    fn cidr_table() {
+        for (net, ip, want) in [
+            ("203.0.113.0/24", "203.0.113.9", true),
+            ("203.0.113.0/24", "203.0.114.9", false),
+            ("10.1.2.3", "10.1.2.3", true),
+            ("10.1.2.3", "10.1.2.4", false),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("2001:db8::/32", "2001:db8:1::1", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+            ("203.0.113.0/24", "::ffff:203.0.113.5", true),
+        ] {
+            assert_eq!(Cidr::parse(net).unwrap().contains(ip.parse().unwrap()), want, "{net} {ip}");
+        }
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
     }
 }
 

@@ -12,7 +12,10 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod geo;
+pub mod conversions;
 pub mod metrics;
+pub mod outbound;
+pub mod postback;
 pub mod writer;
 
 use std::future::Future;
@@ -103,7 +106,7 @@ pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool
     }
     let mut state = admin::load_defs(store)?;
     let merged = admin::merge(&state.defs, &file.definitions);
-    match admin::commit_defs(store, &mut state, merged, &Catalog::default()) {
+    match admin::commit_defs(store, &mut state, merged, &Catalog::default()).map(|_| ()) {
         Ok(_) => {}
         Err(admin::ApplyError::Invalid(errors)) => {
             return Err(config::ConfigError::Invalid { file: path.display().to_string(), errors }.into());
@@ -118,6 +121,8 @@ pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool
 pub struct Prepared {
     pub state: Arc<AppState>,
     pub writer: writer::WriterHandle,
+    pub postback_writer: postback::PostbackWriter,
+    pub retry: outbound::RetryPolicy,
     pub listen: String,
 }
 
@@ -158,6 +163,13 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     let metrics = Arc::new(metrics::Metrics::default());
     let (clicks, writer) =
         writer::start(store.clone(), eff.settings.queue_capacity.unwrap_or(100_000), metrics.clone());
+    let (conversions, postback_writer) = postback::start_writer(store.clone());
+    let postbacks = postback::PostbackConfig::from_defs(&defs.defs, &defs.keys);
+    let default_retry = outbound::RetryPolicy::default();
+    let retry = outbound::RetryPolicy {
+        base_secs: eff.settings.outbound_retry_base_secs.unwrap_or(default_retry.base_secs),
+        max_attempts: eff.settings.outbound_max_attempts.unwrap_or(default_retry.max_attempts).max(1),
+    };
     let state = Arc::new(AppState {
         catalog: ArcSwap::from_pointee(catalog),
         defs: tokio::sync::Mutex::new(defs),
@@ -167,10 +179,13 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         admin_token,
         metrics,
         clicks,
+        postbacks: ArcSwap::from_pointee(postbacks),
+        conversions,
+        signed_window_secs: eff.settings.signed_postback_window_secs.unwrap_or(300),
         store,
         clock,
     });
-    Ok(Prepared { state, writer, listen: eff.listen.clone() })
+    Ok(Prepared { state, writer, postback_writer, retry, listen: eff.listen.clone() })
 }
 
 /// How far back the router's learned state is rebuilt from stored clicks.
@@ -191,8 +206,32 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
                 ranges.entry((tz, day)).or_insert(c)
             }
         };
-        o.counters.seed(day, counts.get(&o.key).copied().unwrap_or(0), 0, 0.0);
+        let (from, to) = day_range_ms(tz, day);
+        let conv = store.approved_totals(from, to)?.into_iter().find(|(k, _, _)| *k == o.key);
+        let (n, spent) = conv.map(|(_, n, s)| (n, s)).unwrap_or((0, 0.0));
+        o.counters.seed(day, counts.get(&o.key).copied().unwrap_or(0), n, spent);
     }
+    // Conversions are replayed in time order between the clicks.
+    let since = now_ms - REPLAY_DAYS * 86_400_000;
+    let mut conversions = store.conversions(&smartlink_store::ConversionFilter {
+        from_ms: Some(since),
+        limit: 10_000_000,
+        ..Default::default()
+    })?;
+    conversions.sort_by_key(|c| (c.ts_ms, c.id));
+    let mut conv_iter = conversions.into_iter().peekable();
+    let mut learn_until = |until_ms: i64| {
+        while let Some(c) = conv_iter.next_if(|c| c.ts_ms <= until_ms) {
+            let (Some(sl), Ok(country)) = (catalog.smartlink_by_key(c.smartlink), Country::parse(&c.country)) else { continue };
+            let segment = Segment {
+                country,
+                device: Device::parse(&c.device).unwrap_or(Device::Desktop),
+                os: Os::parse(&c.os).unwrap_or(Os::Other),
+            };
+            // Replayed as a new conversion in its latest status.
+            sl.router.lock().on_conversion(c.offer, segment, c.click_ts_ms, c.ts_ms, None, c.status.for_router());
+        }
+    };
     let mut from = now_ms - REPLAY_DAYS * 86_400_000;
     let mut replayed = 0u64;
     loop {
@@ -201,6 +240,7 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         let next_from = last.ts_ms;
         let full = page.len() == 50_000;
         for c in &page {
+            learn_until(c.ts_ms);
             let (Some(offer), Some(sl)) = (c.offer, catalog.smartlink_by_key(c.smartlink)) else { continue };
             let segment = Segment {
                 country: Country::parse(&c.country).unwrap_or(Country::UNKNOWN),
@@ -218,7 +258,8 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         // accept re-reading rows of the same millisecond only once.
         from = next_from + 1;
     }
-    tracing::info!(clicks = replayed, "rebuilt routing state from stored clicks");
+    learn_until(i64::MAX);
+    tracing::info!(clicks = replayed, "rebuilt routing state from stored clicks and conversions");
     Ok(())
 }
 
@@ -229,16 +270,25 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, .. } = prepared;
+    let Prepared { state, writer, postback_writer, retry, .. } = prepared;
+    let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
+    let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
     let app = router(state.clone());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
-    // Every sender lives in `state`; dropping the last one lets the writer
-    // drain the queue and stop.
+    outbound.abort();
+    let _ = outbound.await;
+    // Every sender lives in `state`; dropping the last one lets the writers
+    // drain their queues and stop.
     drop(state);
-    tokio::task::spawn_blocking(move || writer.join()).await.ok();
+    tokio::task::spawn_blocking(move || {
+        writer.join();
+        postback_writer.join();
+    })
+    .await
+    .ok();
     tracing::info!("click queue flushed; bye");
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub clicks_dropped: AtomicU64,
     pub clicks_written: AtomicU64,
     pub write_errors: AtomicU64,
+    pub postbacks_ok: AtomicU64,
+    pub postbacks_rejected: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
     decision_sum_ns: AtomicU64,
 }
@@ -79,6 +81,12 @@ impl Metrics {
             s,
             "# HELP smartlink_store_write_errors_total Failed click batch writes (retried).\n# TYPE smartlink_store_write_errors_total counter\nsmartlink_store_write_errors_total {}",
             g(&self.write_errors)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_postbacks_total Inbound postbacks by outcome.\n# TYPE smartlink_postbacks_total counter\nsmartlink_postbacks_total{{outcome=\"accepted\"}} {}\nsmartlink_postbacks_total{{outcome=\"auth_failed\"}} {}",
+            g(&self.postbacks_ok),
+            g(&self.postbacks_rejected)
         );
         s.push_str("# HELP smartlink_decision_seconds Time to route one click (enrichment, eligibility, pick, click id, URL).\n# TYPE smartlink_decision_seconds histogram\n");
         let mut cum = 0;

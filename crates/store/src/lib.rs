@@ -143,6 +143,10 @@ pub struct PostbackIn {
     pub ts_ms: i64,
     /// The offer was already at a conversion or budget cap.
     pub over_cap: bool,
+    /// Payout of a new conversion when the postback sent none (the offer's
+    /// current payout, in `currency` and in the base currency).
+    pub default_payout: f64,
+    pub default_payout_base: f64,
     /// `postback`, or `admin` for a manual change.
     pub source: String,
     /// Outbound postbacks to queue if the resulting status is one they fire on.

@@ -1,0 +1,262 @@
+//! Admin API for conversions and the outbound postback queue:
+//! `GET /api/v1/conversions`, `GET|PATCH /api/v1/conversions/{id}`,
+//! `GET /api/v1/postbacks/outbound?state=failed`,
+//! `POST /api/v1/postbacks/outbound/{id}/retry`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use smartlink_core::clickid::ClickFacts;
+use smartlink_core::conversion::Status as ConvStatus;
+use smartlink_core::model::{Catalog, Country, Device, Os, Segment};
+use smartlink_store::{ConversionFilter, ConversionRow, OutboxItem, OutboxState, PostbackIn, Store};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/conversions", get(list))
+        .route("/conversions/{id}", get(get_one).patch(patch))
+        .route("/postbacks/outbound", get(outbound_list))
+        .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
+        .layer(middleware::from_fn_with_state(state, crate::admin::auth))
+}
+
+/// Query parameters of the conversion list (shared with the CLI).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub offer: Option<String>,
+    pub smartlink: Option<String>,
+    pub affiliate: Option<String>,
+    pub status: Option<String>,
+    /// Pagination cursor: the `next` value of the previous page.
+    pub before: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+fn key_of(store: &dyn Store, kind: smartlink_store::Kind, id: &str) -> Result<u32, ApiError> {
+    let keys = store.keys().map_err(|e| ApiError::Unexpected(e.into()))?;
+    keys.into_iter()
+        .find(|(k, i, _)| *k == kind && i == id)
+        .map(|(_, _, key)| key)
+        .ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", kind.as_str())))
+}
+
+/// Turns a list query into a store filter (names resolved to keys).
+pub fn filter(store: &dyn Store, q: &ListQuery) -> Result<ConversionFilter, ApiError> {
+    use smartlink_store::Kind;
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            ApiError::BadRequest(format!("status must be pending, approved, rejected or chargeback, got {s:?}"))
+        })?),
+    };
+    Ok(ConversionFilter {
+        from_ms: q.from,
+        to_ms: q.to,
+        offer: q.offer.as_deref().map(|o| key_of(store, Kind::Offer, o)).transpose()?,
+        smartlink: q.smartlink.as_deref().map(|s| key_of(store, Kind::Smartlink, s)).transpose()?,
+        affiliate: q.affiliate.as_deref().map(|a| key_of(store, Kind::Affiliate, a)).transpose()?,
+        status,
+        before: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    })
+}
+
+/// A conversion as the API and CLI show it (ids, not numeric keys).
+pub fn conversion_json(c: &ConversionRow, names: &Names) -> Value {
+    json!({
+        "id": c.id,
+        "click_id": c.click_id,
+        "event": c.event,
+        "txid": if c.txid.is_empty() { Value::Null } else { c.txid.clone().into() },
+        "status": c.status.as_str(),
+        "payout": c.payout,
+        "currency": c.currency,
+        "payout_base": c.payout_base,
+        "offer": names.get(smartlink_store::Kind::Offer, c.offer),
+        "smartlink": names.get(smartlink_store::Kind::Smartlink, c.smartlink),
+        "affiliate": c.affiliate.map(|a| names.get(smartlink_store::Kind::Affiliate, a)),
+        "country": c.country,
+        "device": c.device,
+        "os": c.os,
+        "subs": c.subs,
+        "click_time_ms": c.click_ts_ms,
+        "time_ms": c.ts_ms,
+        "updated_ms": c.updated_ms,
+        "ctit_secs": c.ctit_secs,
+        "over_cap": c.over_cap,
+    })
+}
+
+/// Numeric key → id, for every entity ever stored.
+pub struct Names(std::collections::HashMap<(smartlink_store::Kind, u32), String>);
+
+impl Names {
+    pub fn load(store: &dyn Store) -> anyhow::Result<Names> {
+        Ok(Names(store.keys()?.into_iter().map(|(k, id, key)| ((k, key), id)).collect()))
+    }
+    pub fn get(&self, kind: smartlink_store::Kind, key: u32) -> String {
+        self.0.get(&(kind, key)).cloned().unwrap_or_else(|| format!("#{key}"))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?.map_err(ApiError::Unexpected)
+}
+
+async fn list(State(app): State<Arc<AppState>>, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let store = app.store.clone();
+    let f = filter(&*store, &q)?;
+    let (rows, names) = blocking(move || Ok((store.conversions(&f)?, Names::load(&*store)?))).await?;
+    let next = (rows.len() == q.limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
+    Ok(Json(json!({
+        "conversions": rows.iter().map(|c| conversion_json(c, &names)).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
+
+async fn get_one(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let store = app.store.clone();
+    let (row, history, names) =
+        blocking(move || Ok((store.conversion(id)?, store.conversion_history(id)?, Names::load(&*store)?))).await?;
+    let row = row.ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
+    let mut v = conversion_json(&row, &names);
+    v["history"] = history
+        .into_iter()
+        .map(|(ts, from, to, source)| json!({"time_ms": ts, "from": from.map(|f| f.as_str()), "to": to.as_str(), "source": source}))
+        .collect();
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    status: String,
+    /// Who made the change, for the audit trail.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// Facts for the router and counters, rebuilt from a stored conversion.
+fn facts_of(row: &ConversionRow) -> ClickFacts {
+    ClickFacts {
+        time_secs: (row.click_ts_ms / 1000) as u32,
+        smartlink: row.smartlink,
+        offer: Some(row.offer),
+        affiliate: row.affiliate,
+        segment: Segment {
+            country: Country::parse(&row.country).unwrap_or(Country::UNKNOWN),
+            device: Device::parse(&row.device).unwrap_or(Device::Desktop),
+            os: Os::parse(&row.os).unwrap_or(Os::Other),
+        },
+        nonce: [0; 7],
+    }
+}
+
+async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Bytes) -> Result<Response, ApiError> {
+    let b: PatchBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body must be {{\"status\": ..., \"by\": ...}}: {e}")))?;
+    let status = ConvStatus::ALL.into_iter().find(|s| s.as_str() == b.status).ok_or_else(|| {
+        ApiError::Invalid(vec![crate::config::FieldError { path: "status".into(), message: "expected pending, approved, rejected or chargeback".into() }])
+    })?;
+    let store = app.store.clone();
+    let row = blocking(move || Ok(store.conversion(id)?)).await?.ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
+    let pbc = app.postbacks.load_full();
+    let mut outbound = Vec::new();
+    if let Some(t) = row.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
+        outbound.push(t.clone());
+    }
+    if let Some(t) = pbc.smartlinks.get(&row.smartlink) {
+        outbound.push(t.clone());
+    }
+    let input = PostbackIn {
+        click_id: row.click_id.clone(),
+        event: row.event.clone(),
+        txid: row.txid.clone(),
+        status,
+        payout: None,
+        currency: row.currency.clone(),
+        payout_base: None,
+        smartlink: row.smartlink,
+        offer: row.offer,
+        affiliate: row.affiliate,
+        country: row.country.clone(),
+        device: row.device.clone(),
+        os: row.os.clone(),
+        click_ts_ms: row.click_ts_ms,
+        ts_ms: (app.clock)(),
+        over_cap: false,
+        default_payout: row.payout,
+        default_payout_base: row.payout_base,
+        source: format!("admin:{}", b.by.unwrap_or_else(|| "api".into())),
+        outbound,
+    };
+    match crate::postback::record_and_learn(&app, input, &facts_of(&row)).await {
+        Ok(r) => Ok(r),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(ApiError::Invalid(vec![crate::config::FieldError { path: "status".into(), message: e.message }]))
+        }
+        Err(e) => Err(ApiError::Unexpected(anyhow::anyhow!(e.message))),
+    }
+}
+
+fn outbox_json(o: &OutboxItem, catalog: &Catalog) -> Value {
+    let _ = catalog;
+    json!({
+        "id": o.id,
+        "conversion_id": o.conversion.id,
+        "status": o.status.as_str(),
+        "target": o.target,
+        "state": o.state.as_str(),
+        "attempts": o.attempts,
+        "next_attempt_ms": o.next_at_ms,
+        "last_http_status": o.last_http_status,
+        "last_error": o.last_error,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn outbound_list(
+    State(app): State<Arc<AppState>>,
+    q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(OutboxState::parse(s).ok_or_else(|| ApiError::BadRequest(format!("state must be pending, delivered or failed, got {s:?}")))?),
+    };
+    let store = app.store.clone();
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = blocking(move || Ok(store.outbox(state, limit)?)).await?;
+    let catalog = app.catalog.load();
+    Ok(Json(json!({ "postbacks": items.iter().map(|o| outbox_json(o, &catalog)).collect::<Vec<_>>() })))
+}
+
+async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let store = app.store.clone();
+    let now = (app.clock)();
+    if blocking(move || Ok(store.retry_outbox(id, now)?)).await? {
+        Ok((StatusCode::ACCEPTED, Json(json!({ "result": "queued", "id": id }))).into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no failed outbound postback {id}")))
+    }
+}

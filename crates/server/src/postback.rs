@@ -1,0 +1,477 @@
+//! Inbound postbacks (advertiser → smartlink): authentication, attribution
+//! from the signed click id, dedup and status changes, durable group commit.
+//!
+//! A postback is answered only after its transaction is committed
+//! (`synchronous = FULL`). Postbacks arriving together share one commit: a
+//! dedicated writer thread drains the queue and commits each batch at once,
+//! so throughput does not pay one fsync per postback.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use smartlink_core::clickid::ClickIdError;
+use smartlink_core::conversion::Status as ConvStatus;
+use smartlink_core::engine::apply_conversion;
+use smartlink_store::{OutboundTarget, PostbackIn, Recorded, Store};
+use tokio::sync::oneshot;
+
+use crate::admin::token_matches;
+use crate::app::AppState;
+use crate::config::{Cidr, Definitions, Secret};
+
+/// What postbacks need that the click path does not: advertiser
+/// credentials, outbound targets and exchange rates. Rebuilt with the
+/// catalog on every definitions change.
+#[derive(Debug, Default)]
+pub struct PostbackConfig {
+    pub advertisers: HashMap<String, AdvertiserAuth>,
+    /// By affiliate key.
+    pub affiliates: HashMap<u32, OutboundTarget>,
+    /// By smartlink key.
+    pub smartlinks: HashMap<u32, OutboundTarget>,
+    pub base_currency: String,
+    /// Units of base currency per unit of each currency (base included).
+    pub rates: HashMap<String, f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct AdvertiserAuth {
+    pub token: Option<Secret>,
+    pub secret: Option<Secret>,
+    pub ips: Vec<Cidr>,
+}
+
+fn statuses(list: &Option<Vec<String>>) -> Vec<ConvStatus> {
+    match list {
+        None => vec![ConvStatus::Approved],
+        Some(l) => ConvStatus::ALL.into_iter().filter(|s| l.iter().any(|x| x == s.as_str())).collect(),
+    }
+}
+
+impl PostbackConfig {
+    /// Builds from definitions already validated by `build_catalog`.
+    pub fn from_defs(defs: &Definitions, keys: &crate::config::Keys) -> PostbackConfig {
+        use smartlink_store::Kind;
+        let base = defs.base_currency.clone().unwrap_or_else(|| "USD".into()).to_ascii_uppercase();
+        let mut rates: HashMap<String, f64> = defs.currencies.iter().map(|(k, v)| (k.to_ascii_uppercase(), *v)).collect();
+        rates.insert(base.clone(), 1.0);
+        let key = |k: Kind, id: &str| keys.get(&(k, id.to_string())).copied();
+        PostbackConfig {
+            advertisers: defs
+                .advertisers
+                .iter()
+                .map(|a| {
+                    let ips = a.postback_ips.iter().flatten().filter_map(|c| Cidr::parse(c).ok()).collect();
+                    (a.id.clone(), AdvertiserAuth { token: a.postback_token.clone(), secret: a.postback_secret.clone(), ips })
+                })
+                .collect(),
+            affiliates: defs
+                .affiliates
+                .iter()
+                .filter_map(|a| {
+                    let url = a.postback_url.clone()?;
+                    Some((
+                        key(Kind::Affiliate, &a.id)?,
+                        OutboundTarget {
+                            target: format!("affiliate:{}", a.id),
+                            url,
+                            statuses: statuses(&a.postback_statuses),
+                            payout_share: a.payout_share.unwrap_or(1.0),
+                        },
+                    ))
+                })
+                .collect(),
+            smartlinks: defs
+                .smartlinks
+                .iter()
+                .filter_map(|s| {
+                    let url = s.postback_url.clone()?;
+                    let owner_share = s
+                        .affiliate
+                        .as_ref()
+                        .and_then(|a| defs.affiliates.iter().find(|x| &x.id == a))
+                        .and_then(|a| a.payout_share)
+                        .unwrap_or(1.0);
+                    Some((
+                        key(Kind::Smartlink, &s.slug)?,
+                        OutboundTarget {
+                            target: format!("smartlink:{}", s.slug),
+                            url,
+                            statuses: statuses(&s.postback_statuses),
+                            payout_share: owner_share,
+                        },
+                    ))
+                })
+                .collect(),
+            base_currency: base,
+            rates,
+        }
+    }
+}
+
+// ------------------------------------------------------------ writer -----
+
+type Reply = oneshot::Sender<Result<Recorded, String>>;
+
+/// Hands postbacks to the group-commit writer thread.
+#[derive(Clone)]
+pub struct PostbackQueue {
+    tx: std::sync::mpsc::SyncSender<(PostbackIn, Reply)>,
+}
+
+pub struct PostbackWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PostbackWriter {
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// At most this many postbacks share one transaction.
+const GROUP: usize = 512;
+
+pub fn start_writer(store: Arc<dyn Store>) -> (PostbackQueue, PostbackWriter) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(PostbackIn, Reply)>(20_000);
+    let thread = std::thread::Builder::new()
+        .name("postback-writer".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(GROUP);
+            while let Ok(first) = rx.recv() {
+                batch.push(first);
+                while batch.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                let ins: Vec<PostbackIn> = batch.iter().map(|(p, _)| p.clone()).collect();
+                match store.record_postbacks(&ins) {
+                    Ok(results) => {
+                        for ((_, reply), r) in batch.drain(..).zip(results) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, postbacks = batch.len(), "committing postbacks failed");
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawning the postback writer thread");
+    (PostbackQueue { tx }, PostbackWriter { thread })
+}
+
+impl PostbackQueue {
+    /// Records durably; resolves once committed.
+    pub async fn record(&self, p: PostbackIn) -> Result<Recorded, String> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send((p, reply)) {
+            Ok(()) => rx.await.map_err(|_| "postback writer stopped".to_string())?,
+            Err(_) => Err("postback queue is full".into()),
+        }
+    }
+}
+
+// ----------------------------------------------------------- handler -----
+
+/// A postback refused: the status and the parameter at fault.
+#[derive(Debug)]
+pub struct PostbackError {
+    pub status: StatusCode,
+    pub parameter: Option<&'static str>,
+    pub message: String,
+}
+
+fn err(status: StatusCode, parameter: Option<&'static str>, message: impl Into<String>) -> PostbackError {
+    PostbackError { status, parameter, message: message.into() }
+}
+
+impl IntoResponse for PostbackError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(p) = self.parameter {
+            body["parameter"] = p.into();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The first value among a parameter's accepted names.
+fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()))
+}
+
+/// Canonical form signed in signed mode: every parameter except `sig`,
+/// sorted by name then value, as `k=v` joined with `&` (values decoded).
+pub fn canonical_query(params: &[(String, String)]) -> String {
+    let mut v: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
+    v.sort();
+    v.iter().map(|(k, val)| format!("{k}={val}")).collect::<Vec<_>>().join("&")
+}
+
+pub fn sign(secret: &str, canonical: &str) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(canonical.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    match handle(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackError> {
+    let now_ms = (app.clock)();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let ip = crate::app::client_ip(app.trust_proxy, req.headers(), peer);
+    let mut params: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    if req.method() == Method::POST {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, "send parameters in the query string or as application/x-www-form-urlencoded"));
+        }
+        let body: Bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| err(StatusCode::BAD_REQUEST, None, "request body is unreadable or larger than 64 KiB"))?;
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
+
+    let click_id = param(&params, &["click_id", "clickid", "subid", "cid"])
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id is required (aliases: clickid, subid, cid)"))?;
+    let facts = app.codec.decode(click_id).map_err(|e| match e {
+        ClickIdError::BadSignature => err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id signature does not verify: forged or altered"),
+        _ => err(StatusCode::BAD_REQUEST, Some("click_id"), format!("click_id is malformed: {e}")),
+    })?;
+
+    let catalog = app.catalog.load_full();
+    let pbc = app.postbacks.load_full();
+    if catalog.smartlink_by_key(facts.smartlink).is_none() {
+        return Err(err(StatusCode::NOT_FOUND, Some("click_id"), "click_id belongs to an unknown smartlink"));
+    }
+    let offer_key = facts
+        .offer
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, Some("click_id"), "this click went to the fallback URL: there is no offer to credit"))?;
+    let offer = catalog
+        .offer_by_key(offer_key)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, Some("click_id"), "the offer of this click no longer exists"))?;
+
+    // Authentication: the offer's advertiser.
+    let auth = pbc.advertisers.get(offer.advertiser.as_str());
+    let auth = match auth {
+        Some(a) if a.token.is_some() || a.secret.is_some() => a,
+        _ => {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                Some("token"),
+                format!("advertiser {} accepts no postbacks: configure its postback_token or postback_secret", offer.advertiser),
+            ))
+        }
+    };
+    if let Some(t) = &auth.token {
+        let given = param(&params, &["token"]).unwrap_or("");
+        if !token_matches(given, t.expose()) {
+            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+            return Err(err(StatusCode::UNAUTHORIZED, Some("token"), "token is missing or wrong"));
+        }
+    }
+    if !auth.ips.is_empty() && !ip.is_some_and(|ip| auth.ips.iter().any(|c| c.contains(ip))) {
+        app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+        let shown = ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
+        return Err(err(StatusCode::FORBIDDEN, None, format!("postbacks from {shown} are not allowed for this advertiser")));
+    }
+    if let Some(secret) = &auth.secret {
+        let ts: i64 = param(&params, &["ts"])
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| err(StatusCode::FORBIDDEN, Some("ts"), "signed postbacks need ts (unix seconds)"))?;
+        if (now_ms / 1000 - ts).abs() > app.signed_window_secs as i64 {
+            return Err(err(StatusCode::FORBIDDEN, Some("ts"), "ts is outside the accepted window (replayed or clock skew)"));
+        }
+        let sig = param(&params, &["sig"]).unwrap_or("");
+        if !token_matches(&sign(secret.expose(), &canonical_query(&params)), &sig.to_ascii_lowercase()) {
+            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+            return Err(err(StatusCode::FORBIDDEN, Some("sig"), "sig does not match the HMAC-SHA256 of the canonical query"));
+        }
+    }
+
+    let click_ms = facts.time_secs as i64 * 1000;
+    if now_ms - click_ms > offer.attribution_window_secs as i64 * 1000 {
+        return Err(err(StatusCode::GONE, Some("click_id"), "the click is older than the offer's attribution window"));
+    }
+    let status = match param(&params, &["status"]) {
+        None => ConvStatus::Approved,
+        Some(s) => ConvStatus::parse(s).ok_or_else(|| {
+            err(StatusCode::UNPROCESSABLE_ENTITY, Some("status"), format!("unknown status {s:?}; expected approved, pending, rejected, chargeback (or 1, 2, 3)"))
+        })?,
+    };
+    let currency = match param(&params, &["currency"]) {
+        None | Some("") => offer.currency.as_str().to_string(),
+        Some(c) => c.to_ascii_uppercase(),
+    };
+    let rate = *pbc.rates.get(&currency).ok_or_else(|| {
+        err(StatusCode::UNPROCESSABLE_ENTITY, Some("currency"), format!("unknown currency {currency:?}: add its rate under currencies"))
+    })?;
+    let payout = match param(&params, &["payout", "sum", "amount"]) {
+        None | Some("") => None,
+        Some(p) => Some(p.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
+            err(StatusCode::UNPROCESSABLE_ENTITY, Some("payout"), format!("payout must be a number of zero or more, got {p:?}"))
+        })?),
+    };
+    let event = param(&params, &["event", "goal"]).filter(|e| !e.is_empty()).unwrap_or("conversion");
+    if event.len() > 64 {
+        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, Some("event"), "event is longer than 64 bytes"));
+    }
+    let txid = param(&params, &["txid", "transaction_id", "tid"]).unwrap_or("");
+    if txid.len() > 256 {
+        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, Some("txid"), "txid is longer than 256 bytes"));
+    }
+    // A new conversion without a payout earns the offer's current payout.
+    let (payout, payout_currency, rate) = match payout {
+        Some(p) => (Some(p), currency, rate),
+        None => (None, offer.currency.as_str().to_string(), pbc.rates.get(offer.currency.as_str()).copied().unwrap_or(1.0)),
+    };
+    let day = smartlink_core::time::local(offer.targeting.timezone, now_ms).day;
+    let over_cap = status.pays() && offer.counters.reached(&offer.caps, day).is_some_and(|k| k != smartlink_core::caps::CapKind::Clicks);
+    let mut outbound = Vec::new();
+    if let Some(t) = facts.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
+        outbound.push(t.clone());
+    }
+    if let Some(t) = pbc.smartlinks.get(&facts.smartlink) {
+        outbound.push(t.clone());
+    }
+    let input = PostbackIn {
+        click_id: click_id.to_string(),
+        event: event.to_string(),
+        txid: txid.to_string(),
+        status,
+        payout,
+        currency: payout_currency,
+        payout_base: payout.map(|p| p * rate),
+        smartlink: facts.smartlink,
+        offer: offer_key,
+        affiliate: facts.affiliate,
+        country: facts.segment.country.to_string(),
+        device: facts.segment.device.as_str().into(),
+        os: facts.segment.os.as_str().into(),
+        click_ts_ms: click_ms,
+        ts_ms: now_ms,
+        over_cap,
+        default_payout: offer.payout,
+        default_payout_base: offer.payout_base,
+        source: "postback".into(),
+        outbound,
+    };
+    let recorded = record_and_learn(&app, input, &facts).await?;
+    app.metrics.postbacks_ok.fetch_add(1, Relaxed);
+    Ok(recorded)
+}
+
+/// Commits a postback (or admin change) and, once durable, feeds it to the
+/// cap counters and the router.
+pub async fn record_and_learn(
+    app: &Arc<AppState>,
+    input: PostbackIn,
+    facts: &smartlink_core::clickid::ClickFacts,
+) -> Result<Response, PostbackError> {
+    let now_ms = input.ts_ms;
+    let status = input.status;
+    let sent_payout_base = input.payout_base;
+    let default_base = input.default_payout_base;
+    let recorded = app
+        .conversions
+        .record(input)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "postback not recorded");
+            err(StatusCode::SERVICE_UNAVAILABLE, None, "the postback could not be stored; retry later")
+        })?;
+    let catalog = app.catalog.load();
+    let (result, id) = match recorded {
+        Recorded::New { id } => {
+            apply_conversion(&catalog, facts, now_ms, None, status.for_router(), sent_payout_base.unwrap_or(default_base));
+            ("recorded", id)
+        }
+        Recorded::Updated { id, previous, payout_base } => {
+            apply_conversion(&catalog, facts, now_ms, Some(previous.for_router()), status.for_router(), payout_base);
+            ("updated", id)
+        }
+        Recorded::Duplicate { id } => ("duplicate", id),
+        Recorded::Forbidden { current, .. } => {
+            return Err(err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("status"),
+                format!("status cannot change from {} to {}", current.as_str(), status.as_str()),
+            ))
+        }
+    };
+    Ok((StatusCode::OK, Json(serde_json::json!({ "result": result, "conversion_id": id }))).into_response())
+}
+
+/// Is this an address a redirect must never lead to?
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64/10 carrier-grade NAT
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_query_sorts_and_skips_sig() {
+        let p = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let q = p(&[("ts", "5"), ("click_id", "x"), ("sig", "zz"), ("payout", "1.5")]);
+        assert_eq!(canonical_query(&q), "click_id=x&payout=1.5&ts=5");
+        assert_eq!(sign("k", "a=1").len(), 64);
+    }
+
+    #[test]
+    fn private_addresses_table() {
+        for (ip, want) in [
+            ("10.0.0.1", true),
+            ("192.168.1.1", true),
+            ("127.0.0.1", true),
+            ("169.254.1.1", true),
+            ("100.64.0.1", true),
+            ("8.8.8.8", false),
+            ("::1", true),
+            ("fd00::1", true),
+            ("fe80::1", true),
+            ("::ffff:10.0.0.1", true),
+            ("2001:4860::1", false),
+        ] {
+            assert_eq!(is_private(ip.parse().unwrap()), want, "{ip}");
+        }
+    }
+}

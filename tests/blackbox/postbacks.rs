@@ -1,0 +1,299 @@
+//! Conversion tracking end to end: postbacks in, attribution, dedup,
+//! statuses, caps, outbound postbacks, crash safety.
+
+use smartlink_core::clickid::ClickFacts;
+use smartlink_core::model::{Country, Device, Os, Segment};
+
+use crate::harness::*;
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+
+fn pool(extra_server: &str, affiliate_postback: &str) -> String {
+    format!(
+        r#"
+base_currency: USD
+currencies: {{EUR: 2.0}}
+advertisers:
+  - {{id: adv, postback_token: adv-token}}
+  - {{id: signed, postback_secret: sign-me, postback_ips: ["127.0.0.1/32"]}}
+affiliates:
+  - {{id: aff1, payout_share: 0.5 {affiliate_postback}}}
+offers:
+  - id: main
+    advertiser: adv
+    url: "https://main.example/?cid={{click_id}}"
+    payout: 4.0
+    caps: {{daily_conversions: 2}}
+  - id: other
+    advertiser: adv
+    url: "https://other.example/?cid={{click_id}}"
+    payout: 1.0
+  - id: signed-offer
+    advertiser: signed
+    url: "https://signed.example/?cid={{click_id}}"
+    payout: 1.0
+smartlinks:
+  - slug: sl
+    affiliate: aff1
+    offers: [main, other]
+    strategy: priority
+    fallback_url: "https://fallback.example/"
+  - slug: signed
+    offers: [signed-offer]
+    fallback_url: "https://fallback.example/"
+{extra_server}"#
+    )
+}
+
+fn start_with(yaml: &str, server_extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), yaml);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n{server_extra}"), 1);
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start(dir.path(), &cfg);
+    (dir, s)
+}
+
+/// Clicks and returns the click id from the redirect.
+fn click(s: &Server, path: &str) -> String {
+    let r = s.get(path, &[("User-Agent", IPHONE)]);
+    assert_eq!(r.status, 302, "{}", r.body);
+    r.header("location").unwrap().split("cid=").nth(1).unwrap().split('&').next().unwrap().to_string()
+}
+
+fn postback(s: &Server, query: &str) -> Resp {
+    s.get(&format!("/postback?{query}"), &[])
+}
+
+#[test]
+fn a_postback_attributes_to_offer_smartlink_affiliate_subs_and_segment() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl?sub1=abc&sub2=x%20y");
+    let r = postback(&s, &format!("click_id={cid}&token=adv-token&payout=3.5&txid=T1"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"], "recorded");
+    // Wait for the click row (asynchronous writer) before listing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let conv = loop {
+        let list = s.admin("GET", "/api/v1/conversions", None).json();
+        let c = list["conversions"][0].clone();
+        if !c["subs"].is_null() || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(conv["offer"], "main");
+    assert_eq!(conv["smartlink"], "sl");
+    assert_eq!(conv["affiliate"], "aff1");
+    assert_eq!(conv["subs"][0], "abc");
+    assert_eq!(conv["subs"][1], "x y");
+    assert_eq!((conv["device"].as_str(), conv["os"].as_str()), (Some("mobile"), Some("ios")));
+    assert_eq!(conv["payout"], 3.5);
+    assert_eq!(conv["txid"], "T1");
+    assert!(conv["ctit_secs"].as_i64().unwrap() >= 0);
+}
+
+#[test]
+fn repeats_are_duplicates_and_bad_input_is_refused_with_the_parameter_named() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl");
+    let ok = format!("click_id={cid}&token=adv-token");
+    assert_eq!(postback(&s, &ok).json()["result"], "recorded");
+    let again = postback(&s, &ok).json();
+    assert_eq!(again["result"], "duplicate");
+    // Aliases: clickid / sum / tid.
+    let r = postback(&s, &format!("clickid={cid}&token=adv-token&sum=1&tid=X"));
+    assert_eq!(r.json()["result"], "recorded", "another txid is another conversion");
+
+    let cases: Vec<(String, u16, &str)> = vec![
+        (format!("click_id={cid}&token=wrong"), 401, "token"),
+        (format!("click_id={cid}"), 401, "token"),
+        ("token=adv-token".into(), 400, "click_id"),
+        (format!("click_id={}&token=adv-token", &cid[..47]), 400, "click_id"),
+        (format!("click_id={}A&token=adv-token", &cid[..47]), 400, "click_id"),
+        (format!("click_id={cid}&token=adv-token&status=maybe&txid=s"), 422, "status"),
+        (format!("click_id={cid}&token=adv-token&payout=-1&txid=p"), 422, "payout"),
+        (format!("click_id={cid}&token=adv-token&payout=1&currency=XYZ&txid=c"), 422, "currency"),
+    ];
+    for (q, status, param) in cases {
+        let r = postback(&s, &q);
+        assert_eq!(r.status, status, "{q}: {}", r.body);
+        assert_eq!(r.json()["parameter"], param, "{q}");
+    }
+}
+
+#[test]
+fn forged_unknown_and_expired_click_ids_get_their_own_answers() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let seg = Segment { country: Country::parse("US").unwrap(), device: Device::Mobile, os: Os::Ios };
+    let now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()) as u32;
+    let facts = |smartlink, offer, time_secs| ClickFacts { time_secs, smartlink, offer, affiliate: None, segment: seg, nonce: [9; 7] };
+    // Signed with another secret: forged.
+    let forged = smartlink_core::clickid::ClickIdCodec::new(b"not-the-secret").encode(&facts(1, Some(1), now));
+    assert_eq!(postback(&s, &format!("click_id={forged}&token=adv-token")).status, 400);
+    // Valid signature, unknown smartlink.
+    let r = postback(&s, &format!("click_id={}&token=adv-token", mint(&facts(99, Some(1), now))));
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Older than the 30-day attribution window.
+    let r = postback(&s, &format!("click_id={}&token=adv-token", mint(&facts(1, Some(1), now - 31 * 86_400))));
+    assert_eq!(r.status, 410, "{}", r.body);
+    // A click id minted for a click whose row never reached the store (as
+    // after a crash) still attributes.
+    let r = postback(&s, &format!("click_id={}&token=adv-token", mint(&facts(1, Some(1), now - 60))));
+    assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+}
+
+#[test]
+fn statuses_move_pending_approved_chargeback_and_txids_sum() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl");
+    let pb = |q: &str| postback(&s, &format!("click_id={cid}&token=adv-token&{q}")).json();
+    let id = pb("status=2&payout=2&txid=A")["conversion_id"].as_i64().unwrap();
+    assert_eq!(pb("status=approved&txid=A")["result"], "updated");
+    assert_eq!(pb("status=1&txid=A")["result"], "duplicate");
+    let r = postback(&s, &format!("click_id={cid}&token=adv-token&status=pending&txid=A"));
+    assert_eq!((r.status, r.json()["parameter"].as_str()), (422, Some("status")), "approved cannot go back to pending");
+    assert_eq!(pb("status=chargeback&txid=A")["result"], "updated");
+    // EUR is worth 2 USD here: 1.5 EUR = 3 USD.
+    assert_eq!(pb("payout=1.5&currency=EUR&txid=B")["result"], "recorded");
+    assert_eq!(pb("payout=1&txid=C")["result"], "recorded");
+    let c = s.admin("GET", &format!("/api/v1/conversions/{id}"), None).json();
+    assert_eq!(c["status"], "chargeback");
+    let hist: Vec<&str> = c["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(hist, ["pending", "approved", "chargeback"]);
+    let list = s.admin("GET", "/api/v1/conversions?status=approved", None).json();
+    let approved: f64 = list["conversions"].as_array().unwrap().iter().map(|c| c["payout_base"].as_f64().unwrap()).sum();
+    assert_eq!(approved, 4.0, "B (3 USD) + C (1 USD); A was charged back");
+}
+
+#[test]
+fn conversions_over_the_daily_cap_are_recorded_flagged_and_stop_the_offer() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let mut flags = vec![];
+    // Three clicks reach the offer before any conversion arrives.
+    let cids: Vec<String> = (0..3).map(|_| click(&s, "/s/sl")).collect();
+    for cid in cids {
+        let r = postback(&s, &format!("click_id={cid}&token=adv-token"));
+        assert_eq!(r.status, 200);
+        let id = r.json()["conversion_id"].as_i64().unwrap();
+        flags.push(s.admin("GET", &format!("/api/v1/conversions/{id}"), None).json()["over_cap"].as_bool().unwrap());
+    }
+    // Cap 2: the first two fit, the third was sent after the cap was reached.
+    assert_eq!(flags, [false, false, true]);
+    // The capped offer gets no more clicks today: priority moves to `other`.
+    let r = s.get("/s/sl", &[("User-Agent", IPHONE)]);
+    assert!(r.header("location").unwrap().starts_with("https://other.example/"));
+    // And the cap holds across a restart (rebuilt from stored conversions).
+    let s = s.restart();
+    let r = s.get("/s/sl", &[("User-Agent", IPHONE)]);
+    assert!(r.header("location").unwrap().starts_with("https://other.example/"));
+}
+
+#[test]
+fn signed_postbacks_need_a_valid_fresh_signature() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/signed");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |q: &str| {
+        use hmac::Mac;
+        let mut pairs: Vec<(String, String)> = q.split('&').map(|kv| { let (k, v) = kv.split_once('=').unwrap(); (k.into(), v.into()) }).collect();
+        pairs.sort();
+        let canon = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"sign-me").unwrap();
+        m.update(canon.as_bytes());
+        m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let q = format!("click_id={cid}&ts={now}&payout=1");
+    let r = postback(&s, &format!("{q}&sig={}", sign(&q)));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = postback(&s, &format!("{q}&sig={}", "0".repeat(64)));
+    assert_eq!((r.status, r.json()["parameter"].as_str()), (403, Some("sig")));
+    let old = format!("click_id={cid}&ts={}&payout=1", now - 3600);
+    let r = postback(&s, &format!("{old}&sig={}", sign(&old)));
+    assert_eq!((r.status, r.json()["parameter"].as_str()), (403, Some("ts")));
+    // POST with a form body works the same way.
+    let q2 = format!("click_id={cid}&ts={now}&payout=2&txid=P");
+    let body = format!("{q2}&sig={}", sign(&q2));
+    let r = s.request("POST", "/postback", &[("Content-Type", "application/x-www-form-urlencoded")], Some(&body));
+    assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+}
+
+#[test]
+fn outbound_postback_is_retried_after_a_500_and_survives_a_restart() {
+    let rec = Recorder::start(vec![500, 200]);
+    let url = format!(", postback_url: \"http://{}/pb?cid={{click_id}}&s1={{sub1}}&p={{payout}}&st={{status}}&o={{offer_id}}\"", rec.addr);
+    let (_d, s) = start_with(&pool("", &url), "  outbound_retry_base_secs: 1.5\n");
+    let cid = click(&s, "/s/sl?sub1=aff-click-9");
+    // Let the click row reach the store so {sub1} is known at delivery.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token&payout=4")).status, 200);
+    let first = rec.wait_for(1, 10);
+    assert_eq!(first.len(), 1, "first attempt");
+    // Restart between the failed attempt and the retry.
+    let s = s.restart();
+    let seen = rec.wait_for(2, 15);
+    assert_eq!(seen.len(), 2, "retried after restart: {seen:?}");
+    assert_eq!(seen[1], format!("/pb?cid={cid}&s1=aff-click-9&p=2&st=approved&o=main"), "payout share 0.5 of 4");
+    // Delivered: nothing more is sent, and nothing is in the failed list.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(rec.seen.lock().unwrap().len(), 2);
+    let failed = s.admin("GET", "/api/v1/postbacks/outbound?state=failed", None).json();
+    assert_eq!(failed["postbacks"].as_array().unwrap().len(), 0);
+    let delivered = s.admin("GET", "/api/v1/postbacks/outbound?state=delivered", None).json();
+    assert_eq!(delivered["postbacks"][0]["attempts"], 2);
+}
+
+#[test]
+fn failed_outbound_postbacks_are_listed_and_can_be_retried_by_hand() {
+    let rec = Recorder::start(vec![500, 500, 200]);
+    let url = format!(", postback_url: \"http://{}/pb?cid={{click_id}}\"", rec.addr);
+    let (_d, s) = start_with(&pool("", &url), "  outbound_retry_base_secs: 0.1\n  outbound_max_attempts: 2\n");
+    let cid = click(&s, "/s/sl");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token")).status, 200);
+    assert_eq!(rec.wait_for(2, 10).len(), 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let failed = loop {
+        let f = s.admin("GET", "/api/v1/postbacks/outbound?state=failed", None).json();
+        if !f["postbacks"].as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let item = &failed["postbacks"][0];
+    assert_eq!((item["attempts"].as_i64(), item["last_http_status"].as_i64()), (Some(2), Some(500)));
+    let id = item["id"].as_i64().unwrap();
+    assert_eq!(s.admin("POST", &format!("/api/v1/postbacks/outbound/{id}/retry"), None).status, 202);
+    assert_eq!(rec.wait_for(3, 10).len(), 3, "manual retry delivered");
+}
+
+#[test]
+fn every_answered_postback_survives_kill_9_exactly_once() {
+    let (d, s) = start_with(&pool("", ""), "");
+    let mut answered = Vec::new();
+    let mut last_cid = String::new();
+    for i in 0..60 {
+        last_cid = click(&s, &format!("/s/sl?sub1=k{i}"));
+        let r = postback(&s, &format!("click_id={last_cid}&token=adv-token&txid=t{i}&payout=0.1"));
+        if r.status == 200 {
+            answered.push(r.json()["conversion_id"].as_i64().unwrap());
+        }
+    }
+    // One more click right before the kill: its row is probably still queued.
+    let r = s.get("/s/sl?sub1=doomed", &[("User-Agent", IPHONE)]);
+    let loc = r.header("location").unwrap().to_string();
+    let doomed = loc.split("cid=").nth(1).unwrap().to_string();
+    let doomed_offer = if loc.starts_with("https://main.") { "main" } else { "other" };
+    s.kill9();
+    let cfg = d.path().join("smartlink.yaml");
+    let s = Server::start(d.path(), &cfg);
+    let list = s.admin("GET", "/api/v1/conversions?limit=1000", None).json();
+    let mut ids: Vec<i64> = list["conversions"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, answered, "every 200 is there exactly once");
+    assert!(!last_cid.is_empty());
+    let r = postback(&s, &format!("click_id={doomed}&token=adv-token"));
+    assert_eq!(r.json()["result"], "recorded", "a click lost in the crash still attributes: {}", r.body);
+    let c = &s.admin("GET", "/api/v1/conversions?limit=1", None).json()["conversions"][0];
+    assert_eq!((c["offer"].as_str(), c["smartlink"].as_str(), c["affiliate"].as_str()), (Some(doomed_offer), Some("sl"), Some("aff1")));
+}
