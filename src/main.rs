@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use smartlink_server::{admin, config, Options};
-use smartlink_store::{SqliteStore, Store};
+use smartlink_store::{ConversionStore, SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,31 @@ enum Cmd {
     Export {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// List conversions, newest first.
+    Conversions {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only conversions that arrived at or after this time (unix ms).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Only conversions that arrived before this time (unix ms).
+        #[arg(long)]
+        to: Option<i64>,
+        #[arg(long)]
+        offer: Option<String>,
+        #[arg(long)]
+        smartlink: Option<String>,
+        #[arg(long)]
+        affiliate: Option<String>,
+        /// pending | approved | rejected | chargeback
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -89,6 +114,40 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             smartlink_server::apply_file(&store, &file, &cfg, true)?;
             let n = store.entities()?.len();
             eprintln!("imported {} into {} ({n} definitions stored)", file.display(), dir.display());
+            Ok(())
+        }
+        Cmd::Conversions { data_dir: dd, from, to, offer, smartlink, affiliate, status, limit, json } => {
+            use smartlink_server::conversions::{conversion_json, filter, ListQuery, Names};
+            let dir = data_dir(dd, None)?;
+            let store = SqliteStore::open_dir(&dir)?;
+            let q = ListQuery { from, to, offer, smartlink, affiliate, status, before: None, limit: Some(limit) };
+            let f = filter(&store, &q).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rows = store.conversions(&f)?;
+            let names = Names::load(&store)?;
+            if json {
+                for c in &rows {
+                    println!("{}", conversion_json(c, &names));
+                }
+            } else {
+                println!("{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9}  {:<3}  {:<7}  {:>8}  click_id", "id", "status", "offer", "smartlink", "affiliate", "payout", "cur", "segment", "ctit_s");
+                for c in &rows {
+                    let v = conversion_json(c, &names);
+                    println!(
+                        "{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9.2}  {:<3}  {:<7}  {:>8}  {}",
+                        c.id,
+                        c.status.as_str(),
+                        v["offer"].as_str().unwrap_or(""),
+                        v["smartlink"].as_str().unwrap_or(""),
+                        v["affiliate"].as_str().unwrap_or("-"),
+                        c.payout,
+                        c.currency,
+                        format!("{}/{}", c.country, c.device),
+                        c.ctit_secs,
+                        c.click_id
+                    );
+                }
+                eprintln!("{} conversion(s)", rows.len());
+            }
             Ok(())
         }
         Cmd::Export { data_dir: dd } => {

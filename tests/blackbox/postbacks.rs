@@ -297,3 +297,24 @@ fn every_answered_postback_survives_kill_9_exactly_once() {
     let c = &s.admin("GET", "/api/v1/conversions?limit=1", None).json()["conversions"][0];
     assert_eq!((c["offer"].as_str(), c["smartlink"].as_str(), c["affiliate"].as_str()), (Some(doomed_offer), Some("sl"), Some("aff1")));
 }
+
+#[test]
+fn the_conversions_command_lists_what_the_api_lists() {
+    let (d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl?sub1=cli");
+    assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token&status=pending")).status, 200);
+    s.stop();
+    let out = std::process::Command::new(bin())
+        .args(["conversions", "--json", "--status", "pending", "--data-dir"])
+        .arg(d.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!((v["click_id"].as_str(), v["offer"].as_str(), v["status"].as_str()), (Some(cid.as_str()), Some("main"), Some("pending")));
+    assert_eq!(v["subs"][0], "cli");
+    let bad = std::process::Command::new(bin()).args(["conversions", "--status", "won", "--data-dir"]).arg(d.path().join("data")).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("status"));
+}

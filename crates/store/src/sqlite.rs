@@ -357,9 +357,15 @@ impl Store for SqliteStore {
     }
 }
 
+/// Executes through the statement cache: postbacks run the same few
+/// statements thousands of times a second.
+fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
+}
+
 fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, status: ConvStatus) -> Result<()> {
     for t in p.outbound.iter().filter(|t| t.statuses.contains(&status)) {
-        tx.execute(
+        exec(tx, 
             "INSERT OR IGNORE INTO outbox (conversion_id, status, target, url, payout_share, state, attempts, next_at_ms,
              created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
             params![id, status.as_str(), t.target, t.url, t.payout_share, p.ts_ms],
@@ -370,14 +376,14 @@ fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, statu
 
 fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
     let existing: Option<(i64, String, f64)> = tx
+        .prepare_cached("SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3")?
         .query_row(
-            "SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
             params![p.click_id, p.event, p.txid],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
     let history = |id: i64, from: Option<ConvStatus>| {
-        tx.execute(
+        exec(tx, 
             "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, p.ts_ms, from.map(|f| f.as_str()), p.status.as_str(), p.source],
         )
@@ -385,7 +391,7 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
     let approved_ms = p.status.pays().then_some(p.ts_ms);
     match existing {
         None => {
-            tx.execute(
+            exec(tx, 
                 "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
                  affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18)",
@@ -421,7 +427,7 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
                 Transition::Duplicate => Ok(Recorded::Duplicate { id }),
                 Transition::Forbidden => Ok(Recorded::Forbidden { id, current: cur }),
                 Transition::Change => {
-                    tx.execute(
+                    exec(tx, 
                         "UPDATE conversions SET status = ?2, updated_ms = ?3,
                          approved_ms = COALESCE(?4, approved_ms),
                          payout = COALESCE(?5, payout), payout_base = COALESCE(?6, payout_base),
