@@ -2,7 +2,7 @@
 //! statuses, caps, outbound postbacks, crash safety.
 
 use smartlink_core::clickid::ClickFacts;
-use smartlink_core::model::{Country, Device, Os, Segment};
+use smartlink_core::model::{Browser, Country, Device, Os, Segment};
 
 use crate::harness::*;
 
@@ -127,7 +127,17 @@ fn forged_unknown_and_expired_click_ids_get_their_own_answers() {
     let (_d, s) = start_with(&pool("", ""), "");
     let seg = Segment { country: Country::parse("US").unwrap(), device: Device::Mobile, os: Os::Ios };
     let now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()) as u32;
-    let facts = |smartlink, offer, time_secs| ClickFacts { time_secs, smartlink, offer, affiliate: None, segment: seg, nonce: [9; 7] };
+    let facts = |smartlink, offer, time_secs| ClickFacts {
+        time_secs,
+        smartlink,
+        offer,
+        affiliate: None,
+        segment: seg,
+        browser: Browser::Safari,
+        language: None,
+        flags: 0,
+        nonce: [9; 6],
+    };
     // Signed with another secret: forged.
     let forged = smartlink_core::clickid::ClickIdCodec::new(b"not-the-secret").encode(&facts(1, Some(1), now));
     assert_eq!(postback(&s, &format!("click_id={forged}&token=adv-token")).status, 400);

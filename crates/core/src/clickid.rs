@@ -8,18 +8,24 @@
 //!
 //! Layout (36 bytes): version (1) · unix seconds (4) · smartlink key (3) ·
 //! offer key (3, 0 = fallback) · affiliate key (3, 0 = none) · country (2) ·
-//! device << 4 | os (1) · random nonce (7) · MAC (12).
+//! device << 4 | os (1) · browser << 4 | flags (1) · language (2) ·
+//! random nonce (6) · MAC (10).
+//!
+//! An 80-bit tag makes a blind forgery a 2^-80 guess per attempt; the 48-bit
+//! nonce (within one second and one smartlink/offer/segment) keeps ids
+//! unique. Browser and language are carried so conversions can be broken
+//! down by them even when the click row was lost.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::model::{Country, Device, Os, Segment};
+use crate::model::{Browser, Country, Device, Language, Os, Segment};
 
 const VERSION: u8 = 1;
-const PAYLOAD: usize = 24;
-const MAC_LEN: usize = 12;
+const PAYLOAD: usize = 26;
+const MAC_LEN: usize = 10;
 const RAW: usize = PAYLOAD + MAC_LEN;
 /// Length of an encoded click id.
 pub const ENCODED_LEN: usize = 48;
@@ -36,7 +42,11 @@ pub struct ClickFacts {
     pub offer: Option<u32>,
     pub affiliate: Option<u32>,
     pub segment: Segment,
-    pub nonce: [u8; 7],
+    pub browser: Browser,
+    pub language: Option<Language>,
+    /// Four bits of click flags (reserved for the quality verdict; 0 today).
+    pub flags: u8,
+    pub nonce: [u8; 6],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +88,9 @@ impl ClickIdCodec {
         raw[11..14].copy_from_slice(&u24(f.affiliate.unwrap_or(0)));
         raw[14..16].copy_from_slice(&f.segment.country.bytes());
         raw[16] = ((f.segment.device.index() as u8) << 4) | f.segment.os.index() as u8;
-        raw[17..24].copy_from_slice(&f.nonce);
+        raw[17] = ((f.browser.index() as u8) << 4) | (f.flags & 0x0f);
+        raw[18..20].copy_from_slice(&f.language.map_or(0, |l| l.code() + 1).to_be_bytes());
+        raw[20..26].copy_from_slice(&f.nonce);
         let mut mac = self.keyed.clone();
         mac.update(&raw[..PAYLOAD]);
         let tag = mac.finalize().into_bytes();
@@ -106,14 +118,20 @@ impl ClickIdCodec {
         let nonzero = |k: u32| (k != 0).then_some(k);
         let device = Device::from_index((raw[16] >> 4) as usize).ok_or(ClickIdError::Malformed)?;
         let os = Os::from_index((raw[16] & 0x0f) as usize).ok_or(ClickIdError::Malformed)?;
-        let mut nonce = [0u8; 7];
-        nonce.copy_from_slice(&raw[17..24]);
+        let browser = Browser::from_index((raw[17] >> 4) as usize).ok_or(ClickIdError::Malformed)?;
+        let lang = u16::from_be_bytes([raw[18], raw[19]]);
+        let language = if lang == 0 { None } else { Some(Language::from_code(lang - 1).ok_or(ClickIdError::Malformed)?) };
+        let mut nonce = [0u8; 6];
+        nonce.copy_from_slice(&raw[20..26]);
         Ok(ClickFacts {
             time_secs: u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]),
             smartlink: key(&raw[5..8]),
             offer: nonzero(key(&raw[8..11])),
             affiliate: nonzero(key(&raw[11..14])),
             segment: Segment { country: Country::from_bytes([raw[14], raw[15]]), device, os },
+            browser,
+            language,
+            flags: raw[17] & 0x0f,
             nonce,
         })
     }
@@ -136,7 +154,10 @@ mod tests {
             offer: Some(42),
             affiliate: Some(3),
             segment: Segment { country: Country::parse("SE").unwrap(), device: Device::Tablet, os: Os::Android },
-            nonce: [1, 2, 3, 4, 5, 6, 7],
+            browser: Browser::Samsung,
+            language: Some(Language::parse("sv").unwrap()),
+            flags: 0,
+            nonce: [1, 2, 3, 4, 5, 6],
         }
     }
 
@@ -145,7 +166,8 @@ mod tests {
         let c = ClickIdCodec::new(b"0123456789abcdef0123456789abcdef");
         let table = [
             facts(),
-            ClickFacts { offer: None, affiliate: None, ..facts() },
+            ClickFacts { offer: None, affiliate: None, language: None, browser: Browser::Other, ..facts() },
+            ClickFacts { language: Some(Language::parse("zz").unwrap()), flags: 0x0f, ..facts() },
             ClickFacts {
                 smartlink: MAX_KEY,
                 offer: Some(MAX_KEY),

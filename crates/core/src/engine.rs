@@ -224,7 +224,7 @@ pub fn decide(
         Outcome::Fallback(_) => None,
     };
 
-    let mut nonce = [0u8; 7];
+    let mut nonce = [0u8; 6];
     rng.fill_bytes(&mut nonce);
     let facts = ClickFacts {
         time_secs: (input.now_ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
@@ -232,6 +232,9 @@ pub fn decide(
         offer: offer.map(|o| o.key),
         affiliate: affiliate.map(|a| cat.affiliates[a].key),
         segment: seg,
+        browser: input.visitor.browser,
+        language: input.visitor.language,
+        flags: 0,
         nonce,
     };
     let click_id = codec.encode(&facts);

@@ -11,6 +11,7 @@
 
 pub mod caps;
 pub mod clickid;
+pub mod conversion;
 pub mod engine;
 pub mod model;
 pub mod router;

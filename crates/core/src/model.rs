@@ -166,6 +166,15 @@ impl Language {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("")
     }
+
+    /// Dense code in `0..676`.
+    pub fn code(self) -> u16 {
+        (self.0[0] - b'a') as u16 * 26 + (self.0[1] - b'a') as u16
+    }
+
+    pub fn from_code(c: u16) -> Option<Language> {
+        (c < 676).then(|| Language([b'a' + (c / 26) as u8, b'a' + (c % 26) as u8]))
+    }
 }
 
 impl fmt::Debug for Language {

@@ -16,7 +16,10 @@ impl CountrySet {
         let i = c.index();
         self.0[i / 64] & (1 << (i % 64)) != 0
     }
-    pub fn from_iter<I: IntoIterator<Item = Country>>(it: I) -> CountrySet {
+}
+
+impl FromIterator<Country> for CountrySet {
+    fn from_iter<I: IntoIterator<Item = Country>>(it: I) -> CountrySet {
         let mut s = CountrySet::default();
         for c in it {
             s.insert(c);

@@ -168,7 +168,7 @@ impl Template {
     }
 
     pub fn uses(&self, m: Macro) -> bool {
-        self.parts.iter().any(|p| *p == Part::Macro(m))
+        self.parts.contains(&Part::Macro(m))
     }
 
     /// Expands the template, percent-encoding every macro value.

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use smartlink_core::clickid::{ClickFacts, ClickIdCodec};
-use smartlink_core::model::{Country, Device, Os, Segment};
+use smartlink_core::model::{Browser, Country, Device, Os, Segment};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const CONFIG: &str = r#"
@@ -49,9 +49,19 @@ async fn main() -> anyhow::Result<()> {
     let seg = Segment { country: Country::parse("US")?, device: Device::Mobile, os: Os::Android };
     let ids: Vec<String> = (0..n)
         .map(|i| {
-            let mut nonce = [0u8; 7];
-            nonce[..8.min(7)].copy_from_slice(&(i as u64).to_be_bytes()[1..]);
-            codec.encode(&ClickFacts { time_secs: now - 10, smartlink: 1, offer: Some(1), affiliate: Some(1), segment: seg, nonce })
+            let mut nonce = [0u8; 6];
+            nonce.copy_from_slice(&(i as u64).to_be_bytes()[2..]);
+            codec.encode(&ClickFacts {
+                time_secs: now - 10,
+                smartlink: 1,
+                offer: Some(1),
+                affiliate: Some(1),
+                segment: seg,
+                browser: Browser::Chrome,
+                language: None,
+                flags: 0,
+                nonce,
+            })
         })
         .collect();
     let ids = std::sync::Arc::new(ids);

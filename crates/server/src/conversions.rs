@@ -163,7 +163,10 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
             device: Device::parse(&row.device).unwrap_or(Device::Desktop),
             os: Os::parse(&row.os).unwrap_or(Os::Other),
         },
-        nonce: [0; 7],
+        browser: smartlink_core::model::Browser::Other,
+        language: None,
+        flags: 0,
+        nonce: [0; 6],
     }
 }
 
