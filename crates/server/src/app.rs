@@ -16,14 +16,14 @@ use smartlink_core::engine::{decide, ClickInput, Outcome};
 use smartlink_core::model::{Catalog, Country, Language, Segment};
 use smartlink_core::targeting::Visitor;
 use smartlink_core::ua::{classify, ClientHints};
-use smartlink_store::{ClickRow, Store};
+use smartlink_store::Store;
 
 use crate::admin::{self, DefsState};
 use crate::config::Secret;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::postback::{PostbackConfig, PostbackQueue};
-use crate::writer::ClickQueue;
+use crate::writer::{ClickEvent, ClickQueue};
 
 /// Largest accepted sub-id, in bytes.
 pub const MAX_SUB_LEN: usize = 256;
@@ -87,6 +87,18 @@ pub fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -
         }
     }
     peer
+}
+
+/// At most `max` bytes, cut on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
@@ -178,7 +190,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         Outcome::Fallback(r) => {
             app.metrics.clicks_fallback.fetch_add(1, Relaxed);
             app.metrics.fallback(r);
-            (None, Some(r.as_str().to_string()))
+            (None, Some(r))
         }
     };
     if d.unknown_aff {
@@ -186,22 +198,22 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     }
     let location = HeaderValue::from_str(&d.url);
     let ClickParams { subs, .. } = params;
-    app.clicks.push(ClickRow {
+    app.clicks.push(ClickEvent {
         click_id: d.click_id,
         ts_ms: now_ms,
         smartlink: sl.key,
         offer: offer_key,
         affiliate: d.facts.affiliate,
         subs,
-        ip: ip.map(|i| i.to_string()).unwrap_or_default(),
-        country: country.to_string(),
-        device: info.device.as_str().into(),
-        os: info.os.as_str().into(),
-        browser: info.browser.as_str().into(),
-        language: language.map(|l| l.to_string()).unwrap_or_default(),
-        referrer: header_str(headers, "referer").unwrap_or("").chars().take(1024).collect(),
-        user_agent: ua.chars().take(1024).collect(),
-        reason: d.reason.as_str().into(),
+        ip,
+        country,
+        device: info.device,
+        os: info.os,
+        browser: info.browser,
+        language,
+        referrer: truncate(header_str(headers, "referer").unwrap_or(""), 1024).into(),
+        user_agent: truncate(ua, 1024).into(),
+        reason: d.reason,
         fallback_reason,
         propensity: d.propensity,
     });

@@ -16,7 +16,59 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
+use smartlink_core::engine::FallbackReason;
+use smartlink_core::model::{Browser, Country, Device, Language, Os};
+use smartlink_core::router::Reason;
 use smartlink_store::{ClickRow, Store};
+
+/// A click as the handler hands it over: compact, typed, with no per-field
+/// allocation; the writer thread turns it into a [`ClickRow`].
+#[derive(Debug)]
+pub struct ClickEvent {
+    pub click_id: String,
+    pub ts_ms: i64,
+    pub smartlink: u32,
+    pub offer: Option<u32>,
+    pub affiliate: Option<u32>,
+    pub subs: [String; 5],
+    pub ip: Option<IpAddr>,
+    pub country: Country,
+    pub device: Device,
+    pub os: Os,
+    pub browser: Browser,
+    pub language: Option<Language>,
+    pub referrer: Box<str>,
+    pub user_agent: Box<str>,
+    pub reason: Reason,
+    pub fallback_reason: Option<FallbackReason>,
+    pub propensity: f64,
+}
+
+impl From<ClickEvent> for ClickRow {
+    fn from(e: ClickEvent) -> ClickRow {
+        ClickRow {
+            click_id: e.click_id,
+            ts_ms: e.ts_ms,
+            smartlink: e.smartlink,
+            offer: e.offer,
+            affiliate: e.affiliate,
+            subs: e.subs,
+            ip: e.ip.map(|i| i.to_string()).unwrap_or_default(),
+            country: e.country.to_string(),
+            device: e.device.as_str().into(),
+            os: e.os.as_str().into(),
+            browser: e.browser.as_str().into(),
+            language: e.language.map(|l| l.to_string()).unwrap_or_default(),
+            referrer: e.referrer.into(),
+            user_agent: e.user_agent.into(),
+            reason: e.reason.as_str().into(),
+            fallback_reason: e.fallback_reason.map(|r| r.as_str().into()),
+            propensity: e.propensity,
+        }
+    }
+}
 
 use crate::metrics::Metrics;
 
@@ -28,7 +80,7 @@ const LINGER: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct ClickQueue {
-    tx: SyncSender<ClickRow>,
+    tx: SyncSender<ClickEvent>,
     metrics: Arc<Metrics>,
     last_drop_log: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -56,7 +108,7 @@ pub fn start(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> (
 
 impl ClickQueue {
     /// Never blocks. Returns false when the row was dropped.
-    pub fn push(&self, row: ClickRow) -> bool {
+    pub fn push(&self, row: ClickEvent) -> bool {
         match self.tx.try_send(row) {
             Ok(()) => {
                 self.metrics.queue_depth.fetch_add(1, Relaxed);
@@ -80,17 +132,17 @@ impl ClickQueue {
     }
 }
 
-fn run(store: Arc<dyn Store>, rx: Receiver<ClickRow>, metrics: Arc<Metrics>) {
+fn run(store: Arc<dyn Store>, rx: Receiver<ClickEvent>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(BATCH);
     // `recv` returns Err only when every sender is gone and the queue is
     // empty: that is the flush-on-shutdown condition.
     while let Ok(first) = rx.recv() {
-        batch.push(first);
+        batch.push(ClickRow::from(first));
         let deadline = std::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
-                Ok(r) => batch.push(r),
+                Ok(r) => batch.push(ClickRow::from(r)),
                 Err(_) => break,
             }
         }
