@@ -199,6 +199,8 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
         country: row.country.clone(),
         device: row.device.clone(),
         os: row.os.clone(),
+        browser: row.browser.clone(),
+        language: row.language.clone(),
         click_ts_ms: row.click_ts_ms,
         ts_ms: (app.clock)(),
         over_cap: false,

@@ -373,6 +373,8 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         country: facts.segment.country.to_string(),
         device: facts.segment.device.as_str().into(),
         os: facts.segment.os.as_str().into(),
+        browser: facts.browser.as_str().into(),
+        language: facts.language.map(|l| l.to_string()).unwrap_or_default(),
         click_ts_ms: click_ms,
         ts_ms: now_ms,
         over_cap,

@@ -93,7 +93,7 @@ pub struct ClickRow {
 /// Everything smartlink persists. Implementations must be usable from
 /// several threads; calls may block (the server calls them off the async
 /// runtime's worker threads).
-pub trait Store: ConversionStore + Send + Sync + 'static {
+pub trait Store: ConversionStore + RollupStore + Send + Sync + 'static {
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted ones.
@@ -138,6 +138,9 @@ pub struct PostbackIn {
     pub country: String,
     pub device: String,
     pub os: String,
+    /// Browser and language of the click (carried in the click id).
+    pub browser: String,
+    pub language: String,
     pub click_ts_ms: i64,
     /// When the postback arrived.
     pub ts_ms: i64,
@@ -199,6 +202,8 @@ pub struct ConversionRow {
     /// Click-to-conversion time, seconds.
     pub ctit_secs: i64,
     pub subs: Option<[String; 5]>,
+    pub browser: String,
+    pub language: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -282,4 +287,88 @@ pub trait ConversionStore: Send + Sync + 'static {
     fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
     /// Puts a failed delivery back in the queue, due now. False if unknown.
     fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool>;
+}
+
+/// A dimension of the hourly rollup that reports can filter and group by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Smartlink,
+    Offer,
+    Affiliate,
+    Country,
+    Device,
+    Os,
+    Browser,
+    Language,
+    /// The UTC hour (epoch ms of its start); local hours and days are
+    /// derived from it by the caller.
+    Hour,
+}
+
+impl Dim {
+    fn column(self) -> &'static str {
+        match self {
+            Dim::Smartlink => "smartlink",
+            Dim::Offer => "offer",
+            Dim::Affiliate => "affiliate",
+            Dim::Country => "country",
+            Dim::Device => "device",
+            Dim::Os => "os",
+            Dim::Browser => "browser",
+            Dim::Language => "language",
+            Dim::Hour => "hour_ms",
+        }
+    }
+}
+
+/// A filter value: numeric keys for entities (0 = none/fallback), text for
+/// the segment dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DimValue {
+    Key(u32),
+    Text(String),
+    Hour(i64),
+}
+
+/// Sums of the rollup measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Measures {
+    pub clicks: u64,
+    pub fallback_clicks: u64,
+    pub approved: u64,
+    pub pending: u64,
+    pub rejected: u64,
+    pub chargebacks: u64,
+    /// Approved payout, base currency.
+    pub revenue: f64,
+}
+
+impl Measures {
+    pub fn add(&mut self, o: &Measures) {
+        self.clicks += o.clicks;
+        self.fallback_clicks += o.fallback_clicks;
+        self.approved += o.approved;
+        self.pending += o.pending;
+        self.rejected += o.rejected;
+        self.chargebacks += o.chargebacks;
+        self.revenue += o.revenue;
+    }
+}
+
+/// A rollup query: `[from_ms, to_ms)` on click hours, equality filters
+/// (several values of one dimension are OR-ed), grouped by `group`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RollupQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub filters: Vec<(Dim, Vec<DimValue>)>,
+    pub group: Vec<Dim>,
+}
+
+/// Reports read incrementally maintained hourly rollups, never raw rows.
+/// Clicks count in the hour they happened; conversions count in the hour of
+/// their click (cohort view: CR and EPC relate conversions to the clicks
+/// that produced them), with their latest status.
+pub trait RollupStore {
+    fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>;
 }

@@ -13,6 +13,7 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
+    Dim, DimValue, Measures, RollupQuery, RollupStore,
     Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Entity, Kind, OutboxItem,
     OutboxState, PostbackIn, Recorded, Result, Store, StoreError,
 };
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, click_id TEXT NOT NULL, event TEXT NOT NULL, txid TEXT NOT NULL,
     status TEXT NOT NULL, payout REAL NOT NULL, currency TEXT NOT NULL, payout_base REAL NOT NULL,
     smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER,
-    country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
+    country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
     click_ts_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, approved_ms INTEGER,
     over_cap INTEGER NOT NULL, ctit_secs INTEGER NOT NULL,
     UNIQUE (click_id, event, txid));
@@ -69,6 +70,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_ms INTEGER NOT NULL,
     UNIQUE (conversion_id, status, target));
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
+CREATE TABLE IF NOT EXISTS rollup_hour (
+    hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
+    country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
+    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -76,7 +84,7 @@ CREATE TABLE IF NOT EXISTS outbox_attempts (
 
 const CONVERSION_COLS: &str = "c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
-    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5";
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language";
 
 fn status_of(s: &str) -> rusqlite::Result<ConvStatus> {
     ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
@@ -111,28 +119,30 @@ fn row_to_conversion(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversionRow> {
         over_cap: r.get::<_, i64>(17)? != 0,
         ctit_secs: r.get(18)?,
         subs,
+        browser: r.get(24)?,
+        language: r.get(25)?,
     })
 }
 
 fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
         conversion: row_to_conversion(r)?,
-        id: r.get(24)?,
-        status: status_of(&r.get::<_, String>(25)?)?,
-        target: r.get(26)?,
-        url: r.get(27)?,
-        payout_share: r.get(28)?,
-        state: OutboxState::parse(&r.get::<_, String>(29)?).unwrap_or(OutboxState::Failed),
-        attempts: r.get(30)?,
-        next_at_ms: r.get(31)?,
-        last_http_status: r.get(32)?,
-        last_error: r.get(33)?,
+        id: r.get(26)?,
+        status: status_of(&r.get::<_, String>(27)?)?,
+        target: r.get(28)?,
+        url: r.get(29)?,
+        payout_share: r.get(30)?,
+        state: OutboxState::parse(&r.get::<_, String>(31)?).unwrap_or(OutboxState::Failed),
+        attempts: r.get(32)?,
+        next_at_ms: r.get(33)?,
+        last_http_status: r.get(34)?,
+        last_error: r.get(35)?,
     })
 }
 
 const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
-    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5,
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language,
     o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
     FROM outbox o JOIN conversions c ON c.id = o.conversion_id LEFT JOIN clicks k ON k.click_id = c.click_id";
 
@@ -316,8 +326,9 @@ impl Store for SqliteStore {
                 "INSERT OR IGNORE INTO clicks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                  ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?;
+            let mut cells: std::collections::HashMap<CellKey, Measures> = std::collections::HashMap::new();
             for k in batch {
-                st.execute(params![
+                let inserted = st.execute(params![
                     k.click_id,
                     k.ts_ms,
                     k.smartlink,
@@ -340,6 +351,27 @@ impl Store for SqliteStore {
                     k.fallback_reason,
                     k.propensity,
                 ])?;
+                // A replayed row (already stored) must not count twice.
+                if inserted == 1 {
+                    let key = (
+                        k.ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+                        k.smartlink,
+                        k.offer.unwrap_or(0),
+                        k.affiliate.unwrap_or(0),
+                        k.country.clone(),
+                        k.device.clone(),
+                        k.os.clone(),
+                        k.browser.clone(),
+                        k.language.clone(),
+                    );
+                    let m = cells.entry(key).or_default();
+                    m.clicks += 1;
+                    m.fallback_clicks += k.offer.is_none() as u64;
+                }
+            }
+            drop(st);
+            for (key, m) in &cells {
+                add_to_rollup(&tx, key, m, 1)?;
             }
         }
         tx.commit()?;
@@ -366,6 +398,72 @@ impl Store for SqliteStore {
         let rows = st.query_map(params![from_ms, limit as i64], row_to_click)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// One rollup cell's key: (hour, smartlink, offer or 0, affiliate or 0,
+/// country, device, os, browser, language).
+type CellKey = (i64, u32, u32, u32, String, String, String, String, String);
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
+         clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
+           fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
+           pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
+           chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue",
+    )?
+    .execute(params![
+        k.0,
+        k.1,
+        k.2,
+        k.3,
+        k.4,
+        k.5,
+        k.6,
+        k.7,
+        k.8,
+        sign * m.clicks as i64,
+        sign * m.fallback_clicks as i64,
+        sign * m.approved as i64,
+        sign * m.pending as i64,
+        sign * m.rejected as i64,
+        sign * m.chargebacks as i64,
+        sign as f64 * m.revenue,
+    ])?;
+    Ok(())
+}
+
+/// The rollup measures one conversion contributes in a status.
+fn conversion_measures(status: ConvStatus, payout_base: f64) -> Measures {
+    let mut m = Measures::default();
+    match status {
+        ConvStatus::Approved => {
+            m.approved = 1;
+            m.revenue = payout_base;
+        }
+        ConvStatus::Pending => m.pending = 1,
+        ConvStatus::Rejected => m.rejected = 1,
+        ConvStatus::Chargeback => m.chargebacks = 1,
+    }
+    m
+}
+
+fn conversion_cell(p: &PostbackIn) -> CellKey {
+    (
+        p.click_ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+        p.smartlink,
+        p.offer,
+        p.affiliate.unwrap_or(0),
+        p.country.clone(),
+        p.device.clone(),
+        p.os.clone(),
+        p.browser.clone(),
+        p.language.clone(),
+    )
 }
 
 /// Executes through the statement cache: postbacks run the same few
@@ -404,8 +502,9 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
         None => {
             exec(tx, 
                 "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
-                 affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18)",
+                 affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs,
+                 browser, language)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18, ?19, ?20)",
                 params![
                     p.click_id,
                     p.event,
@@ -425,10 +524,13 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
                     approved_ms,
                     p.over_cap as i64,
                     (p.ts_ms - p.click_ts_ms).max(0) / 1000,
+                    p.browser,
+                    p.language,
                 ],
             )?;
             let id = tx.last_insert_rowid();
             history(id, None)?;
+            add_to_rollup(tx, &conversion_cell(p), &conversion_measures(p.status, p.payout_base.unwrap_or(p.default_payout_base)), 1)?;
             queue_outbound(tx, id, p, p.status)?;
             Ok(Recorded::New { id })
         }
@@ -446,11 +548,77 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
                         params![id, p.status.as_str(), p.ts_ms, approved_ms, p.payout, p.payout_base, p.over_cap as i64],
                     )?;
                     history(id, Some(cur))?;
+                    let cell = conversion_cell(p);
+                    add_to_rollup(tx, &cell, &conversion_measures(cur, base), -1)?;
+                    add_to_rollup(tx, &cell, &conversion_measures(p.status, p.payout_base.unwrap_or(base)), 1)?;
                     queue_outbound(tx, id, p, p.status)?;
                     Ok(Recorded::Updated { id, previous: cur, payout_base: p.payout_base.unwrap_or(base) })
                 }
             }
         }
+    }
+}
+
+impl RollupStore for SqliteStore {
+    fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        use rusqlite::types::Value;
+        let mut sql = String::from("SELECT ");
+        for d in &q.group {
+            sql.push_str(d.column());
+            sql.push_str(", ");
+        }
+        sql.push_str(
+            "SUM(clicks), SUM(fallback_clicks), SUM(approved), SUM(pending), SUM(rejected), SUM(chargebacks), \
+             SUM(revenue) FROM rollup_hour WHERE hour_ms >= ?1 AND hour_ms < ?2",
+        );
+        let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+        for (d, values) in &q.filters {
+            if values.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(" AND {} IN (", d.column()));
+            for (i, v) in values.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ", ?" });
+                args.push(match v {
+                    DimValue::Key(k) => Value::Integer(*k as i64),
+                    DimValue::Text(t) => Value::Text(t.clone()),
+                    DimValue::Hour(h) => Value::Integer(*h),
+                });
+            }
+            sql.push(')');
+        }
+        if !q.group.is_empty() {
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&q.group.iter().map(|d| d.column()).collect::<Vec<_>>().join(", "));
+        }
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&sql)?;
+        let n = q.group.len();
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+            let mut key = Vec::with_capacity(n);
+            for (i, d) in q.group.iter().enumerate() {
+                key.push(match d {
+                    Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
+                    Dim::Hour => DimValue::Hour(r.get(i)?),
+                    _ => DimValue::Text(r.get(i)?),
+                });
+            }
+            let g = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(n + i)?.unwrap_or(0).max(0) as u64) };
+            let m = Measures {
+                clicks: g(0)?,
+                fallback_clicks: g(1)?,
+                approved: g(2)?,
+                pending: g(3)?,
+                rejected: g(4)?,
+                chargebacks: g(5)?,
+                revenue: r.get::<_, Option<f64>>(n + 6)?.unwrap_or(0.0),
+            };
+            Ok((key, m))
+        })?;
+        let mut out: Vec<(Vec<DimValue>, Measures)> = rows.collect::<rusqlite::Result<_>>()?;
+        // An ungrouped query over no rows still has one (zero) total.
+        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default() || q.group.is_empty());
+        Ok(out)
     }
 }
 
@@ -624,6 +792,8 @@ mod conversion_tests {
             country: "US".into(),
             device: "mobile".into(),
             os: "ios".into(),
+            browser: "safari".into(),
+            language: "en".into(),
             click_ts_ms: 1_000,
             ts_ms: ts,
             over_cap: false,
@@ -705,5 +875,132 @@ mod conversion_tests {
         assert_eq!(s.outbox(Some(OutboxState::Failed), 10).unwrap().len(), 1);
         assert!(s.retry_outbox(id, 20_000).unwrap());
         assert_eq!(s.due_outbox(20_000, 10).unwrap()[0].attempts, 0);
+    }
+}
+
+#[cfg(test)]
+mod rollup_tests {
+    use super::*;
+
+    /// A tiny deterministic generator (xorshift) for test data.
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    const DIMS: [Dim; 9] =
+        [Dim::Smartlink, Dim::Offer, Dim::Affiliate, Dim::Country, Dim::Device, Dim::Os, Dim::Browser, Dim::Language, Dim::Hour];
+
+    #[test]
+    fn every_breakdown_reconciles_with_the_total_and_the_raw_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        let mut g = Gen(0x9e3779b97f4a7c15);
+        let pick = |g: &mut Gen, xs: &[&str]| xs[g.next(xs.len() as u64) as usize].to_string();
+        let mut clicks = Vec::new();
+        for i in 0..3000 {
+            let offer = g.next(5) as u32; // 0 = fallback
+            clicks.push(ClickRow {
+                click_id: format!("c{i}"),
+                ts_ms: 1_767_571_200_000 + g.next(72) as i64 * HOUR_MS + g.next(HOUR_MS as u64) as i64,
+                smartlink: 1 + g.next(2) as u32,
+                offer: (offer != 0).then_some(offer),
+                affiliate: (g.next(3) != 0).then(|| g.next(3) as u32 + 1),
+                country: pick(&mut g, &["US", "DE", "BR"]),
+                device: pick(&mut g, &["mobile", "desktop"]),
+                os: pick(&mut g, &["ios", "android", "windows"]),
+                browser: pick(&mut g, &["chrome", "safari"]),
+                language: pick(&mut g, &["en", "de", ""]),
+                ..Default::default()
+            });
+        }
+        for chunk in clicks.chunks(700) {
+            s.insert_clicks(chunk).unwrap();
+        }
+        s.insert_clicks(&clicks[..500]).unwrap(); // a replayed batch counts once
+        // Conversions with random status sequences, on clicks that went to offers.
+        let mut pbs = Vec::new();
+        for c in clicks.iter().filter(|c| c.offer.is_some()).step_by(7) {
+            let seq: &[ConvStatus] = match g.next(4) {
+                0 => &[ConvStatus::Approved],
+                1 => &[ConvStatus::Pending, ConvStatus::Approved, ConvStatus::Chargeback],
+                2 => &[ConvStatus::Pending, ConvStatus::Rejected, ConvStatus::Approved],
+                _ => &[ConvStatus::Pending],
+            };
+            for (j, st) in seq.iter().enumerate() {
+                pbs.push(PostbackIn {
+                    click_id: c.click_id.clone(),
+                    event: "conversion".into(),
+                    txid: String::new(),
+                    status: *st,
+                    payout: (j == 0).then_some(1.0 + g.next(300) as f64 / 100.0),
+                    currency: "USD".into(),
+                    payout_base: None,
+                    smartlink: c.smartlink,
+                    offer: c.offer.unwrap(),
+                    affiliate: c.affiliate,
+                    country: c.country.clone(),
+                    device: c.device.clone(),
+                    os: c.os.clone(),
+                    browser: c.browser.clone(),
+                    language: c.language.clone(),
+                    click_ts_ms: c.ts_ms,
+                    ts_ms: c.ts_ms + 60_000,
+                    over_cap: false,
+                    default_payout: 2.0,
+                    default_payout_base: 2.0,
+                    source: "postback".into(),
+                    outbound: vec![],
+                });
+                let last = pbs.last_mut().unwrap();
+                last.payout_base = last.payout;
+            }
+        }
+        s.record_postbacks(&pbs).unwrap();
+
+        let all = RollupQuery { from_ms: 0, to_ms: i64::MAX, ..Default::default() };
+        let total = s.rollup(&all).unwrap()[0].1;
+        // Raw truth.
+        let raw = s.conversions(&ConversionFilter { limit: 1_000_000, ..Default::default() }).unwrap();
+        let count = |st: ConvStatus| raw.iter().filter(|c| c.status == st).count() as u64;
+        let revenue: f64 = raw.iter().filter(|c| c.status == ConvStatus::Approved).map(|c| c.payout_base).sum();
+        assert_eq!(total.clicks, 3000);
+        assert_eq!(total.fallback_clicks, clicks.iter().filter(|c| c.offer.is_none()).count() as u64);
+        assert_eq!(
+            (total.approved, total.pending, total.rejected, total.chargebacks),
+            (count(ConvStatus::Approved), count(ConvStatus::Pending), count(ConvStatus::Rejected), count(ConvStatus::Chargeback))
+        );
+        assert!((total.revenue - revenue).abs() < 1e-6, "{} vs {revenue}", total.revenue);
+        assert!(total.approved > 0 && total.chargebacks > 0 && total.pending > 0);
+
+        // Every single dimension and every pair sums to the total.
+        let mut groups: Vec<Vec<Dim>> = DIMS.iter().map(|d| vec![*d]).collect();
+        for (i, a) in DIMS.iter().enumerate() {
+            for b in &DIMS[i + 1..] {
+                groups.push(vec![*a, *b]);
+            }
+        }
+        for group in groups {
+            let rows = s.rollup(&RollupQuery { group: group.clone(), ..all.clone() }).unwrap();
+            let mut sum = Measures::default();
+            rows.iter().for_each(|(_, m)| sum.add(m));
+            assert_eq!((sum.clicks, sum.approved, sum.pending, sum.rejected, sum.chargebacks), (total.clicks, total.approved, total.pending, total.rejected, total.chargebacks), "{group:?}");
+            assert!((sum.revenue - total.revenue).abs() < 1e-6, "{group:?}");
+        }
+
+        // Filters agree with the raw rows.
+        let us = s
+            .rollup(&RollupQuery { filters: vec![(Dim::Country, vec![DimValue::Text("US".into())])], ..all.clone() })
+            .unwrap()[0]
+            .1;
+        assert_eq!(us.clicks, clicks.iter().filter(|c| c.country == "US").count() as u64);
+        let window = RollupQuery { from_ms: 1_767_571_200_000 + 10 * HOUR_MS, to_ms: 1_767_571_200_000 + 20 * HOUR_MS, ..all };
+        let want = clicks.iter().filter(|c| (window.from_ms..window.to_ms).contains(&c.ts_ms)).count() as u64;
+        assert_eq!(s.rollup(&window).unwrap()[0].1.clicks, want);
     }
 }
