@@ -328,3 +328,46 @@ fn the_conversions_command_lists_what_the_api_lists() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("status"));
 }
+
+#[test]
+fn the_report_breaks_down_clicks_and_conversions_and_reconciles() {
+    let (d, s) = start_with(&pool("", ""), "");
+    let mut cids = Vec::new();
+    for i in 0..6 {
+        cids.push(click(&s, &format!("/s/sl?sub1=r{i}")));
+    }
+    // Two approved (one in EUR: 1.5 EUR = 3 USD), one pending.
+    assert_eq!(postback(&s, &format!("click_id={}&token=adv-token&payout=2", cids[0])).status, 200);
+    assert_eq!(postback(&s, &format!("click_id={}&token=adv-token&payout=1.5&currency=EUR", cids[1])).status, 200);
+    assert_eq!(postback(&s, &format!("click_id={}&token=adv-token&status=pending", cids[2])).status, 200);
+    s.stop(); // flush the click rows
+    let s = Server::start(d.path(), &d.path().join("smartlink.yaml"));
+    let r = s.admin("GET", "/api/v1/report?from=1d&group_by=offer,device", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let rows = v["rows"].as_array().unwrap();
+    let main = rows.iter().find(|r| r["offer"] == "main").expect("a row for offer main");
+    assert_eq!(main["device"], "mobile");
+    assert_eq!((main["conversions"].as_u64(), main["pending"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(main["revenue"], 5.0);
+    let clicks: u64 = rows.iter().map(|r| r["clicks"].as_u64().unwrap()).sum();
+    assert_eq!(clicks, 6);
+    assert_eq!(v["totals"]["clicks"], 6);
+    assert_eq!(v["totals"]["revenue"], 5.0);
+    assert!((v["totals"]["epc"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-6);
+    // Bad requests name what is wrong.
+    let r = s.admin("GET", "/api/v1/report?group_by=planet", None);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("group_by"), "{}", r.body);
+    assert_eq!(s.admin("GET", "/api/v1/report?from=someday", None).status, 400);
+    // The CLI answers the same.
+    s.stop();
+    let out = std::process::Command::new(bin())
+        .args(["report", "--from", "1d", "--group-by", "offer", "--format", "json", "--data-dir"])
+        .arg(d.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["totals"]["revenue"], 5.0);
+}

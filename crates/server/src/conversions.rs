@@ -26,6 +26,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/conversions", get(list))
         .route("/conversions/{id}", get(get_one).patch(patch))
+        .route("/report", get(report))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::admin::auth))
@@ -263,5 +264,33 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
         Ok((StatusCode::ACCEPTED, Json(json!({ "result": "queued", "id": id }))).into_response())
     } else {
         Err(ApiError::NotFound(format!("no failed outbound postback {id}")))
+    }
+}
+
+const REPORT_FILTERS: [&str; 8] = ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language"];
+
+async fn report(State(app): State<Arc<AppState>>, Query(q): Query<Vec<(String, String)>>) -> Result<Json<Value>, ApiError> {
+    let mut req = crate::report::ReportRequest::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "from" => req.from = Some(v),
+            "to" => req.to = Some(v),
+            "tz" => req.tz = Some(v),
+            "group_by" => req.group_by.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from)),
+            "sort" => req.sort = Some(v),
+            "limit" => req.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?),
+            f if REPORT_FILTERS.contains(&f) => req.filters.push((k, v)),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let store = app.store.clone();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || crate::report::run(&*store, &req, now))
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    match out {
+        Ok(v) => Ok(Json(v)),
+        Err(crate::report::ReportError::Bad { param, message }) => Err(ApiError::BadRequest(format!("{param}: {message}"))),
+        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
     }
 }

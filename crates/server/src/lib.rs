@@ -16,6 +16,7 @@ pub mod conversions;
 pub mod metrics;
 pub mod outbound;
 pub mod postback;
+pub mod report;
 pub mod writer;
 
 use std::future::Future;

@@ -1,0 +1,260 @@
+//! Reports: `GET /api/v1/report` and `smartlink report`, read from the
+//! store's hourly rollups (never raw rows).
+//!
+//! Rows are keyed by the `group_by` names; `clicks` counts every click,
+//! fallback clicks included (their `offer` is `null`); conversions count in
+//! the hour of their click, with their latest status. Local `hour` and `day`
+//! (in `tz`) are derived from UTC hours after the query, so any IANA zone
+//! works; a zone with a non-whole-hour offset is rounded to the UTC hour.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Timelike};
+use serde_json::{json, Map, Value};
+use smartlink_store::{Dim, DimValue, Kind, Measures, RollupQuery, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{param}: {message}")]
+    Bad { param: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] smartlink_store::StoreError),
+}
+
+fn bad(param: &'static str, message: impl Into<String>) -> ReportError {
+    ReportError::Bad { param, message: message.into() }
+}
+
+/// A report request, as parsed from query parameters or CLI flags.
+#[derive(Clone, Debug, Default)]
+pub struct ReportRequest {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub tz: Option<String>,
+    pub group_by: Vec<String>,
+    /// Filters: name → comma-separated values.
+    pub filters: Vec<(String, String)>,
+    /// A column name, `-` prefix for descending. Default `-clicks`.
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+}
+
+const GROUPS: [&str; 10] = ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "hour", "day"];
+const COLUMNS: [&str; 10] =
+    ["clicks", "fallback_clicks", "conversions", "pending", "rejected", "chargebacks", "revenue", "cr", "epc", "blended_epc"];
+
+fn dim_of(name: &str) -> Option<Dim> {
+    Some(match name {
+        "smartlink" => Dim::Smartlink,
+        "offer" => Dim::Offer,
+        "affiliate" => Dim::Affiliate,
+        "country" => Dim::Country,
+        "device" => Dim::Device,
+        "os" => Dim::Os,
+        "browser" => Dim::Browser,
+        "language" => Dim::Language,
+        "hour" | "day" => Dim::Hour,
+        _ => return None,
+    })
+}
+
+fn kind_of(d: Dim) -> Option<Kind> {
+    match d {
+        Dim::Smartlink => Some(Kind::Smartlink),
+        Dim::Offer => Some(Kind::Offer),
+        Dim::Affiliate => Some(Kind::Affiliate),
+        _ => None,
+    }
+}
+
+/// Parses `from`/`to`: unix ms, RFC 3339, `today`, `yesterday`, `Nd`, `Nh`.
+pub fn parse_time(s: &str, tz: chrono_tz::Tz, now_ms: i64, param: &'static str) -> Result<i64, ReportError> {
+    let local_midnight = |days_back: i64| -> i64 {
+        let day = smartlink_core::time::local(tz, now_ms).day as i64 - days_back;
+        smartlink_core::time::day_range_ms(tz, day.max(0) as u32).0
+    };
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    match s {
+        "now" => return Ok(now_ms),
+        "today" => return Ok(local_midnight(0)),
+        "yesterday" => return Ok(local_midnight(1)),
+        _ => {}
+    }
+    if let Some(n) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
+        return Ok(now_ms - n * 86_400_000);
+    }
+    if let Some(n) = s.strip_suffix('h').and_then(|n| n.parse::<i64>().ok()) {
+        return Ok(now_ms - n * 3_600_000);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| bad(param, format!("expected unix ms, RFC 3339, today, yesterday, 7d or 24h; got {s:?}")))
+}
+
+/// Runs a report and returns the API's JSON shape.
+pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value, ReportError> {
+    let tz: chrono_tz::Tz = match &req.tz {
+        None => chrono_tz::UTC,
+        Some(z) => z.parse().map_err(|_| bad("tz", format!("expected an IANA timezone, got {z:?}")))?,
+    };
+    let from = parse_time(req.from.as_deref().unwrap_or("7d"), tz, now_ms, "from")?;
+    let to = match req.from.as_deref() {
+        Some("yesterday") if req.to.is_none() => parse_time("today", tz, now_ms, "to")?,
+        _ => parse_time(req.to.as_deref().unwrap_or("now"), tz, now_ms, "to")?,
+    };
+    if to <= from {
+        return Err(bad("to", "must be after from"));
+    }
+    let mut group: Vec<&str> = Vec::new();
+    for g in &req.group_by {
+        if g.starts_with("sub") && g.len() == 4 {
+            return Err(bad("group_by", format!("{g}: sub-id breakdowns are not available from the rollups yet")));
+        }
+        if !GROUPS.contains(&g.as_str()) {
+            return Err(bad("group_by", format!("unknown {g:?}; expected any of {}", GROUPS.join(", "))));
+        }
+        if !group.contains(&g.as_str()) {
+            group.push(g);
+        }
+    }
+    let keys = store.keys()?;
+    let name_of = |kind: Kind, key: u32| keys.iter().find(|(k, _, v)| *k == kind && *v == key).map(|(_, id, _)| id.clone());
+    let key_of = |kind: Kind, id: &str| keys.iter().find(|(k, i, _)| *k == kind && i == id).map(|(_, _, v)| *v);
+
+    let mut filters = Vec::new();
+    for (name, values) in &req.filters {
+        let d = dim_of(name).filter(|d| *d != Dim::Hour).ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
+        let mut vs = Vec::new();
+        for v in values.split(',').filter(|v| !v.is_empty()) {
+            vs.push(match kind_of(d) {
+                // An unknown id matches nothing (key 0 is "none").
+                Some(kind) => DimValue::Key(key_of(kind, v).unwrap_or(u32::MAX)),
+                None => DimValue::Text(v.to_string()),
+            });
+        }
+        filters.push((d, vs));
+    }
+    let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_of(g)).collect();
+    dims.dedup();
+    let q = RollupQuery { from_ms: from.div_euclid(3_600_000) * 3_600_000, to_ms: to, filters, group: dims.clone() };
+    let raw = store.rollup(&q)?;
+
+    // Re-key: entity names, local hour/day; merge rows that map together.
+    let mut merged: BTreeMap<String, (Vec<(String, Value)>, Measures)> = BTreeMap::new();
+    let mut totals = Measures::default();
+    for (key, m) in raw {
+        totals.add(&m);
+        let mut out = Vec::new();
+        for g in &group {
+            let d = dim_of(g).unwrap_or(Dim::Hour);
+            let pos = dims.iter().position(|x| *x == d).unwrap_or(0);
+            let v = match (&key[pos], kind_of(d)) {
+                (DimValue::Key(0), Some(_)) => Value::Null,
+                (DimValue::Key(k), Some(kind)) => name_of(kind, *k).map(Value::from).unwrap_or(Value::Null),
+                (DimValue::Text(t), _) => Value::from(t.clone()),
+                (DimValue::Hour(h), _) => {
+                    let t = tz.timestamp_millis_opt(*h).single().unwrap_or_else(|| tz.timestamp_millis_opt(0).unwrap());
+                    if *g == "hour" {
+                        Value::from(t.hour())
+                    } else {
+                        Value::from(t.format("%Y-%m-%d").to_string())
+                    }
+                }
+                (DimValue::Key(k), None) => Value::from(*k),
+            };
+            out.push((g.to_string(), v));
+        }
+        let k = serde_json::to_string(&out).unwrap_or_default();
+        merged.entry(k).or_insert_with(|| (out, Measures::default())).1.add(&m);
+    }
+    let blended = if totals.clicks > 0 { totals.revenue / totals.clicks as f64 } else { 0.0 };
+    let row = |m: &Measures, obj: &mut Map<String, Value>| {
+        let c = m.clicks as f64;
+        obj.insert("clicks".into(), m.clicks.into());
+        obj.insert("fallback_clicks".into(), m.fallback_clicks.into());
+        obj.insert("conversions".into(), m.approved.into());
+        obj.insert("pending".into(), m.pending.into());
+        obj.insert("rejected".into(), m.rejected.into());
+        obj.insert("chargebacks".into(), m.chargebacks.into());
+        obj.insert("revenue".into(), round(m.revenue).into());
+        obj.insert("cr".into(), if c > 0.0 { m.approved as f64 / c } else { 0.0 }.into());
+        obj.insert("epc".into(), if c > 0.0 { round(m.revenue / c) } else { 0.0 }.into());
+        obj.insert("blended_epc".into(), round(blended).into());
+    };
+    let mut rows: Vec<Value> = merged
+        .into_iter()
+                .map(|(_, (k, m))| {
+            let mut obj = Map::new();
+            for (name, v) in k {
+                obj.insert(name, v);
+            }
+            row(&m, &mut obj);
+            Value::Object(obj)
+        })
+        .collect();
+    let sort = req.sort.clone().unwrap_or_else(|| "-clicks".into());
+    let (desc, col) = match sort.strip_prefix('-') {
+        Some(c) => (true, c.to_string()),
+        None => (false, sort.clone()),
+    };
+    if !COLUMNS.contains(&col.as_str()) && !group.contains(&col.as_str()) {
+        return Err(bad("sort", format!("unknown column {col:?}")));
+    }
+    rows.sort_by(|a, b| {
+        let o = cmp_values(&a[&col], &b[&col]);
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    if let Some(n) = req.limit {
+        rows.truncate(n);
+    }
+    let mut t = Map::new();
+    row(&totals, &mut t);
+    Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t }))
+}
+
+fn round(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// Renders a report as a text table or CSV (the CLI's formats).
+pub fn render(report: &Value, csv: bool) -> String {
+    let group: Vec<String> =
+        report["group_by"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let cols: Vec<String> = group.iter().cloned().chain(COLUMNS.iter().map(|c| c.to_string())).collect();
+    let cell = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+        other => other.to_string(),
+    };
+    let mut lines: Vec<Vec<String>> = vec![cols.clone()];
+    for r in report["rows"].as_array().into_iter().flatten() {
+        lines.push(cols.iter().map(|c| cell(&r[c])).collect());
+    }
+    let mut total: Vec<String> = group.iter().enumerate().map(|(i, _)| if i == 0 { "TOTAL".into() } else { String::new() }).collect();
+    total.extend(COLUMNS.iter().map(|c| cell(&report["totals"][*c])));
+    lines.push(total);
+    if csv {
+        return lines.iter().map(|l| l.iter().map(|c| if c.contains([',', '"']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() }).collect::<Vec<_>>().join(",")).collect::<Vec<_>>().join("\n") + "\n";
+    }
+    let widths: Vec<usize> = (0..cols.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    lines
+        .iter()
+        .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
