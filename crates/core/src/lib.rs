@@ -9,6 +9,7 @@
 //! **Architecture invariant:** this crate never touches the network, the disk
 //! or a database, and never reads the wall clock.
 
+pub mod bot;
 pub mod caps;
 pub mod clickid;
 pub mod conversion;

@@ -225,7 +225,8 @@ mod tests {
 
     #[test]
     fn macro_expansion_table() {
-        let cases: &[(&str, &[(Macro, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(Macro, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("https://a.example/lp?c={click_id}", &[(Macro::ClickId, "AbC-_9")], "https://a.example/lp?c=AbC-_9"),
             (
                 "https://a.example/lp?s1={sub1}&x=1",

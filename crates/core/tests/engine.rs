@@ -7,7 +7,10 @@ use rand::SeedableRng;
 use smartlink_core::caps::OfferCounters;
 use smartlink_core::clickid::ClickIdCodec;
 use smartlink_core::engine::{decide, ClickInput, FallbackReason, Outcome};
-use smartlink_core::model::{Strategy as Routing, *};
+use smartlink_core::model::{
+    Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
+    Strategy as Routing,
+};
 use smartlink_core::router::{Reason, RouterState};
 use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
 use smartlink_core::template::{MacroSet, Template};
