@@ -44,6 +44,60 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Score routing strategies against an oracle on a traffic scenario
+    /// (format: ../shared/scenarios/FORMAT.md).
+    Simulate {
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Comma-separated subset, e.g. smartlink,greedy_epc (the oracle always runs).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Option<Vec<String>>,
+        /// Print FORMAT.md's JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write an HTML report with charts into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Clicks, conversions, revenue, CR and EPC from the hourly rollups.
+    Report {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// unix ms, RFC 3339, today, yesterday, 7d, 30d, 24h (default 7d)
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// IANA timezone for hour/day grouping and today/yesterday.
+        #[arg(long)]
+        tz: Option<String>,
+        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,hour,day
+        #[arg(long, value_delimiter = ',')]
+        group_by: Vec<String>,
+        #[arg(long)]
+        smartlink: Option<String>,
+        #[arg(long)]
+        offer: Option<String>,
+        #[arg(long)]
+        affiliate: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        os: Option<String>,
+        /// Column to sort by, `-` for descending (default -clicks).
+        #[arg(long, allow_hyphen_values = true)]
+        sort: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// table | csv | json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
@@ -116,6 +170,59 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             eprintln!("imported {} into {} ({n} definitions stored)", file.display(), dir.display());
             Ok(())
         }
+        Cmd::Simulate { scenario, seed, strategies, json, report } => {
+            let opts = smartlink_sim::Options { scenario_path: scenario, seed, strategies };
+            let result = smartlink_sim::simulate(&opts)?;
+            if json {
+                println!("{}", smartlink_sim::render_json(&result));
+            } else {
+                print!("{}", smartlink_sim::render_table(&result));
+            }
+            if let Some(dir) = report {
+                let page = smartlink_sim::write_html_report(&result, &dir)?;
+                eprintln!("report written to {}", page.display());
+            }
+            Ok(())
+        }
+        Cmd::Report {
+            data_dir: dd,
+            from,
+            to,
+            tz,
+            group_by,
+            smartlink,
+            offer,
+            affiliate,
+            country,
+            device,
+            os,
+            sort,
+            limit,
+            format,
+        } => {
+            let dir = data_dir(dd, None)?;
+            let store = SqliteStore::open_dir(&dir)?;
+            let filters = [
+                ("smartlink", smartlink),
+                ("offer", offer),
+                ("affiliate", affiliate),
+                ("country", country),
+                ("device", device),
+                ("os", os),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
+            let req = smartlink_server::report::ReportRequest { from, to, tz, group_by, filters, sort, limit };
+            let out = smartlink_server::report::run(&store, &req, smartlink_server::app::system_clock())?;
+            match format.as_str() {
+                "json" => println!("{out}"),
+                "csv" => print!("{}", smartlink_server::report::render(&out, true)),
+                "table" => print!("{}", smartlink_server::report::render(&out, false)),
+                other => anyhow::bail!("--format: expected table, csv or json, got {other:?}"),
+            }
+            Ok(())
+        }
         Cmd::Conversions { data_dir: dd, from, to, offer, smartlink, affiliate, status, limit, json } => {
             use smartlink_server::conversions::{conversion_json, filter, ListQuery, Names};
             let dir = data_dir(dd, None)?;
@@ -129,7 +236,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", conversion_json(c, &names));
                 }
             } else {
-                println!("{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9}  {:<3}  {:<7}  {:>8}  click_id", "id", "status", "offer", "smartlink", "affiliate", "payout", "cur", "segment", "ctit_s");
+                println!(
+                    "{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9}  {:<3}  {:<7}  {:>8}  click_id",
+                    "id", "status", "offer", "smartlink", "affiliate", "payout", "cur", "segment", "ctit_s"
+                );
                 for c in &rows {
                     let v = conversion_json(c, &names);
                     println!(

@@ -182,7 +182,9 @@ impl Recorder {
                 let target = req.split(' ').nth(1).unwrap_or("").to_string();
                 s2.lock().unwrap().push(target);
                 let code = *script.get(i).or(script.last()).unwrap_or(&200);
-                let _ = c.write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+                let _ = c.write_all(
+                    format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                );
             }
         });
         Recorder { addr, seen }

@@ -172,7 +172,8 @@ fn statuses_move_pending_approved_chargeback_and_txids_sum() {
     let hist: Vec<&str> = c["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
     assert_eq!(hist, ["pending", "approved", "chargeback"]);
     let list = s.admin("GET", "/api/v1/conversions?status=approved", None).json();
-    let approved: f64 = list["conversions"].as_array().unwrap().iter().map(|c| c["payout_base"].as_f64().unwrap()).sum();
+    let approved: f64 =
+        list["conversions"].as_array().unwrap().iter().map(|c| c["payout_base"].as_f64().unwrap()).sum();
     assert_eq!(approved, 4.0, "B (3 USD) + C (1 USD); A was charged back");
 }
 
@@ -206,7 +207,13 @@ fn signed_postbacks_need_a_valid_fresh_signature() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let sign = |q: &str| {
         use hmac::Mac;
-        let mut pairs: Vec<(String, String)> = q.split('&').map(|kv| { let (k, v) = kv.split_once('=').unwrap(); (k.into(), v.into()) }).collect();
+        let mut pairs: Vec<(String, String)> = q
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.into(), v.into())
+            })
+            .collect();
         pairs.sort();
         let canon = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
         let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"sign-me").unwrap();
@@ -231,7 +238,10 @@ fn signed_postbacks_need_a_valid_fresh_signature() {
 #[test]
 fn outbound_postback_is_retried_after_a_500_and_survives_a_restart() {
     let rec = Recorder::start(vec![500, 200]);
-    let url = format!(", postback_url: \"http://{}/pb?cid={{click_id}}&s1={{sub1}}&p={{payout}}&st={{status}}&o={{offer_id}}\"", rec.addr);
+    let url = format!(
+        ", postback_url: \"http://{}/pb?cid={{click_id}}&s1={{sub1}}&p={{payout}}&st={{status}}&o={{offer_id}}\"",
+        rec.addr
+    );
     let (_d, s) = start_with(&pool("", &url), "  outbound_retry_base_secs: 1.5\n");
     let cid = click(&s, "/s/sl?sub1=aff-click-9");
     // Let the click row reach the store so {sub1} is known at delivery.
@@ -305,7 +315,10 @@ fn every_answered_postback_survives_kill_9_exactly_once() {
     let r = postback(&s, &format!("click_id={doomed}&token=adv-token"));
     assert_eq!(r.json()["result"], "recorded", "a click lost in the crash still attributes: {}", r.body);
     let c = &s.admin("GET", "/api/v1/conversions?limit=1", None).json()["conversions"][0];
-    assert_eq!((c["offer"].as_str(), c["smartlink"].as_str(), c["affiliate"].as_str()), (Some(doomed_offer), Some("sl"), Some("aff1")));
+    assert_eq!(
+        (c["offer"].as_str(), c["smartlink"].as_str(), c["affiliate"].as_str()),
+        (Some(doomed_offer), Some("sl"), Some("aff1"))
+    );
 }
 
 #[test]
@@ -322,9 +335,16 @@ fn the_conversions_command_lists_what_the_api_lists() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    assert_eq!((v["click_id"].as_str(), v["offer"].as_str(), v["status"].as_str()), (Some(cid.as_str()), Some("main"), Some("pending")));
+    assert_eq!(
+        (v["click_id"].as_str(), v["offer"].as_str(), v["status"].as_str()),
+        (Some(cid.as_str()), Some("main"), Some("pending"))
+    );
     assert_eq!(v["subs"][0], "cli");
-    let bad = std::process::Command::new(bin()).args(["conversions", "--status", "won", "--data-dir"]).arg(d.path().join("data")).output().unwrap();
+    let bad = std::process::Command::new(bin())
+        .args(["conversions", "--status", "won", "--data-dir"])
+        .arg(d.path().join("data"))
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("status"));
 }

@@ -120,7 +120,8 @@ impl ClickIdCodec {
         let os = Os::from_index((raw[16] & 0x0f) as usize).ok_or(ClickIdError::Malformed)?;
         let browser = Browser::from_index((raw[17] >> 4) as usize).ok_or(ClickIdError::Malformed)?;
         let lang = u16::from_be_bytes([raw[18], raw[19]]);
-        let language = if lang == 0 { None } else { Some(Language::from_code(lang - 1).ok_or(ClickIdError::Malformed)?) };
+        let language =
+            if lang == 0 { None } else { Some(Language::from_code(lang - 1).ok_or(ClickIdError::Malformed)?) };
         let mut nonce = [0u8; 6];
         nonce.copy_from_slice(&raw[20..26]);
         Ok(ClickFacts {

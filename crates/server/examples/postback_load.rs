@@ -80,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
                 if i >= ids.len() {
                     break;
                 }
-                let req = format!("GET /postback?click_id={}&token=tok&payout=1.2&txid=t{i} HTTP/1.1\r\nHost: x\r\n\r\n", ids[i]);
+                let req = format!(
+                    "GET /postback?click_id={}&token=tok&payout=1.2&txid=t{i} HTTP/1.1\r\nHost: x\r\n\r\n",
+                    ids[i]
+                );
                 w.write_all(req.as_bytes()).await.expect("write");
                 let mut status = String::new();
                 r.read_line(&mut status).await.expect("status");

@@ -568,10 +568,9 @@ fn outbound_checks(errs: &mut Errs, p: &str, url: &Option<String>, statuses: &Op
         }
     }
     let parse = |s: &str| {
-        ConvStatus::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| ParseError(format!("expected a status (pending, approved, rejected, chargeback), got {s:?}")))
+        ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            ParseError(format!("expected a status (pending, approved, rejected, chargeback), got {s:?}"))
+        })
     };
     errs.list(&format!("{p}.postback_statuses"), statuses, parse);
 }

@@ -118,7 +118,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?.map_err(ApiError::Unexpected)
 }
 
-async fn list(State(app): State<Arc<AppState>>, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(app): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let store = app.store.clone();
     let f = filter(&*store, &q)?;
@@ -172,12 +175,18 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
 }
 
 async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Bytes) -> Result<Response, ApiError> {
-    let b: PatchBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body must be {{\"status\": ..., \"by\": ...}}: {e}")))?;
+    let b: PatchBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be {{\"status\": ..., \"by\": ...}}: {e}")))?;
     let status = ConvStatus::ALL.into_iter().find(|s| s.as_str() == b.status).ok_or_else(|| {
-        ApiError::Invalid(vec![crate::config::FieldError { path: "status".into(), message: "expected pending, approved, rejected or chargeback".into() }])
+        ApiError::Invalid(vec![crate::config::FieldError {
+            path: "status".into(),
+            message: "expected pending, approved, rejected or chargeback".into(),
+        }])
     })?;
     let store = app.store.clone();
-    let row = blocking(move || Ok(store.conversion(id)?)).await?.ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
+    let row = blocking(move || Ok(store.conversion(id)?))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
     let pbc = app.postbacks.load_full();
     let mut outbound = Vec::new();
     if let Some(t) = row.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
@@ -246,10 +255,13 @@ async fn outbound_list(
     q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let state = match q.state.as_deref() {
-        None => None,
-        Some(s) => Some(OutboxState::parse(s).ok_or_else(|| ApiError::BadRequest(format!("state must be pending, delivered or failed, got {s:?}")))?),
-    };
+    let state =
+        match q.state.as_deref() {
+            None => None,
+            Some(s) => Some(OutboxState::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!("state must be pending, delivered or failed, got {s:?}"))
+            })?),
+        };
     let store = app.store.clone();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let items = blocking(move || Ok(store.outbox(state, limit)?)).await?;
@@ -269,7 +281,10 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
 
 const REPORT_FILTERS: [&str; 8] = ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language"];
 
-async fn report(State(app): State<Arc<AppState>>, Query(q): Query<Vec<(String, String)>>) -> Result<Json<Value>, ApiError> {
+async fn report(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
     let mut req = crate::report::ReportRequest::default();
     for (k, v) in q {
         match k.as_str() {
@@ -278,7 +293,10 @@ async fn report(State(app): State<Arc<AppState>>, Query(q): Query<Vec<(String, S
             "tz" => req.tz = Some(v),
             "group_by" => req.group_by.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from)),
             "sort" => req.sort = Some(v),
-            "limit" => req.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?),
+            "limit" => {
+                req.limit =
+                    Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?)
+            }
             f if REPORT_FILTERS.contains(&f) => req.filters.push((k, v)),
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
@@ -290,7 +308,9 @@ async fn report(State(app): State<Arc<AppState>>, Query(q): Query<Vec<(String, S
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     match out {
         Ok(v) => Ok(Json(v)),
-        Err(crate::report::ReportError::Bad { param, message }) => Err(ApiError::BadRequest(format!("{param}: {message}"))),
+        Err(crate::report::ReportError::Bad { param, message }) => {
+            Err(ApiError::BadRequest(format!("{param}: {message}")))
+        }
         Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
     }
 }

@@ -10,9 +10,9 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod conversions;
 pub mod error;
 pub mod geo;
-pub mod conversions;
 pub mod metrics;
 pub mod outbound;
 pub mod postback;
@@ -223,7 +223,9 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
     let mut conv_iter = conversions.into_iter().peekable();
     let mut learn_until = |until_ms: i64| {
         while let Some(c) = conv_iter.next_if(|c| c.ts_ms <= until_ms) {
-            let (Some(sl), Ok(country)) = (catalog.smartlink_by_key(c.smartlink), Country::parse(&c.country)) else { continue };
+            let (Some(sl), Ok(country)) = (catalog.smartlink_by_key(c.smartlink), Country::parse(&c.country)) else {
+                continue;
+            };
             let segment = Segment {
                 country,
                 device: Device::parse(&c.device).unwrap_or(Device::Desktop),

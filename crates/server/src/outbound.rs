@@ -106,7 +106,8 @@ pub fn deliver(agent: &ureq::Agent, url: &str) -> Result<u16, String> {
         } else {
             format!("{host}:80")
         };
-        let addrs: Vec<_> = host_port.to_socket_addrs().map_err(|e| format!("cannot resolve redirect host {host}: {e}"))?.collect();
+        let addrs: Vec<_> =
+            host_port.to_socket_addrs().map_err(|e| format!("cannot resolve redirect host {host}: {e}"))?.collect();
         if addrs.is_empty() || addrs.iter().any(|a| is_private(a.ip())) {
             return Err(format!("redirect to a private address ({host}) refused"));
         }
@@ -196,9 +197,15 @@ fn attempt(app: &AppState, agent: &ureq::Agent, item: &OutboxItem, policy: Retry
     // The URL may carry the affiliate's own ids but no secret of ours; log
     // only the target and the outcome.
     match next {
-        OutboxState::Delivered => tracing::info!(target_name = %item.target, conversion = c.id, http_status, latency_ms, "outbound postback delivered"),
-        OutboxState::Pending => tracing::warn!(target_name = %item.target, conversion = c.id, http_status, error, latency_ms, attempts, "outbound postback failed; will retry"),
-        OutboxState::Failed => tracing::error!(target_name = %item.target, conversion = c.id, http_status, error, attempts, "outbound postback failed for good"),
+        OutboxState::Delivered => {
+            tracing::info!(target_name = %item.target, conversion = c.id, http_status, latency_ms, "outbound postback delivered")
+        }
+        OutboxState::Pending => {
+            tracing::warn!(target_name = %item.target, conversion = c.id, http_status, error, latency_ms, attempts, "outbound postback failed; will retry")
+        }
+        OutboxState::Failed => {
+            tracing::error!(target_name = %item.target, conversion = c.id, http_status, error, attempts, "outbound postback failed for good")
+        }
     }
     let a = Attempt { ts_ms: now, http_status, latency_ms, error, url, next, next_at_ms };
     if let Err(e) = app.store.record_attempt(item.id, &a) {

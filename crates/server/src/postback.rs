@@ -60,7 +60,8 @@ impl PostbackConfig {
     pub fn from_defs(defs: &Definitions, keys: &crate::config::Keys) -> PostbackConfig {
         use smartlink_store::Kind;
         let base = defs.base_currency.clone().unwrap_or_else(|| "USD".into()).to_ascii_uppercase();
-        let mut rates: HashMap<String, f64> = defs.currencies.iter().map(|(k, v)| (k.to_ascii_uppercase(), *v)).collect();
+        let mut rates: HashMap<String, f64> =
+            defs.currencies.iter().map(|(k, v)| (k.to_ascii_uppercase(), *v)).collect();
         rates.insert(base.clone(), 1.0);
         let key = |k: Kind, id: &str| keys.get(&(k, id.to_string())).copied();
         PostbackConfig {
@@ -69,7 +70,10 @@ impl PostbackConfig {
                 .iter()
                 .map(|a| {
                     let ips = a.postback_ips.iter().flatten().filter_map(|c| Cidr::parse(c).ok()).collect();
-                    (a.id.clone(), AdvertiserAuth { token: a.postback_token.clone(), secret: a.postback_secret.clone(), ips })
+                    (
+                        a.id.clone(),
+                        AdvertiserAuth { token: a.postback_token.clone(), secret: a.postback_secret.clone(), ips },
+                    )
                 })
                 .collect(),
             affiliates: defs
@@ -248,7 +252,11 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             .and_then(|v| v.to_str().ok())
             .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         if !is_form {
-            return Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, "send parameters in the query string or as application/x-www-form-urlencoded"));
+            return Err(err(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                "send parameters in the query string or as application/x-www-form-urlencoded",
+            ));
         }
         let body: Bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
             .await
@@ -256,11 +264,14 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         params.extend(form_urlencoded::parse(&body).into_owned());
     }
 
-    let click_id = param(&params, &["click_id", "clickid", "subid", "cid"])
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id is required (aliases: clickid, subid, cid)"))?;
+    let click_id =
+        param(&params, &["click_id", "clickid", "subid", "cid"]).filter(|v| !v.is_empty()).ok_or_else(|| {
+            err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id is required (aliases: clickid, subid, cid)")
+        })?;
     let facts = app.codec.decode(click_id).map_err(|e| match e {
-        ClickIdError::BadSignature => err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id signature does not verify: forged or altered"),
+        ClickIdError::BadSignature => {
+            err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id signature does not verify: forged or altered")
+        }
         _ => err(StatusCode::BAD_REQUEST, Some("click_id"), format!("click_id is malformed: {e}")),
     })?;
 
@@ -269,9 +280,9 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     if catalog.smartlink_by_key(facts.smartlink).is_none() {
         return Err(err(StatusCode::NOT_FOUND, Some("click_id"), "click_id belongs to an unknown smartlink"));
     }
-    let offer_key = facts
-        .offer
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, Some("click_id"), "this click went to the fallback URL: there is no offer to credit"))?;
+    let offer_key = facts.offer.ok_or_else(|| {
+        err(StatusCode::NOT_FOUND, Some("click_id"), "this click went to the fallback URL: there is no offer to credit")
+    })?;
     let offer = catalog
         .offer_by_key(offer_key)
         .ok_or_else(|| err(StatusCode::NOT_FOUND, Some("click_id"), "the offer of this click no longer exists"))?;
@@ -284,7 +295,10 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             return Err(err(
                 StatusCode::UNAUTHORIZED,
                 Some("token"),
-                format!("advertiser {} accepts no postbacks: configure its postback_token or postback_secret", offer.advertiser),
+                format!(
+                    "advertiser {} accepts no postbacks: configure its postback_token or postback_secret",
+                    offer.advertiser
+                ),
             ))
         }
     };
@@ -298,19 +312,31 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     if !auth.ips.is_empty() && !ip.is_some_and(|ip| auth.ips.iter().any(|c| c.contains(ip))) {
         app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
         let shown = ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
-        return Err(err(StatusCode::FORBIDDEN, None, format!("postbacks from {shown} are not allowed for this advertiser")));
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            None,
+            format!("postbacks from {shown} are not allowed for this advertiser"),
+        ));
     }
     if let Some(secret) = &auth.secret {
         let ts: i64 = param(&params, &["ts"])
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| err(StatusCode::FORBIDDEN, Some("ts"), "signed postbacks need ts (unix seconds)"))?;
         if (now_ms / 1000 - ts).abs() > app.signed_window_secs as i64 {
-            return Err(err(StatusCode::FORBIDDEN, Some("ts"), "ts is outside the accepted window (replayed or clock skew)"));
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                Some("ts"),
+                "ts is outside the accepted window (replayed or clock skew)",
+            ));
         }
         let sig = param(&params, &["sig"]).unwrap_or("");
         if !token_matches(&sign(secret.expose(), &canonical_query(&params)), &sig.to_ascii_lowercase()) {
             app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
-            return Err(err(StatusCode::FORBIDDEN, Some("sig"), "sig does not match the HMAC-SHA256 of the canonical query"));
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                Some("sig"),
+                "sig does not match the HMAC-SHA256 of the canonical query",
+            ));
         }
     }
 
@@ -321,7 +347,11 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     let status = match param(&params, &["status"]) {
         None => ConvStatus::Approved,
         Some(s) => ConvStatus::parse(s).ok_or_else(|| {
-            err(StatusCode::UNPROCESSABLE_ENTITY, Some("status"), format!("unknown status {s:?}; expected approved, pending, rejected, chargeback (or 1, 2, 3)"))
+            err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("status"),
+                format!("unknown status {s:?}; expected approved, pending, rejected, chargeback (or 1, 2, 3)"),
+            )
         })?,
     };
     let currency = match param(&params, &["currency"]) {
@@ -329,12 +359,20 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         Some(c) => c.to_ascii_uppercase(),
     };
     let rate = *pbc.rates.get(&currency).ok_or_else(|| {
-        err(StatusCode::UNPROCESSABLE_ENTITY, Some("currency"), format!("unknown currency {currency:?}: add its rate under currencies"))
+        err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("currency"),
+            format!("unknown currency {currency:?}: add its rate under currencies"),
+        )
     })?;
     let payout = match param(&params, &["payout", "sum", "amount"]) {
         None | Some("") => None,
         Some(p) => Some(p.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
-            err(StatusCode::UNPROCESSABLE_ENTITY, Some("payout"), format!("payout must be a number of zero or more, got {p:?}"))
+            err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("payout"),
+                format!("payout must be a number of zero or more, got {p:?}"),
+            )
         })?),
     };
     let event = param(&params, &["event", "goal"]).filter(|e| !e.is_empty()).unwrap_or("conversion");
@@ -348,10 +386,13 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     // A new conversion without a payout earns the offer's current payout.
     let (payout, payout_currency, rate) = match payout {
         Some(p) => (Some(p), currency, rate),
-        None => (None, offer.currency.as_str().to_string(), pbc.rates.get(offer.currency.as_str()).copied().unwrap_or(1.0)),
+        None => {
+            (None, offer.currency.as_str().to_string(), pbc.rates.get(offer.currency.as_str()).copied().unwrap_or(1.0))
+        }
     };
     let day = smartlink_core::time::local(offer.targeting.timezone, now_ms).day;
-    let over_cap = status.pays() && offer.counters.reached(&offer.caps, day).is_some_and(|k| k != smartlink_core::caps::CapKind::Clicks);
+    let over_cap = status.pays()
+        && offer.counters.reached(&offer.caps, day).is_some_and(|k| k != smartlink_core::caps::CapKind::Clicks);
     let mut outbound = Vec::new();
     if let Some(t) = facts.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
         outbound.push(t.clone());
@@ -399,18 +440,21 @@ pub async fn record_and_learn(
     let status = input.status;
     let sent_payout_base = input.payout_base;
     let default_base = input.default_payout_base;
-    let recorded = app
-        .conversions
-        .record(input)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "postback not recorded");
-            err(StatusCode::SERVICE_UNAVAILABLE, None, "the postback could not be stored; retry later")
-        })?;
+    let recorded = app.conversions.record(input).await.map_err(|e| {
+        tracing::error!(error = %e, "postback not recorded");
+        err(StatusCode::SERVICE_UNAVAILABLE, None, "the postback could not be stored; retry later")
+    })?;
     let catalog = app.catalog.load();
     let (result, id) = match recorded {
         Recorded::New { id } => {
-            apply_conversion(&catalog, facts, now_ms, None, status.for_router(), sent_payout_base.unwrap_or(default_base));
+            apply_conversion(
+                &catalog,
+                facts,
+                now_ms,
+                None,
+                status.for_router(),
+                sent_payout_base.unwrap_or(default_base),
+            );
             ("recorded", id)
         }
         Recorded::Updated { id, previous, payout_base } => {
@@ -433,7 +477,11 @@ pub async fn record_and_learn(
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
                 || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64/10 carrier-grade NAT
         }
         IpAddr::V6(v6) => {

@@ -39,9 +39,20 @@ pub struct ReportRequest {
     pub limit: Option<usize>,
 }
 
-const GROUPS: [&str; 10] = ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "hour", "day"];
-const COLUMNS: [&str; 10] =
-    ["clicks", "fallback_clicks", "conversions", "pending", "rejected", "chargebacks", "revenue", "cr", "epc", "blended_epc"];
+const GROUPS: [&str; 10] =
+    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "hour", "day"];
+const COLUMNS: [&str; 10] = [
+    "clicks",
+    "fallback_clicks",
+    "conversions",
+    "pending",
+    "rejected",
+    "chargebacks",
+    "revenue",
+    "cr",
+    "epc",
+    "blended_epc",
+];
 
 fn dim_of(name: &str) -> Option<Dim> {
     Some(match name {
@@ -120,12 +131,15 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         }
     }
     let keys = store.keys()?;
-    let name_of = |kind: Kind, key: u32| keys.iter().find(|(k, _, v)| *k == kind && *v == key).map(|(_, id, _)| id.clone());
+    let name_of =
+        |kind: Kind, key: u32| keys.iter().find(|(k, _, v)| *k == kind && *v == key).map(|(_, id, _)| id.clone());
     let key_of = |kind: Kind, id: &str| keys.iter().find(|(k, i, _)| *k == kind && i == id).map(|(_, _, v)| *v);
 
     let mut filters = Vec::new();
     for (name, values) in &req.filters {
-        let d = dim_of(name).filter(|d| *d != Dim::Hour).ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
+        let d = dim_of(name)
+            .filter(|d| *d != Dim::Hour)
+            .ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
         let mut vs = Vec::new();
         for v in values.split(',').filter(|v| !v.is_empty()) {
             vs.push(match kind_of(d) {
@@ -185,7 +199,7 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     };
     let mut rows: Vec<Value> = merged
         .into_iter()
-                .map(|(_, (k, m))| {
+        .map(|(_, (k, m))| {
             let mut obj = Map::new();
             for (name, v) in k {
                 obj.insert(name, v);
@@ -231,8 +245,10 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
 
 /// Renders a report as a text table or CSV (the CLI's formats).
 pub fn render(report: &Value, csv: bool) -> String {
-    let group: Vec<String> =
-        report["group_by"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let group: Vec<String> = report["group_by"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     let cols: Vec<String> = group.iter().cloned().chain(COLUMNS.iter().map(|c| c.to_string())).collect();
     let cell = |v: &Value| match v {
         Value::Null => "-".to_string(),
@@ -244,11 +260,22 @@ pub fn render(report: &Value, csv: bool) -> String {
     for r in report["rows"].as_array().into_iter().flatten() {
         lines.push(cols.iter().map(|c| cell(&r[c])).collect());
     }
-    let mut total: Vec<String> = group.iter().enumerate().map(|(i, _)| if i == 0 { "TOTAL".into() } else { String::new() }).collect();
+    let mut total: Vec<String> =
+        group.iter().enumerate().map(|(i, _)| if i == 0 { "TOTAL".into() } else { String::new() }).collect();
     total.extend(COLUMNS.iter().map(|c| cell(&report["totals"][*c])));
     lines.push(total);
     if csv {
-        return lines.iter().map(|l| l.iter().map(|c| if c.contains([',', '"']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() }).collect::<Vec<_>>().join(",")).collect::<Vec<_>>().join("\n") + "\n";
+        return lines
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|c| if c.contains([',', '"']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
     }
     let widths: Vec<usize> = (0..cols.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
     lines

@@ -171,11 +171,22 @@ pub struct OutboundTarget {
 /// What recording a postback did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Recorded {
-    New { id: i64 },
-    Duplicate { id: i64 },
-    Updated { id: i64, previous: ConvStatus, payout_base: f64 },
+    New {
+        id: i64,
+    },
+    Duplicate {
+        id: i64,
+    },
+    Updated {
+        id: i64,
+        previous: ConvStatus,
+        payout_base: f64,
+    },
     /// The status change is not allowed (e.g. rejected → approved).
-    Forbidden { id: i64, current: ConvStatus },
+    Forbidden {
+        id: i64,
+        current: ConvStatus,
+    },
 }
 
 /// A stored conversion, with its click's sub-ids when the click row exists.

@@ -13,9 +13,8 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    Dim, DimValue, Measures, RollupQuery, RollupStore,
-    Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Entity, Kind, OutboxItem,
-    OutboxState, PostbackIn, Recorded, Result, Store, StoreError,
+    Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim, DimValue, Entity,
+    Kind, Measures, OutboxItem, OutboxState, PostbackIn, Recorded, Result, RollupQuery, RollupStore, Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -485,11 +484,10 @@ fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, statu
 
 fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
     let existing: Option<(i64, String, f64)> = tx
-        .prepare_cached("SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3")?
-        .query_row(
-            params![p.click_id, p.event, p.txid],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare_cached(
+            "SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
+        )?
+        .query_row(params![p.click_id, p.event, p.txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let history = |id: i64, from: Option<ConvStatus>| {
         exec(tx, 
@@ -530,7 +528,12 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
             )?;
             let id = tx.last_insert_rowid();
             history(id, None)?;
-            add_to_rollup(tx, &conversion_cell(p), &conversion_measures(p.status, p.payout_base.unwrap_or(p.default_payout_base)), 1)?;
+            add_to_rollup(
+                tx,
+                &conversion_cell(p),
+                &conversion_measures(p.status, p.payout_base.unwrap_or(p.default_payout_base)),
+                1,
+            )?;
             queue_outbound(tx, id, p, p.status)?;
             Ok(Recorded::New { id })
         }
@@ -540,12 +543,21 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
                 Transition::Duplicate => Ok(Recorded::Duplicate { id }),
                 Transition::Forbidden => Ok(Recorded::Forbidden { id, current: cur }),
                 Transition::Change => {
-                    exec(tx, 
+                    exec(
+                        tx,
                         "UPDATE conversions SET status = ?2, updated_ms = ?3,
                          approved_ms = COALESCE(?4, approved_ms),
                          payout = COALESCE(?5, payout), payout_base = COALESCE(?6, payout_base),
                          over_cap = MAX(over_cap, ?7) WHERE id = ?1",
-                        params![id, p.status.as_str(), p.ts_ms, approved_ms, p.payout, p.payout_base, p.over_cap as i64],
+                        params![
+                            id,
+                            p.status.as_str(),
+                            p.ts_ms,
+                            approved_ms,
+                            p.payout,
+                            p.payout_base,
+                            p.over_cap as i64
+                        ],
                     )?;
                     history(id, Some(cur))?;
                     let cell = conversion_cell(p);
@@ -603,7 +615,8 @@ impl RollupStore for SqliteStore {
                     _ => DimValue::Text(r.get(i)?),
                 });
             }
-            let g = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(n + i)?.unwrap_or(0).max(0) as u64) };
+            let g =
+                |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(n + i)?.unwrap_or(0).max(0) as u64) };
             let m = Measures {
                 clicks: g(0)?,
                 fallback_clicks: g(1)?,
@@ -641,7 +654,16 @@ impl ConversionStore for SqliteStore {
         );
         let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map(
-            params![f.from_ms, f.to_ms, f.offer, f.smartlink, f.affiliate, f.status.map(|s| s.as_str()), f.before, f.limit as i64],
+            params![
+                f.from_ms,
+                f.to_ms,
+                f.offer,
+                f.smartlink,
+                f.affiliate,
+                f.status.map(|s| s.as_str()),
+                f.before,
+                f.limit as i64
+            ],
             row_to_conversion,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -649,7 +671,9 @@ impl ConversionStore for SqliteStore {
 
     fn conversion(&self, id: i64) -> Result<Option<ConversionRow>> {
         let c = self.read.lock();
-        let sql = format!("SELECT {CONVERSION_COLS} FROM conversions c LEFT JOIN clicks k ON k.click_id = c.click_id WHERE c.id = ?1");
+        let sql = format!(
+            "SELECT {CONVERSION_COLS} FROM conversions c LEFT JOIN clicks k ON k.click_id = c.click_id WHERE c.id = ?1"
+        );
         Ok(c.query_row(&sql, params![id], row_to_conversion).optional()?)
     }
 
@@ -686,7 +710,9 @@ impl ConversionStore for SqliteStore {
 
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>> {
         let c = self.read.lock();
-        let mut st = c.prepare_cached(&format!("{OUTBOX_SELECT} WHERE (?1 IS NULL OR o.state = ?1) ORDER BY o.id DESC LIMIT ?2"))?;
+        let mut st = c.prepare_cached(&format!(
+            "{OUTBOX_SELECT} WHERE (?1 IS NULL OR o.state = ?1) ORDER BY o.id DESC LIMIT ?2"
+        ))?;
         let rows = st.query_map(params![state.map(|s| s.as_str()), limit as i64], row_to_outbox)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -893,8 +919,17 @@ mod rollup_tests {
         }
     }
 
-    const DIMS: [Dim; 9] =
-        [Dim::Smartlink, Dim::Offer, Dim::Affiliate, Dim::Country, Dim::Device, Dim::Os, Dim::Browser, Dim::Language, Dim::Hour];
+    const DIMS: [Dim; 9] = [
+        Dim::Smartlink,
+        Dim::Offer,
+        Dim::Affiliate,
+        Dim::Country,
+        Dim::Device,
+        Dim::Os,
+        Dim::Browser,
+        Dim::Language,
+        Dim::Hour,
+    ];
 
     #[test]
     fn every_breakdown_reconciles_with_the_total_and_the_raw_events() {
@@ -923,7 +958,7 @@ mod rollup_tests {
             s.insert_clicks(chunk).unwrap();
         }
         s.insert_clicks(&clicks[..500]).unwrap(); // a replayed batch counts once
-        // Conversions with random status sequences, on clicks that went to offers.
+                                                  // Conversions with random status sequences, on clicks that went to offers.
         let mut pbs = Vec::new();
         for c in clicks.iter().filter(|c| c.offer.is_some()).step_by(7) {
             let seq: &[ConvStatus] = match g.next(4) {
@@ -973,7 +1008,12 @@ mod rollup_tests {
         assert_eq!(total.fallback_clicks, clicks.iter().filter(|c| c.offer.is_none()).count() as u64);
         assert_eq!(
             (total.approved, total.pending, total.rejected, total.chargebacks),
-            (count(ConvStatus::Approved), count(ConvStatus::Pending), count(ConvStatus::Rejected), count(ConvStatus::Chargeback))
+            (
+                count(ConvStatus::Approved),
+                count(ConvStatus::Pending),
+                count(ConvStatus::Rejected),
+                count(ConvStatus::Chargeback)
+            )
         );
         assert!((total.revenue - revenue).abs() < 1e-6, "{} vs {revenue}", total.revenue);
         assert!(total.approved > 0 && total.chargebacks > 0 && total.pending > 0);
@@ -989,7 +1029,11 @@ mod rollup_tests {
             let rows = s.rollup(&RollupQuery { group: group.clone(), ..all.clone() }).unwrap();
             let mut sum = Measures::default();
             rows.iter().for_each(|(_, m)| sum.add(m));
-            assert_eq!((sum.clicks, sum.approved, sum.pending, sum.rejected, sum.chargebacks), (total.clicks, total.approved, total.pending, total.rejected, total.chargebacks), "{group:?}");
+            assert_eq!(
+                (sum.clicks, sum.approved, sum.pending, sum.rejected, sum.chargebacks),
+                (total.clicks, total.approved, total.pending, total.rejected, total.chargebacks),
+                "{group:?}"
+            );
             assert!((sum.revenue - total.revenue).abs() < 1e-6, "{group:?}");
         }
 
@@ -999,7 +1043,8 @@ mod rollup_tests {
             .unwrap()[0]
             .1;
         assert_eq!(us.clicks, clicks.iter().filter(|c| c.country == "US").count() as u64);
-        let window = RollupQuery { from_ms: 1_767_571_200_000 + 10 * HOUR_MS, to_ms: 1_767_571_200_000 + 20 * HOUR_MS, ..all };
+        let window =
+            RollupQuery { from_ms: 1_767_571_200_000 + 10 * HOUR_MS, to_ms: 1_767_571_200_000 + 20 * HOUR_MS, ..all };
         let want = clicks.iter().filter(|c| (window.from_ms..window.to_ms).contains(&c.ts_ms)).count() as u64;
         assert_eq!(s.rollup(&window).unwrap()[0].1.clicks, want);
     }

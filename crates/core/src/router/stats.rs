@@ -1,0 +1,1005 @@
+//! What the router has learned: time-discounted, delay-aware counts of
+//! clicks and conversions per offer and per segment cell, approval and
+//! delay statistics, and the empirical-Bayes constants derived from them.
+//!
+//! Everything here changes only through `on_click` and `on_conversion`
+//! (including the periodic re-estimation, which is scheduled by event time),
+//! so replaying the same events in the same order rebuilds a bit-identical
+//! state. Containers that are iterated are `Vec`s in insertion order; hash
+//! maps are used for look-ups only.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::model::Segment;
+
+pub(super) const NONE: u32 = u32::MAX;
+pub(super) const MS_PER_HOUR: f64 = 3_600_000.0;
+
+/// Levels of the pooling hierarchy, coarsest first. Level 0 is the pool
+/// prior (no cell); 1 = offer, 2 = offer×country, 3 = offer×country×device,
+/// 4 = offer×country×device×os.
+pub(super) const LEVELS: usize = 5;
+
+/// A fast, deterministic hasher for the integer keys used here.
+#[derive(Default, Clone, Copy)]
+pub(super) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // A multiply only moves entropy upward; hash tables index with the
+        // low bits, so mix the high bits back down (splitmix64's finalizer).
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+pub(super) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// Packs a segment into 15 bits: country index (10), device (2), os (3).
+#[inline]
+pub(super) fn pack_segment(s: Segment) -> u32 {
+    ((s.country.index() as u32) << 5) | ((s.device.index() as u32) << 3) | s.os.index() as u32
+}
+
+/// The key of the cell of `offer` at `level` for segment `seg`.
+#[inline]
+pub(super) fn cell_key(offer: u32, level: usize, seg: Segment) -> u64 {
+    let s = pack_segment(seg) as u64;
+    let part = match level {
+        1 => 0,
+        2 => s & !0x1f,
+        3 => s & !0x07,
+        _ => s,
+    };
+    ((offer as u64) << 24) | ((level as u64) << 16) | part
+}
+
+#[inline]
+pub(super) fn hour_of(ms: i64) -> usize {
+    ms.div_euclid(3_600_000).rem_euclid(24) as usize
+}
+
+/// `parity of the UTC day × 24 + UTC hour`.
+#[inline]
+fn day_hour(ms: i64) -> usize {
+    (ms.div_euclid(86_400_000).rem_euclid(2) * 24) as usize + hour_of(ms)
+}
+
+/// Discounted exposure and conversions of one cell.
+///
+/// `a` is the discounted click weight, `b` the part of it whose conversion
+/// window is still open: it decays at `lam + mu` where `mu` is the rate of
+/// the (exponential) click→postback delay. `a - b` is therefore
+/// `Σ wᵢ·e^{-lam·ageᵢ}·F(ageᵢ)` with `F` the delay CDF: the exposure that
+/// could already have reported a conversion. A click younger than the
+/// typical delay thus counts as a fraction of a failure, not a whole one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Exposure {
+    pub t: i64,
+    pub a: f64,
+    pub b: f64,
+    pub k: f64,
+}
+
+impl Exposure {
+    pub fn at(t: i64) -> Exposure {
+        Exposure { t, ..Default::default() }
+    }
+
+    #[inline]
+    fn advance(&mut self, now: i64, lam: f64, mu: f64) {
+        if now > self.t {
+            let dt = (now - self.t) as f64;
+            let da = (-lam * dt).exp();
+            self.a *= da;
+            self.k *= da;
+            self.b *= (-(lam + mu) * dt).exp();
+            self.t = now;
+        }
+    }
+
+    /// Adds a click of weight `w` made at `at` (usually `now`).
+    #[inline]
+    pub fn add_click(&mut self, now: i64, at: i64, w: f64, lam: f64, mu: f64) {
+        self.advance(now, lam, mu);
+        let age = (self.t - at).max(0) as f64;
+        if age == 0.0 {
+            self.a += w;
+            self.b += w;
+        } else {
+            self.a += w * (-lam * age).exp();
+            self.b += w * (-(lam + mu) * age).exp();
+        }
+    }
+
+    /// Adds a conversion of the click made at `at`, discounted by the
+    /// click's age so that it matches the exposure it belongs to.
+    #[inline]
+    pub fn add_conversion(&mut self, now: i64, at: i64, w: f64, lam: f64, mu: f64) {
+        self.advance(now, lam, mu);
+        let age = (self.t - at).max(0) as f64;
+        self.k += w * (-lam * age).exp();
+    }
+
+    /// `(exposure, conversions)` as of `now`.
+    #[inline]
+    pub fn read(&self, now: i64, lam: f64, mu: f64) -> (f64, f64) {
+        if now <= self.t {
+            return ((self.a - self.b).max(0.0), self.k);
+        }
+        let dt = (now - self.t) as f64;
+        let da = (-lam * dt).exp();
+        let db = (-(lam + mu) * dt).exp();
+        ((self.a * da - self.b * db).max(0.0), self.k * da)
+    }
+}
+
+/// A discounted pair of sums.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Pair {
+    pub t: i64,
+    pub x: f64,
+    pub y: f64,
+}
+
+impl Pair {
+    #[inline]
+    pub fn add(&mut self, now: i64, dx: f64, dy: f64, rate: f64) {
+        if now > self.t {
+            let d = (-rate * (now - self.t) as f64).exp();
+            self.x *= d;
+            self.y *= d;
+            self.t = now;
+        }
+        self.x = (self.x + dx).max(0.0);
+        self.y = (self.y + dy).max(0.0);
+    }
+
+    #[inline]
+    pub fn read(&self, now: i64, rate: f64) -> (f64, f64) {
+        if now <= self.t {
+            return (self.x, self.y);
+        }
+        let d = (-rate * (now - self.t) as f64).exp();
+        (self.x * d, self.y * d)
+    }
+}
+
+/// One cell of the hierarchy: an offer, or an offer in part of a segment.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Cell {
+    pub exp: Exposure,
+    /// Index of the next coarser cell, `NONE` at level 1.
+    pub parent: u32,
+    /// Index into `Learned::offers`.
+    pub offer: u32,
+    pub level: u8,
+    /// Index into `Learned::country_ext` for cells at `EXT_LEVEL`, `NONE`
+    /// else.
+    pub ext: u32,
+}
+
+/// What is kept per offer×country beyond the cell itself.
+///
+/// The hour and change-detection statistics keep raw exposure per
+/// offer×country, and are compared with the *current* model's rates when
+/// they are evaluated: predictions made at click time would carry the
+/// model's early mistakes into them and look like hour effects or drift.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct CountryExt {
+    /// Exposure (unweighted) and conversions per UTC hour of the click,
+    /// separately for even and odd days (`parity * 24 + hour`): an hour
+    /// effect must show on both to count, so a one-off change on one day is
+    /// not mistaken for a time-of-day pattern.
+    pub hours: [Exposure; 48],
+    /// The change detector's evidence since the offer's `drift_since`,
+    /// undiscounted: each click weighted by what the model predicted for it
+    /// when it was made (so `a - b` is the number of conversions expected to
+    /// have arrived by now), and the conversions that did.
+    pub drift: Exposure,
+    /// `(a - b, k)` of `drift` at the offer's last check.
+    pub drift_seen: (f64, f64),
+}
+
+/// Per-offer statistics that are not per segment.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct OfferStats {
+    pub key: u32,
+    /// Rate of the click→postback delay, per millisecond.
+    pub mu: f64,
+    /// The offer's level-1 cell.
+    pub top: u32,
+    /// Every cell of this offer (for re-levelling after a detected change).
+    pub cells: Vec<u32>,
+    /// The offer's cells at `EXT_LEVEL` (those with a `CountryExt`).
+    pub countries: Vec<u32>,
+    /// Approved (`x`) and rejected (`y`) conversions, discounted.
+    pub approval: Pair,
+    /// Sum of delays in ms (`x`) and number of delays (`y`), discounted.
+    pub delay: Pair,
+    /// Multiplier of the conversion rate by UTC hour, shrunk toward 1.
+    pub hour_mult: [f64; 24],
+    /// Squared coefficient of variation of each multiplier.
+    pub hour_cv2: [f64; 24],
+    /// Prior strength of this offer's hourly multipliers around 1.
+    pub kappa_hour: f64,
+    /// Lightly shrunk hourly ratios, used only in the change detector's
+    /// predictions, so a time-of-day pattern seen yesterday is not taken for
+    /// a change today. Indexed like the hour cells (`parity * 24 + hour`)
+    /// but computed from the *other* parity's days: what a click is compared
+    /// with never includes its own day, so today's change cannot hide in it.
+    pub hour_raw: [f64; 48],
+    /// When the router first heard of the offer.
+    pub first_seen: i64,
+    /// One CUSUM per alternative ratio in `CUSUM_RATIOS`: the statistic and
+    /// the expected/actual conversions since it last left zero.
+    pub cusum: [Cusum; 4],
+    /// Clicks before this time are not in the detector's evidence (0 =
+    /// detector off).
+    pub drift_since: i64,
+    pub drift_checked: i64,
+    /// Recent clicks (`x`) and predicted approved conversions (`y`),
+    /// discounted with a short half-life: the offer's current consumption
+    /// rate, for pacing.
+    pub usage: Pair,
+    /// Predicted approved conversions still in flight (decays at `mu`).
+    pub pending: Pair,
+}
+
+impl OfferStats {
+    fn new(key: u32, top: u32, mu: f64) -> OfferStats {
+        OfferStats {
+            key,
+            mu,
+            top,
+            cells: Vec::new(),
+            countries: Vec::new(),
+            approval: Pair::default(),
+            delay: Pair::default(),
+            hour_mult: [1.0; 24],
+            hour_cv2: [0.0; 24],
+            kappa_hour: KAPPA_HOUR_DEFAULT,
+            hour_raw: [1.0; 48],
+            first_seen: 0,
+            cusum: [Cusum::default(); 4],
+            drift_since: 0,
+            drift_checked: 0,
+            usage: Pair::default(),
+            pending: Pair::default(),
+        }
+    }
+}
+
+/// Constants re-estimated from the data every few minutes.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Derived {
+    /// Prior strength (pseudo-conversions) of each level around its parent.
+    pub kappa: [f64; LEVELS],
+    /// Prior strength of the hourly multipliers around 1.
+    pub kappa_hour: f64,
+    /// Conversion rate of the whole pool.
+    pub pool_cr: f64,
+    /// Approval rate of the whole pool.
+    pub pool_approval: f64,
+    /// Mean click→postback delay of the pool, ms.
+    pub delay_ms: f64,
+}
+
+/// Fixed parameters of the statistics, derived from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Rates {
+    /// Discount rate of the learned statistics, per ms.
+    pub lam: f64,
+    /// Discount rate of the consumption estimate used for pacing, per ms.
+    pub lam_usage: f64,
+    pub drift_threshold: f64,
+    pub prior_delay_ms: f64,
+    pub refresh_ms: i64,
+}
+
+/// Default prior strengths, used until the data says otherwise.
+const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 8.0];
+/// Hours are assumed alike (±7 %) until the data says otherwise.
+const KAPPA_HOUR_DEFAULT: f64 = 200.0;
+/// Weight of the default in the empirical-Bayes estimates: as many cells
+/// of this many expected conversions.
+const EB_PRIOR_CELLS: f64 = 3.0;
+const EB_PRIOR_CELL_SIZE: f64 = 10.0;
+/// Strength of the pool's approval rate as a prior for one offer's.
+pub(super) const KAPPA_APPROVAL: f64 = 4.0;
+/// Minimum discounted conversions of an offer before its change detector
+/// runs: below that, a mismatch between prediction and outcome is learning,
+/// not drift.
+const DRIFT_MIN_CONVERSIONS: f64 = 30.0;
+const DRIFT_CHECK_MS: i64 = 60_000;
+/// Discounted conversions an offer×country×device cell needs before its
+/// outcomes count as evidence of a change.
+const DRIFT_MATURE_CONVERSIONS: f64 = 10.0;
+/// The detector arms once the offer has a full day of history: within its
+/// first day a change cannot be told from a time-of-day pattern.
+const DRIFT_MIN_AGE_MS: i64 = 86_400_000;
+/// Pseudo-conversions of the detector's hourly ratios.
+const HOUR_RAW_PRIOR: f64 = 3.0;
+/// The level whose cells keep hour and change-detection statistics
+/// (offer×country×device): fine enough that the routing's traffic mix
+/// within a cell barely moves, coarse enough to stay small.
+const EXT_LEVEL: usize = 3;
+/// The fewest events between two count-triggered re-estimations.
+const EVENTS_PER_REFRESH: u64 = 2_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Learned {
+    pub offers: Vec<OfferStats>,
+    pub offer_index: FastMap<u32, u32>,
+    pub cells: Vec<Cell>,
+    pub cell_index: FastMap<u64, u32>,
+    pub country_ext: Vec<CountryExt>,
+    /// The pool's traffic by UTC hour, for pacing's forecast.
+    pub traffic: Traffic,
+    /// The pool's recent clicks (`x`), discounted like `OfferStats::usage`.
+    pub pool_usage: Pair,
+    /// Pool-wide delay sum (`x`, ms) and count (`y`).
+    pub delay: Pair,
+    /// (click, postback) times of the latest conversions, for the
+    /// truncation-corrected delay estimate.
+    pub recent_delays: std::collections::VecDeque<(i64, i64)>,
+    pub derived: Derived,
+    pub last_refresh: i64,
+    /// Events since the last re-estimation, and ever.
+    pub events: u32,
+    pub total_events: u64,
+    /// Conversions ever reported (not discounted): how much the router
+    /// knows, for refreshing policies sooner while it knows little.
+    pub conversions: u64,
+    /// Bumped whenever the estimates jump (a detected change), so cached
+    /// policies are recomputed.
+    pub generation: u64,
+    /// Changes detected so far.
+    pub relevels: u64,
+}
+
+impl Learned {
+    pub fn new(rates: &Rates) -> Learned {
+        Learned {
+            offers: Vec::new(),
+            offer_index: FastMap::default(),
+            cells: Vec::new(),
+            cell_index: FastMap::default(),
+            country_ext: Vec::new(),
+            traffic: Traffic::default(),
+            pool_usage: Pair::default(),
+            delay: Pair::default(),
+            recent_delays: std::collections::VecDeque::new(),
+            derived: Derived {
+                kappa: KAPPA_DEFAULT,
+                kappa_hour: KAPPA_HOUR_DEFAULT,
+                pool_cr: 0.01,
+                pool_approval: 0.9,
+                delay_ms: rates.prior_delay_ms,
+            },
+            last_refresh: i64::MIN,
+            events: 0,
+            total_events: 0,
+            conversions: 0,
+            generation: 0,
+            relevels: 0,
+        }
+    }
+
+    pub fn offer(&self, key: u32) -> Option<usize> {
+        self.offer_index.get(&key).map(|&i| i as usize)
+    }
+
+    fn offer_or_insert(&mut self, key: u32, now: i64) -> usize {
+        if let Some(i) = self.offer(key) {
+            return i;
+        }
+        let oi = self.offers.len();
+        let top = self.cells.len() as u32;
+        self.cells.push(Cell { exp: Exposure::at(now), parent: NONE, offer: oi as u32, level: 1, ext: NONE });
+        self.cell_index.insert(cell_key(key, 1, any_segment()), top);
+        let mut o = OfferStats::new(key, top, 1.0 / self.derived.delay_ms.max(1000.0));
+        o.cells.push(top);
+        o.first_seen = now;
+        self.offers.push(o);
+        self.offer_index.insert(key, oi as u32);
+        oi
+    }
+
+    /// The leaf cell of (offer, segment), creating the chain as needed.
+    fn leaf_or_insert(&mut self, oi: usize, seg: Segment, now: i64) -> u32 {
+        let key = self.offers[oi].key;
+        if let Some(&c) = self.cell_index.get(&cell_key(key, 4, seg)) {
+            return c;
+        }
+        let mut parent = self.offers[oi].top;
+        for level in 2..LEVELS {
+            let ck = cell_key(key, level, seg);
+            parent = match self.cell_index.get(&ck) {
+                Some(&c) => c,
+                None => {
+                    let c = self.cells.len() as u32;
+                    let mut ext = NONE;
+                    if level == EXT_LEVEL {
+                        ext = self.country_ext.len() as u32;
+                        self.country_ext.push(CountryExt {
+                            hours: [Exposure::at(now); 48],
+                            drift: Exposure::at(now),
+                            drift_seen: (0.0, 0.0),
+                        });
+                        self.offers[oi].countries.push(c);
+                    }
+                    self.cells.push(Cell { exp: Exposure::at(now), parent, offer: oi as u32, level: level as u8, ext });
+                    self.cell_index.insert(ck, c);
+                    self.offers[oi].cells.push(c);
+                    c
+                }
+            };
+        }
+        parent
+    }
+
+    /// The cells of (offer, segment) from level 1 to 4; `NONE` where the
+    /// router has never seen that part of the segment.
+    pub fn path(&self, oi: usize, seg: Segment) -> [u32; LEVELS] {
+        let mut path = [NONE; LEVELS];
+        let key = self.offers[oi].key;
+        let mut start = NONE;
+        for level in (2..LEVELS).rev() {
+            if let Some(&c) = self.cell_index.get(&cell_key(key, level, seg)) {
+                start = c;
+                break;
+            }
+        }
+        let mut c = if start == NONE { self.offers[oi].top } else { start };
+        while c != NONE {
+            let cell = &self.cells[c as usize];
+            path[cell.level as usize] = c;
+            c = cell.parent;
+        }
+        path
+    }
+
+    /// Posterior mean and variance of the conversion rate at the leaf of
+    /// `path` (hour-free), given a level-1 prior mean.
+    ///
+    /// Gamma–Poisson down the hierarchy. Each level is estimated from the
+    /// data that is *not* in the next level of the path (the siblings), with
+    /// its parent's estimate as the prior; the leaf from its own data. So
+    /// every click counts once: a cell with little data of its own is not
+    /// made more certain by seeing the same clicks again at each level. A
+    /// level's prior has the parent's mean and the variance `μ²/κ` (how much
+    /// cells differ) plus the parent's own variance, so an unseen segment of
+    /// a well-known offer is uncertain only by how much segments differ, and
+    /// a cell under an uncertain parent learns mostly from its own data.
+    pub fn posterior(&self, oi: usize, path: &[u32; LEVELS], now: i64, lam: f64, prior: f64) -> (f64, f64) {
+        let mu = self.offers[oi].mu;
+        let kappa = &self.derived.kappa;
+        let mut data = [(0.0, 0.0); LEVELS + 1];
+        for level in 1..LEVELS {
+            data[level] = self.read(path[level], now, lam, mu);
+        }
+        let own = |level: usize| {
+            let (n, k) = data[level];
+            let (nc, kc) = data[level + 1];
+            ((n - nc).max(0.0), (k - kc).max(0.0))
+        };
+        let (n, k) = own(1);
+        let a = kappa[1] + k;
+        let b = kappa[1] / prior + n;
+        let (mut mean, mut var) = (a / b, a / (b * b));
+        for (level, &kap) in kappa.iter().enumerate().skip(2) {
+            let (n, k) = own(level);
+            let strength = mean * mean / (mean * mean / kap + var);
+            let a = strength + k;
+            let b = strength / mean + n;
+            mean = a / b;
+            var = a / (b * b);
+        }
+        (mean, var)
+    }
+
+    /// Posterior mean only, with the pool prior: the model's own
+    /// prediction for a click in the cell `leaf` (any level).
+    fn predict(&self, oi: usize, leaf: u32, now: i64, lam: f64) -> f64 {
+        let mut path = [NONE; LEVELS];
+        let mut c = leaf;
+        while c != NONE {
+            let cell = &self.cells[c as usize];
+            path[cell.level as usize] = c;
+            c = cell.parent;
+        }
+        self.posterior(oi, &path, now, lam, self.derived.pool_cr).0
+    }
+
+    #[inline]
+    fn read(&self, c: u32, now: i64, lam: f64, mu: f64) -> (f64, f64) {
+        if c == NONE {
+            (0.0, 0.0)
+        } else {
+            self.cells[c as usize].exp.read(now, lam, mu)
+        }
+    }
+
+    /// Posterior mean and variance of an offer's approval rate.
+    pub fn approval(&self, oi: Option<usize>, now: i64, lam: f64) -> (f64, f64) {
+        let m0 = self.derived.pool_approval;
+        let (a, r) = oi.map_or((0.0, 0.0), |i| self.offers[i].approval.read(now, lam));
+        let s = a + r + KAPPA_APPROVAL;
+        let m = (a + KAPPA_APPROVAL * m0) / s;
+        (m, m * (1.0 - m) / (s + 1.0))
+    }
+
+    pub fn on_click(&mut self, key: u32, seg: Segment, hour: usize, now: i64, r: &Rates) {
+        self.maybe_refresh(now, r);
+        let oi = self.offer_or_insert(key, now);
+        let leaf = self.leaf_or_insert(oi, seg, now);
+        let base = self.predict(oi, leaf, now, r.lam);
+        let approval = self.approval(Some(oi), now, r.lam).0;
+        let o = &self.offers[oi];
+        let (mu, w) = (o.mu, o.hour_mult[hour]);
+        let armed = o.drift_since > 0;
+        let predicted = base * o.hour_raw[day_hour(now)];
+        let mut c = leaf;
+        while c != NONE {
+            let cell = &mut self.cells[c as usize];
+            cell.exp.add_click(now, now, w, r.lam, mu);
+            if cell.ext != NONE {
+                let x = &mut self.country_ext[cell.ext as usize];
+                x.hours[day_hour(now)].add_click(now, now, 1.0, r.lam, mu);
+                if armed {
+                    x.drift.add_click(now, now, predicted, 0.0, mu);
+                }
+            }
+            c = cell.parent;
+        }
+        let o = &mut self.offers[oi];
+        o.usage.add(now, 1.0, base * w * approval, r.lam_usage);
+        o.pending.add(now, base * w * approval, 0.0, mu);
+        self.traffic.click(now);
+        self.pool_usage.add(now, 1.0, 0.0, r.lam_usage);
+        self.check_drift(oi, now, r);
+    }
+
+    pub fn on_conversion(&mut self, key: u32, seg: Segment, click_ms: i64, now: i64, change: StatusChange, r: &Rates) {
+        self.maybe_refresh(now, r);
+        let oi = self.offer_or_insert(key, now);
+        let click_ms = click_ms.min(now);
+        if change.new_conversion {
+            self.conversions += 1;
+            let leaf = self.leaf_or_insert(oi, seg, now);
+            let mu = self.offers[oi].mu;
+            let in_window = self.offers[oi].drift_since > 0 && click_ms >= self.offers[oi].drift_since;
+            let mut c = leaf;
+            while c != NONE {
+                let cell = &mut self.cells[c as usize];
+                cell.exp.add_conversion(now, click_ms, 1.0, r.lam, mu);
+                if cell.ext != NONE {
+                    let x = &mut self.country_ext[cell.ext as usize];
+                    x.hours[day_hour(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
+                    if in_window {
+                        x.drift.add_conversion(now, click_ms, 1.0, 0.0, mu);
+                    }
+                }
+                c = cell.parent;
+            }
+            let delay = (now - click_ms) as f64;
+            self.delay.add(now, delay, 1.0, r.lam);
+            if self.recent_delays.len() == RECENT_DELAYS {
+                self.recent_delays.pop_front();
+            }
+            self.recent_delays.push_back((click_ms, now));
+            let o = &mut self.offers[oi];
+            o.delay.add(now, delay, 1.0, r.lam);
+        }
+        if change.approved != 0.0 || change.rejected != 0.0 {
+            self.offers[oi].approval.add(now, change.approved, change.rejected, r.lam);
+        }
+        self.check_drift(oi, now, r);
+    }
+
+    /// Tests whether the offer's recent outcomes still agree with the
+    /// model's predictions (a Poisson likelihood-ratio test on a fast
+    /// window); if not, re-levels every cell of the offer by the observed
+    /// ratio. A silent change of an offer's conversion rate is usually
+    /// multiplicative across segments, so this adapts within hours without
+    /// forgetting the segment structure learned over days.
+    fn check_drift(&mut self, oi: usize, now: i64, r: &Rates) {
+        let o = &self.offers[oi];
+        if now - o.drift_checked < DRIFT_CHECK_MS {
+            return;
+        }
+        let mu = o.mu;
+        let k1 = self.cells[o.top as usize].exp.read(now, r.lam, mu).1;
+        let o = &mut self.offers[oi];
+        o.drift_checked = now;
+        if o.drift_since == 0 {
+            if k1 >= DRIFT_MIN_CONVERSIONS && now - o.first_seen >= DRIFT_MIN_AGE_MS {
+                o.drift_since = now;
+                o.cusum = [Cusum::default(); 4];
+                for &c in &o.countries {
+                    let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
+                    x.drift = Exposure::at(now);
+                    x.drift_seen = (0.0, 0.0);
+                }
+            }
+            return;
+        }
+        // New evidence since the last check, from the cells the model knows
+        // well: where it has little data its predictions are guesses, and a
+        // miss there is learning, not a change.
+        let (mut de, mut dk) = (0.0, 0.0);
+        for &c in &o.countries {
+            let known = self.cells[c as usize].exp.read(now, r.lam, mu).1 >= DRIFT_MATURE_CONVERSIONS;
+            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
+            let (e, k) = x.drift.read(now, 0.0, mu);
+            if known {
+                de += (e - x.drift_seen.0).max(0.0);
+                dk += (k - x.drift_seen.1).max(0.0);
+            }
+            x.drift_seen = (e, k);
+        }
+        let mut fired = None;
+        for (c, &ratio) in o.cusum.iter_mut().zip(&CUSUM_RATIOS) {
+            // Log-likelihood ratio of "rate × ratio" against "rate as
+            // predicted" for dk conversions where de were expected.
+            c.s += dk * ratio.ln() - de * (ratio - 1.0);
+            c.e += de;
+            c.k += dk;
+            if c.s <= 0.0 {
+                *c = Cusum::default();
+            } else if c.s > r.drift_threshold && fired.is_none() {
+                fired = Some(((c.k + 0.5) / (c.e + 0.5)).clamp(0.02, 50.0));
+            }
+        }
+        let Some(rho) = fired else { return };
+        o.cusum = [Cusum::default(); 4];
+        // Clicks still in their conversion window were predicted at the old
+        // rate: correct what they are expected to deliver, or the detector
+        // would fire again on the same mistake while their postbacks arrive.
+        for &c in &o.countries {
+            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
+            x.drift.a = x.drift.a - x.drift.b + x.drift.b * rho;
+            x.drift.b *= rho;
+        }
+        // The hour statistics are left alone: they are compared with the
+        // re-levelled rates from now on, and a one-off change shows on one
+        // day's hours only, which the even/odd-day estimate ignores.
+        for &c in &o.cells {
+            self.cells[c as usize].exp.k *= rho;
+        }
+        self.relevels += 1;
+        self.generation += 1;
+    }
+
+    fn maybe_refresh(&mut self, now: i64, r: &Rates) {
+        self.events = self.events.saturating_add(1);
+        self.total_events += 1;
+        // By event time, and also by count while the router is young (each
+        // time it has seen a tenth more), when estimates move fastest.
+        let young = self.events as u64 >= EVENTS_PER_REFRESH && self.events as u64 * 10 >= self.total_events;
+        let due = self.last_refresh == i64::MIN
+            || now - self.last_refresh >= r.refresh_ms
+            || (young && now > self.last_refresh);
+        if due {
+            self.refresh(now, r);
+        }
+    }
+
+    /// Re-estimates the pool means, the delay, the pooling strengths
+    /// (empirical Bayes) and the hourly multipliers.
+    fn refresh(&mut self, now: i64, r: &Rates) {
+        self.last_refresh = now;
+        self.events = 0;
+        let lam = r.lam;
+
+        // Delay: the pool's mean, and each offer's shrunk toward it. Plain
+        // means of the delays seen so far are biased short (long delays have
+        // not arrived yet); the pool's truncation-corrected estimate from
+        // recent conversions rescales them.
+        let (dsum, dn) = self.delay.read(now, lam);
+        let naive = (dsum + r.prior_delay_ms) / (dn + 1.0);
+        let corrected = truncated_exponential_mean(&self.recent_delays, now)
+            .map_or(naive, |m| (m * dn + r.prior_delay_ms) / (dn + 1.0));
+        let factor = (corrected / naive.max(1.0)).clamp(1.0, 20.0);
+        self.derived.delay_ms = naive * factor;
+        for o in &mut self.offers {
+            let (s, n) = o.delay.read(now, lam);
+            let mean = (s + 3.0 * naive) / (n + 3.0) * factor;
+            o.mu = 1.0 / mean.max(1000.0);
+        }
+
+        let vals: Vec<(f64, f64)> =
+            self.cells.iter().map(|c| c.exp.read(now, lam, self.offers[c.offer as usize].mu)).collect();
+
+        // Pool means.
+        let (mut n1, mut k1) = (0.0, 0.0);
+        for o in &self.offers {
+            let (n, k) = vals[o.top as usize];
+            n1 += n;
+            k1 += k;
+        }
+        self.derived.pool_cr = (k1 + 1.0) / (n1 + 100.0);
+        let (mut ap, mut rj) = (0.0, 0.0);
+        for o in &self.offers {
+            let (a, r) = o.approval.read(now, lam);
+            ap += a;
+            rj += r;
+        }
+        self.derived.pool_approval = (ap + 1.8) / (ap + rj + 2.0);
+
+        // Pooling strengths: how much cells differ from their parent beyond
+        // Poisson noise. For e expected conversions (from the parent, with
+        // the cell left out), Var(k) = e + e²/κ, so each cell gives an
+        // estimate t = ((k − e)² − e − Var(e)) / e² of 1/κ. Those are
+        // averaged with weights ∝ 1/Var(t) (iterated from the previous
+        // estimate, as in Paule–Mandel), so a huge cell counts as one
+        // observation of heterogeneity rather than drowning the rest, and
+        // a prior worth a few cells keeps the estimate stable while data is
+        // scarce.
+        let mut num = [0.0; LEVELS];
+        let mut den = [0.0; LEVELS];
+        let prev: [f64; LEVELS] = std::array::from_fn(|l| 1.0 / self.derived.kappa[l].max(1e-9));
+        for (i, c) in self.cells.iter().enumerate() {
+            if c.parent == NONE {
+                continue;
+            }
+            let (n, k) = vals[i];
+            let (np, kp) = vals[c.parent as usize];
+            let (n_rest, k_rest) = (np - n, kp - k);
+            if n <= 0.0 || n_rest <= 0.0 || k_rest < 3.0 {
+                continue;
+            }
+            let m = k_rest / n_rest;
+            let e = n * m;
+            if e < 0.5 {
+                continue;
+            }
+            let var_e = n * n * m / n_rest;
+            let l = c.level as usize;
+            let t = ((k - e) * (k - e) - e - var_e) / (e * e);
+            let w = eb_weight(prev[l], e, var_e);
+            num[l] += w * t;
+            den[l] += w;
+        }
+        // Pooling too strongly is the costly mistake (a confident wrong
+        // estimate locks an offer out), so the strength used is one
+        // standard error on the heterogeneous side of the estimate.
+        for l in 2..LEVELS {
+            let w0 = EB_PRIOR_CELLS * eb_weight(1.0 / KAPPA_DEFAULT[l], EB_PRIOR_CELL_SIZE, 0.0);
+            let inv = (num[l] + w0 / KAPPA_DEFAULT[l]) / (den[l] + w0);
+            let se = (2.0 / (den[l] + w0)).sqrt();
+            self.derived.kappa[l] = 1.0 / (inv + se).clamp(1.0 / 500.0, 1.0 / 0.25);
+        }
+
+        // Hourly multipliers: per offer and UTC hour, actual conversions vs
+        // those expected from the current hour-free rate of each country.
+        // How much hours differ is estimated from the *product* of the
+        // deviations seen on even and on odd days: noise and one-off changes
+        // are independent between the two and average out, a daily pattern
+        // shows on both.
+        // Per offer, then pooled: an offer's own evidence decides its
+        // strength, with the pool's as the prior.
+        let prev_h = 1.0 / self.derived.kappa_hour.max(1e-9);
+        let (mut num, mut den) = (0.0, 0.0);
+        let mut per_offer = vec![(0.0, 0.0); self.offers.len()];
+        let mut hv = vec![[(0.0, 0.0); 48]; self.offers.len()];
+        for (oi, o) in self.offers.iter().enumerate() {
+            let (mut se, mut sk) = (0.0, 0.0);
+            for &c in &o.countries {
+                let rate = self.predict(oi, c, now, lam);
+                let x = &self.country_ext[self.cells[c as usize].ext as usize];
+                for (i, v) in hv[oi].iter_mut().enumerate() {
+                    let (n, k) = x.hours[i].read(now, lam, o.mu);
+                    v.0 += n * rate;
+                    v.1 += k;
+                    se += n * rate;
+                    sk += k;
+                }
+            }
+            let scale = (sk + 1.0) / (se + 1.0);
+            for v in hv[oi].iter_mut() {
+                v.0 *= scale;
+            }
+            let prev_o = 1.0 / o.kappa_hour.max(1e-9);
+            for h in 0..24 {
+                let ((e0, k0), (e1, k1)) = (hv[oi][h], hv[oi][24 + h]);
+                if e0 < 0.5 || e1 < 0.5 {
+                    continue;
+                }
+                let t = (k0 - e0) * (k1 - e1) / (e0 * e1);
+                let w = 1.0 / ((prev_h + 1.0 / e0) * (prev_h + 1.0 / e1));
+                num += w * t;
+                den += w;
+                let w = 1.0 / ((prev_o + 1.0 / e0) * (prev_o + 1.0 / e1));
+                per_offer[oi].0 += w * t;
+                per_offer[oi].1 += w;
+            }
+        }
+        let w0 = EB_PRIOR_CELLS * eb_weight(1.0 / KAPPA_HOUR_DEFAULT, EB_PRIOR_CELL_SIZE, 0.0);
+        let inv = (num + w0 / KAPPA_HOUR_DEFAULT) / (den + w0);
+        let inv_pool = inv.clamp(1.0 / 1000.0, 1.0 / 0.5);
+        self.derived.kappa_hour = 1.0 / inv_pool;
+        for (oi, o) in self.offers.iter_mut().enumerate() {
+            let w0 = EB_PRIOR_CELLS * eb_weight(inv_pool, EB_PRIOR_CELL_SIZE, 0.0);
+            let (n, d) = per_offer[oi];
+            let kh = 1.0 / ((n + w0 * inv_pool) / (d + w0)).clamp(1.0 / 1000.0, 1.0 / 0.5);
+            o.kappa_hour = kh;
+            for h in 0..24 {
+                let (e, k) = (hv[oi][h].0 + hv[oi][24 + h].0, hv[oi][h].1 + hv[oi][24 + h].1);
+                o.hour_mult[h] = (k + kh) / (e + kh);
+                o.hour_cv2[h] = 1.0 / (k + kh);
+                for p in 0..2 {
+                    let (e, k) = hv[oi][(1 - p) * 24 + h];
+                    o.hour_raw[p * 24 + h] = (k + HOUR_RAW_PRIOR) / (e + HOUR_RAW_PRIOR);
+                }
+            }
+        }
+    }
+}
+
+/// Clicks per UTC hour of the day, learned from completed hours.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Traffic {
+    /// The hour being counted (hours since the epoch) and its clicks so far.
+    hour: i64,
+    count: f64,
+    /// Smoothed clicks of each UTC hour on the days seen.
+    rate: [Option<f64>; 24],
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic { hour: i64::MIN, count: 0.0, rate: [None; 24] }
+    }
+}
+
+impl Traffic {
+    fn click(&mut self, now: i64) {
+        let hour = now.div_euclid(3_600_000);
+        if hour > self.hour {
+            if self.hour != i64::MIN {
+                // Close the finished hour, and any silent ones after it.
+                let last = hour.min(self.hour + 25);
+                let mut h = self.hour;
+                let mut n = self.count;
+                while h < last {
+                    let slot = &mut self.rate[h.rem_euclid(24) as usize];
+                    *slot = Some(slot.map_or(n, |r| 0.5 * r + 0.5 * n));
+                    n = 0.0;
+                    h += 1;
+                }
+            }
+            self.hour = hour;
+            self.count = 0.0;
+        }
+        self.count += 1.0;
+    }
+
+    /// Expected clicks from `now` for the next `secs` seconds.
+    pub fn expected(&self, now: i64, secs: f64) -> f64 {
+        let known: Vec<f64> = self.rate.iter().flatten().copied().collect();
+        let fallback = if known.is_empty() {
+            // Nothing complete yet: extrapolate the current hour.
+            let into = (now.rem_euclid(3_600_000) as f64 / 3_600_000.0).max(1.0 / 60.0);
+            self.count / into
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64
+        };
+        let per_hour = |h: i64| self.rate[h.rem_euclid(24) as usize].unwrap_or(fallback);
+        let mut t = now as f64;
+        let end = now as f64 + secs * 1000.0;
+        let mut total = 0.0;
+        while t < end {
+            let h = (t / 3_600_000.0).floor();
+            let next = ((h + 1.0) * 3_600_000.0).min(end);
+            total += per_hour(h as i64) * (next - t) / 3_600_000.0;
+            t = next;
+        }
+        total
+    }
+}
+
+/// Conversions kept for the delay estimate.
+const RECENT_DELAYS: usize = 500;
+
+/// Maximum-likelihood mean of an exponential delay from the conversions in
+/// `seen` (oldest arrival first). A conversion of a click made at `c` is in
+/// the sample only if it arrived by `now` (delay ≤ `now − c`) and, once the
+/// buffer has started dropping old entries, not before the oldest kept
+/// arrival `t0` (delay ≥ `t0 − c`): each contributes the doubly truncated
+/// density `e^{-d/θ} / θ / (e^{-L/θ} − e^{-U/θ})`. Plain means are biased
+/// short while long delays are still on their way. `None` with too little
+/// data.
+fn truncated_exponential_mean(seen: &std::collections::VecDeque<(i64, i64)>, now: i64) -> Option<f64> {
+    if seen.len() < 20 {
+        return None;
+    }
+    let t0 = if seen.len() == RECENT_DELAYS { seen.front().map_or(i64::MIN, |e| e.1) } else { i64::MIN };
+    let nll = |theta: f64| -> f64 {
+        seen.iter()
+            .map(|&(click, at)| {
+                let d = (at - click).max(0) as f64;
+                let upper = ((now - click).max(1) as f64).max(d);
+                let lower = if t0 == i64::MIN { 0.0 } else { ((t0 - click).max(0) as f64).min(d) };
+                let mass = (-lower / theta).exp() - (-upper / theta).exp();
+                theta.ln() + d / theta + mass.max(1e-300).ln()
+            })
+            .sum()
+    };
+    // Golden-section search on log θ between one second and thirty days.
+    let (mut lo, mut hi) = (1000f64.ln(), (30.0 * 86_400_000f64).ln());
+    let g = 0.618_033_988_75;
+    let (mut x1, mut x2) = (hi - g * (hi - lo), lo + g * (hi - lo));
+    let (mut f1, mut f2) = (nll(x1.exp()), nll(x2.exp()));
+    for _ in 0..40 {
+        if f1 < f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - g * (hi - lo);
+            f1 = nll(x1.exp());
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + g * (hi - lo);
+            f2 = nll(x2.exp());
+        }
+    }
+    Some(((lo + hi) / 2.0).exp())
+}
+
+/// A one-sided CUSUM statistic with the evidence behind it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Cusum {
+    pub s: f64,
+    pub e: f64,
+    pub k: f64,
+}
+
+/// The changes of an offer's conversion rate the detector looks for
+/// (multiplicative, both directions); smaller ones are left to the discount.
+const CUSUM_RATIOS: [f64; 4] = [0.5, 0.75, 1.33, 2.0];
+
+/// What a conversion event changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct StatusChange {
+    /// First time the router hears of this conversion.
+    pub new_conversion: bool,
+    pub approved: f64,
+    pub rejected: f64,
+}
+
+/// Inverse variance of one cell's estimate `((k − e)² − e − v) / e²` of
+/// `1/κ`, when `1/κ = inv`, `e` conversions are expected and `v` is the
+/// variance of `e` itself.
+fn eb_weight(inv: f64, e: f64, v: f64) -> f64 {
+    let sd = inv + 1.0 / e + v / (e * e);
+    1.0 / (sd * sd)
+}
+
+fn any_segment() -> Segment {
+    Segment {
+        country: crate::model::Country::UNKNOWN,
+        device: crate::model::Device::Desktop,
+        os: crate::model::Os::Windows,
+    }
+}
