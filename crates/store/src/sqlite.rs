@@ -473,7 +473,7 @@ fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> 
 
 fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, status: ConvStatus) -> Result<()> {
     for t in p.outbound.iter().filter(|t| t.statuses.contains(&status)) {
-        exec(tx, 
+        exec(tx,
             "INSERT OR IGNORE INTO outbox (conversion_id, status, target, url, payout_share, state, attempts, next_at_ms,
              created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
             params![id, status.as_str(), t.target, t.url, t.payout_share, p.ts_ms],
@@ -490,7 +490,7 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
         .query_row(params![p.click_id, p.event, p.txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let history = |id: i64, from: Option<ConvStatus>| {
-        exec(tx, 
+        exec(tx,
             "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, p.ts_ms, from.map(|f| f.as_str()), p.status.as_str(), p.source],
         )
@@ -498,7 +498,7 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
     let approved_ms = p.status.pays().then_some(p.ts_ms);
     match existing {
         None => {
-            exec(tx, 
+            exec(tx,
                 "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
                  affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs,
                  browser, language)
