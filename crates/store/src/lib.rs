@@ -281,6 +281,9 @@ pub struct Attempt {
     pub next_at_ms: i64,
 }
 
+/// One status change of a conversion: (ts_ms, from, to, source).
+pub type HistoryEntry = (i64, Option<ConvStatus>, ConvStatus, String);
+
 /// Conversion tracking storage (same object as [`Store`]).
 pub trait ConversionStore: Send + Sync + 'static {
     /// Records postbacks in one durable transaction (group commit): dedup,
@@ -288,8 +291,8 @@ pub trait ConversionStore: Send + Sync + 'static {
     fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>>;
     fn conversions(&self, f: &ConversionFilter) -> Result<Vec<ConversionRow>>;
     fn conversion(&self, id: i64) -> Result<Option<ConversionRow>>;
-    /// Status history of a conversion: (ts_ms, from, to, source).
-    fn conversion_history(&self, id: i64) -> Result<Vec<(i64, Option<ConvStatus>, ConvStatus, String)>>;
+    /// Status history of a conversion, oldest first.
+    fn conversion_history(&self, id: i64) -> Result<Vec<HistoryEntry>>;
     /// Approved conversions that arrived in `[from, to)` per offer: count and
     /// base-currency payout (for cap counters at start-up).
     fn approved_totals(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64, f64)>>;

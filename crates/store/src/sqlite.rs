@@ -14,7 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim, DimValue, Entity,
-    Kind, Measures, OutboxItem, OutboxState, PostbackIn, Recorded, Result, RollupQuery, RollupStore, Store, StoreError,
+    HistoryEntry, Kind, Measures, OutboxItem, OutboxState, PostbackIn, Recorded, Result, RollupQuery, RollupStore,
+    Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -241,7 +242,7 @@ impl Store for SqliteStore {
                 out.push(Entity { kind, id, key, spec });
             }
         }
-        out.sort_by(|a, b| (a.kind, a.key).cmp(&(b.kind, b.key)));
+        out.sort_by_key(|e| (e.kind, e.key));
         Ok(out)
     }
 
@@ -677,7 +678,7 @@ impl ConversionStore for SqliteStore {
         Ok(c.query_row(&sql, params![id], row_to_conversion).optional()?)
     }
 
-    fn conversion_history(&self, id: i64) -> Result<Vec<(i64, Option<ConvStatus>, ConvStatus, String)>> {
+    fn conversion_history(&self, id: i64) -> Result<Vec<HistoryEntry>> {
         let c = self.read.lock();
         let mut st = c.prepare_cached(
             "SELECT ts_ms, from_status, to_status, source FROM conversion_history WHERE conversion_id = ?1 ORDER BY rowid",
