@@ -1050,3 +1050,78 @@ mod rollup_tests {
         assert_eq!(s.rollup(&window).unwrap()[0].1.clicks, want);
     }
 }
+
+#[cfg(test)]
+mod dedup_properties {
+    use super::*;
+    use proptest::prelude::*;
+    use smartlink_core::conversion::Transition;
+
+    fn status() -> impl Strategy<Value = ConvStatus> {
+        prop::sample::select(ConvStatus::ALL.to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever postbacks arrive, in whatever order and batching, each
+        /// (click, event, txid) is one conversion whose status is what the
+        /// status machine gives for that sequence, and the rollup agrees.
+        #[test]
+        fn dedup_and_status_follow_the_model(
+            seq in prop::collection::vec((0..3u8, 0..2u8, 0..2u8, status()), 1..40),
+            split in 1..10usize,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let s = SqliteStore::open_dir(dir.path()).unwrap();
+            let mut model: std::collections::BTreeMap<(u8, u8, u8), ConvStatus> = Default::default();
+            let pbs: Vec<PostbackIn> = seq.iter().map(|&(c, e, t, st)| {
+                match model.get(&(c, e, t)) {
+                    None => { model.insert((c, e, t), st); }
+                    Some(cur) => if cur.transition(st) == Transition::Change { model.insert((c, e, t), st); },
+                }
+                PostbackIn {
+                    click_id: format!("click{c}"),
+                    event: format!("ev{e}"),
+                    txid: if t == 0 { String::new() } else { format!("tx{t}") },
+                    status: st,
+                    payout: Some(1.0),
+                    currency: "USD".into(),
+                    payout_base: Some(1.0),
+                    smartlink: 1,
+                    offer: 1,
+                    affiliate: None,
+                    country: "US".into(),
+                    device: "mobile".into(),
+                    os: "ios".into(),
+                    browser: "safari".into(),
+                    language: String::new(),
+                    click_ts_ms: 0,
+                    ts_ms: 1000,
+                    over_cap: false,
+                    default_payout: 1.0,
+                    default_payout_base: 1.0,
+                    source: "postback".into(),
+                    outbound: vec![],
+                }
+            }).collect();
+            for chunk in pbs.chunks(split) {
+                s.record_postbacks(chunk).unwrap();
+            }
+            let rows = s.conversions(&ConversionFilter { limit: 1000, ..Default::default() }).unwrap();
+            prop_assert_eq!(rows.len(), model.len());
+            for r in &rows {
+                let c: u8 = r.click_id[5..].parse().unwrap();
+                let e: u8 = r.event[2..].parse().unwrap();
+                let t: u8 = if r.txid.is_empty() { 0 } else { r.txid[2..].parse().unwrap() };
+                prop_assert_eq!(Some(&r.status), model.get(&(c, e, t)));
+            }
+            let total = s.rollup(&RollupQuery { from_ms: 0, to_ms: i64::MAX, ..Default::default() }).unwrap()[0].1;
+            let count = |st| model.values().filter(|v| **v == st).count() as u64;
+            prop_assert_eq!(
+                (total.approved, total.pending, total.rejected, total.chargebacks),
+                (count(ConvStatus::Approved), count(ConvStatus::Pending), count(ConvStatus::Rejected), count(ConvStatus::Chargeback))
+            );
+        }
+    }
+}
