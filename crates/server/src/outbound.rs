@@ -153,19 +153,11 @@ fn attempt(app: &AppState, agent: &ureq::Agent, item: &OutboxItem, policy: Retry
     let c = &item.conversion;
     // The click row may still be in the click queue: wait for it briefly so
     // the affiliate gets its sub-ids.
-    if c.subs.is_none() && now - c.click_ts_ms < 60_000 && item.attempts == 0 {
-        let _ = app.store.record_attempt(
-            item.id,
-            &Attempt {
-                ts_ms: now,
-                http_status: None,
-                latency_ms: 0,
-                error: Some("click row not yet stored; waiting for its sub-ids".into()),
-                url: String::new(),
-                next: OutboxState::Pending,
-                next_at_ms: now + 5_000,
-            },
-        );
+    if c.subs.is_none() && now - c.click_ts_ms < 60_000 {
+        // Not an attempt: nothing was sent.
+        if let Err(e) = app.store.postpone_outbox(item.id, now + 2_000) {
+            tracing::error!(error = %e, "postponing an outbound postback failed");
+        }
         return;
     }
     let catalog = app.catalog.load();

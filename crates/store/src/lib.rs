@@ -299,6 +299,8 @@ pub trait ConversionStore: Send + Sync + 'static {
     fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>>;
     fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
+    /// Moves a pending delivery's next attempt without counting an attempt.
+    fn postpone_outbox(&self, outbox_id: i64, next_at_ms: i64) -> Result<()>;
     /// Puts a failed delivery back in the queue, due now. False if unknown.
     fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool>;
 }

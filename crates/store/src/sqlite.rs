@@ -734,6 +734,15 @@ impl ConversionStore for SqliteStore {
         Ok(())
     }
 
+    fn postpone_outbox(&self, outbox_id: i64, next_at_ms: i64) -> Result<()> {
+        let c = self.write.lock();
+        c.execute(
+            "UPDATE outbox SET next_at_ms = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![outbox_id, next_at_ms],
+        )?;
+        Ok(())
+    }
+
     fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool> {
         let c = self.write.lock();
         let n = c.execute(
@@ -901,7 +910,9 @@ mod conversion_tests {
         assert!(s.due_outbox(i64::MAX, 10).unwrap().is_empty());
         assert_eq!(s.outbox(Some(OutboxState::Failed), 10).unwrap().len(), 1);
         assert!(s.retry_outbox(id, 20_000).unwrap());
-        assert_eq!(s.due_outbox(20_000, 10).unwrap()[0].attempts, 0);
+        s.postpone_outbox(id, 25_000).unwrap();
+        assert!(s.due_outbox(24_999, 10).unwrap().is_empty(), "postponed");
+        assert_eq!(s.due_outbox(25_000, 10).unwrap()[0].attempts, 0, "postponing is not an attempt");
     }
 }
 
