@@ -3,6 +3,11 @@
 //! two measurements over third-party labelled corpora in `shared/testdata`:
 //! how many listed bots are caught, and how many real browsers are flagged.
 
+mod support {
+    pub mod uap;
+}
+use support::uap::unquote;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
@@ -655,39 +660,12 @@ fn is_browser_family(family: &str) -> bool {
         && !family.starts_with("aws-sdk-")
 }
 
-/// `(user agent, family)` of every case in uap-core's `test_ua.yaml`: a
-/// list of flat maps of scalars, so a line reader is enough.
+/// `(user agent, family)` of every case in uap-core's `test_ua.yaml`.
 fn uap_cases() -> Vec<(String, String)> {
-    let mut cases: Vec<(String, String)> = Vec::new();
-    for line in read("uap-core/test_ua.yaml").lines() {
-        let line = line.trim_start();
-        let (line, new_case) = match line.strip_prefix("- ") {
-            Some(rest) => (rest, true),
-            None => (line, false),
-        };
-        let Some((key, value)) = line.split_once(':') else { continue };
-        let value = unquote(value.trim());
-        if new_case {
-            assert_eq!(key, "user_agent_string", "unexpected layout in test_ua.yaml");
-            cases.push((value, String::new()));
-        } else if key == "family" {
-            if let Some(case) = cases.last_mut() {
-                case.1 = value;
-            }
-        }
-    }
+    let cases: Vec<(String, String)> =
+        support::uap::load("test_ua.yaml").into_iter().map(|c| (c.ua, c.family)).collect();
     assert!(cases.len() > 1000, "only {} cases read", cases.len());
     cases
-}
-
-fn unquote(v: &str) -> String {
-    if let Some(inner) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        inner.replace("''", "'")
-    } else if let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        inner.replace("\\\"", "\"").replace("\\\\", "\\")
-    } else {
-        v.to_string()
-    }
 }
 
 /// A wider, older net: the distinct UAs of uap-core's device and OS test

@@ -2,6 +2,10 @@
 //! over the uap-core test corpus (`shared/testdata/uap-core`), whose expected
 //! families are mapped onto our categories.
 
+mod support {
+    pub mod uap;
+}
+
 use proptest::prelude::*;
 use smartlink_core::ua::{classify, ClientHints, UaInfo};
 use smartlink_core::{Browser, Device, Os};
@@ -634,57 +638,7 @@ fn invalid_or_unknown_hints_are_ignored() {
 // our categories where the mapping is unambiguous, and only those cases are
 // scored (an expected "Other", a bot, or a family we do not name is skipped).
 
-struct Case {
-    ua: String,
-    family: String,
-    brand: String,
-    model: String,
-}
-
-fn uap_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/uap-core")
-}
-
-/// Reads a uap-core `test_*.yaml`: a list of flat maps of scalars, which is
-/// all these files contain, so a line reader is enough.
-fn load(file: &str) -> Vec<Case> {
-    let path = uap_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut cases: Vec<Case> = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        let (line, new_case) = match line.strip_prefix("- ") {
-            Some(rest) => (rest, true),
-            None => (line, false),
-        };
-        let Some((key, value)) = line.split_once(':') else { continue };
-        let value = unquote(value.trim());
-        if new_case {
-            assert_eq!(key, "user_agent_string", "unexpected layout in {file}");
-            cases.push(Case { ua: value, family: String::new(), brand: String::new(), model: String::new() });
-            continue;
-        }
-        let Some(case) = cases.last_mut() else { continue };
-        match key {
-            "family" => case.family = value,
-            "brand" => case.brand = value,
-            "model" => case.model = value,
-            _ => {}
-        }
-    }
-    assert!(cases.len() > 100, "{file}: only {} cases read", cases.len());
-    cases
-}
-
-fn unquote(v: &str) -> String {
-    if let Some(inner) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        inner.replace("''", "'")
-    } else if let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        inner.replace("\\\"", "\"").replace("\\\\", "\\")
-    } else {
-        v.to_string()
-    }
-}
+use support::uap::{load, Case};
 
 fn expected_os(family: &str) -> Option<Os> {
     Some(match family {
