@@ -26,34 +26,12 @@ const UAS: [&str; 6] = [
 ];
 const IPS: [&str; 6] = ["8.8.8.8", "81.2.69.160", "89.160.20.112", "200.147.67.142", "49.44.12.1", "2a02:cf40::1"];
 
-/// A realistic 50-offer pool: a mix of country, device and OS targeting,
-/// caps on some offers, one smartlink holding them all.
-pub fn pool_yaml(n: usize) -> String {
-    let countries = ["US", "GB", "DE", "FR", "BR", "IN", "ID", "MX", "SE", "JP"];
-    let mut y = String::from("advertisers: [{id: adv}]\naffiliates: [{id: aff}]\noffers:\n");
-    for i in 0..n {
-        let c1 = countries[i % countries.len()];
-        let c2 = countries[(i * 7 + 3) % countries.len()];
-        let targeting = match i % 4 {
-            0 => format!("{{countries: [{c1}, {c2}]}}"),
-            1 => "{devices: [mobile, tablet]}".to_string(),
-            2 => format!("{{countries: [{c1}], os: [android, ios]}}"),
-            _ => "{}".to_string(),
-        };
-        let caps = if i % 5 == 0 { "{daily_clicks: 100000000}" } else { "{}" };
-        y += &format!(
-            "  - {{id: o{i}, advertiser: adv, url: \"https://o{i}.example/lp?cid={{click_id}}&s1={{sub1}}&geo={{country}}&d={{device}}\", payout: {}, targeting: {targeting}, caps: {caps}}}\n",
-            0.3 + (i % 13) as f64 * 0.7
-        );
-    }
-    y += "smartlinks:\n  - slug: pool\n    affiliate: aff\n    offers: [";
-    y += &(0..n).map(|i| format!("o{i}")).collect::<Vec<_>>().join(", ");
-    y += "]\n    fallback_url: \"https://fallback.example/?c={country}\"\n";
-    y
-}
+/// The same 50-offer pool `bench/redirect.sh` serves: a mix of country,
+/// device and OS targeting, caps on some offers, one smartlink.
+const POOL: &str = include_str!("../../../bench/pool50.yaml");
 
 fn bench(c: &mut Criterion) {
-    let defs: Definitions = parse_yaml(&pool_yaml(50)).unwrap();
+    let defs: Definitions = parse_yaml(POOL).unwrap();
     let cat = build_catalog(&defs, &provisional_keys(&defs, &Keys::new())).unwrap();
     let sl = &cat.smartlinks[0];
     let geo_path =

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use smartlink_core::clickid::ClickFacts;
 use smartlink_core::conversion::Status as ConvStatus;
-use smartlink_core::model::{Catalog, Country, Device, Os, Segment};
+use smartlink_core::model::{Country, Device, Os, Segment};
 use smartlink_store::{ConversionFilter, ConversionRow, OutboxItem, OutboxState, PostbackIn, Store};
 
 use crate::app::AppState;
@@ -228,8 +228,7 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
     }
 }
 
-fn outbox_json(o: &OutboxItem, catalog: &Catalog) -> Value {
-    let _ = catalog;
+fn outbox_json(o: &OutboxItem) -> Value {
     json!({
         "id": o.id,
         "conversion_id": o.conversion.id,
@@ -265,8 +264,7 @@ async fn outbound_list(
     let store = app.store.clone();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let items = blocking(move || Ok(store.outbox(state, limit)?)).await?;
-    let catalog = app.catalog.load();
-    Ok(Json(json!({ "postbacks": items.iter().map(|o| outbox_json(o, &catalog)).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "postbacks": items.iter().map(outbox_json).collect::<Vec<_>>() })))
 }
 
 async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Response, ApiError> {

@@ -19,6 +19,7 @@ pub mod postback;
 pub mod report;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,22 +196,23 @@ const REPLAY_DAYS: i64 = 7;
 /// Today's click counters per offer (in each offer's timezone) and the
 /// router's click history, from the store.
 fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::Result<()> {
-    let mut ranges = std::collections::HashMap::new();
+    // Today's totals per offer, queried once per distinct (timezone, day).
+    type DayTotals = (HashMap<u32, u64>, HashMap<u32, (u64, f64)>);
+    let mut by_day: HashMap<(chrono_tz::Tz, u32), DayTotals> = HashMap::new();
     for o in &catalog.offers {
         let tz = o.targeting.timezone;
         let day = local(tz, now_ms).day;
-        let counts = match ranges.get(&(tz, day)) {
-            Some(c) => c,
-            None => {
+        let (clicks, conversions) = match by_day.entry((tz, day)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
                 let (from, to) = day_range_ms(tz, day);
-                let c: std::collections::HashMap<u32, u64> = store.click_counts(from, to)?.into_iter().collect();
-                ranges.entry((tz, day)).or_insert(c)
+                let clicks = store.click_counts(from, to)?.into_iter().collect();
+                let conversions = store.approved_totals(from, to)?.into_iter().map(|(k, n, s)| (k, (n, s))).collect();
+                e.insert((clicks, conversions))
             }
         };
-        let (from, to) = day_range_ms(tz, day);
-        let conv = store.approved_totals(from, to)?.into_iter().find(|(k, _, _)| *k == o.key);
-        let (n, spent) = conv.map(|(_, n, s)| (n, s)).unwrap_or((0, 0.0));
-        o.counters.seed(day, counts.get(&o.key).copied().unwrap_or(0), n, spent);
+        let (n, spent) = conversions.get(&o.key).copied().unwrap_or((0, 0.0));
+        o.counters.seed(day, clicks.get(&o.key).copied().unwrap_or(0), n, spent);
     }
     // Conversions are replayed in time order between the clicks.
     let since = now_ms - REPLAY_DAYS * 86_400_000;
