@@ -272,17 +272,20 @@ fn pick(
         }
     }
 
+    // One critical section for pick + reservation + learning: the lock is
+    // taken once per click and never held across I/O (there is none here).
+    let mut router = (sl.strategy == Strategy::Auto).then(|| sl.router.lock());
     let mut len = cands.len();
     while len > 0 {
-        let choice = match &sl.strategy {
-            Strategy::Auto => sl.router.lock().choose(&cands[..len], ctx, rng),
-            Strategy::Priority => Choice { index: 0, reason: Reason::Priority, propensity: 1.0 },
-            Strategy::Weighted(w) => weighted(w, &slots[..len], rng),
+        let choice = match (&sl.strategy, router.as_mut()) {
+            (_, Some(r)) => r.choose(&cands[..len], ctx, rng),
+            (Strategy::Weighted(w), None) => weighted(w, &slots[..len], rng),
+            _ => Choice { index: 0, reason: Reason::Priority, propensity: 1.0 },
         };
         let slot = slots[choice.index];
         if reserve(slot, clock) {
-            if sl.strategy == Strategy::Auto {
-                sl.router.lock().on_click(cands[choice.index].key, ctx);
+            if let Some(r) = router.as_mut() {
+                r.on_click(cands[choice.index].key, ctx);
             }
             return Some((slot, choice));
         }

@@ -366,6 +366,9 @@ pub struct Catalog {
     pub affiliates: Vec<Affiliate>,
     pub slug_index: std::collections::HashMap<Id, usize>,
     pub affiliate_index: std::collections::HashMap<Id, usize>,
+    /// Numeric key → position, for attribution from click ids.
+    offer_keys: std::collections::HashMap<u32, usize>,
+    smartlink_keys: std::collections::HashMap<u32, usize>,
 }
 
 impl Catalog {
@@ -374,7 +377,9 @@ impl Catalog {
     pub fn new(offers: Vec<Offer>, smartlinks: Vec<Smartlink>, affiliates: Vec<Affiliate>) -> Catalog {
         let slug_index = smartlinks.iter().enumerate().map(|(i, s)| (s.slug.clone(), i)).collect();
         let affiliate_index = affiliates.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
-        Catalog { offers, smartlinks, affiliates, slug_index, affiliate_index }
+        let offer_keys = offers.iter().enumerate().map(|(i, o)| (o.key, i)).collect();
+        let smartlink_keys = smartlinks.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
+        Catalog { offers, smartlinks, affiliates, slug_index, affiliate_index, offer_keys, smartlink_keys }
     }
 
     /// Takes over the live counters and learned router state of `prev` for
@@ -398,11 +403,11 @@ impl Catalog {
     }
 
     pub fn smartlink_by_key(&self, key: u32) -> Option<&Smartlink> {
-        self.smartlinks.iter().find(|s| s.key == key)
+        self.smartlink_keys.get(&key).map(|&i| &self.smartlinks[i])
     }
 
     pub fn offer_by_key(&self, key: u32) -> Option<&Offer> {
-        self.offers.iter().find(|o| o.key == key)
+        self.offer_keys.get(&key).map(|&i| &self.offers[i])
     }
 
     pub fn affiliate_by_key(&self, key: u32) -> Option<&Affiliate> {
