@@ -152,7 +152,10 @@ impl Drop for Server {
 pub fn stored_clicks(db: &Path) -> Vec<smartlink_store::ClickRow> {
     use smartlink_store::Store;
     let s = smartlink_store::SqliteStore::open(db).unwrap();
-    s.clicks_since(0, 1_000_000).unwrap()
+    let mut rows = s.clicks_since(0, None, 1_000_000).unwrap();
+    // The store pages by (second, click id); tests want click order.
+    rows.sort_by_key(|c| c.ts_ms);
+    rows
 }
 
 /// Signs click facts with the test secret (as the server would).

@@ -238,12 +238,13 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         }
     };
     let mut from = now_ms - REPLAY_DAYS * 86_400_000;
+    let mut after: Option<String> = None;
     let mut replayed = 0u64;
     loop {
-        let page = store.clicks_since(from, 50_000)?;
+        let page = store.clicks_since(from, after.as_deref(), 50_000)?;
         let Some(last) = page.last() else { break };
-        let next_from = last.ts_ms;
         let full = page.len() == 50_000;
+        (from, after) = (last.ts_ms, Some(last.click_id.clone()));
         for c in &page {
             learn_until(c.ts_ms);
             let (Some(offer), Some(sl)) = (c.offer, catalog.smartlink_by_key(c.smartlink)) else { continue };
@@ -259,9 +260,6 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         if !full {
             break;
         }
-        // Pages are ordered by (ts, click_id); restart just after this ms and
-        // accept re-reading rows of the same millisecond only once.
-        from = next_from + 1;
     }
     learn_until(i64::MAX);
     tracing::info!(clicks = replayed, "rebuilt routing state from stored clicks and conversions");

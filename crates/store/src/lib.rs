@@ -110,8 +110,11 @@ pub trait Store: ConversionStore + RollupStore + Send + Sync + 'static {
     /// Number of clicks per offer key with `from_ms <= ts_ms < to_ms`.
     fn click_counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64)>>;
     fn count_clicks(&self) -> Result<u64>;
-    /// Clicks with `from_ms <= ts_ms`, oldest first, at most `limit`.
-    fn clicks_since(&self, from_ms: i64, limit: usize) -> Result<Vec<ClickRow>>;
+    /// At most `limit` clicks in key order (second, then click id), oldest
+    /// second first. `after = None`: clicks with `from_ms <= ts_ms`.
+    /// `after = Some(id)`: the page after the row (`from_ms`, `id`); pass
+    /// the last row's `ts_ms` and `click_id` to read the next page.
+    fn clicks_since(&self, from_ms: i64, after: Option<&str>, limit: usize) -> Result<Vec<ClickRow>>;
 }
 
 pub use smartlink_core::conversion::Status as ConvStatus;
