@@ -20,6 +20,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Cmd {
     /// Serve clicks, postbacks and the admin API.
     Serve {
@@ -74,7 +75,7 @@ enum Cmd {
         /// IANA timezone for hour/day grouping and today/yesterday.
         #[arg(long)]
         tz: Option<String>,
-        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,hour,day
+        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,quality,hour,day
         #[arg(long, value_delimiter = ',')]
         group_by: Vec<String>,
         #[arg(long)]
@@ -89,12 +90,39 @@ enum Cmd {
         device: Option<String>,
         #[arg(long)]
         os: Option<String>,
+        /// human, suspect, bot or preview (comma-separated).
+        #[arg(long)]
+        quality: Option<String>,
+        /// Quality reason codes (comma-separated): only clicks carrying one.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Count bot and link-preview clicks too (left out by default).
+        #[arg(long)]
+        include_bots: bool,
         /// Column to sort by, `-` for descending (default -clicks).
         #[arg(long, allow_hyphen_values = true)]
         sort: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
         /// table | csv | json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Traffic quality per source (affiliate × sub-id): bot and suspect
+    /// shares, reasons, CTIT, rejections and chargebacks, with abnormal
+    /// sources flagged against the rest of the smartlink.
+    Quality {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        smartlink: String,
+        /// 7d, 24h, today, ... (default 7d)
+        #[arg(long)]
+        period: Option<String>,
+        /// affiliate (default) or sub1..sub5
+        #[arg(long)]
+        by: Option<String>,
+        /// table or json
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -196,6 +224,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             country,
             device,
             os,
+            quality,
+            reason,
+            include_bots,
             sort,
             limit,
             format,
@@ -209,17 +240,31 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 ("country", country),
                 ("device", device),
                 ("os", os),
+                ("quality", quality),
+                ("reason", reason),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
             .collect();
-            let req = smartlink_server::report::ReportRequest { from, to, tz, group_by, filters, sort, limit };
+            let req =
+                smartlink_server::report::ReportRequest { from, to, tz, group_by, filters, sort, limit, include_bots };
             let out = smartlink_server::report::run(&store, &req, smartlink_server::app::system_clock())?;
             match format.as_str() {
                 "json" => println!("{out}"),
                 "csv" => print!("{}", smartlink_server::report::render(&out, true)),
                 "table" => print!("{}", smartlink_server::report::render(&out, false)),
                 other => anyhow::bail!("--format: expected table, csv or json, got {other:?}"),
+            }
+            Ok(())
+        }
+        Cmd::Quality { data_dir: dd, smartlink, period, by, format } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let req = smartlink_server::quality::QualityRequest { smartlink, period, by };
+            let out = smartlink_server::quality::report(&store, &req, smartlink_server::app::system_clock())?;
+            match format.as_str() {
+                "json" => println!("{out}"),
+                "table" => print!("{}", smartlink_server::quality::render(&out)),
+                other => anyhow::bail!("--format: expected table or json, got {other:?}"),
             }
             Ok(())
         }

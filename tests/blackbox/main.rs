@@ -6,3 +6,4 @@ mod harness;
 mod clicks;
 mod config;
 mod postbacks;
+mod quality;

@@ -10,9 +10,10 @@ use rand::RngCore;
 
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
+use crate::quality::{Quality, Verdict};
 use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason};
 use crate::targeting::Visitor;
-use crate::template::{format_amount, Macro, MacroValues};
+use crate::template::{format_amount, Macro, MacroValues, Template};
 use crate::time::{local, LocalTime};
 
 /// Everything about one click that the decision needs.
@@ -25,6 +26,12 @@ pub struct ClickInput<'a> {
     pub subs: [&'a str; 5],
     /// The `aff` query parameter, if sent.
     pub aff: Option<&'a str>,
+    /// Whether the click counts: human and suspect clicks reserve click caps
+    /// and train the router; bot and preview clicks are still routed (when
+    /// the smartlink's quality action allows it) but do neither.
+    pub counted: bool,
+    /// The quality verdict's four bits, carried in the click id.
+    pub flags: u8,
 }
 
 /// Why a click went to the fallback URL.
@@ -38,14 +45,18 @@ pub enum FallbackReason {
     NoTargetingMatch,
     /// Offers accept the visitor but all reached a daily cap.
     AllCapped,
+    /// The smartlink's quality action kept the click away from the offers
+    /// (blocked, sent to the fallback or to the safe page).
+    Quality,
 }
 
 impl FallbackReason {
-    pub const ALL: [FallbackReason; 4] = [
+    pub const ALL: [FallbackReason; 5] = [
         FallbackReason::EmptyPool,
         FallbackReason::AllPaused,
         FallbackReason::NoTargetingMatch,
         FallbackReason::AllCapped,
+        FallbackReason::Quality,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +65,7 @@ impl FallbackReason {
             FallbackReason::AllPaused => "all_paused",
             FallbackReason::NoTargetingMatch => "no_targeting_match",
             FallbackReason::AllCapped => "all_capped",
+            FallbackReason::Quality => "quality",
         }
     }
 }
@@ -234,13 +246,58 @@ pub fn decide(
         segment: seg,
         browser: input.visitor.browser,
         language: input.visitor.language,
-        flags: 0,
+        flags: input.flags & 0x0f,
         nonce,
     };
     let click_id = codec.encode(&facts);
     let template = offer.map_or(&sl.fallback_url, |o| &o.url);
     let url = template.expand(&Values { cat, sl, offer, input, affiliate, click_id: &click_id });
     Decision { outcome, reason, propensity, affiliate, unknown_aff, facts, click_id, url }
+}
+
+/// A click the smartlink's quality action keeps away from the offers: no
+/// routing, no cap, no learning; it still gets a signed click id (so its row
+/// and any later postback are attributable) and the URL of `target`
+/// (the fallback URL when `None`), expanded like any redirect.
+pub fn divert(
+    cat: &Catalog,
+    sl: &Smartlink,
+    input: &ClickInput<'_>,
+    target: Option<&Template>,
+    codec: &ClickIdCodec,
+    rng: &mut dyn RngCore,
+) -> Decision {
+    let affiliate = match input.aff {
+        Some(a) => cat.affiliate_index.get(a).copied().or(sl.affiliate),
+        None => sl.affiliate,
+    };
+    let unknown_aff = input.aff.is_some_and(|a| !cat.affiliate_index.contains_key(a));
+    let mut nonce = [0u8; 6];
+    rng.fill_bytes(&mut nonce);
+    let facts = ClickFacts {
+        time_secs: (input.now_ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
+        smartlink: sl.key,
+        offer: None,
+        affiliate: affiliate.map(|a| cat.affiliates[a].key),
+        segment: input.visitor.segment,
+        browser: input.visitor.browser,
+        language: input.visitor.language,
+        flags: input.flags & 0x0f,
+        nonce,
+    };
+    let click_id = codec.encode(&facts);
+    let template = target.unwrap_or(&sl.fallback_url);
+    let url = template.expand(&Values { cat, sl, offer: None, input, affiliate, click_id: &click_id });
+    Decision {
+        outcome: Outcome::Fallback(FallbackReason::Quality),
+        reason: Reason::Fallback,
+        propensity: 1.0,
+        affiliate,
+        unknown_aff,
+        facts,
+        click_id,
+        url,
+    }
 }
 
 /// Overrides first, then the smartlink's strategy; reserves the click cap of
@@ -257,15 +314,17 @@ fn pick(
     clock: &mut Clock,
     rng: &mut dyn RngCore,
 ) -> Option<(usize, Choice)> {
+    // A click that does not count never takes a unit of a cap: the offer
+    // was checked to be under its caps, which is all it needs.
     let reserve = |slot: usize, clock: &mut Clock| {
         let o = &cat.offers[sl.offers[slot]];
-        o.counters.try_reserve_click(&o.caps, clock.at(o.targeting.timezone).day)
+        !input.counted || o.counters.try_reserve_click(&o.caps, clock.at(o.targeting.timezone).day)
     };
 
     for ov in &sl.overrides {
         if ov.matches(&input.visitor.segment) && slots.contains(&ov.offer) && reserve(ov.offer, clock) {
             let key = cat.offers[sl.offers[ov.offer]].key;
-            if sl.strategy == Strategy::Auto {
+            if sl.strategy == Strategy::Auto && input.counted {
                 sl.router.lock().on_click(key, ctx);
             }
             return Some((ov.offer, Choice { index: 0, reason: Reason::Override, propensity: 1.0 }));
@@ -284,7 +343,7 @@ fn pick(
         };
         let slot = slots[choice.index];
         if reserve(slot, clock) {
-            if let Some(r) = router.as_mut() {
+            if let Some(r) = router.as_mut().filter(|_| input.counted) {
                 r.on_click(cands[choice.index].key, ctx);
             }
             return Some((slot, choice));
@@ -345,7 +404,12 @@ pub fn apply_conversion(
     } else if previous == Some(ConversionStatus::Approved) && status != ConversionStatus::Approved {
         offer.counters.remove_conversion(day, payout_base);
     }
-    if let Some(sl) = cat.smartlink_by_key(facts.smartlink) {
+    // A conversion from a bot or preview click still counts toward the
+    // offer's conversion caps (the advertiser counts it), but the router
+    // never saw the click as exposure and must not learn from it either.
+    let (verdict, preview) = Quality::from_flags(facts.flags);
+    let counted = verdict != Verdict::Bot && !preview;
+    if let Some(sl) = cat.smartlink_by_key(facts.smartlink).filter(|_| counted) {
         let click_ms = facts.time_secs as i64 * 1000;
         sl.router.lock().on_conversion(offer.key, facts.segment, click_ms, now_ms, previous, status);
     }

@@ -15,6 +15,7 @@ pub mod clickid;
 pub mod conversion;
 pub mod engine;
 pub mod model;
+pub mod quality;
 pub mod router;
 pub mod targeting;
 pub mod template;

@@ -301,6 +301,9 @@ pub struct Offer {
     pub status: Status,
     /// Attribution window for postbacks, in seconds.
     pub attribution_window_secs: u64,
+    /// Conversions arriving sooner than this after their click are flagged
+    /// `short_ctit` (too fast for a person). 0 disables the check.
+    pub min_ctit_secs: u32,
     /// Live counters; shared between catalog versions with the same key so a
     /// config change never resets today's counts.
     pub counters: Arc<OfferCounters>,
@@ -346,8 +349,67 @@ pub struct Smartlink {
     pub fallback_url: Template,
     pub overrides: Vec<Override>,
     pub strategy: Strategy,
+    /// What to do with bot, suspect and link-preview clicks.
+    pub quality: QualityActions,
     /// Learned routing state; shared between catalog versions.
     pub router: Arc<parking_lot::Mutex<RouterState>>,
+}
+
+/// What a smartlink does with a click of one quality class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QualityAction {
+    /// `403` (a blank `204` for link previews).
+    Block,
+    /// The smartlink's fallback URL.
+    Fallback,
+    /// The smartlink's neutral `safe_page` URL.
+    SafePage,
+    /// Routed as usual, tagged with its verdict.
+    Allow,
+}
+
+impl QualityAction {
+    pub const ALL: [QualityAction; 4] =
+        [QualityAction::Block, QualityAction::Fallback, QualityAction::SafePage, QualityAction::Allow];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityAction::Block => "block",
+            QualityAction::Fallback => "fallback",
+            QualityAction::SafePage => "safe_page",
+            QualityAction::Allow => "allow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QualityAction> {
+        QualityAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Per-smartlink quality actions. Whatever the action, the click is
+/// recorded with its verdict; bot and preview clicks never count toward
+/// caps or train the router.
+#[derive(Clone, Debug)]
+pub struct QualityActions {
+    pub bot: QualityAction,
+    pub suspect: QualityAction,
+    pub preview: QualityAction,
+    /// Required when any action is `safe_page`.
+    pub safe_page: Option<Template>,
+}
+
+impl Default for QualityActions {
+    /// Bots go to the fallback URL (never to an advertiser), previews get a
+    /// blank answer (no offer is revealed in a chat's preview card), and
+    /// suspect clicks are routed and tagged.
+    fn default() -> QualityActions {
+        QualityActions {
+            bot: QualityAction::Fallback,
+            suspect: QualityAction::Allow,
+            preview: QualityAction::Block,
+            safe_page: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

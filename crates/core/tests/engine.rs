@@ -64,6 +64,7 @@ fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
             caps: Caps { daily_clicks: g.cap, ..Default::default() },
             status: if g.paused { Status::Paused } else { Status::Active },
             attribution_window_secs: 30 * 86_400,
+            min_ctit_secs: 0,
             counters: Arc::new(OfferCounters::default()),
         })
         .collect();
@@ -75,6 +76,7 @@ fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
         fallback_url: Template::parse("https://fallback.example/?c={country}", MacroSet::Redirect).unwrap(),
         overrides: vec![],
         strategy,
+        quality: Default::default(),
         router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
     };
     Catalog::new(offers, vec![sl], vec![])
@@ -122,7 +124,7 @@ proptest! {
         let mut taken = vec![0u64; gens.len()];
         for (i, (c, d)) in clicks.into_iter().enumerate() {
             let v = visitor(c, d);
-            let input = ClickInput { now_ms: T0 + i as i64 * 1000, visitor: v, subs: [""; 5], aff: None };
+            let input = ClickInput { now_ms: T0 + i as i64 * 1000, visitor: v, subs: [""; 5], aff: None, counted: true, flags: 0 };
             let dec = decide(&cat, sl, &input, &codec, &mut rng);
             let open: Vec<usize> = (0..gens.len()).filter(|&k| eligible(&gens[k], &v) && gens[k].cap.is_none_or(|cap| taken[k] < cap)).collect();
             match dec.outcome {
@@ -171,7 +173,8 @@ fn override_wins_when_its_offer_is_eligible_and_yields_when_not() {
     let sl = &cat.smartlinks[0];
     let codec = ClickIdCodec::new(b"k");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-    let click = |c| ClickInput { now_ms: T0, visitor: visitor(c, 0), subs: [""; 5], aff: None };
+    let click =
+        |c| ClickInput { now_ms: T0, visitor: visitor(c, 0), subs: [""; 5], aff: None, counted: true, flags: 0 };
     let d = decide(&cat, sl, &click(0), &codec, &mut rng);
     assert_eq!((d.outcome, d.reason, d.propensity), (Outcome::Offer(0), Reason::Override, 1.0));
     // The override's offer is now capped: routing falls through to the pool.
@@ -194,7 +197,7 @@ fn weighted_strategy_follows_weights_and_reports_them_as_propensity() {
         let d = decide(
             &cat,
             sl,
-            &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None },
+            &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0 },
             &codec,
             &mut rng,
         );
@@ -212,7 +215,51 @@ fn macros_in_the_redirect_are_expanded_and_encoded() {
     let cat = catalog(&[g], Routing::Priority);
     let codec = ClickIdCodec::new(b"k");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
-    let input = ClickInput { now_ms: T0, visitor: visitor(0, 0), subs: ["&x=1#", "", "", "", ""], aff: None };
+    let input = ClickInput {
+        now_ms: T0,
+        visitor: visitor(0, 0),
+        subs: ["&x=1#", "", "", "", ""],
+        aff: None,
+        counted: true,
+        flags: 0,
+    };
     let d = decide(&cat, &cat.smartlinks[0], &input, &codec, &mut rng);
     assert_eq!(d.url, format!("https://o0.example/?c={}&s=%26x%3D1%23", d.click_id));
+}
+
+#[test]
+fn clicks_that_do_not_count_take_no_cap_unit_and_teach_the_router_nothing() {
+    let g = |cap| OfferGen { paused: false, countries: None, devices: None, cap, payout: 1.0 };
+    let cat = catalog(&[g(Some(1)), g(None)], Routing::Priority);
+    let sl = &cat.smartlinks[0];
+    let codec = ClickIdCodec::new(b"k");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+    let click =
+        |counted, flags| ClickInput { now_ms: T0, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted, flags };
+    for _ in 0..5 {
+        let d = decide(&cat, sl, &click(false, 0b0110), &codec, &mut rng);
+        assert_eq!(d.outcome, Outcome::Offer(0), "a bot click is routed but takes no unit of the cap");
+        assert_eq!(codec.decode(&d.click_id).unwrap().flags, 0b0110, "the verdict travels in the click id");
+    }
+    assert_eq!(decide(&cat, sl, &click(true, 0), &codec, &mut rng).outcome, Outcome::Offer(0));
+    assert_eq!(decide(&cat, sl, &click(true, 0), &codec, &mut rng).outcome, Outcome::Offer(1), "now capped");
+
+    let cat = catalog(&[g(None), g(None)], Routing::Auto);
+    let sl = &cat.smartlinks[0];
+    let cands: Vec<_> = cat
+        .offers
+        .iter()
+        .map(|o| smartlink_core::router::Candidate { key: o.key, payout: o.payout, caps: Default::default() })
+        .collect();
+    let ctx = smartlink_core::router::Context { segment: visitor(0, 0).segment, hour: 12, now_ms: T0 + 60_000 };
+    let beliefs = || format!("{:?}", sl.router.lock().estimates(&cands, &ctx));
+    let before = beliefs();
+    for _ in 0..200 {
+        decide(&cat, sl, &click(false, 2), &codec, &mut rng);
+    }
+    assert_eq!(beliefs(), before, "bot clicks are not exposure");
+    for _ in 0..200 {
+        decide(&cat, sl, &click(true, 0), &codec, &mut rng);
+    }
+    assert_ne!(beliefs(), before, "counted clicks are");
 }

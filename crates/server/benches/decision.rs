@@ -53,7 +53,14 @@ fn bench(c: &mut Criterion) {
                 browser: info.browser,
                 language: Language::from_accept_language("en-US,en;q=0.9"),
             };
-            let input = ClickInput { now_ms: now, visitor, subs: ["src-42", "", "", "", ""], aff: None };
+            let input = ClickInput {
+                now_ms: now,
+                visitor,
+                subs: ["src-42", "", "", "", ""],
+                aff: None,
+                counted: true,
+                flags: 0,
+            };
             black_box(decide(&cat, sl, &input, &codec, &mut rng))
         })
     });

@@ -12,8 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use smartlink_core::clickid::ClickIdCodec;
-use smartlink_core::engine::{decide, ClickInput, Outcome};
-use smartlink_core::model::{Catalog, Country, Language, Segment};
+use std::hash::{Hash, Hasher};
+
+use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
+use smartlink_core::model::{Catalog, Country, Language, QualityAction, Segment};
+use smartlink_core::quality::{judge, RequestSignals};
 use smartlink_core::targeting::Visitor;
 use smartlink_core::ua::{classify, ClientHints};
 use smartlink_store::Store;
@@ -23,6 +26,7 @@ use crate::config::Secret;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::postback::{PostbackConfig, PostbackQueue};
+use crate::quality::QualityClass;
 use crate::writer::{ClickEvent, ClickQueue};
 
 /// Largest accepted sub-id, in bytes.
@@ -36,6 +40,10 @@ pub struct AppState {
     pub defs: tokio::sync::Mutex<DefsState>,
     pub codec: ClickIdCodec,
     pub geo: Geo,
+    /// Hosting/anonymous networks and the operator block list.
+    pub network: crate::network::Network,
+    /// Click-rate windows per IP and IP+UA (lock-free, bounded memory).
+    pub behaviour: smartlink_core::quality::Behaviour,
     pub trust_proxy: bool,
     pub admin_token: Secret,
     pub metrics: Arc<Metrics>,
@@ -168,28 +176,74 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         mobile: header_str(headers, "sec-ch-ua-mobile"),
         platform: header_str(headers, "sec-ch-ua-platform"),
     };
-    let info = classify(ua, hints);
-    let language = header_str(headers, "accept-language").and_then(Language::from_accept_language);
+    // The UA's own reading (the quality check compares the hints with it),
+    // then the hints applied on top for routing.
+    let ua_info = classify(ua, ClientHints::default());
+    let info = if hints.mobile.is_some() || hints.platform.is_some() { classify(ua, hints) } else { ua_info };
+    let accept_language = header_str(headers, "accept-language");
+    let language = accept_language.and_then(Language::from_accept_language);
     let visitor =
         Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
     let now_ms = (app.clock)();
+
+    // Traffic quality: every signal is in memory; nothing here waits.
+    let dup_key = {
+        let mut h = std::hash::DefaultHasher::new();
+        (sl.key, &params.subs).hash(&mut h);
+        h.finish()
+    };
+    let behaviour = app.behaviour.observe(ip, ua, dup_key, now_ms);
+    let quality = judge(
+        &RequestSignals {
+            ua,
+            ua_info,
+            hints,
+            country,
+            language,
+            has_accept_language: accept_language.is_some(),
+            has_accept: headers.contains_key(header::ACCEPT),
+            network: app.network.signals(ip),
+        },
+        behaviour,
+    );
+    let class = crate::quality::class_of(&quality);
+    app.metrics.quality[class as usize].fetch_add(1, Relaxed);
+    let action = match class {
+        QualityClass::Human => QualityAction::Allow,
+        QualityClass::Suspect => sl.quality.suspect,
+        QualityClass::Bot => sl.quality.bot,
+        QualityClass::Preview => sl.quality.preview,
+    };
+
     let input = ClickInput {
         now_ms,
         visitor,
         subs: [&params.subs[0], &params.subs[1], &params.subs[2], &params.subs[3], &params.subs[4]],
         aff: params.aff.as_deref(),
+        counted: quality.counts(),
+        flags: quality.flags(),
     };
-    let d = decide(&catalog, sl, &input, &app.codec, &mut rand::rng());
+    let rng = &mut rand::rng();
+    let d = match action {
+        QualityAction::Allow => decide(&catalog, sl, &input, &app.codec, rng),
+        QualityAction::Block | QualityAction::Fallback => divert(&catalog, sl, &input, None, &app.codec, rng),
+        QualityAction::SafePage => divert(&catalog, sl, &input, sl.quality.safe_page.as_ref(), &app.codec, rng),
+    };
     app.metrics.observe_decision(started.elapsed().as_nanos() as u64);
 
+    let blocked = action == QualityAction::Block;
     let (offer_key, fallback_reason) = match d.outcome {
         Outcome::Offer(i) => {
             app.metrics.clicks_offer.fetch_add(1, Relaxed);
             (Some(catalog.offers[i].key), None)
         }
         Outcome::Fallback(r) => {
-            app.metrics.clicks_fallback.fetch_add(1, Relaxed);
-            app.metrics.fallback(r);
+            if blocked {
+                app.metrics.clicks_blocked.fetch_add(1, Relaxed);
+            } else {
+                app.metrics.clicks_fallback.fetch_add(1, Relaxed);
+                app.metrics.fallback(r);
+            }
             (None, Some(r))
         }
     };
@@ -216,8 +270,20 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         reason: d.reason,
         fallback_reason,
         propensity: d.propensity,
+        quality,
+        class,
     });
 
+    if blocked {
+        // Previews get a blank answer (nothing to unfurl); others a 403.
+        return if class == QualityClass::Preview {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        } else {
+            text(StatusCode::FORBIDDEN, "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n")
+        };
+    }
     match location {
         Ok(loc) => {
             let mut r = StatusCode::FOUND.into_response();

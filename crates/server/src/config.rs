@@ -59,6 +59,39 @@ pub struct ServerSettings {
     pub outbound_max_attempts: Option<u32>,
     /// Accepted clock skew of signed postbacks (`ts`), seconds. Default 300.
     pub signed_postback_window_secs: Option<u64>,
+    /// Traffic-quality inputs: network databases, block list, rate windows.
+    #[serde(default)]
+    pub quality: QualitySettings,
+}
+
+/// `server.quality`: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySettings {
+    /// A MaxMind-format ASN database (GeoLite2-ASN layout): hosting and
+    /// cloud networks are `datacenter`.
+    pub asn_db: Option<PathBuf>,
+    /// A MaxMind-format anonymous-IP database (GeoIP2-Anonymous-IP layout):
+    /// VPNs, proxies and Tor exits are `anonymous_proxy`, hosting ranges
+    /// `datacenter`.
+    pub anonymous_ip_db: Option<PathBuf>,
+    /// More hosting ASNs, beyond the built-in list of large clouds.
+    #[serde(default)]
+    pub datacenter_asns: Vec<u32>,
+    /// Addresses or CIDRs whose clicks are always `bot` (`blocked_ip`).
+    #[serde(default)]
+    pub block_ips: Vec<String>,
+    /// Sliding window of the click-rate counters, seconds. Default 60.
+    pub window_secs: Option<u32>,
+    /// Clicks per IP per window that make it suspect. Default 20.
+    pub ip_suspect: Option<u32>,
+    /// Clicks per IP per window that make it a bot. Default 60.
+    pub ip_bot: Option<u32>,
+    /// Clicks per IP and User-Agent per window that make it suspect. Default 10.
+    pub ip_ua_suspect: Option<u32>,
+    /// The same visitor, smartlink and sub-ids again within this many
+    /// seconds is a `duplicate`. Default 10.
+    pub duplicate_secs: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,6 +183,10 @@ pub struct OfferSpec {
     /// Postbacks for clicks older than this are refused. Default 30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution_window_days: Option<u32>,
+    /// Conversions sooner than this after the click are flagged
+    /// `short_ctit`. Default 5; 0 disables the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ctit_secs: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +231,49 @@ pub struct SmartlinkSpec {
     pub postback_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postback_statuses: Option<Vec<String>>,
+    /// What to do with bot, suspect and link-preview clicks.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub quality: QualitySpec,
+}
+
+/// `quality:` on a smartlink: `{bot: block, suspect: allow, preview: block,
+/// safe_page: URL}`; each action one of `block|fallback|safe_page|allow`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySpec {
+    /// Default `fallback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<QualityActionSpec>,
+    /// Default `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<QualityActionSpec>,
+    /// Default `block` (a blank 204).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<QualityActionSpec>,
+    /// Neutral page for the `safe_page` action (same macros as
+    /// `fallback_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_page: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityActionSpec {
+    Block,
+    Fallback,
+    SafePage,
+    Allow,
+}
+
+impl From<QualityActionSpec> for QualityAction {
+    fn from(a: QualityActionSpec) -> QualityAction {
+        match a {
+            QualityActionSpec::Block => QualityAction::Block,
+            QualityActionSpec::Fallback => QualityAction::Fallback,
+            QualityActionSpec::SafePage => QualityAction::SafePage,
+            QualityActionSpec::Allow => QualityAction::Allow,
+        }
+    }
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -360,6 +440,27 @@ fn check_ids<'a>(errs: &mut Errs, section: &str, ids: impl Iterator<Item = &'a s
 
 /// Validates a complete set of definitions and builds the click path's
 /// catalog. Every problem is reported, not just the first.
+fn quality_actions(errs: &mut Errs, p: &str, q: &QualitySpec) -> QualityActions {
+    let d = QualityActions::default();
+    let safe_page = q.safe_page.as_ref().and_then(|u| {
+        Template::parse(u, MacroSet::Redirect).map_err(|e| errs.push(format!("{p}.safe_page"), e.to_string())).ok()
+    });
+    let actions = QualityActions {
+        bot: q.bot.map_or(d.bot, Into::into),
+        suspect: q.suspect.map_or(d.suspect, Into::into),
+        preview: q.preview.map_or(d.preview, Into::into),
+        safe_page,
+    };
+    if q.safe_page.is_none() {
+        for (name, a) in [("bot", actions.bot), ("suspect", actions.suspect), ("preview", actions.preview)] {
+            if a == QualityAction::SafePage {
+                errs.push(format!("{p}.{name}"), "action safe_page needs quality.safe_page: URL");
+            }
+        }
+    }
+    actions
+}
+
 pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<FieldError>> {
     let mut errs = Errs(Vec::new());
     let base = match &defs.base_currency {
@@ -474,6 +575,7 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
                 StatusSpec::Paused => Status::Paused,
             },
             attribution_window_secs: o.attribution_window_days.unwrap_or(30) as u64 * 86_400,
+            min_ctit_secs: o.min_ctit_secs.unwrap_or(5),
             counters: Arc::new(OfferCounters::default()),
         });
     }
@@ -535,6 +637,7 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
         if s.strategy != StrategySpec::Weighted && s.weights.is_some() {
             errs.push(format!("{p}.weights"), "weights are only used with strategy: weighted");
         }
+        let quality = quality_actions(&mut errs, &format!("{p}.quality"), &s.quality);
         let key = key_of(Kind::Smartlink, &s.slug);
         if errs.0.len() > before {
             continue;
@@ -550,6 +653,7 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             fallback_url,
             overrides,
             strategy,
+            quality,
             router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
         });
     }

@@ -27,6 +27,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/conversions", get(list))
         .route("/conversions/{id}", get(get_one).patch(patch))
         .route("/report", get(report))
+        .route("/quality", get(quality))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::admin::auth))
@@ -99,6 +100,8 @@ pub fn conversion_json(c: &ConversionRow, names: &Names) -> Value {
         "updated_ms": c.updated_ms,
         "ctit_secs": c.ctit_secs,
         "over_cap": c.over_cap,
+        "quality": c.quality,
+        "quality_flags": if c.quality_flags.is_empty() { Vec::new() } else { c.quality_flags.split(',').collect() },
     })
 }
 
@@ -169,7 +172,7 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
         },
         browser: smartlink_core::model::Browser::Other,
         language: None,
-        flags: 0,
+        flags: crate::quality::QualityClass::parse(&row.quality).map_or(0, |c| c.flags()),
         nonce: [0; 6],
     }
 }
@@ -211,6 +214,8 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
         os: row.os.clone(),
         browser: row.browser.clone(),
         language: row.language.clone(),
+        quality: row.quality.clone(),
+        quality_flags: row.quality_flags.clone(),
         click_ts_ms: row.click_ts_ms,
         ts_ms: (app.clock)(),
         over_cap: false,
@@ -277,7 +282,8 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
     }
 }
 
-const REPORT_FILTERS: [&str; 8] = ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language"];
+const REPORT_FILTERS: [&str; 10] =
+    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "quality", "reason"];
 
 async fn report(
     State(app): State<Arc<AppState>>,
@@ -291,6 +297,13 @@ async fn report(
             "tz" => req.tz = Some(v),
             "group_by" => req.group_by.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from)),
             "sort" => req.sort = Some(v),
+            "include_bots" => {
+                req.include_bots = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(ApiError::BadRequest(format!("include_bots: expected true or false, got {v:?}"))),
+                }
+            }
             "limit" => {
                 req.limit =
                     Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?)
@@ -302,6 +315,36 @@ async fn report(
     let store = app.store.clone();
     let now = (app.clock)();
     let out = tokio::task::spawn_blocking(move || crate::report::run(&*store, &req, now))
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    match out {
+        Ok(v) => Ok(Json(v)),
+        Err(crate::report::ReportError::Bad { param, message }) => {
+            Err(ApiError::BadRequest(format!("{param}: {message}")))
+        }
+        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
+    }
+}
+
+async fn quality(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut req = crate::quality::QualityRequest::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "smartlink" => req.smartlink = v,
+            "period" => req.period = Some(v),
+            "by" => req.by = Some(v),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if req.smartlink.is_empty() {
+        return Err(ApiError::BadRequest("smartlink: required".into()));
+    }
+    let store = app.store.clone();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || crate::quality::report(&*store, &req, now))
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     match out {

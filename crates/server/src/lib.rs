@@ -14,8 +14,10 @@ pub mod conversions;
 pub mod error;
 pub mod geo;
 pub mod metrics;
+pub mod network;
 pub mod outbound;
 pub mod postback;
+pub mod quality;
 pub mod report;
 pub mod writer;
 
@@ -140,6 +142,21 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,
     };
+    let q = &eff.settings.quality;
+    let mut blocked = Vec::new();
+    for (i, c) in q.block_ips.iter().enumerate() {
+        blocked.push(config::Cidr::parse(c).map_err(|e| anyhow::anyhow!("server.quality.block_ips[{i}]: {e}"))?);
+    }
+    let network =
+        network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
+    let d = smartlink_core::quality::BehaviourConfig::default();
+    let behaviour = smartlink_core::quality::Behaviour::new(smartlink_core::quality::BehaviourConfig {
+        window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),
+        ip_suspect: q.ip_suspect.unwrap_or(d.ip_suspect),
+        ip_bot: q.ip_bot.unwrap_or(d.ip_bot),
+        ip_ua_suspect: q.ip_ua_suspect.unwrap_or(d.ip_ua_suspect),
+        duplicate_secs: q.duplicate_secs.unwrap_or(d.duplicate_secs),
+    });
     if let Some((path, file)) = &eff.file {
         if apply_file(&*store, path, file, false)? {
             tracing::info!(file = %path.display(), "applied definitions from the configuration file");
@@ -177,6 +194,8 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         defs: tokio::sync::Mutex::new(defs),
         codec: ClickIdCodec::new(click_secret.as_bytes()),
         geo,
+        network,
+        behaviour,
         trust_proxy: eff.settings.trust_proxy,
         admin_token,
         metrics,

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use smartlink_core::engine::FallbackReason;
 
+/// Quality classes as stored and reported.
+pub const QUALITY_CLASSES: [&str; 4] = ["human", "suspect", "bot", "preview"];
+
 /// Upper bounds of the decision latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
 
@@ -15,7 +18,11 @@ pub struct Metrics {
     pub clicks_fallback: AtomicU64,
     pub clicks_unknown_slug: AtomicU64,
     pub clicks_bad_request: AtomicU64,
-    pub fallback: [AtomicU64; 4],
+    /// Clicks answered 403/204 by a quality `block` action.
+    pub clicks_blocked: AtomicU64,
+    /// Clicks by quality class, in [`QUALITY_CLASSES`] order.
+    pub quality: [AtomicU64; 4],
+    pub fallback: [AtomicU64; 5],
     pub unknown_affiliate: AtomicU64,
     pub queue_depth: AtomicI64,
     pub clicks_dropped: AtomicU64,
@@ -50,8 +57,13 @@ impl Metrics {
             ("fallback", g(&self.clicks_fallback)),
             ("unknown_slug", g(&self.clicks_unknown_slug)),
             ("bad_request", g(&self.clicks_bad_request)),
+            ("blocked", g(&self.clicks_blocked)),
         ] {
             let _ = writeln!(s, "smartlink_clicks_total{{outcome=\"{o}\"}} {v}");
+        }
+        s.push_str("# HELP smartlink_click_quality_total Clicks by quality class.\n# TYPE smartlink_click_quality_total counter\n");
+        for (c, v) in QUALITY_CLASSES.iter().zip(&self.quality) {
+            let _ = writeln!(s, "smartlink_click_quality_total{{class=\"{c}\"}} {}", g(v));
         }
         s.push_str("# HELP smartlink_fallback_clicks_total Fallback clicks by reason.\n# TYPE smartlink_fallback_clicks_total counter\n");
         for (r, v) in FallbackReason::ALL.iter().zip(&self.fallback) {

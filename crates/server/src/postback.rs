@@ -400,6 +400,17 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     if let Some(t) = pbc.smartlinks.get(&facts.smartlink) {
         outbound.push(t.clone());
     }
+    // Conversion-side quality: the click's class travels in its id; a
+    // conversion sooner after its click than the offer allows is too fast
+    // for a person.
+    let class = crate::quality::QualityClass::from_flags(facts.flags);
+    let mut quality_flags = Vec::new();
+    if class.is_bot() {
+        quality_flags.push("bot_click");
+    }
+    if offer.min_ctit_secs > 0 && now_ms - click_ms < offer.min_ctit_secs as i64 * 1000 {
+        quality_flags.push("short_ctit");
+    }
     let input = PostbackIn {
         click_id: click_id.to_string(),
         event: event.to_string(),
@@ -416,6 +427,8 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         os: facts.segment.os.as_str().into(),
         browser: facts.browser.as_str().into(),
         language: facts.language.map(|l| l.to_string()).unwrap_or_default(),
+        quality: class.as_str().into(),
+        quality_flags: quality_flags.join(","),
         click_ts_ms: click_ms,
         ts_ms: now_ms,
         over_cap,

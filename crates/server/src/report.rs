@@ -1,5 +1,6 @@
 //! Reports: `GET /api/v1/report` and `smartlink report`, read from the
-//! store's hourly rollups (never raw rows).
+//! store's hourly rollups (never raw rows), except with a `reason` filter:
+//! a click has several quality reasons, so those come from raw rows.
 //!
 //! Rows are keyed by the `group_by` names; `clicks` counts every click,
 //! fallback clicks included (their `offer` is `null`); conversions count in
@@ -37,10 +38,14 @@ pub struct ReportRequest {
     /// A column name, `-` prefix for descending. Default `-clicks`.
     pub sort: Option<String>,
     pub limit: Option<usize>,
+    /// Count bot and link-preview clicks (and their conversions) too. By
+    /// default they are left out of every figure, EPC included, and
+    /// reported apart under `excluded`.
+    pub include_bots: bool,
 }
 
-const GROUPS: [&str; 10] =
-    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "hour", "day"];
+const GROUPS: [&str; 11] =
+    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "quality", "hour", "day"];
 const COLUMNS: [&str; 10] = [
     "clicks",
     "fallback_clicks",
@@ -64,6 +69,7 @@ fn dim_of(name: &str) -> Option<Dim> {
         "os" => Dim::Os,
         "browser" => Dim::Browser,
         "language" => Dim::Language,
+        "quality" => Dim::Quality,
         "hour" | "day" => Dim::Hour,
         _ => return None,
     })
@@ -136,12 +142,25 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     let key_of = |kind: Kind, id: &str| keys.iter().find(|(k, i, _)| *k == kind && i == id).map(|(_, _, v)| *v);
 
     let mut filters = Vec::new();
+    let mut reasons = Vec::new();
     for (name, values) in &req.filters {
+        if name == "reason" {
+            for v in values.split(',').filter(|v| !v.is_empty()) {
+                if smartlink_core::quality::Reason::parse(v).is_none() {
+                    return Err(bad("reason", format!("unknown quality reason {v:?}")));
+                }
+                reasons.push(v.to_string());
+            }
+            continue;
+        }
         let d = dim_of(name)
             .filter(|d| *d != Dim::Hour)
             .ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
         let mut vs = Vec::new();
         for v in values.split(',').filter(|v| !v.is_empty()) {
+            if d == Dim::Quality && crate::quality::QualityClass::parse(v).is_none() {
+                return Err(bad("quality", format!("unknown quality {v:?}; expected human, suspect, bot or preview")));
+            }
             vs.push(match kind_of(d) {
                 // An unknown id matches nothing (key 0 is "none").
                 Some(kind) => DimValue::Key(key_of(kind, v).unwrap_or(u32::MAX)),
@@ -150,9 +169,32 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         }
         filters.push((d, vs));
     }
+    // Bots and previews are left out unless asked for (or filtered on).
+    let text = |xs: &[&str]| xs.iter().map(|x| DimValue::Text(x.to_string())).collect::<Vec<_>>();
+    let excluded = if req.include_bots || filters.iter().any(|(d, _)| *d == Dim::Quality) {
+        None
+    } else {
+        let mut f = filters.clone();
+        f.push((Dim::Quality, text(&["bot", "preview"])));
+        filters.push((Dim::Quality, text(&["human", "suspect"])));
+        let q = RollupQuery {
+            from_ms: from.div_euclid(3_600_000) * 3_600_000,
+            to_ms: to,
+            filters: f,
+            group: vec![],
+            reasons: reasons.clone(),
+        };
+        Some(store.rollup(&q)?.into_iter().next().map(|(_, m)| m).unwrap_or_default())
+    };
     let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_of(g)).collect();
     dims.dedup();
-    let q = RollupQuery { from_ms: from.div_euclid(3_600_000) * 3_600_000, to_ms: to, filters, group: dims.clone() };
+    let q = RollupQuery {
+        from_ms: from.div_euclid(3_600_000) * 3_600_000,
+        to_ms: to,
+        filters,
+        group: dims.clone(),
+        reasons,
+    };
     let raw = store.rollup(&q)?;
 
     // Re-key: entity names, local hour/day; merge rows that map together.
@@ -229,7 +271,12 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     }
     let mut t = Map::new();
     row(&totals, &mut t);
-    Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t }))
+    let excluded = excluded.map(|m| {
+        json!({ "quality": ["bot", "preview"], "clicks": m.clicks, "conversions": m.approved,
+                "revenue": round(m.revenue) })
+    });
+    Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t,
+               "excluded": excluded }))
 }
 
 fn round(v: f64) -> f64 {

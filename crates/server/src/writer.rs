@@ -20,7 +20,10 @@ use std::net::IpAddr;
 
 use smartlink_core::engine::FallbackReason;
 use smartlink_core::model::{Browser, Country, Device, Language, Os};
+use smartlink_core::quality::Quality;
 use smartlink_core::router::Reason;
+
+use crate::quality::QualityClass;
 use smartlink_store::{ClickRow, Store};
 
 /// A click as the handler hands it over: compact, typed, with no per-field
@@ -44,6 +47,8 @@ pub struct ClickEvent {
     pub reason: Reason,
     pub fallback_reason: Option<FallbackReason>,
     pub propensity: f64,
+    pub quality: Quality,
+    pub class: QualityClass,
 }
 
 impl From<ClickEvent> for ClickRow {
@@ -66,6 +71,9 @@ impl From<ClickEvent> for ClickRow {
             reason: e.reason.as_str().into(),
             fallback_reason: e.fallback_reason.map(|r| r.as_str().into()),
             propensity: e.propensity,
+            quality: e.class.as_str().into(),
+            quality_score: e.quality.score,
+            quality_reasons: e.quality.reasons.codes(),
         }
     }
 }

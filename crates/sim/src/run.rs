@@ -355,6 +355,7 @@ fn build_catalog(prep: &Prepared, rt: &[OfferRt], prev: Option<&Catalog>) -> Cat
             caps: model::Caps { daily_clicks: o.cap.clicks, daily_conversions: o.cap.conversions, daily_budget: None },
             status: o.status,
             attribution_window_secs: 30 * 86_400,
+            min_ctit_secs: 0,
             counters: Arc::new(OfferCounters::default()),
         });
     }
@@ -368,6 +369,7 @@ fn build_catalog(prep: &Prepared, rt: &[OfferRt], prev: Option<&Catalog>) -> Cat
             .expect("valid template"),
         overrides: Vec::new(),
         strategy: model::Strategy::Auto,
+        quality: Default::default(),
         router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
     };
     let mut cat = Catalog::new(offers, vec![smartlink], Vec::new());
@@ -466,6 +468,8 @@ impl Agent {
                     visitor: Visitor { segment: seg, browser: Browser::Other, language: None },
                     subs: [""; 5],
                     aff: None,
+                    counted: true,
+                    flags: 0,
                 };
                 let d = decide(&a.catalog, sl, &input, &a.codec, rng as &mut dyn RngCore);
                 a.facts = Some(d.facts);

@@ -33,6 +33,9 @@ fn main() {
         reason: "exploit".into(),
         fallback_reason: None,
         propensity: 0.8,
+        quality: "human".into(),
+        quality_score: 0,
+        quality_reasons: String::new(),
     };
     let all: Vec<ClickRow> = (0..rows).map(make).collect();
     let started = std::time::Instant::now();

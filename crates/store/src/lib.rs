@@ -21,6 +21,8 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("numeric keys for {0} are exhausted")]
     KeysExhausted(&'static str),
+    #[error("invalid query: {0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -88,12 +90,28 @@ pub struct ClickRow {
     /// For fallback clicks: why nothing was eligible.
     pub fallback_reason: Option<String>,
     pub propensity: f64,
+    /// Quality class: `human`, `suspect`, `bot` or `preview` (empty reads
+    /// as `human`).
+    pub quality: String,
+    /// Quality score, 0..=100.
+    pub quality_score: u8,
+    /// Comma-separated quality reason codes.
+    pub quality_reasons: String,
+}
+
+/// The quality class a row is rolled up under (`human` when unset).
+pub fn quality_class(q: &str) -> &str {
+    if q.is_empty() {
+        "human"
+    } else {
+        q
+    }
 }
 
 /// Everything smartlink persists. Implementations must be usable from
 /// several threads; calls may block (the server calls them off the async
 /// runtime's worker threads).
-pub trait Store: ConversionStore + RollupStore + Send + Sync + 'static {
+pub trait Store: ConversionStore + RollupStore + QualityStore + Send + Sync + 'static {
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted ones.
@@ -144,6 +162,12 @@ pub struct PostbackIn {
     /// Browser and language of the click (carried in the click id).
     pub browser: String,
     pub language: String,
+    /// The click's quality class (carried in the click id): `human`,
+    /// `suspect`, `bot` or `preview`.
+    pub quality: String,
+    /// Conversion-side quality flags, comma-separated (`bot_click`,
+    /// `short_ctit`); empty when clean.
+    pub quality_flags: String,
     pub click_ts_ms: i64,
     /// When the postback arrived.
     pub ts_ms: i64,
@@ -218,6 +242,8 @@ pub struct ConversionRow {
     pub subs: Option<[String; 5]>,
     pub browser: String,
     pub language: String,
+    pub quality: String,
+    pub quality_flags: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -319,6 +345,8 @@ pub enum Dim {
     Os,
     Browser,
     Language,
+    /// Quality class of the click: `human`, `suspect`, `bot`, `preview`.
+    Quality,
     /// The UTC hour (epoch ms of its start); local hours and days are
     /// derived from it by the caller.
     Hour,
@@ -335,6 +363,7 @@ impl Dim {
             Dim::Os => "os",
             Dim::Browser => "browser",
             Dim::Language => "language",
+            Dim::Quality => "quality",
             Dim::Hour => "hour_ms",
         }
     }
@@ -382,6 +411,10 @@ pub struct RollupQuery {
     pub to_ms: i64,
     pub filters: Vec<(Dim, Vec<DimValue>)>,
     pub group: Vec<Dim>,
+    /// Only clicks carrying any of these quality reason codes. Reasons are
+    /// not a rollup dimension (a click has several), so such a query is
+    /// answered from the raw click and conversion rows instead.
+    pub reasons: Vec<String>,
 }
 
 /// Reports read incrementally maintained hourly rollups, never raw rows.
@@ -390,4 +423,45 @@ pub struct RollupQuery {
 /// that produced them), with their latest status.
 pub trait RollupStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>;
+}
+
+/// Which traffic sources a quality report compares, over which clicks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceQuery {
+    pub smartlink: u32,
+    /// Click time window `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Sub-id (1..=5) that splits an affiliate's traffic into sources;
+    /// `None`: one source per affiliate.
+    pub sub: Option<u8>,
+}
+
+/// Raw counts for one traffic source (affiliate × sub-id).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceCounts {
+    /// Affiliate key, 0 for none.
+    pub affiliate: u32,
+    /// The sub-id value (empty when `sub` is `None` or the click had none).
+    pub sub: String,
+    pub clicks: u64,
+    /// Clicks per quality class: human, suspect, bot, preview.
+    pub classes: [u64; 4],
+    /// Clicks carrying each quality reason code.
+    pub reasons: std::collections::BTreeMap<String, u64>,
+    /// Conversions of this source's clicks, by latest status.
+    pub conversions: u64,
+    pub approved: u64,
+    pub rejected: u64,
+    pub chargebacks: u64,
+    /// Conversions flagged `short_ctit` / `bot_click`.
+    pub short_ctit: u64,
+    pub bot_click_conversions: u64,
+    /// Click-to-conversion times, seconds (one per conversion).
+    pub ctit_secs: Vec<i64>,
+}
+
+/// Per-source quality data, read from raw click and conversion rows.
+pub trait QualityStore {
+    fn source_counts(&self, q: &SourceQuery) -> Result<Vec<SourceCounts>>;
 }

@@ -13,9 +13,9 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim, DimValue, Entity,
-    HistoryEntry, Kind, Measures, OutboxItem, OutboxState, PostbackIn, Recorded, Result, RollupQuery, RollupStore,
-    Store, StoreError,
+    quality_class, Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim,
+    DimValue, Entity, HistoryEntry, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded,
+    Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS clicks (
     sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL, sub4 TEXT NOT NULL, sub5 TEXT NOT NULL,
     ip TEXT NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL,
     browser TEXT NOT NULL, language TEXT NOT NULL, referrer TEXT NOT NULL, user_agent TEXT NOT NULL,
-    reason TEXT NOT NULL, fallback_reason TEXT, propensity REAL NOT NULL);
+    reason TEXT NOT NULL, fallback_reason TEXT, propensity REAL NOT NULL,
+    quality TEXT NOT NULL DEFAULT 'human', quality_score INTEGER NOT NULL DEFAULT 0,
+    quality_reasons TEXT NOT NULL DEFAULT '');
 -- Clicks are keyed by (second, click id): the click id carries its second,
 -- so lookups stay exact, and a batch of new clicks lands at the right edge
 -- of the index instead of dirtying one random page per row.
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
     click_ts_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, approved_ms INTEGER,
     over_cap INTEGER NOT NULL, ctit_secs INTEGER NOT NULL,
+    quality TEXT NOT NULL DEFAULT 'human', quality_flags TEXT NOT NULL DEFAULT '',
     UNIQUE (click_id, event, txid));
 CREATE INDEX IF NOT EXISTS conversions_ts ON conversions (ts_ms);
 CREATE INDEX IF NOT EXISTS conversions_approved ON conversions (approved_ms);
@@ -76,10 +79,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
 CREATE TABLE IF NOT EXISTS rollup_hour (
     hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
     country TEXT NOT NULL, device TEXT NOT NULL, os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
+    quality TEXT NOT NULL DEFAULT 'human',
     clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
     approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
     chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language)) WITHOUT ROWID;
+    PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language, quality))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -87,7 +92,7 @@ CREATE TABLE IF NOT EXISTS outbox_attempts (
 
 const CONVERSION_COLS: &str = "c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
-    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language";
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags";
 
 fn status_of(s: &str) -> rusqlite::Result<ConvStatus> {
     ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
@@ -124,28 +129,30 @@ fn row_to_conversion(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversionRow> {
         subs,
         browser: r.get(24)?,
         language: r.get(25)?,
+        quality: r.get(26)?,
+        quality_flags: r.get(27)?,
     })
 }
 
 fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
         conversion: row_to_conversion(r)?,
-        id: r.get(26)?,
-        status: status_of(&r.get::<_, String>(27)?)?,
-        target: r.get(28)?,
-        url: r.get(29)?,
-        payout_share: r.get(30)?,
-        state: OutboxState::parse(&r.get::<_, String>(31)?).unwrap_or(OutboxState::Failed),
-        attempts: r.get(32)?,
-        next_at_ms: r.get(33)?,
-        last_http_status: r.get(34)?,
-        last_error: r.get(35)?,
+        id: r.get(28)?,
+        status: status_of(&r.get::<_, String>(29)?)?,
+        target: r.get(30)?,
+        url: r.get(31)?,
+        payout_share: r.get(32)?,
+        state: OutboxState::parse(&r.get::<_, String>(33)?).unwrap_or(OutboxState::Failed),
+        attempts: r.get(34)?,
+        next_at_ms: r.get(35)?,
+        last_http_status: r.get(36)?,
+        last_error: r.get(37)?,
     })
 }
 
 const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
-    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language,
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags,
     o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
     FROM outbox o JOIN conversions c ON c.id = o.conversion_id LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id";
 
@@ -191,10 +198,58 @@ fn migrate_clicks_key(c: &mut Connection) -> Result<()> {
          ALTER TABLE clicks RENAME TO clicks_v1;",
     )?;
     tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(
-        "INSERT OR IGNORE INTO clicks SELECT * FROM clicks_v1 ORDER BY ts_ms;
+    tx.execute_batch(&format!(
+        "INSERT OR IGNORE INTO clicks ({V1}) SELECT {V1} FROM clicks_v1 ORDER BY ts_ms;
          DROP TABLE clicks_v1;",
-    )?;
+        V1 = CLICK_COLS_V1
+    ))?;
+    tx.commit()?;
+    Ok(())
+}
+
+const CLICK_COLS_V1: &str = "click_id, ts_ms, smartlink, offer, affiliate, sub1, sub2, sub3, sub4, sub5, ip, country,
+    device, os, browser, language, referrer, user_agent, reason, fallback_reason, propensity";
+
+fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool> {
+    let mut st = c.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == column))
+}
+
+/// Adds the quality columns to stores created before traffic quality: old
+/// clicks and conversions read as `human`, and the rollup (whose key gains
+/// the quality class) is rebuilt with its rows under `human`.
+fn migrate_quality(c: &mut Connection) -> Result<()> {
+    let tx = c.transaction()?;
+    let exists = |t: &str| -> Result<bool> {
+        Ok(tx.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [t], |r| {
+            r.get::<_, i64>(0)
+        })? > 0)
+    };
+    if exists("clicks")? && !has_column(&tx, "clicks", "quality")? {
+        tx.execute_batch(
+            "ALTER TABLE clicks ADD COLUMN quality TEXT NOT NULL DEFAULT 'human';
+             ALTER TABLE clicks ADD COLUMN quality_score INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE clicks ADD COLUMN quality_reasons TEXT NOT NULL DEFAULT '';",
+        )?;
+    }
+    if exists("conversions")? && !has_column(&tx, "conversions", "quality")? {
+        tx.execute_batch(
+            "ALTER TABLE conversions ADD COLUMN quality TEXT NOT NULL DEFAULT 'human';
+             ALTER TABLE conversions ADD COLUMN quality_flags TEXT NOT NULL DEFAULT '';",
+        )?;
+    }
+    if exists("rollup_hour")? && !has_column(&tx, "rollup_hour", "quality")? {
+        tx.execute_batch("ALTER TABLE rollup_hour RENAME TO rollup_hour_v1;")?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(
+            "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
+               clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
+             SELECT hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
+               clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue FROM rollup_hour_v1;
+             DROP TABLE rollup_hour_v1;",
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -217,6 +272,7 @@ impl SqliteStore {
 
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let mut write = open(path)?;
+        migrate_quality(&mut write)?;
         migrate_clicks_key(&mut write)?;
         write.execute_batch(SCHEMA)?;
         let read = open(path)?;
@@ -255,6 +311,9 @@ fn row_to_click(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClickRow> {
         reason: r.get(18)?,
         fallback_reason: r.get(19)?,
         propensity: r.get(20)?,
+        quality: r.get(21)?,
+        quality_score: r.get(22)?,
+        quality_reasons: r.get(23)?,
     })
 }
 
@@ -357,7 +416,7 @@ impl Store for SqliteStore {
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO clicks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                 ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?;
             let mut cells: std::collections::HashMap<CellKey, Measures> = std::collections::HashMap::new();
             for k in batch {
@@ -383,6 +442,9 @@ impl Store for SqliteStore {
                     k.reason,
                     k.fallback_reason,
                     k.propensity,
+                    quality_class(&k.quality),
+                    k.quality_score,
+                    k.quality_reasons,
                 ])?;
                 // A replayed row (already stored) must not count twice.
                 if inserted == 1 {
@@ -396,6 +458,7 @@ impl Store for SqliteStore {
                         k.os.clone(),
                         k.browser.clone(),
                         k.language.clone(),
+                        quality_class(&k.quality).to_string(),
                     );
                     let m = cells.entry(key).or_default();
                     m.clicks += 1;
@@ -449,16 +512,16 @@ impl Store for SqliteStore {
 }
 
 /// One rollup cell's key: (hour, smartlink, offer or 0, affiliate or 0,
-/// country, device, os, browser, language).
-type CellKey = (i64, u32, u32, u32, String, String, String, String, String);
+/// country, device, os, browser, language, quality class).
+type CellKey = (i64, u32, u32, u32, String, String, String, String, String, String);
 
 const HOUR_MS: i64 = 3_600_000;
 
 fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
-         clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
            fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
            pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
@@ -474,6 +537,7 @@ fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign
         k.6,
         k.7,
         k.8,
+        k.9,
         sign * m.clicks as i64,
         sign * m.fallback_clicks as i64,
         sign * m.approved as i64,
@@ -511,6 +575,7 @@ fn conversion_cell(p: &PostbackIn) -> CellKey {
         p.os.clone(),
         p.browser.clone(),
         p.language.clone(),
+        quality_class(&p.quality).to_string(),
     )
 }
 
@@ -550,8 +615,9 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
             exec(tx,
                 "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
                  affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs,
-                 browser, language)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18, ?19, ?20)",
+                 browser, language, quality, quality_flags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18, ?19, ?20,
+                 ?21, ?22)",
                 params![
                     p.click_id,
                     p.event,
@@ -573,6 +639,8 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
                     (p.ts_ms - p.click_ts_ms).max(0) / 1000,
                     p.browser,
                     p.language,
+                    quality_class(&p.quality),
+                    p.quality_flags,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -620,9 +688,192 @@ fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded
     }
 }
 
+impl QualityStore for SqliteStore {
+    fn source_counts(&self, q: &SourceQuery) -> Result<Vec<SourceCounts>> {
+        use std::collections::BTreeMap;
+        let sub_col = match q.sub {
+            None => "''".to_string(),
+            Some(n @ 1..=5) => format!("sub{n}"),
+            Some(n) => return Err(StoreError::Invalid(format!("sub{n}: expected sub1..sub5"))),
+        };
+        let c = self.read.lock();
+        let mut out: BTreeMap<(u32, String), SourceCounts> = BTreeMap::new();
+        let mut st = c.prepare(&format!(
+            "SELECT COALESCE(affiliate, 0), {sub_col}, quality, quality_reasons, COUNT(*) FROM clicks
+             WHERE ts_ms / 1000 BETWEEN ?2 / 1000 AND ?3 / 1000 AND ts_ms >= ?2 AND ts_ms < ?3 AND smartlink = ?1
+             GROUP BY 1, 2, 3, 4"
+        ))?;
+        let mut rows = st.query(params![q.smartlink, q.from_ms, q.to_ms])?;
+        while let Some(r) = rows.next()? {
+            let (aff, sub, class, reasons, n): (u32, String, String, String, u64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let e = out.entry((aff, sub.clone())).or_insert_with(|| SourceCounts {
+                affiliate: aff,
+                sub,
+                ..Default::default()
+            });
+            e.clicks += n;
+            let i =
+                ["human", "suspect", "bot", "preview"].iter().position(|c| *c == quality_class(&class)).unwrap_or(0);
+            e.classes[i] += n;
+            for code in reasons.split(',').filter(|c| !c.is_empty()) {
+                *e.reasons.entry(code.to_string()).or_default() += n;
+            }
+        }
+        drop(rows);
+        let sub_k = if q.sub.is_some() { format!("COALESCE(k.{sub_col}, '')") } else { "''".into() };
+        let mut st = c.prepare(&format!(
+            "SELECT COALESCE(c.affiliate, 0), {sub_k}, c.status, c.quality_flags, c.ctit_secs FROM conversions c
+             LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id
+             WHERE c.smartlink = ?1 AND c.click_ts_ms >= ?2 AND c.click_ts_ms < ?3"
+        ))?;
+        let mut rows = st.query(params![q.smartlink, q.from_ms, q.to_ms])?;
+        while let Some(r) = rows.next()? {
+            let (aff, sub, status, flags, ctit): (u32, String, String, String, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let e = out.entry((aff, sub.clone())).or_insert_with(|| SourceCounts {
+                affiliate: aff,
+                sub,
+                ..Default::default()
+            });
+            e.conversions += 1;
+            match status_of(&status)? {
+                ConvStatus::Approved => e.approved += 1,
+                ConvStatus::Rejected => e.rejected += 1,
+                ConvStatus::Chargeback => e.chargebacks += 1,
+                ConvStatus::Pending => {}
+            }
+            e.short_ctit += flags.split(',').any(|f| f == "short_ctit") as u64;
+            e.bot_click_conversions += flags.split(',').any(|f| f == "bot_click") as u64;
+            e.ctit_secs.push(ctit);
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+/// A rollup dimension as an expression over a raw click row `t`.
+fn raw_dim(d: Dim, t: &str) -> String {
+    match d {
+        Dim::Offer => format!("COALESCE({t}.offer, 0)"),
+        Dim::Affiliate => format!("COALESCE({t}.affiliate, 0)"),
+        Dim::Hour => format!("({t}.ts_ms / {HOUR_MS}) * {HOUR_MS}"),
+        other => format!("{t}.{}", other.column()),
+    }
+}
+
+impl SqliteStore {
+    /// [`RollupStore::rollup`] computed from raw rows, for filters the
+    /// rollup cannot answer (quality reasons). Same cohort semantics:
+    /// conversions count under their click, with their latest status.
+    fn rollup_from_rows(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        use rusqlite::types::Value;
+        use std::collections::HashMap;
+        let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+        let mut cond =
+            String::from("k.ts_ms / 1000 BETWEEN ?1 / 1000 AND ?2 / 1000 AND k.ts_ms >= ?1 AND k.ts_ms < ?2");
+        for (d, values) in q.filters.iter().filter(|(_, v)| !v.is_empty()) {
+            cond.push_str(&format!(" AND {} IN (", raw_dim(*d, "k")));
+            for (i, v) in values.iter().enumerate() {
+                cond.push_str(if i == 0 { "?" } else { ", ?" });
+                args.push(match v {
+                    DimValue::Key(k) => Value::Integer(*k as i64),
+                    DimValue::Text(t) => Value::Text(t.clone()),
+                    DimValue::Hour(h) => Value::Integer(*h),
+                });
+            }
+            cond.push(')');
+        }
+        cond.push_str(" AND (");
+        for (i, r) in q.reasons.iter().enumerate() {
+            cond.push_str(if i == 0 { "" } else { " OR " });
+            cond.push_str("(',' || k.quality_reasons || ',') LIKE ?");
+            args.push(Value::Text(format!("%,{r},%")));
+        }
+        cond.push(')');
+        let dims: Vec<String> = q.group.iter().map(|d| raw_dim(*d, "k")).collect();
+        let select = |measures: &str, from: &str| {
+            let mut sql = String::from("SELECT ");
+            for d in &dims {
+                sql.push_str(d);
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("{measures} FROM {from} WHERE {cond}"));
+            if !dims.is_empty() {
+                sql.push_str(&format!(
+                    " GROUP BY {}",
+                    (1..=dims.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            sql
+        };
+        let n = q.group.len();
+        let key_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<DimValue>> {
+            let mut key = Vec::with_capacity(n);
+            for (i, d) in q.group.iter().enumerate() {
+                key.push(match d {
+                    Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
+                    Dim::Hour => DimValue::Hour(r.get(i)?),
+                    _ => DimValue::Text(r.get(i)?),
+                });
+            }
+            Ok(key)
+        };
+        let c = self.read.lock();
+        let mut cells: Vec<(Vec<DimValue>, Measures)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut found = Vec::new();
+        {
+            let mut st = c.prepare(&select("COUNT(*), SUM(k.offer IS NULL)", "clicks k"))?;
+            let mut rows = st.query(rusqlite::params_from_iter(args.clone()))?;
+            while let Some(r) = rows.next()? {
+                found.push((key_of(r)?, r.get::<_, u64>(n)?, r.get::<_, Option<u64>>(n + 1)?.unwrap_or(0), None));
+            }
+        }
+        {
+            let mut st = c.prepare(&select(
+                "SUM(c.status = 'approved'), SUM(c.status = 'pending'), SUM(c.status = 'rejected'),
+                 SUM(c.status = 'chargeback'), SUM(CASE WHEN c.status = 'approved' THEN c.payout_base ELSE 0 END)",
+                "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id",
+            ))?;
+            let mut rows = st.query(rusqlite::params_from_iter(args))?;
+            while let Some(r) = rows.next()? {
+                let g = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<u64>>(n + i)?.unwrap_or(0)) };
+                let m = Measures {
+                    approved: g(0)?,
+                    pending: g(1)?,
+                    rejected: g(2)?,
+                    chargebacks: g(3)?,
+                    revenue: r.get::<_, Option<f64>>(n + 4)?.unwrap_or(0.0),
+                    ..Default::default()
+                };
+                found.push((key_of(r)?, 0, 0, Some(m)));
+            }
+        }
+        for (key, clicks, fallback, conv) in found {
+            let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
+                cells.push((key, Measures::default()));
+                cells.len() - 1
+            });
+            let m = &mut cells[i].1;
+            m.clicks += clicks;
+            m.fallback_clicks += fallback;
+            if let Some(cm) = conv {
+                m.add(&cm);
+            }
+        }
+        if cells.is_empty() && q.group.is_empty() {
+            cells.push((Vec::new(), Measures::default()));
+        }
+        Ok(cells)
+    }
+}
+
 impl RollupStore for SqliteStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         use rusqlite::types::Value;
+        if !q.reasons.is_empty() {
+            return self.rollup_from_rows(q);
+        }
         let mut sql = String::from("SELECT ");
         for d in &q.group {
             sql.push_str(d.column());
@@ -900,6 +1151,49 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_traffic_quality_reads_its_clicks_and_rollups_as_human() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smartlink.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE clicks (click_id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL,
+                   offer INTEGER, affiliate INTEGER, sub1 TEXT NOT NULL, sub2 TEXT NOT NULL, sub3 TEXT NOT NULL,
+                   sub4 TEXT NOT NULL, sub5 TEXT NOT NULL, ip TEXT NOT NULL, country TEXT NOT NULL,
+                   device TEXT NOT NULL, os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
+                   referrer TEXT NOT NULL, user_agent TEXT NOT NULL, reason TEXT NOT NULL, fallback_reason TEXT,
+                   propensity REAL NOT NULL);
+                 CREATE INDEX clicks_ts ON clicks (ts_ms);
+                 CREATE TABLE rollup_hour (hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL,
+                   offer INTEGER NOT NULL, affiliate INTEGER NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL,
+                   os TEXT NOT NULL, browser TEXT NOT NULL, language TEXT NOT NULL,
+                   clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+                   approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0,
+                   rejected INTEGER NOT NULL DEFAULT 0, chargebacks INTEGER NOT NULL DEFAULT 0,
+                   revenue REAL NOT NULL DEFAULT 0,
+                   PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language))
+                   WITHOUT ROWID;
+                 INSERT INTO clicks VALUES ('old', 7000, 1, 2, NULL, '', '', '', '', '', '', 'US', 'desktop',
+                   'windows', 'chrome', '', '', '', 'explore', NULL, 1.0);
+                 INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser,
+                   language, clicks) VALUES (0, 1, 2, 0, 'US', 'desktop', 'windows', 'chrome', '', 1);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let old = &s.clicks_since(0, None, 10).unwrap()[0];
+        assert_eq!((old.click_id.as_str(), old.quality.as_str()), ("old", "human"));
+        let q = RollupQuery { from_ms: 0, to_ms: HOUR_MS, group: vec![Dim::Quality], ..Default::default() };
+        let rows = s.rollup(&q).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((&rows[0].0[0], rows[0].1.clicks), (&DimValue::Text("human".into()), 1));
+        // New rows of another class land in their own cell.
+        let bot = ClickRow { click_id: "b".into(), ts_ms: 9000, quality: "bot".into(), ..Default::default() };
+        s.insert_clicks(&[bot]).unwrap();
+        assert_eq!(s.rollup(&q).unwrap().len(), 2);
+    }
+
+    #[test]
     fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -935,6 +1229,8 @@ mod conversion_tests {
             os: "ios".into(),
             browser: "safari".into(),
             language: "en".into(),
+            quality: "human".into(),
+            quality_flags: String::new(),
             click_ts_ms: 1_000,
             ts_ms: ts,
             over_cap: false,
@@ -1036,7 +1332,7 @@ mod rollup_tests {
         }
     }
 
-    const DIMS: [Dim; 9] = [
+    const DIMS: [Dim; 10] = [
         Dim::Smartlink,
         Dim::Offer,
         Dim::Affiliate,
@@ -1045,6 +1341,7 @@ mod rollup_tests {
         Dim::Os,
         Dim::Browser,
         Dim::Language,
+        Dim::Quality,
         Dim::Hour,
     ];
 
@@ -1068,6 +1365,8 @@ mod rollup_tests {
                 os: pick(&mut g, &["ios", "android", "windows"]),
                 browser: pick(&mut g, &["chrome", "safari"]),
                 language: pick(&mut g, &["en", "de", ""]),
+                quality: pick(&mut g, &["human", "human", "suspect", "bot", "preview", ""]),
+                quality_reasons: pick(&mut g, &["", "", "crawler", "datacenter,rate_ip"]),
                 ..Default::default()
             });
         }
@@ -1101,6 +1400,8 @@ mod rollup_tests {
                     os: c.os.clone(),
                     browser: c.browser.clone(),
                     language: c.language.clone(),
+                    quality: c.quality.clone(),
+                    quality_flags: String::new(),
                     click_ts_ms: c.ts_ms,
                     ts_ms: c.ts_ms + 60_000,
                     over_cap: false,
@@ -1153,6 +1454,49 @@ mod rollup_tests {
             );
             assert!((sum.revenue - total.revenue).abs() < 1e-6, "{group:?}");
         }
+
+        // Reason filters are answered from raw rows, with the same semantics.
+        let flagged = |c: &ClickRow| !c.quality_reasons.is_empty();
+        let by_reason = RollupQuery { reasons: vec!["crawler".into(), "datacenter".into()], ..all.clone() };
+        let rtotal = s.rollup(&by_reason).unwrap()[0].1;
+        let flagged_ids: std::collections::HashSet<&str> =
+            clicks.iter().filter(|c| flagged(c)).map(|c| c.click_id.as_str()).collect();
+        let rconv = |st: ConvStatus| {
+            raw.iter().filter(|c| c.status == st && flagged_ids.contains(c.click_id.as_str())).count() as u64
+        };
+        assert_eq!(
+            (rtotal.clicks, rtotal.approved, rtotal.pending, rtotal.rejected, rtotal.chargebacks),
+            (
+                flagged_ids.len() as u64,
+                rconv(ConvStatus::Approved),
+                rconv(ConvStatus::Pending),
+                rconv(ConvStatus::Rejected),
+                rconv(ConvStatus::Chargeback)
+            )
+        );
+        let one = |r: &str| s.rollup(&RollupQuery { reasons: vec![r.into()], ..all.clone() }).unwrap()[0].1;
+        assert_eq!(one("crawler").clicks + one("datacenter").clicks, rtotal.clicks, "disjoint reasons add up");
+        assert_eq!(one("rate_ip").clicks, one("datacenter").clicks, "a code matches whole codes in the list");
+        assert_eq!(one("rate").clicks, 0, "never a prefix");
+        for d in DIMS {
+            let rows = s.rollup(&RollupQuery { group: vec![d], ..by_reason.clone() }).unwrap();
+            let mut sum = Measures::default();
+            rows.iter().for_each(|(_, m)| sum.add(m));
+            assert_eq!(
+                (sum.clicks, sum.approved, sum.rejected),
+                (rtotal.clicks, rtotal.approved, rtotal.rejected),
+                "{d:?}"
+            );
+            assert!((sum.revenue - rtotal.revenue).abs() < 1e-6, "{d:?}");
+        }
+        let de = s
+            .rollup(&RollupQuery {
+                filters: vec![(Dim::Country, vec![DimValue::Text("DE".into())])],
+                ..by_reason.clone()
+            })
+            .unwrap()[0]
+            .1;
+        assert_eq!(de.clicks, clicks.iter().filter(|c| flagged(c) && c.country == "DE").count() as u64);
 
         // Filters agree with the raw rows.
         let us = s
@@ -1212,6 +1556,8 @@ mod dedup_properties {
                     os: "ios".into(),
                     browser: "safari".into(),
                     language: String::new(),
+                    quality: String::new(),
+                    quality_flags: String::new(),
                     click_ts_ms: 0,
                     ts_ms: 1000,
                     over_cap: false,
