@@ -17,6 +17,7 @@ request = function()
     ["User-Agent"] = uas[(n % #uas) + 1],
     ["X-Forwarded-For"] = ip,
     ["Accept-Language"] = "en-US,en;q=0.9",
+    ["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
   }
   return wrk.format("GET", "/s/pool?sub1=src" .. (n % 100), headers)
 end

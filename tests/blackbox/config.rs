@@ -94,3 +94,13 @@ fn import_reports_errors_with_the_file_name_and_exits_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("smartlink.yaml") && err.contains("smartlinks[0].offers[0]: unknown offer \"o9\""), "{err}");
 }
+
+#[test]
+fn the_demo_configuration_from_the_readme_imports_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.yaml");
+    let out =
+        std::process::Command::new(bin()).arg("import").arg(&demo).arg("--data-dir").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("definitions stored"));
+}
