@@ -102,5 +102,6 @@ fn the_demo_configuration_from_the_readme_imports_cleanly() {
     let out =
         std::process::Command::new(bin()).arg("import").arg(&demo).arg("--data-dir").arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("definitions stored"));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("17 definitions stored"), "{said}");
 }
