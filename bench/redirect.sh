@@ -40,7 +40,10 @@ NGX
 nginx -c "$work/nginx.conf"
 
 run() { wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s bench/vary.lua "$1" 2>&1; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SL_PID/stat"; }
+T0=$(cpu_ticks)
 echo "== smartlink"; SL=$(run "http://127.0.0.1:$SL_PORT/s/pool"); echo "$SL"
+T1=$(cpu_ticks)
 echo "== nginx";     NG=$(run "http://127.0.0.1:$NGX_PORT/s/pool"); echo "$NG"
 
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
@@ -51,5 +54,10 @@ echo
 echo "smartlink: ${SL_RPS} req/s, p99 $(p99 "$SL")"
 echo "nginx:     ${NG_RPS} req/s, p99 $(p99 "$NG")"
 awk -v a="$SL_RPS" -v b="$NG_RPS" 'BEGIN { printf "ratio smartlink/nginx: %.2f\n", a / b }'
+# Server CPU per request (all threads, click writer included): steadier
+# than req/s when wrk and the server share the cores.
+REQS=$(awk '/requests in/ {print $1}' <<<"$SL")
+HZ=$(getconf CLK_TCK)
+awk -v t="$((T1 - T0))" -v r="$REQS" -v hz="$HZ" 'BEGIN { printf "smartlink CPU per request: %.1f us\n", t * 1e6 / hz / r }'
 sleep 1
 echo "clicks written: $(curl -s http://127.0.0.1:$SL_PORT/metrics | awk '/^smartlink_clicks_written_total/ {print $2}'), dropped: $(curl -s http://127.0.0.1:$SL_PORT/metrics | awk '/^smartlink_clicks_dropped_total/ {print $2}')"

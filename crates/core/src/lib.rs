@@ -21,6 +21,7 @@ pub mod targeting;
 pub mod template;
 pub mod time;
 pub mod ua;
+pub mod ua_cache;
 
 pub use engine::{apply_conversion, decide, ClickInput, Decision, FallbackReason, Outcome};
 pub use model::*;

@@ -454,8 +454,14 @@ impl Default for Quality {
 /// a UA classified human: they are about browsers, and a bot or preview UA
 /// is already decided.
 pub fn judge(req: &RequestSignals<'_>, behaviour: Reasons) -> Quality {
+    judge_classified(req, bot::classify_ua(req.ua), behaviour)
+}
+
+/// [`judge`] with the UA's bot verdict already known (e.g. from a
+/// [`crate::ua_cache::UaCache`]): `verdict` must be `bot::classify_ua(req.ua)`.
+pub fn judge_classified(req: &RequestSignals<'_>, verdict: UaVerdict, behaviour: Reasons) -> Quality {
     let mut reasons = behaviour;
-    match bot::classify_ua(req.ua) {
+    match verdict {
         UaVerdict::Bot(r) => reasons.insert(Reason::from_bot(r)),
         UaVerdict::Preview(_) => reasons.insert(Reason::Preview),
         UaVerdict::Human => {

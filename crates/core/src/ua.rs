@@ -72,7 +72,9 @@ pub fn classify(ua: &str, hints: ClientHints<'_>) -> UaInfo {
 /// Client hints are sent by Chromium browsers only and are more reliable
 /// than the UA (which Chrome has frozen and reduced), so a valid hint wins.
 /// Invalid or unknown values are ignored rather than trusted.
-fn apply_hints(mut info: UaInfo, hints: ClientHints<'_>) -> UaInfo {
+/// Applies client hints on top of a UA's own reading (what [`classify`]
+/// does after reading the UA).
+pub fn apply_hints(mut info: UaInfo, hints: ClientHints<'_>) -> UaInfo {
     let ua_device = info.device;
     if let Some(os) = hints.platform.and_then(parse_platform) {
         // A desktop UA from a phone or tablet platform is a "request

@@ -12,13 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use smartlink_core::clickid::ClickIdCodec;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
 use smartlink_core::model::{Catalog, Country, Language, QualityAction, Segment};
-use smartlink_core::quality::{judge, RequestSignals};
+use smartlink_core::quality::{judge_classified, RequestSignals};
 use smartlink_core::targeting::Visitor;
-use smartlink_core::ua::{classify, ClientHints};
+use smartlink_core::ua::{apply_hints, ClientHints};
 use smartlink_store::Store;
 
 use crate::admin::{self, DefsState};
@@ -42,6 +42,8 @@ pub struct AppState {
     pub geo: Geo,
     /// Hosting/anonymous networks and the operator block list.
     pub network: crate::network::Network,
+    /// UA readings and bot verdicts by UA (lock-free, fixed size).
+    pub ua_cache: smartlink_core::ua_cache::UaCache,
     /// Click-rate windows per IP and IP+UA (lock-free, bounded memory).
     pub behaviour: smartlink_core::quality::Behaviour,
     pub trust_proxy: bool,
@@ -176,10 +178,10 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         mobile: header_str(headers, "sec-ch-ua-mobile"),
         platform: header_str(headers, "sec-ch-ua-platform"),
     };
-    // The UA's own reading (the quality check compares the hints with it),
-    // then the hints applied on top for routing.
-    let ua_info = classify(ua, ClientHints::default());
-    let info = if hints.mobile.is_some() || hints.platform.is_some() { classify(ua, hints) } else { ua_info };
+    // The UA's own reading and bot verdict (cached: UAs repeat), then the
+    // hints applied on top for routing; the quality check compares the two.
+    let (ua_info, ua_verdict) = app.ua_cache.read(ua);
+    let info = apply_hints(ua_info, hints);
     let accept_language = header_str(headers, "accept-language");
     let language = accept_language.and_then(Language::from_accept_language);
     let visitor =
@@ -187,13 +189,9 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let now_ms = (app.clock)();
 
     // Traffic quality: every signal is in memory; nothing here waits.
-    let dup_key = {
-        let mut h = std::hash::DefaultHasher::new();
-        (sl.key, &params.subs).hash(&mut h);
-        h.finish()
-    };
+    let dup_key = foldhash::fast::FixedState::default().hash_one((sl.key, &params.subs));
     let behaviour = app.behaviour.observe(ip, ua, dup_key, now_ms);
-    let quality = judge(
+    let quality = judge_classified(
         &RequestSignals {
             ua,
             ua_info,
@@ -204,6 +202,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
             has_accept: headers.contains_key(header::ACCEPT),
             network: app.network.signals(ip),
         },
+        ua_verdict,
         behaviour,
     );
     let class = crate::quality::class_of(&quality);

@@ -195,6 +195,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         codec: ClickIdCodec::new(click_secret.as_bytes()),
         geo,
         network,
+        ua_cache: smartlink_core::ua_cache::UaCache::new(65_536),
         behaviour,
         trust_proxy: eff.settings.trust_proxy,
         admin_token,
