@@ -126,6 +126,23 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Coverage gaps: fallback clicks by reason and segment with their
+    /// estimated missed revenue, and each offer's share of clicks per day.
+    Coverage {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        smartlink: String,
+        /// 7d, 24h, today, ... (default 7d)
+        #[arg(long)]
+        period: Option<String>,
+        /// IANA timezone of the days (default UTC)
+        #[arg(long)]
+        tz: Option<String>,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
@@ -264,6 +281,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             match format.as_str() {
                 "json" => println!("{out}"),
                 "table" => print!("{}", smartlink_server::quality::render(&out)),
+                other => anyhow::bail!("--format: expected table or json, got {other:?}"),
+            }
+            Ok(())
+        }
+        Cmd::Coverage { data_dir: dd, smartlink, period, tz, format } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let defs = admin::load_defs(&store)?;
+            let catalog = config::build_catalog(&defs.defs, &defs.keys)
+                .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
+            let req = smartlink_server::coverage::CoverageRequest { smartlink, period, tz };
+            let out =
+                smartlink_server::coverage::report(&store, &catalog, &req, smartlink_server::app::system_clock())?;
+            match format.as_str() {
+                "json" => println!("{out}"),
+                "table" => print!("{}", smartlink_server::coverage::render(&out)),
                 other => anyhow::bail!("--format: expected table or json, got {other:?}"),
             }
             Ok(())

@@ -5,5 +5,6 @@ mod harness;
 
 mod clicks;
 mod config;
+mod coverage;
 mod postbacks;
 mod quality;

@@ -28,6 +28,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/conversions/{id}", get(get_one).patch(patch))
         .route("/report", get(report))
         .route("/quality", get(quality))
+        .route("/coverage", get(coverage))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::admin::auth))
@@ -345,6 +346,37 @@ async fn quality(
     let store = app.store.clone();
     let now = (app.clock)();
     let out = tokio::task::spawn_blocking(move || crate::quality::report(&*store, &req, now))
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    match out {
+        Ok(v) => Ok(Json(v)),
+        Err(crate::report::ReportError::Bad { param, message }) => {
+            Err(ApiError::BadRequest(format!("{param}: {message}")))
+        }
+        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
+    }
+}
+
+async fn coverage(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut req = crate::coverage::CoverageRequest::default();
+    for (k, v) in q {
+        match k.as_str() {
+            "smartlink" => req.smartlink = v,
+            "period" => req.period = Some(v),
+            "tz" => req.tz = Some(v),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if req.smartlink.is_empty() {
+        return Err(ApiError::BadRequest("smartlink: required".into()));
+    }
+    let store = app.store.clone();
+    let catalog = app.catalog.load_full();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || crate::coverage::report(&*store, &catalog, &req, now))
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     match out {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod conversions;
+pub mod coverage;
 pub mod error;
 pub mod geo;
 pub mod metrics;

@@ -464,4 +464,13 @@ pub struct SourceCounts {
 /// Per-source quality data, read from raw click and conversion rows.
 pub trait QualityStore {
     fn source_counts(&self, q: &SourceQuery) -> Result<Vec<SourceCounts>>;
+    /// Clicks of one smartlink in `[from_ms, to_ms)` of the given quality
+    /// classes, per (country, device, fallback reason or "" when routed).
+    fn fallback_segments(
+        &self,
+        smartlink: u32,
+        from_ms: i64,
+        to_ms: i64,
+        classes: &[&str],
+    ) -> Result<Vec<(String, String, String, u64)>>;
 }

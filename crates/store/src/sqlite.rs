@@ -749,6 +749,32 @@ impl QualityStore for SqliteStore {
         }
         Ok(out.into_values().collect())
     }
+
+    fn fallback_segments(
+        &self,
+        smartlink: u32,
+        from_ms: i64,
+        to_ms: i64,
+        classes: &[&str],
+    ) -> Result<Vec<(String, String, String, u64)>> {
+        use rusqlite::types::Value;
+        let mut sql = String::from(
+            "SELECT country, device, COALESCE(fallback_reason, ''), COUNT(*) FROM clicks
+             WHERE ts_ms / 1000 BETWEEN ?2 / 1000 AND ?3 / 1000 AND ts_ms >= ?2 AND ts_ms < ?3 AND smartlink = ?1
+             AND quality IN (",
+        );
+        let mut args = vec![Value::Integer(smartlink as i64), Value::Integer(from_ms), Value::Integer(to_ms)];
+        for (i, c) in classes.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(Value::Text(c.to_string()));
+        }
+        sql.push_str(") GROUP BY 1, 2, 3");
+        let c = self.read.lock();
+        let mut st = c.prepare(&sql)?;
+        let rows =
+            st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 /// A rollup dimension as an expression over a raw click row `t`.
