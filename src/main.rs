@@ -143,6 +143,18 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Definition changes (who, when, old → new), newest first.
+    History {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// advertiser, affiliate, offer or smartlink
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
@@ -297,6 +309,38 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 "json" => println!("{out}"),
                 "table" => print!("{}", smartlink_server::coverage::render(&out)),
                 other => anyhow::bail!("--format: expected table or json, got {other:?}"),
+            }
+            Ok(())
+        }
+        Cmd::History { data_dir: dd, kind, id, limit } => {
+            use smartlink_store::Store as _;
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let kind = match kind {
+                None => None,
+                Some(k) => Some(
+                    smartlink_store::Kind::ALL
+                        .into_iter()
+                        .find(|x| x.as_str() == k)
+                        .ok_or_else(|| anyhow::anyhow!("--kind: expected advertiser, affiliate, offer or smartlink"))?,
+                ),
+            };
+            for r in store.history(kind, id.as_deref(), limit)? {
+                let j = smartlink_server::history::row_json(&r);
+                let fields: Vec<String> = j["fields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| format!("{}: {} → {}", f["field"].as_str().unwrap_or(""), f["old"], f["new"]))
+                    .collect();
+                println!(
+                    "{}  {} {} {} by {}  {}",
+                    chrono::DateTime::from_timestamp_millis(r.ts_ms).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    r.action,
+                    r.kind.as_str(),
+                    r.entity,
+                    r.actor,
+                    fields.join("; ")
+                );
             }
             Ok(())
         }

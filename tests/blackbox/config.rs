@@ -105,3 +105,35 @@ fn the_demo_configuration_from_the_readme_imports_cleanly() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("17 definitions stored"), "{said}");
 }
+
+#[test]
+fn every_definition_change_is_in_the_history_with_who_when_and_old_to_new_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &ONE.replace("{id: adv}", "{id: adv, postback_token: first-secret}"));
+    let s = Server::start(dir.path(), &cfg);
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 0.75, "status": "paused"}"#)).status, 200);
+    assert_eq!(s.admin("PATCH", "/api/v1/advertisers/adv", Some(r#"{"postback_token": "second-secret"}"#)).status, 200);
+    let h = s.admin("GET", "/api/v1/history?kind=offer&id=o1", None);
+    assert_eq!(h.status, 200, "{}", h.body);
+    let changes = h.json()["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    let (update, create) = (&changes[0], &changes[1]);
+    assert_eq!((update["action"].as_str(), update["actor"].as_str()), (Some("update"), Some("api")));
+    assert_eq!(
+        update["fields"],
+        serde_json::json!([{"field": "payout", "old": 1.5, "new": 0.75}, {"field": "status", "old": "active", "new": "paused"}])
+    );
+    assert_eq!(create["action"], "create");
+    assert!(create["actor"].as_str().unwrap().starts_with("file:"), "{create}");
+    let all = s.admin("GET", "/api/v1/history", None).body;
+    assert!(!all.contains("first-secret") && !all.contains("second-secret") && all.contains("<redacted>"), "{all}");
+    assert_eq!(s.get("/api/v1/history", &[]).status, 401);
+    s.stop();
+    let out = std::process::Command::new(bin())
+        .args(["history", "--kind", "offer", "--id", "o1", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().contains("update offer o1 by api  payout: 1.5 → 0.75"), "{text}");
+}

@@ -102,10 +102,11 @@ pub fn commit_defs(
     state: &mut DefsState,
     new: Definitions,
     current: &Catalog,
+    actor: &str,
 ) -> Result<(Catalog, PostbackConfig), ApplyError> {
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
-    store.apply(&changes).map_err(|e| ApplyError::Store(e.into()))?;
+    store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
     let cs = CurrencySettings { base_currency: new.base_currency.clone(), currencies: new.currencies.clone() };
     store
         .set_meta(CURRENCY_META, &serde_json::to_string(&cs).unwrap_or_default())
@@ -297,7 +298,7 @@ async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> R
     let store = app.store.clone();
     let mut working = state.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let r = commit_defs(&*store, &mut working, new.clone(), &current);
+        let r = commit_defs(&*store, &mut working, new.clone(), &current, "api");
         (r, working, new)
     })
     .await

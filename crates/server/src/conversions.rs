@@ -29,6 +29,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/report", get(report))
         .route("/quality", get(quality))
         .route("/coverage", get(coverage))
+        .route("/history", get(history))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::admin::auth))
@@ -386,4 +387,28 @@ async fn coverage(
         }
         Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
     }
+}
+
+async fn history(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut kind, mut id, mut limit) = (None, None, 100usize);
+    for (k, v) in q {
+        match k.as_str() {
+            "kind" => {
+                kind = Some(smartlink_store::Kind::ALL.into_iter().find(|x| x.as_str() == v).ok_or_else(|| {
+                    ApiError::BadRequest(format!("kind: expected advertiser, affiliate, offer or smartlink, got {v:?}"))
+                })?)
+            }
+            "id" => id = Some(v),
+            "limit" => {
+                limit = v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let store = app.store.clone();
+    let rows = blocking(move || Ok(store.history(kind, id.as_deref(), limit.clamp(1, 10_000))?)).await?;
+    Ok(Json(json!({ "changes": rows.iter().map(crate::history::row_json).collect::<Vec<_>>() })))
 }

@@ -14,6 +14,7 @@ pub mod conversions;
 pub mod coverage;
 pub mod error;
 pub mod geo;
+pub mod history;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
@@ -105,13 +106,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// applied (or always, with `force`, as `smartlink import` does). Returns
 /// whether anything was applied.
 pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool) -> anyhow::Result<bool> {
+    let actor = format!("{}:{}", if force { "import" } else { "file" }, path.display());
     let hash = config::definitions_hash(&file.definitions);
     if !force && store.meta(CONFIG_HASH)?.as_deref() == Some(hash.as_str()) {
         return Ok(false);
     }
     let mut state = admin::load_defs(store)?;
     let merged = admin::merge(&state.defs, &file.definitions);
-    match admin::commit_defs(store, &mut state, merged, &Catalog::default()).map(|_| ()) {
+    match admin::commit_defs(store, &mut state, merged, &Catalog::default(), &actor).map(|_| ()) {
         Ok(_) => {}
         Err(admin::ApplyError::Invalid(errors)) => {
             return Err(config::ConfigError::Invalid { file: path.display().to_string(), errors }.into());

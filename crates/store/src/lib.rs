@@ -68,6 +68,22 @@ pub enum Change {
     Delete { kind: Kind, id: String },
 }
 
+/// One recorded definition change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub kind: Kind,
+    pub entity: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// Specs as stored (JSON); `None` before a create / after a delete.
+    pub old_spec: Option<String>,
+    pub new_spec: Option<String>,
+    /// Who made it: `api`, `file:PATH`, `import:PATH`.
+    pub actor: String,
+}
+
 /// One click as stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClickRow {
@@ -116,8 +132,12 @@ pub trait Store: ConversionStore + RollupStore + QualityStore + Send + Sync + 's
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted ones.
     fn keys(&self) -> Result<Vec<(Kind, String, u32)>>;
-    /// Applies changes in one transaction, assigning keys to new ids.
-    fn apply(&self, changes: &[Change]) -> Result<()>;
+    /// Applies changes in one transaction, assigning keys to new ids, and
+    /// records each effective change (old and new spec, `actor`, time) in
+    /// the change history.
+    fn apply(&self, changes: &[Change], actor: &str) -> Result<()>;
+    /// Change history, newest first, optionally for one kind and id.
+    fn history(&self, kind: Option<Kind>, id: Option<&str>, limit: usize) -> Result<Vec<HistoryRow>>;
 
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;

@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     quality_class, Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim,
-    DimValue, Entity, HistoryEntry, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded,
-    Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
+    DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore,
+    Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -85,6 +85,10 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
     chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language, quality))
     WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entity_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, entity TEXT NOT NULL,
+    action TEXT NOT NULL, old_spec TEXT, new_spec TEXT, actor TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS entity_history_entity ON entity_history (kind, entity, id);
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -352,11 +356,30 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn apply(&self, changes: &[Change]) -> Result<()> {
+    fn apply(&self, changes: &[Change], actor: &str) -> Result<()> {
         let mut c = self.write.lock();
         let tx = c.transaction()?;
         let now = now_ms();
         for ch in changes {
+            let (kind, id) = match ch {
+                Change::Put { kind, id, .. } | Change::Delete { kind, id } => (kind, id),
+            };
+            let old: Option<String> = tx
+                .query_row("SELECT spec FROM entities WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let (action, new) = match ch {
+                Change::Put { spec, .. } => (if old.is_some() { "update" } else { "create" }, Some(spec.as_str())),
+                Change::Delete { .. } => ("delete", None),
+            };
+            if old.as_deref() != new {
+                tx.execute(
+                    "INSERT INTO entity_history (ts_ms, kind, entity, action, old_spec, new_spec, actor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![now, kind.as_str(), id, action, old, new, actor],
+                )?;
+            }
             match ch {
                 Change::Put { kind, id, spec } => {
                     let known: Option<u32> = tx
@@ -394,6 +417,28 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn history(&self, kind: Option<Kind>, id: Option<&str>, limit: usize) -> Result<Vec<HistoryRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(
+            "SELECT id, ts_ms, kind, entity, action, old_spec, new_spec, actor FROM entity_history
+             WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR entity = ?2) ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![kind.map(|k| k.as_str()), id, limit as i64], |r| {
+            let kind: String = r.get(2)?;
+            Ok(HistoryRow {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                kind: kind_of(&kind).unwrap_or(Kind::Offer),
+                entity: r.get(3)?,
+                action: r.get(4)?,
+                old_spec: r.get(5)?,
+                new_spec: r.get(6)?,
+                actor: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -1095,9 +1140,25 @@ mod tests {
     #[test]
     fn keys_are_stable_and_survive_deletes() {
         let (_d, s) = store();
-        s.apply(&[put(Kind::Offer, "a", "{}"), put(Kind::Offer, "b", "{}")]).unwrap();
-        s.apply(&[Change::Delete { kind: Kind::Offer, id: "a".into() }]).unwrap();
-        s.apply(&[put(Kind::Offer, "c", "{}"), put(Kind::Offer, "a", "{\"x\":1}")]).unwrap();
+        s.apply(&[put(Kind::Offer, "a", "{}"), put(Kind::Offer, "b", "{}")], "test").unwrap();
+        s.apply(&[Change::Delete { kind: Kind::Offer, id: "a".into() }], "test").unwrap();
+        s.apply(&[put(Kind::Offer, "c", "{}"), put(Kind::Offer, "a", "{\"x\":1}")], "api").unwrap();
+        // Re-applying an identical spec is not a change.
+        s.apply(&[put(Kind::Offer, "b", "{}")], "file").unwrap();
+        let h = s.history(Some(Kind::Offer), Some("a"), 10).unwrap();
+        let got: Vec<(&str, Option<&str>, Option<&str>, &str)> = h
+            .iter()
+            .map(|r| (r.action.as_str(), r.old_spec.as_deref(), r.new_spec.as_deref(), r.actor.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("create", None, Some("{\"x\":1}"), "api"),
+                ("delete", Some("{}"), None, "test"),
+                ("create", None, Some("{}"), "test")
+            ]
+        );
+        assert_eq!(s.history(None, None, 100).unwrap().len(), 5);
         let got: Vec<_> = s.entities().unwrap().into_iter().map(|e| (e.id, e.key, e.spec)).collect();
         assert_eq!(
             got,
