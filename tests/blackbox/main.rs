@@ -8,3 +8,4 @@ mod config;
 mod coverage;
 mod postbacks;
 mod quality;
+mod scoping;

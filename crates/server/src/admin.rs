@@ -166,10 +166,66 @@ pub async fn auth(
     next: Next,
 ) -> Response {
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if token_matches(t.trim(), app.admin_token.expose()) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
+    let Some(t) = given.map(str::trim) else { return ApiError::Unauthorized.into_response() };
+    let mut req = req;
+    if token_matches(t, app.admin_token.expose()) {
+        req.extensions_mut().insert(Scope::Admin);
+        return next.run(req).await;
     }
+    // Every key is compared, so the time taken says nothing about which matched.
+    let pbc = app.postbacks.load();
+    let mut found = None;
+    for (k, key, id) in &pbc.api_keys {
+        if token_matches(t, k.expose()) {
+            found = Some((*key, id.clone()));
+        }
+    }
+    let Some((key, id)) = found else { return ApiError::Unauthorized.into_response() };
+    match scope_request(&mut req, &id) {
+        Ok(()) => {
+            req.extensions_mut().insert(Scope::Affiliate { key, id });
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Who is calling the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The admin token: everything.
+    Admin,
+    /// An affiliate's `api_key`: read-only, its own data only.
+    Affiliate { key: u32, id: String },
+}
+
+/// What an affiliate key may do: read reports and conversions (forced to
+/// its own affiliate) and its own smartlinks. Anything else is 403.
+fn scope_request(req: &mut axum::extract::Request, affiliate: &str) -> Result<(), ApiError> {
+    let forbidden =
+        || ApiError::Forbidden("an affiliate key may only read its reports, conversions and smartlinks".into());
+    if req.method() != axum::http::Method::GET {
+        return Err(forbidden());
+    }
+    let path = req.uri().path().to_string();
+    let rel = path.strip_prefix("/api/v1").unwrap_or(&path);
+    let force_filter = match rel {
+        "/report" | "/conversions" => true,
+        p if p.starts_with("/conversions/") || p == "/smartlinks" || p.starts_with("/smartlinks/") => false,
+        _ => return Err(forbidden()),
+    };
+    if force_filter {
+        // Whatever affiliate filter was asked for, it is this affiliate's.
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "affiliate")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        pairs.push(("affiliate".into(), affiliate.into()));
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let uri = format!("{path}?{query}").parse().map_err(|_| ApiError::BadRequest("bad query string".into()))?;
+        *req.uri_mut() = uri;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -231,7 +287,14 @@ fn section_values(defs: &Definitions, s: Section) -> Vec<Value> {
             .iter()
             .map(|a| serde_json::json!({ "id": a.id, "postback_token_set": a.postback_token.is_some() }))
             .collect(),
-        Section::Affiliates => to_values(&defs.affiliates),
+        Section::Affiliates => to_values(&defs.affiliates)
+            .into_iter()
+            .map(|mut v| {
+                let set = v.as_object_mut().and_then(|o| o.remove("api_key")).is_some();
+                v["api_key_set"] = set.into();
+                v
+            })
+            .collect(),
         Section::Offers => to_values(&defs.offers),
         Section::Smartlinks => to_values(&defs.smartlinks),
     }
@@ -344,20 +407,40 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-async fn list(State(app): State<Arc<AppState>>, Path(kind): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Whether an affiliate may see this document (only its own smartlinks).
+fn visible(scope: &Scope, s: Section, doc: &Value) -> bool {
+    match scope {
+        Scope::Admin => true,
+        Scope::Affiliate { id, .. } => {
+            s == Section::Smartlinks && doc.get("affiliate").and_then(Value::as_str) == Some(id)
+        }
+    }
+}
+
+async fn list(
+    State(app): State<Arc<AppState>>,
+    axum::Extension(scope): axum::Extension<Scope>,
+    Path(kind): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let s = Section::parse(&kind)?;
     let st = app.defs.lock().await;
-    Ok(Json(Value::Array(section_values(&st.defs, s))))
+    Ok(Json(Value::Array(section_values(&st.defs, s).into_iter().filter(|d| visible(&scope, s, d)).collect())))
 }
 
 async fn get_one(
     State(app): State<Arc<AppState>>,
+    axum::Extension(scope): axum::Extension<Scope>,
     Path((kind, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let s = Section::parse(&kind)?;
     let st = app.defs.lock().await;
-    let pos = position(&st.defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
-    Ok(Json(section_values(&st.defs, s).swap_remove(pos)))
+    let missing = || ApiError::NotFound(format!("no {} {id:?}", s.singular()));
+    let pos = position(&st.defs, s, &id).ok_or_else(missing)?;
+    let doc = section_values(&st.defs, s).swap_remove(pos);
+    if !visible(&scope, s, &doc) {
+        return Err(missing());
+    }
+    Ok(Json(doc))
 }
 
 async fn shown(app: &Arc<AppState>, s: Section, id: &str) -> Json<Value> {

@@ -123,6 +123,10 @@ pub struct AffiliateSpec {
     /// The affiliate's cut of the payout reported in `{payout}`. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_share: Option<f64>,
+    /// Bearer key for the affiliate's own read-only API access (reports,
+    /// conversions and smartlinks, scoped to this affiliate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -138,11 +138,20 @@ async fn list(
     })))
 }
 
-async fn get_one(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    State(app): State<Arc<AppState>>,
+    axum::Extension(scope): axum::Extension<crate::admin::Scope>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
     let store = app.store.clone();
     let (row, history, names) =
         blocking(move || Ok((store.conversion(id)?, store.conversion_history(id)?, Names::load(&*store)?))).await?;
-    let row = row.ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
+    let row = row
+        .filter(|r| match &scope {
+            crate::admin::Scope::Admin => true,
+            crate::admin::Scope::Affiliate { key, .. } => r.affiliate == Some(*key),
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
     let mut v = conversion_json(&row, &names);
     v["history"] = history
         .into_iter()

@@ -14,6 +14,8 @@ pub enum ApiError {
     #[error("missing or invalid bearer token")]
     Unauthorized,
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String, Vec<FieldError>),
@@ -28,6 +30,7 @@ impl IntoResponse for ApiError {
         let (status, fields) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, vec![]),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, vec![]),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, vec![]),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
             ApiError::Conflict(_, f) => (StatusCode::CONFLICT, f.clone()),
             ApiError::Invalid(f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),

@@ -39,6 +39,8 @@ pub struct PostbackConfig {
     pub base_currency: String,
     /// Units of base currency per unit of each currency (base included).
     pub rates: HashMap<String, f64>,
+    /// Affiliate API keys: (key, affiliate numeric key, affiliate id).
+    pub api_keys: Vec<(Secret, u32, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +67,12 @@ impl PostbackConfig {
         rates.insert(base.clone(), 1.0);
         let key = |k: Kind, id: &str| keys.get(&(k, id.to_string())).copied();
         PostbackConfig {
+            api_keys: defs
+                .affiliates
+                .iter()
+                .filter_map(|a| Some((a.api_key.clone()?, key(Kind::Affiliate, &a.id)?, a.id.clone())))
+                .filter(|(k, _, _)| !k.expose().is_empty())
+                .collect(),
             advertisers: defs
                 .advertisers
                 .iter()
