@@ -376,6 +376,21 @@ fn the_report_breaks_down_clicks_and_conversions_and_reconciles() {
     assert_eq!(v["totals"]["clicks"], 6);
     assert_eq!(v["totals"]["revenue"], 5.0);
     assert!((v["totals"]["epc"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-6);
+    // Sub-id breakdowns (from raw rows) reconcile with the same totals.
+    let by_sub = s.admin("GET", "/api/v1/report?from=1d&group_by=sub1&sort=sub1", None).json();
+    let subs: Vec<(String, u64, u64)> = by_sub["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["sub1"].as_str().unwrap().to_string(), r["clicks"].as_u64().unwrap(), r["conversions"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(subs.len(), 6, "{by_sub}");
+    assert_eq!(subs[0], ("r0".to_string(), 1, 1));
+    assert_eq!(by_sub["totals"], v["totals"]);
+    let one = s.admin("GET", "/api/v1/report?from=1d&sub1=r1", None).json();
+    assert_eq!((one["totals"]["clicks"].as_u64(), one["totals"]["revenue"].as_f64()), (Some(1), Some(3.0)));
     // Bad requests name what is wrong.
     let r = s.admin("GET", "/api/v1/report?group_by=planet", None);
     assert_eq!(r.status, 400);

@@ -293,8 +293,23 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
     }
 }
 
-const REPORT_FILTERS: [&str; 10] =
-    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "quality", "reason"];
+const REPORT_FILTERS: [&str; 15] = [
+    "smartlink",
+    "offer",
+    "affiliate",
+    "country",
+    "device",
+    "os",
+    "browser",
+    "language",
+    "quality",
+    "reason",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+];
 
 async fn report(
     State(app): State<Arc<AppState>>,

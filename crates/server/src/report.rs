@@ -1,6 +1,7 @@
 //! Reports: `GET /api/v1/report` and `smartlink report`, read from the
-//! store's hourly rollups (never raw rows), except with a `reason` filter:
-//! a click has several quality reasons, so those come from raw rows.
+//! store's hourly rollups (never raw rows), except with a `reason` filter
+//! (a click has several quality reasons) or a sub-id in `group_by` or the
+//! filters (sub-ids are unbounded): those are computed from raw rows.
 //!
 //! Rows are keyed by the `group_by` names; `clicks` counts every click,
 //! fallback clicks included (their `offer` is `null`); conversions count in
@@ -44,8 +45,24 @@ pub struct ReportRequest {
     pub include_bots: bool,
 }
 
-const GROUPS: [&str; 11] =
-    ["smartlink", "offer", "affiliate", "country", "device", "os", "browser", "language", "quality", "hour", "day"];
+const GROUPS: [&str; 16] = [
+    "smartlink",
+    "offer",
+    "affiliate",
+    "country",
+    "device",
+    "os",
+    "browser",
+    "language",
+    "quality",
+    "hour",
+    "day",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+];
 const COLUMNS: [&str; 10] = [
     "clicks",
     "fallback_clicks",
@@ -70,6 +87,11 @@ fn dim_of(name: &str) -> Option<Dim> {
         "browser" => Dim::Browser,
         "language" => Dim::Language,
         "quality" => Dim::Quality,
+        "sub1" => Dim::Sub(1),
+        "sub2" => Dim::Sub(2),
+        "sub3" => Dim::Sub(3),
+        "sub4" => Dim::Sub(4),
+        "sub5" => Dim::Sub(5),
         "hour" | "day" => Dim::Hour,
         _ => return None,
     })
@@ -126,9 +148,6 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     }
     let mut group: Vec<&str> = Vec::new();
     for g in &req.group_by {
-        if g.starts_with("sub") && g.len() == 4 {
-            return Err(bad("group_by", format!("{g}: sub-id breakdowns are not available from the rollups yet")));
-        }
         if !GROUPS.contains(&g.as_str()) {
             return Err(bad("group_by", format!("unknown {g:?}; expected any of {}", GROUPS.join(", "))));
         }

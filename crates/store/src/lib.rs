@@ -367,6 +367,9 @@ pub enum Dim {
     Language,
     /// Quality class of the click: `human`, `suspect`, `bot`, `preview`.
     Quality,
+    /// An affiliate sub-id (1..=5). Not a rollup key (unbounded values):
+    /// queries using one are answered from raw rows.
+    Sub(u8),
     /// The UTC hour (epoch ms of its start); local hours and days are
     /// derived from it by the caller.
     Hour,
@@ -384,6 +387,11 @@ impl Dim {
             Dim::Browser => "browser",
             Dim::Language => "language",
             Dim::Quality => "quality",
+            Dim::Sub(1) => "sub1",
+            Dim::Sub(2) => "sub2",
+            Dim::Sub(3) => "sub3",
+            Dim::Sub(4) => "sub4",
+            Dim::Sub(_) => "sub5",
             Dim::Hour => "hour_ms",
         }
     }
@@ -435,6 +443,15 @@ pub struct RollupQuery {
     /// not a rollup dimension (a click has several), so such a query is
     /// answered from the raw click and conversion rows instead.
     pub reasons: Vec<String>,
+}
+
+impl RollupQuery {
+    /// Whether the rollup cannot answer this query (quality reasons or
+    /// sub-ids), so it is computed from raw rows.
+    pub fn needs_raw_rows(&self) -> bool {
+        !self.reasons.is_empty()
+            || self.group.iter().chain(self.filters.iter().map(|(d, _)| d)).any(|d| matches!(d, Dim::Sub(_)))
+    }
 }
 
 /// Reports read incrementally maintained hourly rollups, never raw rows.

@@ -833,8 +833,8 @@ fn raw_dim(d: Dim, t: &str) -> String {
 }
 
 impl SqliteStore {
-    /// [`RollupStore::rollup`] computed from raw rows, for filters the
-    /// rollup cannot answer (quality reasons). Same cohort semantics:
+    /// [`RollupStore::rollup`] computed from raw rows, for what the rollup
+    /// cannot answer (quality reasons, sub-ids). Same cohort semantics:
     /// conversions count under their click, with their latest status.
     fn rollup_from_rows(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         use rusqlite::types::Value;
@@ -854,13 +854,15 @@ impl SqliteStore {
             }
             cond.push(')');
         }
-        cond.push_str(" AND (");
-        for (i, r) in q.reasons.iter().enumerate() {
-            cond.push_str(if i == 0 { "" } else { " OR " });
-            cond.push_str("(',' || k.quality_reasons || ',') LIKE ?");
-            args.push(Value::Text(format!("%,{r},%")));
+        if !q.reasons.is_empty() {
+            cond.push_str(" AND (");
+            for (i, r) in q.reasons.iter().enumerate() {
+                cond.push_str(if i == 0 { "" } else { " OR " });
+                cond.push_str("(',' || k.quality_reasons || ',') LIKE ?");
+                args.push(Value::Text(format!("%,{r},%")));
+            }
+            cond.push(')');
         }
-        cond.push(')');
         let dims: Vec<String> = q.group.iter().map(|d| raw_dim(*d, "k")).collect();
         let select = |measures: &str, from: &str| {
             let mut sql = String::from("SELECT ");
@@ -942,7 +944,7 @@ impl SqliteStore {
 impl RollupStore for SqliteStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         use rusqlite::types::Value;
-        if !q.reasons.is_empty() {
+        if q.needs_raw_rows() {
             return self.rollup_from_rows(q);
         }
         let mut sql = String::from("SELECT ");
@@ -1454,6 +1456,13 @@ mod rollup_tests {
                 language: pick(&mut g, &["en", "de", ""]),
                 quality: pick(&mut g, &["human", "human", "suspect", "bot", "preview", ""]),
                 quality_reasons: pick(&mut g, &["", "", "crawler", "datacenter,rate_ip"]),
+                subs: [
+                    pick(&mut g, &["pub1", "pub2", "pub3", ""]),
+                    pick(&mut g, &["x", "y"]),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
                 ..Default::default()
             });
         }
@@ -1541,6 +1550,24 @@ mod rollup_tests {
             );
             assert!((sum.revenue - total.revenue).abs() < 1e-6, "{group:?}");
         }
+
+        // Sub-id breakdowns come from raw rows and reconcile with the rollup.
+        for group in [vec![Dim::Sub(1)], vec![Dim::Sub(1), Dim::Offer], vec![Dim::Sub(2), Dim::Country, Dim::Hour]] {
+            let rows = s.rollup(&RollupQuery { group: group.clone(), ..all.clone() }).unwrap();
+            let mut sum = Measures::default();
+            rows.iter().for_each(|(_, m)| sum.add(m));
+            assert_eq!(
+                (sum.clicks, sum.fallback_clicks, sum.approved, sum.pending, sum.rejected, sum.chargebacks),
+                (total.clicks, total.fallback_clicks, total.approved, total.pending, total.rejected, total.chargebacks),
+                "{group:?}"
+            );
+            assert!((sum.revenue - total.revenue).abs() < 1e-6, "{group:?}");
+        }
+        let pub1 = s
+            .rollup(&RollupQuery { filters: vec![(Dim::Sub(1), vec![DimValue::Text("pub1".into())])], ..all.clone() })
+            .unwrap()[0]
+            .1;
+        assert_eq!(pub1.clicks, clicks.iter().filter(|c| c.subs[0] == "pub1").count() as u64);
 
         // Reason filters are answered from raw rows, with the same semantics.
         let flagged = |c: &ClickRow| !c.quality_reasons.is_empty();
