@@ -155,6 +155,38 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Smartlink vs the best hand-picked offer per segment (IPS / doubly
+    /// robust estimates from logged propensities, 95% CIs, recommendations).
+    Audit {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        smartlink: String,
+        /// 7d, 24h, ... (default 7d)
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why did EPC change? Decomposes the change between two periods into
+    /// traffic mix, offer pool, payout, conversion rate and approval.
+    Explain {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        smartlink: String,
+        /// Current period start (default 24h).
+        #[arg(long)]
+        from: Option<String>,
+        /// Current period end (default now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Baseline period FROM..TO (default: the same length just before).
+        #[arg(long)]
+        vs: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
@@ -341,6 +373,73 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     r.actor,
                     fields.join("; ")
                 );
+            }
+            Ok(())
+        }
+        Cmd::Audit { data_dir: dd, smartlink, period, json } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let out = smartlink_server::insight::audit(
+                &store,
+                &smartlink,
+                period.as_deref(),
+                smartlink_server::app::system_clock(),
+            )?;
+            if json {
+                println!("{out}");
+                return Ok(());
+            }
+            for s in out["segments"].as_array().into_iter().flatten() {
+                let seg = &s["segment"];
+                println!(
+                    "{}/{}{}: {} clicks, smartlink EPC {:.4}",
+                    seg["country"].as_str().unwrap_or(""),
+                    seg["device"].as_str().unwrap_or(""),
+                    seg["os"].as_str().map(|o| format!("/{o}")).unwrap_or_default(),
+                    s["clicks"],
+                    s["smartlink_epc"].as_f64().unwrap_or(0.0)
+                );
+                if let Some(t) = s["recommendation"]["text"].as_str() {
+                    println!("  recommend: {t}");
+                    if let Some(a) = s["recommendation"].get("apply") {
+                        println!(
+                            "  apply: curl -X POST -H 'Authorization: Bearer $TOKEN' -d '{}' http://HOST{}",
+                            a["body"],
+                            a["path"].as_str().unwrap_or("")
+                        );
+                    }
+                } else if let Some(n) = s["note"].as_str() {
+                    println!("  {n}");
+                } else {
+                    println!("  no offer beats the smartlink with confidence");
+                }
+            }
+            for t in out["thin_segments"].as_array().into_iter().flatten() {
+                println!(
+                    "{}/{}: {}",
+                    t["segment"]["country"].as_str().unwrap_or(""),
+                    t["segment"]["device"].as_str().unwrap_or(""),
+                    t["note"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let out = smartlink_server::insight::explain(
+                &store,
+                &smartlink,
+                from.as_deref(),
+                to.as_deref(),
+                vs.as_deref(),
+                smartlink_server::app::system_clock(),
+            )?;
+            if json {
+                println!("{out}");
+                return Ok(());
+            }
+            println!("{}", out["summary"].as_str().unwrap_or(""));
+            for c in out["contributors"].as_array().into_iter().flatten() {
+                println!("  {}", c["text"].as_str().unwrap_or(""));
             }
             Ok(())
         }

@@ -238,3 +238,28 @@ fn a_new_smartlink_created_through_the_api_serves_the_next_click() {
     let r = click(&s, "/s/fresh", WINDOWS, "89.160.20.112");
     assert!(r.header("location").unwrap().starts_with("https://backup.example/"));
 }
+
+#[test]
+fn an_override_added_with_one_call_routes_the_next_click() {
+    let (d, s) = start(POOL);
+    let body = r#"{"countries": ["US"], "devices": ["mobile"], "offer": "ios-offer"}"#;
+    let r = s.request(
+        "POST",
+        "/api/v1/smartlinks/main/overrides",
+        &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["overrides"][0]["offer"], "ios-offer");
+    assert_eq!(r.json()["overrides"].as_array().unwrap().len(), 2, "the existing override is kept");
+    let bad = s.admin("POST", "/api/v1/smartlinks/main/overrides", Some(r#"{"countries": ["US"], "offer": "nope"}"#));
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(s.admin("POST", "/api/v1/smartlinks/none/overrides", Some(body)).status, 404);
+    assert!(click(&s, "/s/main", IPHONE, "216.160.83.56")
+        .header("location")
+        .unwrap()
+        .starts_with("https://ios.example/"));
+    s.stop();
+    let rows = stored_clicks(&d.path().join("data/smartlink.db"));
+    assert_eq!(rows.last().unwrap().reason, "override");
+}

@@ -148,6 +148,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/{kind}", get(list).post(create))
         .route("/{kind}/{id}", get(get_one).put(put).patch(patch).delete(delete))
+        .route("/smartlinks/{slug}/overrides", axum::routing::post(add_override))
         .layer(middleware::from_fn_with_state(state, auth))
 }
 
@@ -528,6 +529,29 @@ async fn patch(
     let new = with_doc(&defs, s, &id, Some(doc))?;
     apply(&app, s, &id, new).await?;
     Ok(shown(&app, s, &id).await)
+}
+
+/// `POST /api/v1/smartlinks/{slug}/overrides` with one override
+/// (`{countries, devices, os, offer}`): puts it first in the smartlink's
+/// overrides, so an audit recommendation is applied with one call.
+async fn add_override(
+    State(app): State<Arc<AppState>>,
+    Path(slug): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ov = parse_body(&body)?;
+    if !ov.is_object() {
+        return Err(ApiError::BadRequest("expected a JSON object: {countries, devices, os, offer}".into()));
+    }
+    let s = Section::Smartlinks;
+    let defs = app.defs.lock().await.defs.clone();
+    let mut doc = stored_value(&defs, s, &slug).ok_or_else(|| ApiError::NotFound(format!("no smartlink {slug:?}")))?;
+    let mut list = doc.get("overrides").and_then(Value::as_array).cloned().unwrap_or_default();
+    list.insert(0, ov);
+    doc["overrides"] = Value::Array(list);
+    let new = with_doc(&defs, s, &slug, Some(doc))?;
+    apply(&app, s, &slug, new).await?;
+    Ok((StatusCode::CREATED, shown(&app, s, &slug).await))
 }
 
 async fn delete(

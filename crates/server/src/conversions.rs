@@ -30,6 +30,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/quality", get(quality))
         .route("/coverage", get(coverage))
         .route("/history", get(history))
+        .route("/audit", get(audit))
+        .route("/explain", get(explain))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::admin::auth))
@@ -435,4 +437,64 @@ async fn history(
     let store = app.store.clone();
     let rows = blocking(move || Ok(store.history(kind, id.as_deref(), limit.clamp(1, 10_000))?)).await?;
     Ok(Json(json!({ "changes": rows.iter().map(crate::history::row_json).collect::<Vec<_>>() })))
+}
+
+fn report_result(out: Result<Value, crate::report::ReportError>) -> Result<Json<Value>, ApiError> {
+    match out {
+        Ok(v) => Ok(Json(v)),
+        Err(crate::report::ReportError::Bad { param, message }) => {
+            Err(ApiError::BadRequest(format!("{param}: {message}")))
+        }
+        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
+    }
+}
+
+async fn audit(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut smartlink, mut period) = (String::new(), None);
+    for (k, v) in q {
+        match k.as_str() {
+            "smartlink" => smartlink = v,
+            "period" => period = Some(v),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if smartlink.is_empty() {
+        return Err(ApiError::BadRequest("smartlink: required".into()));
+    }
+    let store = app.store.clone();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || crate::insight::audit(&*store, &smartlink, period.as_deref(), now))
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    report_result(out)
+}
+
+async fn explain(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut smartlink, mut from, mut to, mut vs) = (String::new(), None, None, None);
+    for (k, v) in q {
+        match k.as_str() {
+            "smartlink" => smartlink = v,
+            "from" => from = Some(v),
+            "to" => to = Some(v),
+            "vs" => vs = Some(v),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if smartlink.is_empty() {
+        return Err(ApiError::BadRequest("smartlink: required".into()));
+    }
+    let store = app.store.clone();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now)
+    })
+    .await
+    .map_err(|e| ApiError::Unexpected(e.into()))?;
+    report_result(out)
 }

@@ -9,12 +9,15 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod conversions;
 pub mod coverage;
 pub mod error;
+pub mod explain;
 pub mod geo;
 pub mod history;
+pub mod insight;
 pub mod metrics;
 pub mod network;
 pub mod outbound;

@@ -13,9 +13,9 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    quality_class, Attempt, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow, ConversionStore, Dim,
-    DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore,
-    Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
+    quality_class, Attempt, AuditClickRow, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow,
+    ConversionStore, Dim, DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState,
+    PostbackIn, QualityStore, Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -793,6 +793,22 @@ impl QualityStore for SqliteStore {
             e.ctit_secs.push(ctit);
         }
         Ok(out.into_values().collect())
+    }
+
+    fn audit_clicks(&self, smartlink: u32, from_ms: i64, to_ms: i64) -> Result<Vec<AuditClickRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare(
+            "SELECT k.country, k.device, k.os, k.offer, k.propensity,
+               COALESCE((SELECT SUM(c.payout_base) FROM conversions c
+                         WHERE c.click_id = k.click_id AND c.status = 'approved'), 0.0)
+             FROM clicks k
+             WHERE k.ts_ms / 1000 BETWEEN ?2 / 1000 AND ?3 / 1000 AND k.ts_ms >= ?2 AND k.ts_ms < ?3
+               AND k.smartlink = ?1 AND k.quality IN ('human', 'suspect')",
+        )?;
+        let rows = st.query_map(params![smartlink, from_ms, to_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn fallback_segments(

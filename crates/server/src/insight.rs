@@ -1,0 +1,144 @@
+//! Glue between the store and the pure analyses: the audit
+//! ([`crate::audit`]) and the EPC-change explanation ([`crate::explain`]),
+//! shared by the HTTP API and the CLI.
+
+use serde_json::{json, Value};
+use smartlink_store::{Dim, DimValue, Kind, RollupQuery, Store};
+
+use crate::report::{parse_time, ReportError};
+
+fn bad(param: &'static str, message: String) -> ReportError {
+    ReportError::Bad { param, message }
+}
+
+fn smartlink_key(keys: &[(Kind, String, u32)], slug: &str) -> Result<u32, ReportError> {
+    keys.iter()
+        .find(|(k, id, _)| *k == Kind::Smartlink && id == slug)
+        .map(|(_, _, key)| *key)
+        .ok_or_else(|| bad("smartlink", format!("unknown smartlink {slug:?}")))
+}
+
+fn offer_name(keys: &[(Kind, String, u32)], key: u32) -> String {
+    keys.iter()
+        .find(|(k, _, v)| *k == Kind::Offer && *v == key)
+        .map(|(_, id, _)| id.clone())
+        .unwrap_or_else(|| format!("#{key}"))
+}
+
+/// `GET /api/v1/audit?smartlink=SLUG&period=7d`, `smartlink audit`.
+pub fn audit(store: &dyn Store, smartlink: &str, period: Option<&str>, now_ms: i64) -> Result<Value, ReportError> {
+    let keys = store.keys()?;
+    let sl = smartlink_key(&keys, smartlink)?;
+    let from = parse_time(period.unwrap_or("7d"), chrono_tz::UTC, now_ms, "period")?;
+    let clicks: Vec<crate::audit::AuditClick> = store
+        .audit_clicks(sl, from, now_ms + 1)?
+        .into_iter()
+        .map(|(country, device, os, offer, propensity, revenue)| crate::audit::AuditClick {
+            country,
+            device,
+            os,
+            offer: offer.map(|k| offer_name(&keys, k)),
+            propensity,
+            revenue,
+        })
+        .collect();
+    let mut out = crate::audit::audit(&clicks, &crate::audit::AuditOptions::default());
+    // Each recommendation can be applied as an override with one API call.
+    if let Some(segments) = out["segments"].as_array_mut() {
+        for s in segments {
+            let Some(offer) = s["recommendation"]["offer"].as_str().map(String::from) else { continue };
+            let mut ov = json!({ "countries": [s["segment"]["country"]], "devices": [s["segment"]["device"]],
+                                 "offer": offer });
+            if let Some(os) = s["segment"]["os"].as_str() {
+                ov["os"] = json!([os]);
+            }
+            s["recommendation"]["apply"] = json!({
+                "method": "POST",
+                "path": format!("/api/v1/smartlinks/{smartlink}/overrides"),
+                "body": ov,
+            });
+        }
+    }
+    out["smartlink"] = smartlink.into();
+    out["from"] = from.into();
+    out["to"] = now_ms.into();
+    Ok(out)
+}
+
+/// Parses `C..D` (the baseline period of `explain`).
+fn parse_range(s: &str, now_ms: i64) -> Result<(i64, i64), ReportError> {
+    let (a, b) = s.split_once("..").ok_or_else(|| bad("vs", format!("expected FROM..TO, got {s:?}")))?;
+    Ok((parse_time(a, chrono_tz::UTC, now_ms, "vs")?, parse_time(b, chrono_tz::UTC, now_ms, "vs")?))
+}
+
+fn cells(
+    store: &dyn Store,
+    sl: u32,
+    from: i64,
+    to: i64,
+    keys: &[(Kind, String, u32)],
+) -> Result<Vec<crate::explain::Cell>, ReportError> {
+    let q = RollupQuery {
+        from_ms: from.div_euclid(3_600_000) * 3_600_000,
+        to_ms: to,
+        filters: vec![
+            (Dim::Smartlink, vec![DimValue::Key(sl)]),
+            (Dim::Quality, vec![DimValue::Text("human".into()), DimValue::Text("suspect".into())]),
+        ],
+        group: vec![Dim::Country, Dim::Device, Dim::Offer],
+        reasons: vec![],
+    };
+    Ok(store
+        .rollup(&q)?
+        .into_iter()
+        .filter_map(|(k, m)| match &k[..] {
+            [DimValue::Text(c), DimValue::Text(d), DimValue::Key(o)] => Some(crate::explain::Cell {
+                segment: format!("{c}/{d}"),
+                offer: (*o != 0).then(|| offer_name(keys, *o)),
+                clicks: m.clicks,
+                conversions: m.approved + m.pending + m.rejected + m.chargebacks,
+                approved: m.approved,
+                revenue: m.revenue,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `GET /api/v1/explain?smartlink=SLUG&from=A&to=B&vs=C..D`, `smartlink explain`.
+/// The current period is `[from, to)` (default the last 24 h); the
+/// baseline `vs` defaults to the same length just before it.
+pub fn explain(
+    store: &dyn Store,
+    smartlink: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    vs: Option<&str>,
+    now_ms: i64,
+) -> Result<Value, ReportError> {
+    let keys = store.keys()?;
+    let sl = smartlink_key(&keys, smartlink)?;
+    let b_from = parse_time(from.unwrap_or("24h"), chrono_tz::UTC, now_ms, "from")?;
+    let b_to = parse_time(to.unwrap_or("now"), chrono_tz::UTC, now_ms, "to")?;
+    if b_to <= b_from {
+        return Err(bad("to", "must be after from".into()));
+    }
+    let (a_from, a_to) = match vs {
+        Some(v) => parse_range(v, now_ms)?,
+        None => (b_from - (b_to - b_from), b_from),
+    };
+    if a_to <= a_from {
+        return Err(bad("vs", "the baseline must end after it starts".into()));
+    }
+    let baseline = cells(store, sl, a_from, a_to, &keys)?;
+    let current = cells(store, sl, b_from, b_to, &keys)?;
+    let events: Vec<crate::explain::OfferEvent> = crate::history::offer_events(store, b_from.min(a_to), b_to)
+        .map_err(|e| bad("history", e.to_string()))?
+        .into_iter()
+        .map(|(offer, ts_ms, what)| crate::explain::OfferEvent { offer, ts_ms, what })
+        .collect();
+    let mut out = crate::explain::explain(&baseline, &current, &events);
+    out["smartlink"] = smartlink.into();
+    out["periods"] = json!({ "baseline": [a_from, a_to], "current": [b_from, b_to] });
+    Ok(out)
+}
