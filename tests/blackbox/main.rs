@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alerts;
 mod clicks;
 mod config;
 mod coverage;

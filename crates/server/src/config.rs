@@ -62,6 +62,19 @@ pub struct ServerSettings {
     /// Traffic-quality inputs: network databases, block list, rate windows.
     #[serde(default)]
     pub quality: QualitySettings,
+    /// The drift-alert detector.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+/// `server.alerts`: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// How often the detector runs, seconds. Default 300; 0 turns it off.
+    pub interval_secs: Option<u64>,
+    /// Each new alert is POSTed here as JSON.
+    pub webhook_url: Option<Secret>,
 }
 
 /// `server.quality`: every key optional.

@@ -31,6 +31,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/coverage", get(coverage))
         .route("/history", get(history))
         .route("/audit", get(audit))
+        .route("/alerts", get(alerts))
         .route("/explain", get(explain))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
@@ -497,4 +498,22 @@ async fn explain(
     .await
     .map_err(|e| ApiError::Unexpected(e.into()))?;
     report_result(out)
+}
+
+async fn alerts(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut limit = 100usize;
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => {
+                limit = v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let store = app.store.clone();
+    let rows = blocking(move || Ok(store.alerts(limit.clamp(1, 10_000))?)).await?;
+    Ok(Json(json!({ "alerts": rows.iter().map(crate::alerts::row_json).collect::<Vec<_>>() })))
 }

@@ -8,6 +8,7 @@
 //! own shutdown; production passes Ctrl-C/SIGTERM).
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod config;
@@ -133,6 +134,7 @@ pub struct Prepared {
     pub writer: writer::WriterHandle,
     pub postback_writer: postback::PostbackWriter,
     pub retry: outbound::RetryPolicy,
+    pub alerts: config::AlertSettings,
     pub listen: String,
 }
 
@@ -213,7 +215,14 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         store,
         clock,
     });
-    Ok(Prepared { state, writer, postback_writer, retry, listen: eff.listen.clone() })
+    Ok(Prepared {
+        state,
+        writer,
+        postback_writer,
+        retry,
+        alerts: eff.settings.alerts.clone(),
+        listen: eff.listen.clone(),
+    })
 }
 
 /// How far back the router's learned state is rebuilt from stored clicks.
@@ -299,9 +308,17 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, postback_writer, retry, .. } = prepared;
+    let Prepared { state, writer, postback_writer, retry, alerts, .. } = prepared;
     let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
     let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
+    let detector = match alerts.interval_secs.unwrap_or(300) {
+        0 => None,
+        secs => Some(tokio::spawn(alerts::run(
+            state.clone(),
+            std::time::Duration::from_secs(secs),
+            alerts.webhook_url.map(|u| u.expose().to_string()),
+        ))),
+    };
     let app = router(state.clone());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
@@ -309,6 +326,10 @@ pub async fn run(
         .context("serving HTTP")?;
     outbound.abort();
     let _ = outbound.await;
+    if let Some(d) = detector {
+        d.abort();
+        let _ = d.await;
+    }
     // Every sender lives in `state`; dropping the last one lets the writers
     // drain their queues and stop.
     drop(state);

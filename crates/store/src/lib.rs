@@ -127,7 +127,7 @@ pub fn quality_class(q: &str) -> &str {
 /// Everything smartlink persists. Implementations must be usable from
 /// several threads; calls may block (the server calls them off the async
 /// runtime's worker threads).
-pub trait Store: ConversionStore + RollupStore + QualityStore + Send + Sync + 'static {
+pub trait Store: ConversionStore + RollupStore + QualityStore + AlertStore + Send + Sync + 'static {
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted ones.
@@ -518,4 +518,25 @@ pub trait QualityStore {
         to_ms: i64,
         classes: &[&str],
     ) -> Result<Vec<(String, String, String, u64)>>;
+}
+
+/// A raised alert as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub kind: String,
+    pub smartlink: String,
+    pub offer: Option<String>,
+    pub segment: Option<String>,
+    pub message: String,
+}
+
+/// Alerts raised by the drift detector.
+pub trait AlertStore {
+    /// Stores alerts not already raised under the same `dedup` key; returns
+    /// which of them were new.
+    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>>;
+    /// Newest first.
+    fn alerts(&self, limit: usize) -> Result<Vec<AlertRow>>;
 }

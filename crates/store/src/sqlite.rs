@@ -13,9 +13,10 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    quality_class, Attempt, AuditClickRow, Change, ClickRow, ConvStatus, ConversionFilter, ConversionRow,
-    ConversionStore, Dim, DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState,
-    PostbackIn, QualityStore, Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
+    quality_class, AlertRow, AlertStore, Attempt, AuditClickRow, Change, ClickRow, ConvStatus, ConversionFilter,
+    ConversionRow, ConversionStore, Dim, DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem,
+    OutboxState, PostbackIn, QualityStore, Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery,
+    Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -89,6 +90,9 @@ CREATE TABLE IF NOT EXISTS entity_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, entity TEXT NOT NULL,
     action TEXT NOT NULL, old_spec TEXT, new_spec TEXT, actor TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS entity_history_entity ON entity_history (kind, entity, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, smartlink TEXT NOT NULL,
+    offer TEXT, segment TEXT, message TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -954,6 +958,43 @@ impl SqliteStore {
             cells.push((Vec::new(), Measures::default()));
         }
         Ok(cells)
+    }
+}
+
+impl AlertStore for SqliteStore {
+    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>> {
+        let mut c = self.write.lock();
+        let tx = c.transaction()?;
+        let mut out = Vec::with_capacity(alerts.len());
+        for (a, dedup) in alerts {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO alerts (ts_ms, kind, smartlink, offer, segment, message, dedup)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![a.ts_ms, a.kind, a.smartlink, a.offer, a.segment, a.message, dedup],
+            )?;
+            out.push(n == 1);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn alerts(&self, limit: usize) -> Result<Vec<AlertRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(
+            "SELECT id, ts_ms, kind, smartlink, offer, segment, message FROM alerts ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit as i64], |r| {
+            Ok(AlertRow {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                kind: r.get(2)?,
+                smartlink: r.get(3)?,
+                offer: r.get(4)?,
+                segment: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
