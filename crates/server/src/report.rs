@@ -205,7 +205,11 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         };
         Some(store.rollup(&q)?.into_iter().next().map(|(_, m)| m).unwrap_or_default())
     };
-    let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_of(g)).collect();
+    // Whole UTC days can come from the daily rollups; local days and hours
+    // are derived from hours.
+    let utc_days = tz == chrono_tz::UTC && !group.contains(&"hour");
+    let dim_for = |g: &str| if g == "day" && utc_days { Some(Dim::Day) } else { dim_of(g) };
+    let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_for(g)).collect();
     dims.dedup();
     let q = RollupQuery {
         from_ms: from.div_euclid(3_600_000) * 3_600_000,
@@ -223,7 +227,7 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         totals.add(&m);
         let mut out = Vec::new();
         for g in &group {
-            let d = dim_of(g).unwrap_or(Dim::Hour);
+            let d = dim_for(g).unwrap_or(Dim::Hour);
             let pos = dims.iter().position(|x| *x == d).unwrap_or(0);
             let v = match (&key[pos], kind_of(d)) {
                 (DimValue::Key(0), Some(_)) => Value::Null,

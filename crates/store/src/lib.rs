@@ -373,6 +373,9 @@ pub enum Dim {
     /// The UTC hour (epoch ms of its start); local hours and days are
     /// derived from it by the caller.
     Hour,
+    /// The UTC day (epoch ms of its midnight). Lets a query be answered by
+    /// the daily rollups.
+    Day,
 }
 
 impl Dim {
@@ -393,6 +396,7 @@ impl Dim {
             Dim::Sub(4) => "sub4",
             Dim::Sub(_) => "sub5",
             Dim::Hour => "hour_ms",
+            Dim::Day => "day_ms",
         }
     }
 }

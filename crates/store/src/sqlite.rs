@@ -7,6 +7,7 @@
 //! process crash, and a power cut may lose the last moments of click rows,
 //! which is the documented budget (their click ids still attribute).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use parking_lot_free::Mutex;
@@ -93,6 +94,34 @@ CREATE INDEX IF NOT EXISTS entity_history_entity ON entity_history (kind, entity
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, smartlink TEXT NOT NULL,
     offer TEXT, segment TEXT, message TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS rollup_day_offer (
+    day_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
+    quality TEXT NOT NULL,
+    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day_ms, smartlink, offer, affiliate, quality)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_hour_offer (
+    hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
+    quality TEXT NOT NULL,
+    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour_ms, smartlink, offer, affiliate, quality)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_hour_geo (
+    hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour_ms, smartlink, country, device, quality)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_day_geo (
+    day_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day_ms, smartlink, country, device, quality)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -280,9 +309,38 @@ impl SqliteStore {
 
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let mut write = open(path)?;
+        // Which coarse rollups this store lacks (checked before any migration
+        // creates them empty).
+        let missing: Vec<(String, &str, &[Dim])> = LEVELS
+            .iter()
+            .flat_map(|(name, dims)| {
+                [(format!("rollup_day_{name}"), "day"), (format!("rollup_hour_{name}"), "hour")]
+                    .map(|(t, g)| (t, g, *dims))
+            })
+            .filter(|(t, _, _)| {
+                write
+                    .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [t], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| n == 0)
+                    .unwrap_or(true)
+            })
+            .collect();
         migrate_quality(&mut write)?;
         migrate_clicks_key(&mut write)?;
         write.execute_batch(SCHEMA)?;
+        // Stores from before the coarse rollups: derive them from the hourly one.
+        for (table, grain, dims) in missing {
+            let cols = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
+            let (time, unit) = if grain == "day" { ("day_ms", DAY_MS) } else { ("hour_ms", HOUR_MS) };
+            write.execute_batch(&format!(
+                "INSERT INTO {table} ({time}, {cols}, clicks, fallback_clicks, approved, pending, rejected, chargebacks,
+                   revenue)
+                 SELECT (hour_ms / {unit}) * {unit}, {cols}, SUM(clicks), SUM(fallback_clicks), SUM(approved),
+                   SUM(pending), SUM(rejected), SUM(chargebacks), SUM(revenue)
+                 FROM rollup_hour GROUP BY 1, {cols}"
+            ))?;
+        }
         let read = open(path)?;
         let clicks = open(path)?;
         clicks.pragma_update(None, "synchronous", "NORMAL")?;
@@ -516,8 +574,9 @@ impl Store for SqliteStore {
             }
             drop(st);
             for (key, m) in &cells {
-                add_to_rollup(&tx, key, m, 1)?;
+                add_to_hour_rollup(&tx, key, m, 1)?;
             }
+            add_to_coarse_rollups(&tx, cells.iter().map(|(k, m)| (k, *m, 1)))?;
         }
         tx.commit()?;
         Ok(())
@@ -566,7 +625,95 @@ type CellKey = (i64, u32, u32, u32, String, String, String, String, String, Stri
 
 const HOUR_MS: i64 = 3_600_000;
 
+const DAY_MS: i64 = 86_400_000;
+
+/// Coarse rollup levels: a name and the dimensions they keep. Each exists
+/// per hour (`rollup_hour_{name}`) and per UTC day (`rollup_day_{name}`).
+/// A report whose dimensions and filters fit in one level reads its daily
+/// table for whole days and its hourly table for the partial days at the
+/// edges: thousands of rows a day instead of one per click in the full
+/// hourly rollup.
+const LEVELS: [(&str, &[Dim]); 2] = [
+    ("offer", &[Dim::Smartlink, Dim::Offer, Dim::Affiliate, Dim::Quality]),
+    ("geo", &[Dim::Smartlink, Dim::Country, Dim::Device, Dim::Quality]),
+];
+
+/// A coarse rollup cell, borrowing its text from the hourly cell.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum CoarseKey<'a> {
+    Offer { day: bool, t: i64, sl: u32, offer: u32, aff: u32, q: &'a str },
+    Geo { day: bool, t: i64, sl: u32, country: &'a str, device: &'a str, q: &'a str },
+}
+
+/// Adds (or with `sign` −1 removes) hourly cells to the coarse rollups,
+/// each distinct coarse cell once.
+fn add_to_coarse_rollups<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    cells: impl IntoIterator<Item = (&'a CellKey, Measures, i64)>,
+) -> rusqlite::Result<()> {
+    use rusqlite::types::Value;
+    let mut agg: HashMap<CoarseKey<'a>, ([i64; 6], f64)> = HashMap::new();
+    for (k, m, sign) in cells {
+        for day in [false, true] {
+            let unit = if day { DAY_MS } else { HOUR_MS };
+            let t = k.0.div_euclid(unit) * unit;
+            let q = k.9.as_str();
+            for key in [
+                CoarseKey::Offer { day, t, sl: k.1, offer: k.2, aff: k.3, q },
+                CoarseKey::Geo { day, t, sl: k.1, country: &k.4, device: &k.5, q },
+            ] {
+                let s = agg.entry(key).or_insert(([0; 6], 0.0));
+                for (i, v) in [m.clicks, m.fallback_clicks, m.approved, m.pending, m.rejected, m.chargebacks]
+                    .into_iter()
+                    .enumerate()
+                {
+                    s.0[i] += sign * v as i64;
+                }
+                s.1 += sign as f64 * m.revenue;
+            }
+        }
+    }
+    for (key, (n, rev)) in agg {
+        let (table, mut args) = match key {
+            CoarseKey::Offer { day, t, sl, offer, aff, q } => (
+                if day { "rollup_day_offer" } else { "rollup_hour_offer" },
+                vec![t.into(), sl.into(), offer.into(), aff.into(), Value::Text(q.into())],
+            ),
+            CoarseKey::Geo { day, t, sl, country, device, q } => (
+                if day { "rollup_day_geo" } else { "rollup_hour_geo" },
+                vec![
+                    t.into(),
+                    sl.into(),
+                    Value::Text(country.into()),
+                    Value::Text(device.into()),
+                    Value::Text(q.into()),
+                ],
+            ),
+        };
+        let time = if table.starts_with("rollup_day") { "day_ms" } else { "hour_ms" };
+        let dims = if table.ends_with("offer") { LEVELS[0].1 } else { LEVELS[1].1 };
+        let names = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({time}, {names}, clicks, fallback_clicks, approved, pending, rejected, chargebacks,
+             revenue) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
+               fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
+               pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
+               chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue"
+        );
+        args.extend(n.map(Value::Integer));
+        args.push(Value::Real(rev));
+        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
+    }
+    Ok(())
+}
+
 fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
+    add_to_coarse_rollups(tx, [(k, *m, sign)])?;
+    add_to_hour_rollup(tx, k, m, sign)
+}
+
+fn add_to_hour_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
          quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
@@ -848,6 +995,7 @@ fn raw_dim(d: Dim, t: &str) -> String {
         Dim::Offer => format!("COALESCE({t}.offer, 0)"),
         Dim::Affiliate => format!("COALESCE({t}.affiliate, 0)"),
         Dim::Hour => format!("({t}.ts_ms / {HOUR_MS}) * {HOUR_MS}"),
+        Dim::Day => format!("({t}.ts_ms / {DAY_MS}) * {DAY_MS}"),
         other => format!("{t}.{}", other.column()),
     }
 }
@@ -905,7 +1053,7 @@ impl SqliteStore {
             for (i, d) in q.group.iter().enumerate() {
                 key.push(match d {
                     Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
-                    Dim::Hour => DimValue::Hour(r.get(i)?),
+                    Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
                     _ => DimValue::Text(r.get(i)?),
                 });
             }
@@ -1000,25 +1148,78 @@ impl AlertStore for SqliteStore {
 
 impl RollupStore for SqliteStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        use rusqlite::types::Value;
         if q.needs_raw_rows() {
             return self.rollup_from_rows(q);
         }
+        // The smallest daily level that has every dimension asked for
+        // answers the whole days; the hourly rollup the partial days.
+        let needed: Vec<Dim> =
+            q.group.iter().copied().chain(q.filters.iter().filter(|(_, v)| !v.is_empty()).map(|(d, _)| *d)).collect();
+        let level = LEVELS
+            .iter()
+            .find(|(_, dims)| needed.iter().all(|d| matches!(d, Dim::Day | Dim::Hour) || dims.contains(d)))
+            .map(|(name, _)| *name);
+        let (d1, d2) = ((q.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS, q.to_ms.div_euclid(DAY_MS) * DAY_MS);
+        let parts: Vec<(String, i64, i64)> = match level {
+            Some(l) if needed.contains(&Dim::Hour) => vec![(format!("rollup_hour_{l}"), q.from_ms, q.to_ms)],
+            Some(l) if d1 < d2 => [
+                (format!("rollup_hour_{l}"), q.from_ms, d1),
+                (format!("rollup_day_{l}"), d1, d2),
+                (format!("rollup_hour_{l}"), d2, q.to_ms),
+            ]
+            .into_iter()
+            .filter(|(_, a, b)| a < b)
+            .collect(),
+            Some(l) => vec![(format!("rollup_hour_{l}"), q.from_ms, q.to_ms)],
+            None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
+        };
+        let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (table, from, to) in parts {
+            for (key, m) in self.rollup_table(q, &table, from, to)? {
+                let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
+                    out.push((key, Measures::default()));
+                    out.len() - 1
+                });
+                out[i].1.add(&m);
+            }
+        }
+        // An ungrouped query over no rows still has one (zero) total.
+        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default());
+        if q.group.is_empty() && out.is_empty() {
+            out.push((Vec::new(), Measures::default()));
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    /// One rollup table's answer for `[from, to)` (hours or days).
+    fn rollup_table(&self, q: &RollupQuery, table: &str, from: i64, to: i64) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        use rusqlite::types::Value;
+        let hourly = table.starts_with("rollup_hour");
+        let time = if hourly { "hour_ms" } else { "day_ms" };
+        let col = |d: Dim| -> String {
+            match d {
+                Dim::Day if hourly => format!("(hour_ms / {DAY_MS}) * {DAY_MS}"),
+                d => d.column().to_string(),
+            }
+        };
         let mut sql = String::from("SELECT ");
         for d in &q.group {
-            sql.push_str(d.column());
+            sql.push_str(&col(*d));
             sql.push_str(", ");
         }
-        sql.push_str(
+        sql.push_str(&format!(
             "SUM(clicks), SUM(fallback_clicks), SUM(approved), SUM(pending), SUM(rejected), SUM(chargebacks), \
-             SUM(revenue) FROM rollup_hour WHERE hour_ms >= ?1 AND hour_ms < ?2",
-        );
-        let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+             SUM(revenue) FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
+        ));
+        let mut args: Vec<Value> = vec![Value::Integer(from), Value::Integer(to)];
         for (d, values) in &q.filters {
             if values.is_empty() {
                 continue;
             }
-            sql.push_str(&format!(" AND {} IN (", d.column()));
+            sql.push_str(&format!(" AND {} IN (", col(*d)));
             for (i, v) in values.iter().enumerate() {
                 sql.push_str(if i == 0 { "?" } else { ", ?" });
                 args.push(match v {
@@ -1031,7 +1232,7 @@ impl RollupStore for SqliteStore {
         }
         if !q.group.is_empty() {
             sql.push_str(" GROUP BY ");
-            sql.push_str(&q.group.iter().map(|d| d.column()).collect::<Vec<_>>().join(", "));
+            sql.push_str(&(1..=q.group.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
         }
         let c = self.read.lock();
         let mut st = c.prepare_cached(&sql)?;
@@ -1041,7 +1242,7 @@ impl RollupStore for SqliteStore {
             for (i, d) in q.group.iter().enumerate() {
                 key.push(match d {
                     Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
-                    Dim::Hour => DimValue::Hour(r.get(i)?),
+                    Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
                     _ => DimValue::Text(r.get(i)?),
                 });
             }
@@ -1058,10 +1259,7 @@ impl RollupStore for SqliteStore {
             };
             Ok((key, m))
         })?;
-        let mut out: Vec<(Vec<DimValue>, Measures)> = rows.collect::<rusqlite::Result<_>>()?;
-        // An ungrouped query over no rows still has one (zero) total.
-        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default() || q.group.is_empty());
-        Ok(out)
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
@@ -1478,7 +1676,7 @@ mod rollup_tests {
         }
     }
 
-    const DIMS: [Dim; 10] = [
+    const DIMS: [Dim; 11] = [
         Dim::Smartlink,
         Dim::Offer,
         Dim::Affiliate,
@@ -1489,6 +1687,7 @@ mod rollup_tests {
         Dim::Language,
         Dim::Quality,
         Dim::Hour,
+        Dim::Day,
     ];
 
     #[test]
@@ -1675,10 +1874,39 @@ mod rollup_tests {
             .unwrap()[0]
             .1;
         assert_eq!(us.clicks, clicks.iter().filter(|c| c.country == "US").count() as u64);
-        let window =
-            RollupQuery { from_ms: 1_767_571_200_000 + 10 * HOUR_MS, to_ms: 1_767_571_200_000 + 20 * HOUR_MS, ..all };
+        let window = RollupQuery {
+            from_ms: 1_767_571_200_000 + 10 * HOUR_MS,
+            to_ms: 1_767_571_200_000 + 20 * HOUR_MS,
+            ..all.clone()
+        };
         let want = clicks.iter().filter(|c| (window.from_ms..window.to_ms).contains(&c.ts_ms)).count() as u64;
         assert_eq!(s.rollup(&window).unwrap()[0].1.clicks, want);
+        // A window with partial days at both ends (daily rollup for the whole
+        // day inside, hourly for the edges) agrees with the raw rows, per
+        // offer and per country.
+        let span = RollupQuery {
+            from_ms: 1_767_571_200_000 + 5 * HOUR_MS,
+            to_ms: 1_767_571_200_000 + 50 * HOUR_MS,
+            ..all.clone()
+        };
+        let inside = |c: &&ClickRow| (span.from_ms..span.to_ms).contains(&c.ts_ms);
+        for d in [Dim::Offer, Dim::Country, Dim::Day] {
+            let rows = s.rollup(&RollupQuery { group: vec![d], ..span.clone() }).unwrap();
+            for (k, m) in &rows {
+                let want = clicks
+                    .iter()
+                    .filter(inside)
+                    .filter(|c| match (&k[0], d) {
+                        (DimValue::Key(o), _) => c.offer.unwrap_or(0) == *o,
+                        (DimValue::Text(t), _) => &c.country == t,
+                        (DimValue::Hour(day), _) => c.ts_ms.div_euclid(DAY_MS) * DAY_MS == *day,
+                    })
+                    .count() as u64;
+                assert_eq!(m.clicks, want, "{d:?} {k:?}");
+            }
+            let sum: u64 = rows.iter().map(|(_, m)| m.clicks).sum();
+            assert_eq!(sum, clicks.iter().filter(inside).count() as u64, "{d:?}");
+        }
     }
 }
 
