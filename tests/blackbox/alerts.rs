@@ -40,3 +40,30 @@ fn a_pause_and_a_payout_cut_raise_alerts_once_in_the_api_and_the_webhook_and_a_r
     assert_eq!(s.admin("GET", "/api/v1/alerts", None).json()["alerts"].as_array().unwrap().len(), 2);
     assert_eq!(hook.wait_for(3, 0).len(), 2);
 }
+
+#[test]
+fn reaching_a_cap_is_recorded_in_the_offer_s_history_by_the_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = ONE.replace(r#"payout: 2.0}"#, r#"payout: 2.0, caps: {daily_clicks: 2}}"#).replace(
+        r#"fallback_url: "https://f.example/"}"#,
+        r#"fallback_url: "https://f.example/", strategy: priority}"#,
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", "server:\n  alerts: {interval_secs: 1}\n", 1);
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start(dir.path(), &cfg);
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    for i in 0..4 {
+        s.get(&format!("/s/s?sub1={i}"), &[("User-Agent", ua), ("Accept", "*/*"), ("Accept-Language", "en")]);
+    }
+    let event = (0..40)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let h = s.admin("GET", "/api/v1/history?kind=offer&id=o1", None).json();
+            h["changes"].as_array().unwrap().iter().find(|c| c["action"] == "event").cloned()
+        })
+        .expect("the cap is recorded");
+    assert_eq!(event["actor"], "system");
+    assert_eq!(event["fields"][0]["new"], "capped (daily_clicks)", "{event}");
+}

@@ -11,7 +11,13 @@
 //!   makes that very unlikely (expected ≥ 5, so P(0) < 1%): a broken
 //!   postback, most likely;
 //! - `fallback_jump`: a segment's share of fallback clicks rose by ≥ 20
-//!   points and ≥ 3 standard errors over its usual share.
+//!   points and ≥ 3 standard errors over its usual share;
+//! - `capped_early`: an offer reached a daily cap more than 2 hours before
+//!   the median time it did on at least 3 of the previous 8 days.
+//!
+//! Each run also records cap transitions seen on the live counters in the
+//! change history as automatic events (`capped (daily_clicks)`, `resumed`),
+//! actor `system`.
 //!
 //! [`detect`] is pure (inputs in, alerts out); [`gather`] reads its inputs.
 
@@ -235,14 +241,73 @@ pub fn gather(store: &dyn Store, slug: &str, now_ms: i64, since_ms: i64) -> anyh
 pub async fn run(app: std::sync::Arc<crate::app::AppState>, interval: std::time::Duration, webhook: Option<String>) {
     let agent = crate::outbound::agent();
     let mut since = (app.clock)() - interval.as_millis() as i64;
+    // Offers seen at a cap at the last run (by key).
+    let mut capped: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
     loop {
         tokio::time::sleep(interval).await;
         let now = (app.clock)();
-        let slugs: Vec<String> = app.catalog.load().smartlinks.iter().map(|s| s.slug.to_string()).collect();
+        let catalog = app.catalog.load_full();
+        let slugs: Vec<String> = catalog.smartlinks.iter().map(|s| s.slug.to_string()).collect();
+        // Cap transitions, from the live counters (exact on this node).
+        let mut transitions = Vec::new();
+        for o in &catalog.offers {
+            let t = smartlink_core::time::local(o.targeting.timezone, now);
+            let at = o.counters.reached(&o.caps, t.day);
+            let was = capped.insert(o.key, at.is_some()).unwrap_or(false);
+            match (was, at) {
+                (false, Some(kind)) => transitions.push((o.id.to_string(), o.targeting.timezone, Some(kind.as_str()))),
+                (true, None) => transitions.push((o.id.to_string(), o.targeting.timezone, None)),
+                _ => {}
+            }
+        }
         let store = app.store.clone();
         let from = since;
         let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<smartlink_store::AlertRow>> {
             let mut rows = Vec::new();
+            for (offer, tz, kind) in transitions {
+                let Some(kind) = kind else {
+                    store.record_event(Kind::Offer, &offer, "resumed (cap no longer reached)", now)?;
+                    continue;
+                };
+                // Minutes after local midnight of earlier cap hits of this offer.
+                let minute = |ts: i64| {
+                    let t = smartlink_core::time::local(tz, ts);
+                    (t.day, t.hour as u32 * 60 + (ts.rem_euclid(HOUR) / 60_000) as u32)
+                };
+                let (today, now_min) = minute(now);
+                let mut usual: Vec<u32> = store
+                    .history(Some(Kind::Offer), Some(&offer), 1000)?
+                    .into_iter()
+                    .filter(|r| r.action == "event" && r.ts_ms >= now - 8 * DAY)
+                    .filter(|r| r.new_spec.as_deref().is_some_and(|s| s.contains("\"capped (")))
+                    .map(|r| minute(r.ts_ms))
+                    .filter(|(day, _)| *day != today)
+                    .map(|(_, m)| m)
+                    .collect();
+                store.record_event(Kind::Offer, &offer, &format!("capped ({kind})"), now)?;
+                if let Some(median) = capped_early(now_min, &mut usual) {
+                    let message = format!(
+                        "offer {offer} reached its {kind} cap at {:02}:{:02}, usually around {:02}:{:02}",
+                        now_min / 60,
+                        now_min % 60,
+                        median / 60,
+                        median % 60
+                    );
+                    let row = smartlink_store::AlertRow {
+                        id: 0,
+                        ts_ms: now,
+                        kind: "capped_early".into(),
+                        smartlink: String::new(),
+                        offer: Some(offer.clone()),
+                        segment: None,
+                        message,
+                    };
+                    let dedup = format!("capped_early|{offer}|{}", now.div_euclid(DAY));
+                    if store.record_alerts(&[(row.clone(), dedup)])?.first() == Some(&true) {
+                        rows.push(row);
+                    }
+                }
+            }
             for slug in slugs {
                 let Some(input) = gather(&*store, &slug, now, from)? else { continue };
                 for a in detect(&input) {
@@ -302,6 +367,18 @@ pub async fn run(app: std::sync::Arc<crate::app::AppState>, interval: std::time:
     }
 }
 
+/// Whether a cap reached at `minute` (after local midnight) is earlier than
+/// usual: at least 3 earlier days on record and more than 2 hours before
+/// their median. Returns that median.
+pub fn capped_early(minute: u32, earlier: &mut [u32]) -> Option<u32> {
+    if earlier.len() < 3 {
+        return None;
+    }
+    earlier.sort_unstable();
+    let median = earlier[earlier.len() / 2];
+    (minute + 120 < median).then_some(median)
+}
+
 /// One stored alert as the API and the webhook show it.
 pub fn row_json(r: &smartlink_store::AlertRow) -> Value {
     json!({ "id": r.id, "time_ms": r.ts_ms, "kind": r.kind, "smartlink": r.smartlink, "offer": r.offer,
@@ -328,6 +405,14 @@ mod tests {
             segments: vec![("US/mobile".into(), 800, 40, 5600, 280)],
             events: vec![("o1".into(), 0, "payout 1.50 → 2.00".into())],
         }
+    }
+
+    #[test]
+    fn a_cap_reached_hours_earlier_than_on_previous_days_is_early_and_a_usual_one_is_not() {
+        let mut days = vec![14 * 60, 15 * 60, 14 * 60 + 30];
+        assert_eq!(capped_early(9 * 60, &mut days), Some(14 * 60 + 30));
+        assert_eq!(capped_early(13 * 60, &mut days), None, "within two hours of usual");
+        assert_eq!(capped_early(9 * 60, &mut [14 * 60, 15 * 60]), None, "too little history to judge");
     }
 
     #[test]

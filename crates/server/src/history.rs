@@ -79,6 +79,7 @@ pub fn offer_events(store: &dyn Store, from_ms: i64, to_ms: i64) -> anyhow::Resu
         let what = match r.action.as_str() {
             "create" => vec!["added".to_string()],
             "delete" => vec!["removed".to_string()],
+            "event" => parse(&r.new_spec)["event"].as_str().map(String::from).into_iter().collect(),
             _ => diff(&parse(&r.old_spec), &parse(&r.new_spec))
                 .into_iter()
                 .filter_map(|(field, old, new)| match field.as_str() {

@@ -136,6 +136,9 @@ pub trait Store: ConversionStore + RollupStore + QualityStore + AlertStore + Sen
     /// records each effective change (old and new spec, `actor`, time) in
     /// the change history.
     fn apply(&self, changes: &[Change], actor: &str) -> Result<()>;
+    /// Records an automatic event in the change history (action `event`,
+    /// actor `system`), e.g. a cap reached.
+    fn record_event(&self, kind: Kind, id: &str, event: &str, ts_ms: i64) -> Result<()>;
     /// Change history, newest first, optionally for one kind and id.
     fn history(&self, kind: Option<Kind>, id: Option<&str>, limit: usize) -> Result<Vec<HistoryRow>>;
 

@@ -291,6 +291,20 @@ fn migrate_quality(c: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// `{"event": "..."}` without a JSON dependency in the store.
+fn event_json(event: &str) -> String {
+    let escaped: String = event
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect();
+    format!("{{\"event\":\"{escaped}\"}}")
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -478,6 +492,16 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    fn record_event(&self, kind: Kind, id: &str, event: &str, ts_ms: i64) -> Result<()> {
+        let c = self.write.lock();
+        c.execute(
+            "INSERT INTO entity_history (ts_ms, kind, entity, action, old_spec, new_spec, actor)
+             VALUES (?1, ?2, ?3, 'event', NULL, ?4, 'system')",
+            params![ts_ms, kind.as_str(), id, event_json(event)],
+        )?;
         Ok(())
     }
 
