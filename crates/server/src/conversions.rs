@@ -296,24 +296,6 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
     }
 }
 
-const REPORT_FILTERS: [&str; 15] = [
-    "smartlink",
-    "offer",
-    "affiliate",
-    "country",
-    "device",
-    "os",
-    "browser",
-    "language",
-    "quality",
-    "reason",
-    "sub1",
-    "sub2",
-    "sub3",
-    "sub4",
-    "sub5",
-];
-
 async fn report(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -337,22 +319,13 @@ async fn report(
                 req.limit =
                     Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?)
             }
-            f if REPORT_FILTERS.contains(&f) => req.filters.push((k, v)),
+            f if crate::report::FILTERS.contains(&f) => req.filters.push((k, v)),
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
     let store = app.store.clone();
     let now = (app.clock)();
-    let out = tokio::task::spawn_blocking(move || crate::report::run(&*store, &req, now))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    match out {
-        Ok(v) => Ok(Json(v)),
-        Err(crate::report::ReportError::Bad { param, message }) => {
-            Err(ApiError::BadRequest(format!("{param}: {message}")))
-        }
-        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
-    }
+    analysis(move || crate::report::run(&*store, &req, now)).await
 }
 
 async fn quality(
@@ -368,21 +341,10 @@ async fn quality(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    if req.smartlink.is_empty() {
-        return Err(ApiError::BadRequest("smartlink: required".into()));
-    }
+    required_smartlink(&req.smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    let out = tokio::task::spawn_blocking(move || crate::quality::report(&*store, &req, now))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    match out {
-        Ok(v) => Ok(Json(v)),
-        Err(crate::report::ReportError::Bad { param, message }) => {
-            Err(ApiError::BadRequest(format!("{param}: {message}")))
-        }
-        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
-    }
+    analysis(move || crate::quality::report(&*store, &req, now)).await
 }
 
 async fn coverage(
@@ -398,22 +360,11 @@ async fn coverage(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    if req.smartlink.is_empty() {
-        return Err(ApiError::BadRequest("smartlink: required".into()));
-    }
+    required_smartlink(&req.smartlink)?;
     let store = app.store.clone();
     let catalog = app.catalog.load_full();
     let now = (app.clock)();
-    let out = tokio::task::spawn_blocking(move || crate::coverage::report(&*store, &catalog, &req, now))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    match out {
-        Ok(v) => Ok(Json(v)),
-        Err(crate::report::ReportError::Bad { param, message }) => {
-            Err(ApiError::BadRequest(format!("{param}: {message}")))
-        }
-        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
-    }
+    analysis(move || crate::coverage::report(&*store, &catalog, &req, now)).await
 }
 
 async fn history(
@@ -440,14 +391,21 @@ async fn history(
     Ok(Json(json!({ "changes": rows.iter().map(crate::history::row_json).collect::<Vec<_>>() })))
 }
 
-fn report_result(out: Result<Value, crate::report::ReportError>) -> Result<Json<Value>, ApiError> {
-    match out {
-        Ok(v) => Ok(Json(v)),
-        Err(crate::report::ReportError::Bad { param, message }) => {
-            Err(ApiError::BadRequest(format!("{param}: {message}")))
-        }
-        Err(crate::report::ReportError::Store(e)) => Err(ApiError::Unexpected(e.into())),
+/// Runs an analysis (report, quality, coverage, audit, explain) off the
+/// async workers; its errors name the parameter at fault.
+async fn analysis(
+    f: impl FnOnce() -> Result<Value, crate::report::ReportError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let out = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?;
+    Ok(Json(out?))
+}
+
+/// The `smartlink` parameter the per-smartlink analyses need.
+fn required_smartlink(slug: &str) -> Result<(), ApiError> {
+    if slug.is_empty() {
+        return Err(ApiError::BadRequest("smartlink: required".into()));
     }
+    Ok(())
 }
 
 async fn audit(
@@ -462,15 +420,10 @@ async fn audit(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    if smartlink.is_empty() {
-        return Err(ApiError::BadRequest("smartlink: required".into()));
-    }
+    required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    let out = tokio::task::spawn_blocking(move || crate::insight::audit(&*store, &smartlink, period.as_deref(), now))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    report_result(out)
+    analysis(move || crate::insight::audit(&*store, &smartlink, period.as_deref(), now)).await
 }
 
 async fn explain(
@@ -487,17 +440,11 @@ async fn explain(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    if smartlink.is_empty() {
-        return Err(ApiError::BadRequest("smartlink: required".into()));
-    }
+    required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    let out = tokio::task::spawn_blocking(move || {
-        crate::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now)
-    })
-    .await
-    .map_err(|e| ApiError::Unexpected(e.into()))?;
-    report_result(out)
+    analysis(move || crate::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now))
+        .await
 }
 
 async fn alerts(

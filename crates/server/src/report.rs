@@ -23,6 +23,15 @@ pub enum ReportError {
     Store(#[from] smartlink_store::StoreError),
 }
 
+impl From<ReportError> for crate::error::ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Bad { param, message } => crate::error::ApiError::BadRequest(format!("{param}: {message}")),
+            ReportError::Store(e) => crate::error::ApiError::Unexpected(e.into()),
+        }
+    }
+}
+
 fn bad(param: &'static str, message: impl Into<String>) -> ReportError {
     ReportError::Bad { param, message: message.into() }
 }
@@ -44,6 +53,25 @@ pub struct ReportRequest {
     /// reported apart under `excluded`.
     pub include_bots: bool,
 }
+
+/// Query parameters that filter a report (comma-separated values).
+pub const FILTERS: [&str; 15] = [
+    "smartlink",
+    "offer",
+    "affiliate",
+    "country",
+    "device",
+    "os",
+    "browser",
+    "language",
+    "quality",
+    "reason",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+];
 
 const GROUPS: [&str; 16] = [
     "smartlink",
