@@ -94,38 +94,94 @@ CREATE INDEX IF NOT EXISTS entity_history_entity ON entity_history (kind, entity
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, smartlink TEXT NOT NULL,
     offer TEXT, segment TEXT, message TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS rollup_day_offer (
-    day_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
-    quality TEXT NOT NULL,
-    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
-    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (day_ms, smartlink, offer, affiliate, quality)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_hour_offer (
-    hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, offer INTEGER NOT NULL, affiliate INTEGER NOT NULL,
-    quality TEXT NOT NULL,
-    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
-    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour_ms, smartlink, offer, affiliate, quality)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_hour_geo (
-    hour_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL,
-    quality TEXT NOT NULL,
-    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
-    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour_ms, smartlink, country, device, quality)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_day_geo (
-    day_ms INTEGER NOT NULL, smartlink INTEGER NOT NULL, country TEXT NOT NULL, device TEXT NOT NULL,
-    quality TEXT NOT NULL,
-    clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
-    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (day_ms, smartlink, country, device, quality)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
 ";
+
+/// The measure columns every rollup table has.
+const MEASURE_COLUMNS: &str = "clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0";
+
+/// Adds a row's measures to the existing cell (every rollup upsert ends so).
+macro_rules! add_measures {
+    () => {
+        " ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
+           fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
+           pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
+           chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue"
+    };
+}
+
+/// The table name and time column of a coarse rollup level, hourly or daily.
+fn coarse_table(name: &str, day: bool) -> (String, &'static str) {
+    (format!("rollup_{}_{name}", if day { "day" } else { "hour" }), if day { "day_ms" } else { "hour_ms" })
+}
+
+/// The whole schema: [`SCHEMA`] plus the coarse rollups generated from
+/// [`LEVELS`].
+fn schema() -> String {
+    let mut out = SCHEMA.to_string();
+    for (name, dims) in LEVELS {
+        for day in [false, true] {
+            let (table, time) = coarse_table(name, day);
+            let cols: Vec<String> = dims
+                .iter()
+                .map(|d| {
+                    let ty = if matches!(d, Dim::Smartlink | Dim::Offer | Dim::Affiliate) { "INTEGER" } else { "TEXT" };
+                    format!("{} {ty} NOT NULL", d.column())
+                })
+                .collect();
+            let key = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
+            out.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} ({time} INTEGER NOT NULL, {}, {MEASURE_COLUMNS},
+                 PRIMARY KEY ({time}, {key})) WITHOUT ROWID;\n",
+                cols.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// `v` as an SQL parameter.
+fn dim_param(v: &DimValue) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        DimValue::Key(k) => Value::Integer(*k as i64),
+        DimValue::Text(t) => Value::Text(t.clone()),
+        DimValue::Hour(h) => Value::Integer(*h),
+    }
+}
+
+/// Appends ` AND expr IN (?, ...)` for each non-empty filter.
+fn push_filters(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    filters: &[(Dim, Vec<DimValue>)],
+    expr: impl Fn(Dim) -> String,
+) {
+    for (d, values) in filters.iter().filter(|(_, v)| !v.is_empty()) {
+        let marks = vec!["?"; values.len()].join(", ");
+        sql.push_str(&format!(" AND {} IN ({marks})", expr(*d)));
+        args.extend(values.iter().map(dim_param));
+    }
+}
+
+/// The group key of a result row whose first columns are `group`.
+fn row_key(r: &rusqlite::Row<'_>, group: &[Dim]) -> rusqlite::Result<Vec<DimValue>> {
+    group
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Ok(match d {
+                Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
+                Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
+                _ => DimValue::Text(r.get(i)?),
+            })
+        })
+        .collect()
+}
 
 const CONVERSION_COLS: &str = "c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
@@ -234,7 +290,7 @@ fn migrate_clicks_key(c: &mut Connection) -> Result<()> {
         "DROP INDEX IF EXISTS clicks_ts;
          ALTER TABLE clicks RENAME TO clicks_v1;",
     )?;
-    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(&schema())?;
     tx.execute_batch(&format!(
         "INSERT OR IGNORE INTO clicks ({V1}) SELECT {V1} FROM clicks_v1 ORDER BY ts_ms;
          DROP TABLE clicks_v1;",
@@ -278,7 +334,7 @@ fn migrate_quality(c: &mut Connection) -> Result<()> {
     }
     if exists("rollup_hour")? && !has_column(&tx, "rollup_hour", "quality")? {
         tx.execute_batch("ALTER TABLE rollup_hour RENAME TO rollup_hour_v1;")?;
-        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(&schema())?;
         tx.execute_batch(
             "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
                clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
@@ -328,8 +384,10 @@ impl SqliteStore {
         let missing: Vec<(String, &str, &[Dim])> = LEVELS
             .iter()
             .flat_map(|(name, dims)| {
-                [(format!("rollup_day_{name}"), "day"), (format!("rollup_hour_{name}"), "hour")]
-                    .map(|(t, g)| (t, g, *dims))
+                [false, true].map(|day| {
+                    let (table, time) = coarse_table(name, day);
+                    (table, time, *dims)
+                })
             })
             .filter(|(t, _, _)| {
                 write
@@ -342,11 +400,11 @@ impl SqliteStore {
             .collect();
         migrate_quality(&mut write)?;
         migrate_clicks_key(&mut write)?;
-        write.execute_batch(SCHEMA)?;
+        write.execute_batch(&schema())?;
         // Stores from before the coarse rollups: derive them from the hourly one.
-        for (table, grain, dims) in missing {
+        for (table, time, dims) in missing {
             let cols = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
-            let (time, unit) = if grain == "day" { ("day_ms", DAY_MS) } else { ("hour_ms", HOUR_MS) };
+            let unit = if time == "day_ms" { DAY_MS } else { HOUR_MS };
             write.execute_batch(&format!(
                 "INSERT INTO {table} ({time}, {cols}, clicks, fallback_clicks, approved, pending, rejected, chargebacks,
                    revenue)
@@ -697,14 +755,27 @@ fn add_to_coarse_rollups<'a>(
             }
         }
     }
+    let sql: Vec<String> = LEVELS
+        .iter()
+        .flat_map(|(name, dims)| {
+            [false, true].map(|day| {
+                let (table, time) = coarse_table(name, day);
+                let names = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
+                format!(
+                    "INSERT INTO {table} ({time}, {names}, clicks, fallback_clicks, approved, pending, rejected,
+                     chargebacks, revenue) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12){}",
+                    add_measures!()
+                )
+            })
+        })
+        .collect();
     for (key, (n, rev)) in agg {
-        let (table, mut args) = match key {
-            CoarseKey::Offer { day, t, sl, offer, aff, q } => (
-                if day { "rollup_day_offer" } else { "rollup_hour_offer" },
-                vec![t.into(), sl.into(), offer.into(), aff.into(), Value::Text(q.into())],
-            ),
+        let (i, mut args) = match key {
+            CoarseKey::Offer { day, t, sl, offer, aff, q } => {
+                (day as usize, vec![t.into(), sl.into(), offer.into(), aff.into(), Value::Text(q.into())])
+            }
             CoarseKey::Geo { day, t, sl, country, device, q } => (
-                if day { "rollup_day_geo" } else { "rollup_hour_geo" },
+                2 + day as usize,
                 vec![
                     t.into(),
                     sl.into(),
@@ -714,20 +785,9 @@ fn add_to_coarse_rollups<'a>(
                 ],
             ),
         };
-        let time = if table.starts_with("rollup_day") { "day_ms" } else { "hour_ms" };
-        let dims = if table.ends_with("offer") { LEVELS[0].1 } else { LEVELS[1].1 };
-        let names = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "INSERT INTO {table} ({time}, {names}, clicks, fallback_clicks, approved, pending, rejected, chargebacks,
-             revenue) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
-               fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
-               pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
-               chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue"
-        );
         args.extend(n.map(Value::Integer));
         args.push(Value::Real(rev));
-        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
+        tx.prepare_cached(&sql[i])?.execute(rusqlite::params_from_iter(args))?;
     }
     Ok(())
 }
@@ -738,15 +798,12 @@ fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign
 }
 
 fn add_to_hour_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
          quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
-           fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
-           pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
-           chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue",
-    )?
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        add_measures!()
+    ))?
     .execute(params![
         k.0,
         k.1,
@@ -1034,18 +1091,7 @@ impl SqliteStore {
         let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
         let mut cond =
             String::from("k.ts_ms / 1000 BETWEEN ?1 / 1000 AND ?2 / 1000 AND k.ts_ms >= ?1 AND k.ts_ms < ?2");
-        for (d, values) in q.filters.iter().filter(|(_, v)| !v.is_empty()) {
-            cond.push_str(&format!(" AND {} IN (", raw_dim(*d, "k")));
-            for (i, v) in values.iter().enumerate() {
-                cond.push_str(if i == 0 { "?" } else { ", ?" });
-                args.push(match v {
-                    DimValue::Key(k) => Value::Integer(*k as i64),
-                    DimValue::Text(t) => Value::Text(t.clone()),
-                    DimValue::Hour(h) => Value::Integer(*h),
-                });
-            }
-            cond.push(')');
-        }
+        push_filters(&mut cond, &mut args, &q.filters, |d| raw_dim(d, "k"));
         if !q.reasons.is_empty() {
             cond.push_str(" AND (");
             for (i, r) in q.reasons.iter().enumerate() {
@@ -1072,17 +1118,6 @@ impl SqliteStore {
             sql
         };
         let n = q.group.len();
-        let key_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<DimValue>> {
-            let mut key = Vec::with_capacity(n);
-            for (i, d) in q.group.iter().enumerate() {
-                key.push(match d {
-                    Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
-                    Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
-                    _ => DimValue::Text(r.get(i)?),
-                });
-            }
-            Ok(key)
-        };
         let c = self.read.lock();
         let mut cells: Vec<(Vec<DimValue>, Measures)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -1091,7 +1126,12 @@ impl SqliteStore {
             let mut st = c.prepare(&select("COUNT(*), SUM(k.offer IS NULL)", "clicks k"))?;
             let mut rows = st.query(rusqlite::params_from_iter(args.clone()))?;
             while let Some(r) = rows.next()? {
-                found.push((key_of(r)?, r.get::<_, u64>(n)?, r.get::<_, Option<u64>>(n + 1)?.unwrap_or(0), None));
+                found.push((
+                    row_key(r, &q.group)?,
+                    r.get::<_, u64>(n)?,
+                    r.get::<_, Option<u64>>(n + 1)?.unwrap_or(0),
+                    None,
+                ));
             }
         }
         {
@@ -1111,7 +1151,7 @@ impl SqliteStore {
                     revenue: r.get::<_, Option<f64>>(n + 4)?.unwrap_or(0.0),
                     ..Default::default()
                 };
-                found.push((key_of(r)?, 0, 0, Some(m)));
+                found.push((row_key(r, &q.group)?, 0, 0, Some(m)));
             }
         }
         for (key, clicks, fallback, conv) in found {
@@ -1185,16 +1225,16 @@ impl RollupStore for SqliteStore {
             .map(|(name, _)| *name);
         let (d1, d2) = ((q.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS, q.to_ms.div_euclid(DAY_MS) * DAY_MS);
         let parts: Vec<(String, i64, i64)> = match level {
-            Some(l) if needed.contains(&Dim::Hour) => vec![(format!("rollup_hour_{l}"), q.from_ms, q.to_ms)],
+            Some(l) if needed.contains(&Dim::Hour) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
             Some(l) if d1 < d2 => [
-                (format!("rollup_hour_{l}"), q.from_ms, d1),
-                (format!("rollup_day_{l}"), d1, d2),
-                (format!("rollup_hour_{l}"), d2, q.to_ms),
+                (coarse_table(l, false).0, q.from_ms, d1),
+                (coarse_table(l, true).0, d1, d2),
+                (coarse_table(l, false).0, d2, q.to_ms),
             ]
             .into_iter()
             .filter(|(_, a, b)| a < b)
             .collect(),
-            Some(l) => vec![(format!("rollup_hour_{l}"), q.from_ms, q.to_ms)],
+            Some(l) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
             None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
         };
         let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
@@ -1239,21 +1279,7 @@ impl SqliteStore {
              SUM(revenue) FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
         ));
         let mut args: Vec<Value> = vec![Value::Integer(from), Value::Integer(to)];
-        for (d, values) in &q.filters {
-            if values.is_empty() {
-                continue;
-            }
-            sql.push_str(&format!(" AND {} IN (", col(*d)));
-            for (i, v) in values.iter().enumerate() {
-                sql.push_str(if i == 0 { "?" } else { ", ?" });
-                args.push(match v {
-                    DimValue::Key(k) => Value::Integer(*k as i64),
-                    DimValue::Text(t) => Value::Text(t.clone()),
-                    DimValue::Hour(h) => Value::Integer(*h),
-                });
-            }
-            sql.push(')');
-        }
+        push_filters(&mut sql, &mut args, &q.filters, col);
         if !q.group.is_empty() {
             sql.push_str(" GROUP BY ");
             sql.push_str(&(1..=q.group.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
@@ -1262,14 +1288,7 @@ impl SqliteStore {
         let mut st = c.prepare_cached(&sql)?;
         let n = q.group.len();
         let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
-            let mut key = Vec::with_capacity(n);
-            for (i, d) in q.group.iter().enumerate() {
-                key.push(match d {
-                    Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
-                    Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
-                    _ => DimValue::Text(r.get(i)?),
-                });
-            }
+            let key = row_key(r, &q.group)?;
             let g =
                 |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<i64>>(n + i)?.unwrap_or(0).max(0) as u64) };
             let m = Measures {
