@@ -5,8 +5,10 @@
 //! UA is printed, and the median for browsers and for bots separately,
 //! because the two paths cost differently.
 
+mod support;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use support::median;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smartlink_core::bot::{classify_ua, warm_up};
@@ -89,16 +91,6 @@ fn report_medians(mix: &[&str]) {
         median(&mut bots.to_vec()),
         per_ua.iter().copied().fold(0.0, f64::max),
     );
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 criterion_group! {

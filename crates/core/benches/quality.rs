@@ -6,9 +6,11 @@
 //! reports the time for 20 clicks; at the end the median per click is
 //! printed, for browsers and for bots separately.
 
+mod support;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
+use support::median;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smartlink_core::model::{Country, Language};
@@ -179,16 +181,6 @@ fn report_medians(behaviour: &Behaviour, clicks: &[Click]) {
         median(&mut bots.to_vec()),
         per_click.iter().copied().fold(0.0, f64::max),
     );
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 criterion_group! {

@@ -10,7 +10,7 @@ use rand::RngCore;
 
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
-use crate::quality::{Quality, Verdict};
+use crate::quality::Quality;
 use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason};
 use crate::targeting::Visitor;
 use crate::template::{format_amount, Macro, MacroValues, Template};
@@ -407,9 +407,7 @@ pub fn apply_conversion(
     // A conversion from a bot or preview click still counts toward the
     // offer's conversion caps (the advertiser counts it), but the router
     // never saw the click as exposure and must not learn from it either.
-    let (verdict, preview) = Quality::from_flags(facts.flags);
-    let counted = verdict != Verdict::Bot && !preview;
-    if let Some(sl) = cat.smartlink_by_key(facts.smartlink).filter(|_| counted) {
+    if let Some(sl) = cat.smartlink_by_key(facts.smartlink).filter(|_| Quality::flags_count(facts.flags)) {
         let click_ms = facts.time_secs as i64 * 1000;
         sl.router.lock().on_conversion(offer.key, facts.segment, click_ms, now_ms, previous, status);
     }

@@ -417,7 +417,13 @@ impl Quality {
 
     /// Human and suspect clicks count toward caps and train the router; bot and preview clicks never do.
     pub fn counts(&self) -> bool {
-        self.verdict != Verdict::Bot && !self.is_preview()
+        Quality::flags_count(self.flags())
+    }
+
+    /// [`Quality::counts`] for a click known only by its id's flags.
+    pub fn flags_count(flags: u8) -> bool {
+        let (verdict, preview) = Quality::from_flags(flags);
+        verdict != Verdict::Bot && !preview
     }
 
     /// 4 bits for the click id's flags nibble: bits 0-1 verdict (0 human, 1 suspect, 2 bot), bit 2 preview, bit 3 reserved 0.

@@ -27,7 +27,7 @@ impl QualityClass {
 
     /// Bot and preview clicks: kept out of caps, routing and default EPC.
     pub fn is_bot(self) -> bool {
-        matches!(self, QualityClass::Bot | QualityClass::Preview)
+        !Quality::flags_count(self.flags())
     }
 
     /// The click id flags of this class (see `Quality::flags`).
