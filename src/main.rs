@@ -322,12 +322,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
             let req = smartlink_server::quality::QualityRequest { smartlink, period, by };
             let out = smartlink_server::quality::report(&store, &req, smartlink_server::app::system_clock())?;
-            match format.as_str() {
-                "json" => println!("{out}"),
-                "table" => print!("{}", smartlink_server::quality::render(&out)),
-                other => anyhow::bail!("--format: expected table or json, got {other:?}"),
-            }
-            Ok(())
+            emit(&out, &format, smartlink_server::quality::render)
         }
         Cmd::Coverage { data_dir: dd, smartlink, period, tz, format } => {
             let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
@@ -337,12 +332,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let req = smartlink_server::coverage::CoverageRequest { smartlink, period, tz };
             let out =
                 smartlink_server::coverage::report(&store, &catalog, &req, smartlink_server::app::system_clock())?;
-            match format.as_str() {
-                "json" => println!("{out}"),
-                "table" => print!("{}", smartlink_server::coverage::render(&out)),
-                other => anyhow::bail!("--format: expected table or json, got {other:?}"),
-            }
-            Ok(())
+            emit(&out, &format, smartlink_server::coverage::render)
         }
         Cmd::History { data_dir: dd, kind, id, limit } => {
             use smartlink_store::Store as _;
@@ -384,44 +374,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 period.as_deref(),
                 smartlink_server::app::system_clock(),
             )?;
-            if json {
-                println!("{out}");
-                return Ok(());
-            }
-            for s in out["segments"].as_array().into_iter().flatten() {
-                let seg = &s["segment"];
-                println!(
-                    "{}/{}{}: {} clicks, smartlink EPC {:.4}",
-                    seg["country"].as_str().unwrap_or(""),
-                    seg["device"].as_str().unwrap_or(""),
-                    seg["os"].as_str().map(|o| format!("/{o}")).unwrap_or_default(),
-                    s["clicks"],
-                    s["smartlink_epc"].as_f64().unwrap_or(0.0)
-                );
-                if let Some(t) = s["recommendation"]["text"].as_str() {
-                    println!("  recommend: {t}");
-                    if let Some(a) = s["recommendation"].get("apply") {
-                        println!(
-                            "  apply: curl -X POST -H 'Authorization: Bearer $TOKEN' -d '{}' http://HOST{}",
-                            a["body"],
-                            a["path"].as_str().unwrap_or("")
-                        );
-                    }
-                } else if let Some(n) = s["note"].as_str() {
-                    println!("  {n}");
-                } else {
-                    println!("  no offer beats the smartlink with confidence");
-                }
-            }
-            for t in out["thin_segments"].as_array().into_iter().flatten() {
-                println!(
-                    "{}/{}: {}",
-                    t["segment"]["country"].as_str().unwrap_or(""),
-                    t["segment"]["device"].as_str().unwrap_or(""),
-                    t["note"].as_str().unwrap_or("")
-                );
-            }
-            Ok(())
+            emit(&out, if json { "json" } else { "table" }, smartlink_server::insight::render_audit)
         }
         Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
             let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
@@ -433,15 +386,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 vs.as_deref(),
                 smartlink_server::app::system_clock(),
             )?;
-            if json {
-                println!("{out}");
-                return Ok(());
-            }
-            println!("{}", out["summary"].as_str().unwrap_or(""));
-            for c in out["contributors"].as_array().into_iter().flatten() {
-                println!("  {}", c["text"].as_str().unwrap_or(""));
-            }
-            Ok(())
+            emit(&out, if json { "json" } else { "table" }, smartlink_server::insight::render_explain)
         }
         Cmd::Conversions { data_dir: dd, from, to, offer, smartlink, affiliate, status, limit, json } => {
             use smartlink_server::conversions::{conversion_json, filter, ListQuery, Names};
@@ -488,4 +433,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints an analysis as JSON or as its text rendering.
+fn emit(out: &serde_json::Value, format: &str, render: fn(&serde_json::Value) -> String) -> anyhow::Result<()> {
+    match format {
+        "json" => println!("{out}"),
+        "table" => print!("{}", render(out)),
+        other => anyhow::bail!("--format: expected table or json, got {other:?}"),
+    }
+    Ok(())
 }

@@ -142,3 +142,50 @@ pub fn explain(
     out["periods"] = json!({ "baseline": [a_from, a_to], "current": [b_from, b_to] });
     Ok(out)
 }
+
+/// The audit as text (the CLI's default).
+pub fn render_audit(out: &Value) -> String {
+    let mut text = String::new();
+    let seg = |s: &Value| {
+        format!(
+            "{}/{}{}",
+            s["country"].as_str().unwrap_or(""),
+            s["device"].as_str().unwrap_or(""),
+            s["os"].as_str().map(|o| format!("/{o}")).unwrap_or_default()
+        )
+    };
+    for s in out["segments"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{}: {} clicks, smartlink EPC {:.4}\n",
+            seg(&s["segment"]),
+            s["clicks"],
+            s["smartlink_epc"].as_f64().unwrap_or(0.0)
+        ));
+        let rec = &s["recommendation"];
+        if let Some(t) = rec["text"].as_str() {
+            text.push_str(&format!("  recommend: {t}\n"));
+            let a = &rec["apply"];
+            text.push_str(&format!(
+                "  apply: curl -X POST -H 'Authorization: Bearer $TOKEN' -d '{}' http://HOST{}\n",
+                a["body"],
+                a["path"].as_str().unwrap_or("")
+            ));
+        } else {
+            let note = s["note"].as_str().unwrap_or("no offer beats the smartlink with confidence");
+            text.push_str(&format!("  {note}\n"));
+        }
+    }
+    for t in out["thin_segments"].as_array().into_iter().flatten() {
+        text.push_str(&format!("{}: {}\n", seg(&t["segment"]), t["note"].as_str().unwrap_or("")));
+    }
+    text
+}
+
+/// The explanation as text (the CLI's default).
+pub fn render_explain(out: &Value) -> String {
+    let mut text = format!("{}\n", out["summary"].as_str().unwrap_or(""));
+    for c in out["contributors"].as_array().into_iter().flatten() {
+        text.push_str(&format!("  {}\n", c["text"].as_str().unwrap_or("")));
+    }
+    text
+}

@@ -124,6 +124,10 @@ fn the_audit_recommends_the_offer_that_truly_beats_the_smartlink_and_stays_silen
     assert!(rec["ci_per_1000"][0].as_f64().unwrap() > 0.0);
     assert_eq!(rec["apply"]["path"], "/api/v1/smartlinks/s/overrides");
     assert_eq!(rec["apply"]["body"]["offer"], "o1");
+    let text = smartlink_server::insight::render_audit(&out);
+    assert!(text.contains("  recommend: US/mobile → offer o1: +$"), "{text}");
+    assert!(text.contains("/api/v1/smartlinks/s/overrides"), "{text}");
+    assert!(text.contains("DE/desktop: "), "{text}");
     let o1 = us["offers"].as_array().unwrap().iter().find(|o| o["offer"] == "o1").unwrap();
     assert!((o1["dr_epc"].as_f64().unwrap() - 0.10).abs() < 0.02, "{o1}");
     let thin = out["thin_segments"].as_array().unwrap();
@@ -173,4 +177,6 @@ fn a_constructed_pause_is_explained_as_the_offer_pool_naming_the_offer_and_the_p
     let top = &out["contributors"][0];
     assert_eq!((top["part"].as_str(), top["offer"].as_str()), (Some("offer_pool"), Some("o1")), "{out}");
     assert!(top["text"].as_str().unwrap().contains("paused"), "{top}");
+    let text = smartlink_server::insight::render_explain(&out);
+    assert!(text.starts_with("EPC fell") && text.contains("paused"), "{text}");
 }
