@@ -262,6 +262,9 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Every write transaction starts `IMMEDIATE`: a deferred one that reads
+/// first and writes later fails at once with `SQLITE_BUSY` (no busy wait)
+/// when another connection — the click writer — committed in between.
 fn open(path: &Path) -> Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -285,7 +288,7 @@ fn migrate_clicks_key(c: &mut Connection) -> Result<()> {
     if !sql.is_some_and(|s| s.contains("click_id TEXT PRIMARY KEY")) {
         return Ok(());
     }
-    let tx = c.transaction()?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "DROP INDEX IF EXISTS clicks_ts;
          ALTER TABLE clicks RENAME TO clicks_v1;",
@@ -313,7 +316,7 @@ fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool> {
 /// clicks and conversions read as `human`, and the rollup (whose key gains
 /// the quality class) is rebuilt with its rows under `human`.
 fn migrate_quality(c: &mut Connection) -> Result<()> {
-    let tx = c.transaction()?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let exists = |t: &str| -> Result<bool> {
         Ok(tx.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [t], |r| {
             r.get::<_, i64>(0)
@@ -492,7 +495,7 @@ impl Store for SqliteStore {
 
     fn apply(&self, changes: &[Change], actor: &str) -> Result<()> {
         let mut c = self.write.lock();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         for ch in changes {
             let (kind, id) = match ch {
@@ -601,7 +604,7 @@ impl Store for SqliteStore {
 
     fn insert_clicks(&self, batch: &[ClickRow]) -> Result<()> {
         let mut c = self.clicks.lock();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO clicks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
@@ -1176,7 +1179,7 @@ impl SqliteStore {
 impl AlertStore for SqliteStore {
     fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>> {
         let mut c = self.write.lock();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(alerts.len());
         for (a, dedup) in alerts {
             let n = tx.execute(
@@ -1309,7 +1312,7 @@ impl SqliteStore {
 impl ConversionStore for SqliteStore {
     fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>> {
         let mut c = self.write.lock();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = batch.iter().map(|p| record_one(&tx, p)).collect::<Result<Vec<_>>>()?;
         tx.commit()?;
         Ok(out)
@@ -1390,7 +1393,7 @@ impl ConversionStore for SqliteStore {
 
     fn record_attempt(&self, outbox_id: i64, a: &Attempt) -> Result<()> {
         let mut c = self.write.lock();
-        let tx = c.transaction()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO outbox_attempts (outbox_id, ts_ms, url, http_status, latency_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![outbox_id, a.ts_ms, a.url, a.http_status, a.latency_ms, a.error],
