@@ -136,6 +136,16 @@ impl Server {
             .unwrap_or(f64::NAN)
     }
 
+    /// Waits (up to 20 s) until `n` click rows are in the store: rows go
+    /// through the journal and are loaded in the background.
+    pub fn wait_stored(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.metric("smartlink_clicks_written_total") < n as f64 {
+            assert!(std::time::Instant::now() < deadline, "{n} click rows never reached the store");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.join("data/smartlink.db")
     }

@@ -211,7 +211,7 @@ fn a_source_with_many_rejections_and_instant_conversions_is_flagged_and_a_clean_
             assert_eq!(r.status, 200, "{}", r.body);
         }
     }
-    std::thread::sleep(std::time::Duration::from_millis(400)); // click rows reach the store
+    s.wait_stored(120);
     let rep = s.admin("GET", "/api/v1/quality?smartlink=pool&period=1d&by=sub1", None);
     assert_eq!(rep.status, 200, "{}", rep.body);
     let rep = rep.json();

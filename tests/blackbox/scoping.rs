@@ -37,7 +37,7 @@ fn an_affiliate_key_sees_only_its_own_smartlinks_clicks_and_conversions() {
     for c in [&c1, &c2] {
         assert_eq!(s.get(&format!("/postback?click_id={c}&token=adv-secret"), &[]).status, 200);
     }
-    std::thread::sleep(std::time::Duration::from_millis(400)); // click rows reach the store
+    s.wait_stored(3);
 
     // Reports are forced to the key's affiliate, whatever filter is asked for.
     let r = as_key(&s, "key-one", "GET", "/api/v1/report?affiliate=aff2&group_by=smartlink").json();

@@ -51,6 +51,14 @@ pub struct ServerSettings {
     pub admin_token: Option<Secret>,
     /// Capacity of the in-memory click queue (rows). Default 100 000.
     pub queue_capacity: Option<usize>,
+    /// CPU priority of loading journaled click rows into the store:
+    /// `low` (default: redirects come first, the store catches up when
+    /// the CPU is free) or `normal`.
+    pub ingest_priority: Option<IngestPriority>,
+    /// Journal backlog (MiB) past which rows are also loaded at normal
+    /// priority, so the backlog stays bounded under sustained load.
+    /// Default 512.
+    pub ingest_catch_up_mib: Option<u64>,
     /// First retry delay of outbound postbacks, seconds (doubles each
     /// attempt, capped at 12 h). Default 60.
     pub outbound_retry_base_secs: Option<f64>,
@@ -65,6 +73,15 @@ pub struct ServerSettings {
     /// The drift-alert detector.
     #[serde(default)]
     pub alerts: AlertSettings,
+}
+
+/// `server.ingest_priority`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestPriority {
+    #[default]
+    Low,
+    Normal,
 }
 
 /// `server.alerts`: every key optional.

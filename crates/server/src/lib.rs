@@ -19,6 +19,7 @@ pub mod explain;
 pub mod geo;
 pub mod history;
 pub mod insight;
+pub mod journal;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
@@ -175,6 +176,10 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
     };
+    // Rows a previous run journaled but did not load count for caps and
+    // routing: load them before rebuilding from the store.
+    let journal_dir = eff.data_dir.join("journal");
+    journal::recover(&journal_dir, &*store)?;
     rebuild_state(&*store, &catalog, clock())?;
 
     let click_secret = secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?;
@@ -188,8 +193,17 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         }
     };
     let metrics = Arc::new(metrics::Metrics::default());
-    let (clicks, writer) =
-        writer::start(store.clone(), eff.settings.queue_capacity.unwrap_or(100_000), metrics.clone());
+    let defaults = writer::WriterSettings::default();
+    let (clicks, writer) = writer::start(
+        store.clone(),
+        &journal_dir,
+        writer::WriterSettings {
+            capacity: eff.settings.queue_capacity.unwrap_or(defaults.capacity),
+            low_priority_ingest: eff.settings.ingest_priority.unwrap_or_default() == config::IngestPriority::Low,
+            catch_up_bytes: eff.settings.ingest_catch_up_mib.map_or(defaults.catch_up_bytes, |m| m << 20),
+        },
+        metrics.clone(),
+    )?;
     let (conversions, postback_writer) = postback::start_writer(store.clone());
     let postbacks = postback::PostbackConfig::from_defs(&defs.defs, &defs.keys);
     let default_retry = outbound::RetryPolicy::default();

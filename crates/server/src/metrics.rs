@@ -27,6 +27,9 @@ pub struct Metrics {
     pub queue_depth: AtomicI64,
     pub clicks_dropped: AtomicU64,
     pub clicks_written: AtomicU64,
+    pub clicks_journaled: AtomicU64,
+    /// Journaled bytes not yet loaded into the store.
+    pub journal_backlog: AtomicU64,
     pub write_errors: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
@@ -76,7 +79,7 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# HELP smartlink_click_queue_depth Click rows waiting to be written.\n# TYPE smartlink_click_queue_depth gauge\nsmartlink_click_queue_depth {}",
+            "# HELP smartlink_click_queue_depth Click rows in memory waiting for the journal.\n# TYPE smartlink_click_queue_depth gauge\nsmartlink_click_queue_depth {}",
             self.queue_depth.load(Relaxed)
         );
         let _ = writeln!(
@@ -91,7 +94,17 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# HELP smartlink_store_write_errors_total Failed click batch writes (retried).\n# TYPE smartlink_store_write_errors_total counter\nsmartlink_store_write_errors_total {}",
+            "# HELP smartlink_clicks_journaled_total Click rows appended to the click journal.\n# TYPE smartlink_clicks_journaled_total counter\nsmartlink_clicks_journaled_total {}",
+            g(&self.clicks_journaled)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_click_journal_backlog_bytes Journaled click bytes not yet loaded into the store.\n# TYPE smartlink_click_journal_backlog_bytes gauge\nsmartlink_click_journal_backlog_bytes {}",
+            g(&self.journal_backlog)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_store_write_errors_total Failed click journal appends and store loads (retried).\n# TYPE smartlink_store_write_errors_total counter\nsmartlink_store_write_errors_total {}",
             g(&self.write_errors)
         );
         let _ = writeln!(

@@ -1,0 +1,698 @@
+//! The click journal: an append-only log between the click queue and the
+//! store.
+//!
+//! A click row leaves memory fast and cheaply: the journal thread appends
+//! each drained batch to the current segment file with one `write` (framed,
+//! checksummed records) and syncs the file to disk every second. Loading
+//! rows into the store (SQL inserts, indexes, rollups: several µs a row) is
+//! the ingester's job, done in large transactions, so a traffic burst
+//! spends the CPU on redirects and the store catches up afterwards.
+//!
+//! Segment files are `journal/clicks-{seq:020}.log`: an 8-byte magic, then
+//! records `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`.
+//! A segment rolls at [`SEGMENT_BYTES`]; a fully ingested segment is
+//! deleted. The ingest position is kept in `journal/ingested` after each
+//! committed batch; losing it only replays rows, which the store ignores
+//! (clicks are keyed by time and click id, and rollups count a row only
+//! when it is new). At start-up [`recover`] loads whatever a previous run
+//! left, stopping at a torn tail (a crash mid-`write`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use smartlink_store::{ClickRow, Store, StoreError};
+
+use crate::writer::ClickEvent;
+
+const MAGIC: &[u8; 8] = b"SLCLKJ1\n";
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// Bytes read from a segment at a time.
+const CHUNK: usize = 8 << 20;
+const POS_FILE: &str = "ingested";
+
+/// One error type for the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("click journal {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.display().to_string(), source }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("clicks-{seq:020}.log"))
+}
+
+/// The sequence numbers of the segments in `dir`, ascending.
+fn segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = e.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(seq) = name.strip_prefix("clicks-").and_then(|s| s.strip_suffix(".log")) {
+            if let Ok(seq) = seq.parse() {
+                out.push(seq);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+// ---- record encoding -------------------------------------------------------
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Every journaled string is bounded well below 64 KiB (sub-ids 256
+    // bytes, UA and referrer 1,024); cut on a char boundary regardless.
+    let mut n = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..n]);
+}
+
+fn put_opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Appends one framed record for `e` to `out`.
+pub fn encode(e: &ClickEvent, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    put_str(out, &e.click_id);
+    out.extend_from_slice(&e.ts_ms.to_le_bytes());
+    out.extend_from_slice(&e.smartlink.to_le_bytes());
+    put_opt_u32(out, e.offer);
+    put_opt_u32(out, e.affiliate);
+    for s in &e.subs {
+        put_str(out, s);
+    }
+    match e.ip {
+        None => out.push(0),
+        Some(IpAddr::V4(a)) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+    put_str(out, e.country.as_str());
+    put_str(out, e.device.as_str());
+    put_str(out, e.os.as_str());
+    put_str(out, e.browser.as_str());
+    put_str(out, e.language.as_ref().map(|l| l.as_str()).unwrap_or(""));
+    put_str(out, &e.referrer);
+    put_str(out, &e.user_agent);
+    put_str(out, e.reason.as_str());
+    put_str(out, e.fallback_reason.map(|r| r.as_str()).unwrap_or(""));
+    out.extend_from_slice(&e.propensity.to_le_bytes());
+    put_str(out, e.class.as_str());
+    out.push(e.quality.score);
+    // Reason codes, comma-separated, written in place (no allocation).
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    for (i, r) in e.quality.reasons.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r.as_str().as_bytes());
+    }
+    let n = (out.len() - at - 2) as u16;
+    out[at..at + 2].copy_from_slice(&n.to_le_bytes());
+
+    let len = (out.len() - start - 8) as u32;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))? as usize;
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
+    }
+    fn opt_u32(&mut self) -> Option<Option<u32>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.u32()?)),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes one record's payload; `None` when it is malformed.
+pub fn decode(payload: &[u8]) -> Option<ClickRow> {
+    let mut c = Cursor(payload);
+    let click_id = c.string()?;
+    let ts_ms = c.u64()? as i64;
+    let smartlink = c.u32()?;
+    let offer = c.opt_u32()?;
+    let affiliate = c.opt_u32()?;
+    let subs = [c.string()?, c.string()?, c.string()?, c.string()?, c.string()?];
+    let ip = match c.u8()? {
+        0 => String::new(),
+        4 => {
+            let b: [u8; 4] = c.take(4)?.try_into().ok()?;
+            std::net::Ipv4Addr::from(b).to_string()
+        }
+        6 => {
+            let b: [u8; 16] = c.take(16)?.try_into().ok()?;
+            std::net::Ipv6Addr::from(b).to_string()
+        }
+        _ => return None,
+    };
+    let row = ClickRow {
+        click_id,
+        ts_ms,
+        smartlink,
+        offer,
+        affiliate,
+        subs,
+        ip,
+        country: c.string()?,
+        device: c.string()?,
+        os: c.string()?,
+        browser: c.string()?,
+        language: c.string()?,
+        referrer: c.string()?,
+        user_agent: c.string()?,
+        reason: c.string()?,
+        fallback_reason: Some(c.string()?).filter(|s| !s.is_empty()),
+        propensity: f64::from_bits(c.u64()?),
+        quality: c.string()?,
+        quality_score: c.u8()?,
+        quality_reasons: c.string()?,
+    };
+    c.0.is_empty().then_some(row)
+}
+
+/// What parsing a run of records found.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// Every whole record was read; `usize` bytes were consumed.
+    Ok(usize),
+    /// A record failed its checksum or did not decode, at this offset.
+    Corrupt(usize),
+}
+
+/// Parses whole records from `buf` into `out` (at most `max_rows`).
+fn parse(buf: &[u8], max_rows: usize, out: &mut Vec<ClickRow>) -> Parsed {
+    let mut at = 0;
+    while out.len() < max_rows && buf.len() - at >= 8 {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap_or_default());
+        if buf.len() - at - 8 < len {
+            break; // incomplete: the rest comes with the next read
+        }
+        let payload = &buf[at + 8..at + 8 + len];
+        if crc32fast::hash(payload) != crc {
+            return Parsed::Corrupt(at);
+        }
+        match decode(payload) {
+            Some(row) => out.push(row),
+            None => return Parsed::Corrupt(at),
+        }
+        at += 8 + len;
+    }
+    Parsed::Ok(at)
+}
+
+// ---- writing ----------------------------------------------------------------
+
+/// Where the journal ends and where ingestion stands; shared by the two
+/// threads and read by the metrics.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The segment being written, and the end of its last whole batch.
+    head: std::sync::Mutex<(u64, u64)>,
+    /// The segment being ingested, and the offset ingested up to.
+    pub ingest_seq: AtomicU64,
+    pub ingest_off: AtomicU64,
+}
+
+impl Progress {
+    /// The segment being written and the end of its last whole batch.
+    pub fn head(&self) -> (u64, u64) {
+        *self.head.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_head(&self, seq: u64, end: u64) {
+        *self.head.lock().unwrap_or_else(|e| e.into_inner()) = (seq, end);
+    }
+
+    /// Journaled bytes not yet in the store (segments counted at their
+    /// nominal size).
+    pub fn backlog_bytes(&self) -> u64 {
+        let (hs, he) = self.head();
+        let (is, io) = (self.ingest_seq.load(Relaxed), self.ingest_off.load(Relaxed));
+        (hs.saturating_sub(is) * SEGMENT_BYTES + he).saturating_sub(io)
+    }
+}
+
+/// The append side: one open segment.
+pub struct Journal {
+    dir: PathBuf,
+    seq: u64,
+    file: File,
+    len: u64,
+    progress: std::sync::Arc<Progress>,
+}
+
+impl Journal {
+    /// Starts a new segment after every existing one.
+    pub fn create(dir: &Path, progress: std::sync::Arc<Progress>) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let seq = segments(dir)?.last().map_or(1, |s| s + 1);
+        let (file, len) = Self::new_segment(dir, seq)?;
+        progress.set_head(seq, len);
+        progress.ingest_seq.store(seq, Relaxed);
+        progress.ingest_off.store(len, Relaxed);
+        Ok(Journal { dir: dir.to_owned(), seq, file, len, progress })
+    }
+
+    fn new_segment(dir: &Path, seq: u64) -> Result<(File, u64), JournalError> {
+        let path = segment_path(dir, seq);
+        let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        file.write_all(MAGIC).map_err(io_err(&path))?;
+        Ok((file, MAGIC.len() as u64))
+    }
+
+    /// Appends encoded records (whole records only) and publishes the new end.
+    pub fn append(&mut self, records: &[u8]) -> Result<(), JournalError> {
+        if self.len >= SEGMENT_BYTES {
+            self.sync()?;
+            let (file, len) = Self::new_segment(&self.dir, self.seq + 1)?;
+            (self.file, self.len, self.seq) = (file, len, self.seq + 1);
+            self.progress.set_head(self.seq, len);
+        }
+        let path = segment_path(&self.dir, self.seq);
+        if let Err(e) = self.file.write_all(records) {
+            // A partial write would leave a torn record mid-segment: cut the
+            // file back to the last whole batch before reporting.
+            let _ = self.file.set_len(self.len);
+            return Err(io_err(&path)(e));
+        }
+        self.len += records.len() as u64;
+        self.progress.set_head(self.seq, self.len);
+        Ok(())
+    }
+
+    /// Forces the segment to disk.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(io_err(&segment_path(&self.dir, self.seq)))
+    }
+}
+
+// ---- ingesting --------------------------------------------------------------
+
+/// The read side: loads journaled rows into the store.
+pub struct Ingest {
+    dir: PathBuf,
+    store: std::sync::Arc<dyn Store>,
+    seq: u64,
+    off: u64,
+    file: Option<File>,
+    buf: Vec<u8>,
+    rows: Vec<ClickRow>,
+    progress: std::sync::Arc<Progress>,
+    /// Records skipped because they were damaged.
+    pub corrupt: u64,
+}
+
+impl Ingest {
+    /// Starts at the journal's head (call after [`recover`] and
+    /// [`Journal::create`]).
+    pub fn new(dir: &Path, store: std::sync::Arc<dyn Store>, progress: std::sync::Arc<Progress>) -> Ingest {
+        Ingest {
+            dir: dir.to_owned(),
+            store,
+            seq: progress.ingest_seq.load(Relaxed),
+            off: progress.ingest_off.load(Relaxed),
+            file: None,
+            buf: Vec::new(),
+            rows: Vec::new(),
+            progress,
+            corrupt: 0,
+        }
+    }
+
+    /// Whether everything journaled so far is in the store.
+    pub fn caught_up(&self) -> bool {
+        let (seq, end) = self.progress.head();
+        self.seq == seq && self.off >= end
+    }
+
+    /// Loads up to `max_rows` journaled rows into the store in one
+    /// transaction; returns how many. Store errors are returned with
+    /// nothing skipped: the same rows are read again next time.
+    pub fn step(&mut self, max_rows: usize) -> Result<usize, JournalError> {
+        let (head_seq, head_end) = self.progress.head();
+        let path = segment_path(&self.dir, self.seq);
+        if self.file.is_none() {
+            match File::open(&path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.seq < head_seq => {
+                    self.next_segment();
+                    return Ok(0);
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        let Some(file) = self.file.as_mut() else { return Ok(0) };
+        // A finished segment is read to its end; the current one only up
+        // to its last whole batch.
+        let finished = self.seq < head_seq;
+        let limit = if finished { file.metadata().map_err(io_err(&path))?.len() } else { head_end };
+        self.rows.clear();
+        let mut off = self.off;
+        let mut bad = false;
+        while self.rows.len() < max_rows && off < limit {
+            let want = ((limit - off) as usize).min(CHUNK);
+            self.buf.resize(want, 0);
+            file.seek(SeekFrom::Start(off)).map_err(io_err(&path))?;
+            file.read_exact(&mut self.buf).map_err(io_err(&path))?;
+            match parse(&self.buf, max_rows, &mut self.rows) {
+                // The current segment ends on a whole batch, so this only
+                // happens to a finished one with a partial record at its end,
+                // or to a record bigger than a chunk (records are < 8 KiB):
+                // damage either way.
+                Parsed::Ok(0) => {
+                    bad = finished || want == CHUNK;
+                    break;
+                }
+                Parsed::Ok(n) => off += n as u64,
+                Parsed::Corrupt(n) => {
+                    off += n as u64;
+                    bad = true;
+                    break;
+                }
+            }
+        }
+        let n = self.rows.len();
+        if n > 0 {
+            self.store.insert_clicks(&self.rows)?;
+        }
+        self.off = off;
+        if bad {
+            self.corrupt += 1;
+            tracing::error!(
+                segment = %path.display(),
+                offset = off,
+                "damaged record in the click journal: the rest of this segment is skipped"
+            );
+            self.off = limit;
+        }
+        self.progress.ingest_off.store(self.off, Relaxed);
+        if finished && self.off >= limit {
+            let _ = std::fs::remove_file(&path);
+            self.next_segment();
+        } else if n > 0 {
+            self.save_position();
+        }
+        Ok(n)
+    }
+
+    fn next_segment(&mut self) {
+        self.file = None;
+        self.seq += 1;
+        self.off = MAGIC.len() as u64;
+        self.progress.ingest_seq.store(self.seq, Relaxed);
+        self.progress.ingest_off.store(self.off, Relaxed);
+        self.save_position();
+    }
+
+    fn save_position(&self) {
+        // Best effort: a lost or stale position only replays rows, which
+        // the store ignores.
+        let tmp = self.dir.join(format!("{POS_FILE}.tmp"));
+        if std::fs::write(&tmp, format!("{} {}\n", self.seq, self.off)).is_ok() {
+            let _ = std::fs::rename(&tmp, self.dir.join(POS_FILE));
+        }
+    }
+}
+
+/// Loads every segment a previous run left into the store and deletes
+/// them. A torn record at a segment's end (a crash mid-write) ends that
+/// segment; a damaged record elsewhere is logged and the rest of its
+/// segment skipped. Returns the rows loaded.
+pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let pos = std::fs::read_to_string(dir.join(POS_FILE)).ok().and_then(|s| {
+        let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+        Some((it.next()??, it.next()??))
+    });
+    let mut total = 0u64;
+    let mut rows = Vec::new();
+    for seq in segments(dir)? {
+        let path = segment_path(dir, seq);
+        let mut data = Vec::new();
+        File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(&path))?;
+        let mut at = match pos {
+            Some((s, _)) if seq < s => data.len(), // already ingested
+            Some((s, off)) if seq == s => (off as usize).clamp(MAGIC.len(), data.len()),
+            _ => MAGIC.len(),
+        };
+        if !data.starts_with(MAGIC) {
+            tracing::error!(segment = %path.display(), "not a click journal segment; skipped");
+            at = data.len();
+        }
+        while at < data.len() {
+            rows.clear();
+            let parsed = parse(&data[at..], 50_000, &mut rows);
+            if !rows.is_empty() {
+                store.insert_clicks(&rows)?;
+                total += rows.len() as u64;
+            }
+            match parsed {
+                Parsed::Ok(0) => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        bytes = data.len() - at,
+                        "click journal ends in a torn record (a crash mid-write); it is dropped"
+                    );
+                    break;
+                }
+                Parsed::Ok(n) => at += n,
+                Parsed::Corrupt(n) => {
+                    tracing::error!(
+                        segment = %path.display(),
+                        offset = at + n,
+                        "damaged record in the click journal: the rest of this segment is skipped"
+                    );
+                    break;
+                }
+            }
+        }
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    let _ = std::fs::remove_file(dir.join(POS_FILE));
+    if total > 0 {
+        tracing::info!(rows = total, "loaded click rows left in the journal by the previous run");
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quality::QualityClass;
+    use smartlink_core::engine::FallbackReason;
+    use smartlink_core::model::{Browser, Country, Device, Language, Os};
+    use smartlink_core::quality::{Quality, Reason as QReason, Reasons};
+    use smartlink_core::router::Reason;
+    use smartlink_store::SqliteStore;
+    use std::sync::Arc;
+
+    fn event(i: u32) -> ClickEvent {
+        let mut reasons = Reasons::NONE;
+        if i % 2 == 1 {
+            reasons.insert(QReason::Headless);
+            reasons.insert(QReason::Datacenter);
+        }
+        ClickEvent {
+            click_id: format!("id-{i:06}-{}", "x".repeat(30)),
+            ts_ms: 1_790_000_000_000 + i as i64 * 7,
+            smartlink: 3,
+            offer: (i % 3 != 0).then_some(i % 50 + 1),
+            affiliate: (i % 4 != 0).then_some(9),
+            subs: [format!("pub {i} & co"), "ünï".into(), String::new(), "x".repeat(256), "5".into()],
+            ip: Some(if i % 2 == 0 { "203.0.113.9".parse().unwrap() } else { "2001:db8::1".parse().unwrap() }),
+            country: Country::parse("DE").unwrap(),
+            device: Device::Mobile,
+            os: Os::Android,
+            browser: Browser::Chrome,
+            language: (i % 5 != 0).then(|| Language::parse("de").unwrap()),
+            referrer: "https://news.example/a?b=c".into(),
+            user_agent: "Mozilla/5.0 (Linux; Android 14) Chrome/120 Mobile".into(),
+            reason: if i % 3 == 0 { Reason::Fallback } else { Reason::BestScore },
+            fallback_reason: (i % 3 == 0).then_some(FallbackReason::AllCapped),
+            propensity: 0.125 + i as f64,
+            quality: Quality::from_reasons(reasons),
+            class: if i % 2 == 1 { QualityClass::Bot } else { QualityClass::Human },
+        }
+    }
+
+    fn store(dir: &Path) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open_dir(dir).unwrap())
+    }
+
+    #[test]
+    fn a_record_decodes_to_the_row_the_click_describes() {
+        let e = event(1);
+        let mut buf = Vec::new();
+        encode(&e, &mut buf);
+        let mut rows = Vec::new();
+        assert_eq!(parse(&buf, 10, &mut rows), Parsed::Ok(buf.len()));
+        let r = &rows[0];
+        assert_eq!(
+            (r.click_id.as_str(), r.ts_ms, r.smartlink, r.offer, r.affiliate),
+            (&*e.click_id, e.ts_ms, 3, e.offer, Some(9))
+        );
+        assert_eq!(r.subs, e.subs);
+        assert_eq!(
+            (r.ip.as_str(), r.country.as_str(), r.device.as_str(), r.os.as_str()),
+            ("2001:db8::1", "DE", "mobile", "android")
+        );
+        assert_eq!((r.browser.as_str(), r.language.as_str(), r.reason.as_str()), ("chrome", "de", "best_score"));
+        assert_eq!((r.referrer.as_str(), r.user_agent.as_str()), (&*e.referrer, &*e.user_agent));
+        assert_eq!((r.fallback_reason.as_deref(), r.propensity, r.quality.as_str()), (None, 1.125, "bot"));
+        assert_eq!(
+            (r.quality_score, r.quality_reasons.as_str()),
+            (e.quality.score, e.quality.reasons.codes().as_str())
+        );
+        let f = {
+            let mut b = Vec::new();
+            encode(&event(3), &mut b);
+            decode(&b[8..]).unwrap()
+        };
+        assert_eq!((f.offer, f.fallback_reason.as_deref(), f.reason.as_str()), (None, Some("all_capped"), "fallback"));
+    }
+
+    #[test]
+    fn a_flipped_bit_is_caught_by_the_checksum() {
+        let mut buf = Vec::new();
+        encode(&event(2), &mut buf);
+        encode(&event(4), &mut buf);
+        let second = buf.len() / 2;
+        buf[second + 20] ^= 0x10;
+        let mut rows = Vec::new();
+        assert!(matches!(parse(&buf, 10, &mut rows), Parsed::Corrupt(_)));
+        assert_eq!(rows.len(), 1, "the record before the damage is kept");
+    }
+
+    #[test]
+    fn journaled_rows_reach_the_store_and_finished_segments_are_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let jdir = d.path().join("journal");
+        let s = store(d.path());
+        let progress = Arc::new(Progress::default());
+        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
+        let mut ing = Ingest::new(&jdir, s.clone(), progress.clone());
+        let mut buf = Vec::new();
+        for i in 0..300 {
+            encode(&event(i), &mut buf);
+        }
+        j.append(&buf).unwrap();
+        assert!(!ing.caught_up());
+        assert_eq!(progress.backlog_bytes(), buf.len() as u64);
+        assert_eq!(ing.step(100).unwrap(), 100, "a step loads at most its batch");
+        assert_eq!(ing.step(1000).unwrap(), 200);
+        assert!(ing.caught_up());
+        assert_eq!(progress.backlog_bytes(), 0);
+        assert_eq!(s.count_clicks().unwrap(), 300);
+        // Force a roll: the old segment is read to its end, then deleted.
+        j.len = SEGMENT_BYTES;
+        buf.clear();
+        encode(&event(300), &mut buf);
+        j.append(&buf).unwrap();
+        assert_eq!(segments(&jdir).unwrap().len(), 2);
+        while !ing.caught_up() {
+            ing.step(1000).unwrap();
+        }
+        assert_eq!(segments(&jdir).unwrap().len(), 1, "the finished segment is gone");
+        assert_eq!(s.count_clicks().unwrap(), 301);
+    }
+
+    #[test]
+    fn recovery_loads_what_a_crash_left_and_drops_only_a_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let jdir = d.path().join("journal");
+        let s = store(d.path());
+        {
+            let mut j = Journal::create(&jdir, Arc::new(Progress::default())).unwrap();
+            let mut buf = Vec::new();
+            for i in 0..50 {
+                encode(&event(i), &mut buf);
+            }
+            j.append(&buf).unwrap();
+            // A crash mid-write: half of one more record.
+            let mut torn = Vec::new();
+            encode(&event(50), &mut torn);
+            j.file.write_all(&torn[..torn.len() / 2]).unwrap();
+        }
+        // Part of it was already loaded before the crash: no double count.
+        let mut first = Vec::new();
+        parse(&std::fs::read(segment_path(&jdir, 1)).unwrap()[MAGIC.len()..], 10, &mut first);
+        s.insert_clicks(&first).unwrap();
+        assert_eq!(recover(&jdir, &*s).unwrap(), 50);
+        assert_eq!(s.count_clicks().unwrap(), 50);
+        assert!(segments(&jdir).unwrap().is_empty(), "recovered segments are removed");
+        assert_eq!(recover(&jdir, &*s).unwrap(), 0, "recovery is idempotent");
+    }
+
+    #[test]
+    fn recovery_starts_at_the_saved_position() {
+        let d = tempfile::tempdir().unwrap();
+        let jdir = d.path().join("journal");
+        let s = store(d.path());
+        let progress = Arc::new(Progress::default());
+        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
+        let mut ing = Ingest::new(&jdir, s.clone(), progress);
+        let mut buf = Vec::new();
+        for i in 0..40 {
+            encode(&event(i), &mut buf);
+        }
+        j.append(&buf).unwrap();
+        ing.step(30).unwrap();
+        drop((j, ing));
+        // Rows loaded before the stop are skipped, not re-read.
+        let s2 = store(&d.path().join("other"));
+        assert_eq!(recover(&jdir, &*s2).unwrap(), 10);
+    }
+}
