@@ -15,7 +15,7 @@ fi
 cargo build --release -q
 
 work=$(mktemp -d)
-cleanup() { kill "${SL_PID:-}" 2>/dev/null || true; nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill "${SL_PID:-}" 2>/dev/null && wait "${SL_PID:-}" 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 # smartlink: the bench pool, trusting X-Forwarded-For, built-in GeoIP data.

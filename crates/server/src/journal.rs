@@ -391,6 +391,15 @@ impl Ingest {
                     self.next_segment();
                     return Ok(0);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // The segment being written was deleted under us: what
+                    // it held is gone. Say so once and carry on at its end.
+                    self.corrupt += 1;
+                    tracing::error!(segment = %path.display(), "the click journal segment was deleted; its rows are lost");
+                    self.off = head_end;
+                    self.progress.ingest_off.store(self.off, Relaxed);
+                    return Ok(0);
+                }
                 Err(e) => return Err(io_err(&path)(e)),
             }
         }
@@ -694,5 +703,21 @@ mod tests {
         // Rows loaded before the stop are skipped, not re-read.
         let s2 = store(&d.path().join("other"));
         assert_eq!(recover(&jdir, &*s2).unwrap(), 10);
+    }
+
+    #[test]
+    fn a_deleted_segment_is_reported_and_skipped_instead_of_retried_forever() {
+        let d = tempfile::tempdir().unwrap();
+        let jdir = d.path().join("journal");
+        let progress = Arc::new(Progress::default());
+        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
+        let mut ing = Ingest::new(&jdir, store(d.path()), progress);
+        let mut buf = Vec::new();
+        encode(&event(1), &mut buf);
+        j.append(&buf).unwrap();
+        std::fs::remove_dir_all(&jdir).unwrap();
+        assert_eq!(ing.step(10).unwrap(), 0);
+        assert!(ing.caught_up());
+        assert_eq!(ing.corrupt, 1);
     }
 }

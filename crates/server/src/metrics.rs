@@ -30,6 +30,8 @@ pub struct Metrics {
     pub clicks_journaled: AtomicU64,
     /// Journaled bytes not yet loaded into the store.
     pub journal_backlog: AtomicU64,
+    /// Journal records (or whole segments) found damaged or missing.
+    pub journal_damaged: AtomicU64,
     pub write_errors: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
@@ -101,6 +103,11 @@ impl Metrics {
             s,
             "# HELP smartlink_click_journal_backlog_bytes Journaled click bytes not yet loaded into the store.\n# TYPE smartlink_click_journal_backlog_bytes gauge\nsmartlink_click_journal_backlog_bytes {}",
             g(&self.journal_backlog)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_click_journal_damaged_total Damaged click journal records or missing segments (their rows are lost; each is logged).\n# TYPE smartlink_click_journal_damaged_total counter\nsmartlink_click_journal_damaged_total {}",
+            g(&self.journal_damaged)
         );
         let _ = writeln!(
             s,

@@ -177,7 +177,9 @@ impl ClickQueue {
 
 /// Loads one batch; store errors are counted, logged and retried later.
 fn ingest_step(ingest: &mut Ingest, metrics: &Metrics) -> Result<usize, ()> {
-    match ingest.step(INGEST_BATCH) {
+    let r = ingest.step(INGEST_BATCH);
+    metrics.journal_damaged.store(ingest.corrupt, Relaxed);
+    match r {
         Ok(n) => {
             metrics.clicks_written.fetch_add(n as u64, Relaxed);
             Ok(n)
@@ -272,11 +274,18 @@ fn run_journal(
             }
         }
     }
-    // Shutdown: load everything into the store before returning.
+    // Shutdown: load everything into the store before returning. A store
+    // that keeps failing gets ten tries; the rows stay in the journal and
+    // the next start loads them.
     let mut i = lock(&ingest);
-    let mut backoff = Duration::from_millis(50);
+    let (mut backoff, mut failures) = (Duration::from_millis(50), 0);
     while !i.caught_up() {
         if ingest_step(&mut i, metrics).is_err() {
+            failures += 1;
+            if failures == 10 {
+                tracing::error!("the store keeps failing: journaled clicks are left for the next start to load");
+                break;
+            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -285,14 +294,19 @@ fn run_journal(
     done.store(true, Relaxed);
 }
 
-/// Lowers the calling thread's CPU priority to the minimum (nice 19).
+/// Puts the calling thread in the idle scheduling class: it runs only
+/// when a core would otherwise be idle and never preempts request work.
+/// (Falls back to nice 19 where that is refused.)
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread, no memory involved.
+    // SAFETY: plain syscalls on the calling thread; `param` outlives the call.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
-            tracing::warn!("could not lower the click ingest thread's priority");
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
+                tracing::warn!("could not lower the click ingest thread's priority");
+            }
         }
     }
 }
