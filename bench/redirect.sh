@@ -41,34 +41,39 @@ nginx -c "$work/nginx.conf"
 
 run() { wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s bench/vary.lua "$1" 2>&1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SL_PID/stat"; }
-# nginx first, so that the store's catch-up after the smartlink run cannot
-# take CPU from it.
-echo "== nginx";     NG=$(run "http://127.0.0.1:$NGX_PORT/s/pool"); echo "$NG"
-T0=$(cpu_ticks)
-echo "== smartlink"; SL=$(run "http://127.0.0.1:$SL_PORT/s/pool"); echo "$SL"
-T1=$(cpu_ticks)
-
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
-non3xx() { awk '/Non-2xx or 3xx/ {print $5}' <<<"$1"; }
-SL_RPS=$(rps "$SL"); NG_RPS=$(rps "$NG")
-echo
-echo "smartlink: ${SL_RPS} req/s, p99 $(p99 "$SL")"
-echo "nginx:     ${NG_RPS} req/s, p99 $(p99 "$NG")"
-awk -v a="$SL_RPS" -v b="$NG_RPS" 'BEGIN { printf "ratio smartlink/nginx: %.2f\n", a / b }'
-# Server CPU per request (all threads, click writer included): steadier
-# than req/s when wrk and the server share the cores.
-REQS=$(awk '/requests in/ {print $1}' <<<"$SL")
-HZ=$(getconf CLK_TCK)
-awk -v t="$((T1 - T0))" -v r="$REQS" -v hz="$HZ" 'BEGIN { printf "smartlink CPU per request: %.1f us\n", t * 1e6 / hz / r }'
-# Rows are journaled during the run and loaded into SQLite when the CPU is
-# free: wait for the store to catch up and report what that cost.
 metric() { curl -s http://127.0.0.1:$SL_PORT/metrics | awk -v m="$1" '$1 == m {print $2}'; }
-C0=$(date +%s.%N)
-while [ "$(metric smartlink_clicks_written_total)" != "$(metric smartlink_clicks_journaled_total)" ] \
-  || [ "$(metric smartlink_click_queue_depth)" != "0" ]; do sleep 0.2; done
-C1=$(date +%s.%N)
-T2=$(cpu_ticks)
+HZ=$(getconf CLK_TCK)
+# Rows are journaled during a run and loaded into SQLite when the CPU is
+# free; wait for the store to catch up before the next run, so that no run
+# (nginx's included) shares the CPU with it.
+caught_up() {
+  while [ "$(metric smartlink_clicks_written_total)" != "$(metric smartlink_clicks_journaled_total)" ] \
+    || [ "$(metric smartlink_click_queue_depth)" != "0" ]; do sleep 0.2; done
+}
+
+# Runs alternate (nginx, then smartlink) ROUNDS times: the machine's own
+# drift between runs is as large as the effects measured, so one pair
+# proves little. Reported: each pair, then medians.
+ROUNDS=${ROUNDS:-3}
+results=$work/results
+for r in $(seq "$ROUNDS"); do
+  NG=$(run "http://127.0.0.1:$NGX_PORT/s/pool")
+  T0=$(cpu_ticks)
+  SL=$(run "http://127.0.0.1:$SL_PORT/s/pool")
+  T1=$(cpu_ticks)
+  C0=$(date +%s.%N); caught_up; C1=$(date +%s.%N)
+  T2=$(cpu_ticks)
+  REQS=$(awk '/requests in/ {print $1}' <<<"$SL")
+  [ "$r" = 1 ] && { echo "== smartlink, round 1"; echo "$SL"; }
+  awk -v r="$r" -v s="$(rps "$SL")" -v n="$(rps "$NG")" -v sp="$(p99 "$SL")" -v np="$(p99 "$NG")" \
+      -v t1="$((T1 - T0))" -v t2="$((T2 - T0))" -v q="$REQS" -v hz="$HZ" -v c="$(awk -v a="$C0" -v b="$C1" 'BEGIN{print b-a}')" \
+    'BEGIN { printf "round %d: smartlink %.0f req/s (p99 %s), nginx %.0f req/s (p99 %s), ratio %.2f; CPU/request %.1f us, %.1f us with storing; store caught up in %.1f s\n",
+             r, s, sp, n, np, s / n, t1 * 1e6 / hz / q, t2 * 1e6 / hz / q, c }' | tee -a "$results"
+done
+echo
+awk '{ for (i = 1; i <= NF; i++) { if ($i == "ratio") ratio[NR] = $(i + 1) + 0; if ($i == "(p99") { v = $(i + 1); sub(/\),?/, "", v); if (!seen++) p[NR] = ms(v) } } seen = 0 }
+     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+     END { n = asort(ratio); m = asort(p); printf "median of %d rounds: ratio smartlink/nginx %.2f, smartlink p99 %.2f ms\n", n, ratio[int((n + 1) / 2)], p[int((m + 1) / 2)] }' "$results"
 echo "clicks journaled: $(metric smartlink_clicks_journaled_total), stored: $(metric smartlink_clicks_written_total), dropped: $(metric smartlink_clicks_dropped_total)"
-awk -v a="$C0" -v b="$C1" 'BEGIN { printf "store caught up %.1f s after the run\n", b - a }'
-awk -v t="$((T2 - T0))" -v r="$REQS" -v hz="$HZ" 'BEGIN { printf "smartlink CPU per request, storing included: %.1f us\n", t * 1e6 / hz / r }'

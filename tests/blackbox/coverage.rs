@@ -54,7 +54,7 @@ fn fallback_traffic_is_reported_by_reason_and_segment_with_its_likely_cost_and_d
     let cid = us[0].split("cid=").nth(1).unwrap();
     assert_eq!(s.get(&format!("/postback?click_id={cid}&token=t&payout=2"), &[]).status, 200);
 
-    let r = (0..50)
+    let r = (0..200)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
             s.admin("GET", "/api/v1/coverage?smartlink=pool&period=1d", None).json()

@@ -137,7 +137,7 @@ fn bot_clicks_stay_out_of_report_figures_and_epc_unless_asked_for() {
     let r = s.get(&format!("/postback?click_id={cid}&token=t&payout=2"), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     // Click rows (and their rollups) are written in the background.
-    let report = (0..50)
+    let report = (0..200)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
             s.admin("GET", "/api/v1/report?group_by=quality", None).json()
