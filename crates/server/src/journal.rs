@@ -538,7 +538,7 @@ pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::quality::QualityClass;
     use smartlink_core::engine::FallbackReason;
@@ -548,7 +548,7 @@ mod tests {
     use smartlink_store::SqliteStore;
     use std::sync::Arc;
 
-    fn event(i: u32) -> ClickEvent {
+    pub(crate) fn event(i: u32) -> ClickEvent {
         let mut reasons = Reasons::NONE;
         if i % 2 == 1 {
             reasons.insert(QReason::Headless);

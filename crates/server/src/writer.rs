@@ -6,12 +6,16 @@
 //! - `click-journal` drains the queue every [`LINGER`] and appends the
 //!   rows to the click journal ([`crate::journal`]) with one `write`,
 //!   syncing it to disk every [`SYNC_EVERY`];
-//! - `click-ingest` loads journaled rows into the store in large
-//!   transactions, at the lowest CPU priority by default
+//! - `click-ingest` loads journaled rows into the store in transactions
+//!   of [`IDLE_BATCH`] rows, in the idle scheduling class by default
 //!   (`server.ingest_priority`), so that under a burst the cores serve
-//!   redirects and the store catches up when they are free. Past
-//!   `server.ingest_catch_up_mib` of backlog the journal thread, at normal
-//!   priority, loads rows too.
+//!   redirects and the store catches up when they are free;
+//! - `click-catch-up`, at normal priority, takes over while the backlog
+//!   is past `server.ingest_catch_up_mib` and loads [`INGEST_BATCH`]-row
+//!   transactions until it is down to half that, so the backlog stays
+//!   bounded under sustained load. (It is a thread of its own because an
+//!   idle-class thread cannot raise its own priority, and the journal
+//!   thread must never wait for the store.)
 //!
 //! Overload policy: when the queue is full the *row* is dropped (the visitor
 //! is still redirected and the click id in the offer URL still attributes
@@ -77,6 +81,9 @@ const APPEND_BATCH: usize = 20_000;
 /// batches, 4.6 µs in 40,000-row ones), small enough to hold the store's
 /// write lock for well under a second.
 const INGEST_BATCH: usize = 20_000;
+/// Rows per transaction of the idle-class ingester: it can be starved
+/// while it holds the ingest lock, so its steps are shorter.
+const IDLE_BATCH: usize = 5_000;
 /// How often the ingester looks for new rows when it has caught up.
 const INGEST_POLL: Duration = Duration::from_millis(50);
 
@@ -107,6 +114,7 @@ pub struct ClickQueue {
 pub struct WriterHandle {
     journal: std::thread::JoinHandle<()>,
     ingest: std::thread::JoinHandle<()>,
+    catch_up: std::thread::JoinHandle<()>,
 }
 
 impl WriterHandle {
@@ -115,6 +123,7 @@ impl WriterHandle {
     pub fn join(self) {
         let _ = self.journal.join();
         let _ = self.ingest.join();
+        let _ = self.catch_up.join();
     }
 }
 
@@ -132,21 +141,28 @@ pub fn start(
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = sync_channel(settings.capacity.max(1));
     let journal = {
-        let (m, ingest, done, progress, s) =
-            (metrics.clone(), ingest.clone(), done.clone(), progress, settings.clone());
+        let (m, ingest, done, progress) = (metrics.clone(), ingest.clone(), done.clone(), progress.clone());
         std::thread::Builder::new()
             .name("click-journal".into())
-            .spawn(move || run_journal(journal, rx, ingest, &progress, &done, &s, &m))
+            .spawn(move || run_journal(journal, rx, ingest, &progress, &done, &m))
             .expect("spawning the click journal thread")
+    };
+    let catch_up = {
+        let (m, ingest, done, progress, s) =
+            (metrics.clone(), ingest.clone(), done.clone(), progress.clone(), settings.clone());
+        std::thread::Builder::new()
+            .name("click-catch-up".into())
+            .spawn(move || run_catch_up(ingest, &progress, &done, s.catch_up_bytes, &m))
+            .expect("spawning the click catch-up thread")
     };
     let ingest = {
         let m = metrics.clone();
         std::thread::Builder::new()
             .name("click-ingest".into())
-            .spawn(move || run_ingest(ingest, &done, settings.low_priority_ingest, &m))
+            .spawn(move || run_ingest(ingest, &progress, &done, &settings, &m))
             .expect("spawning the click ingest thread")
     };
-    Ok((ClickQueue { tx, metrics, last_drop_log: Default::default() }, WriterHandle { journal, ingest }))
+    Ok((ClickQueue { tx, metrics, last_drop_log: Default::default() }, WriterHandle { journal, ingest, catch_up }))
 }
 
 impl ClickQueue {
@@ -176,8 +192,8 @@ impl ClickQueue {
 }
 
 /// Loads one batch; store errors are counted, logged and retried later.
-fn ingest_step(ingest: &mut Ingest, metrics: &Metrics) -> Result<usize, ()> {
-    let r = ingest.step(INGEST_BATCH);
+fn ingest_step(ingest: &mut Ingest, rows: usize, metrics: &Metrics) -> Result<usize, ()> {
+    let r = ingest.step(rows);
     metrics.journal_damaged.store(ingest.corrupt, Relaxed);
     match r {
         Ok(n) => {
@@ -202,7 +218,6 @@ fn run_journal(
     ingest: Arc<Mutex<Ingest>>,
     progress: &Progress,
     done: &std::sync::atomic::AtomicBool,
-    settings: &WriterSettings,
     metrics: &Metrics,
 ) {
     use std::sync::mpsc::TryRecvError;
@@ -264,15 +279,7 @@ fn run_journal(
             }
             (unsynced, last_sync) = (false, Instant::now());
         }
-        let backlog = progress.backlog_bytes();
-        metrics.journal_backlog.store(backlog, Relaxed);
-        // Sustained load beyond what the idle CPU can load: help, at
-        // normal priority, one batch per drain.
-        if backlog > settings.catch_up_bytes {
-            if let Ok(mut i) = ingest.try_lock() {
-                let _ = ingest_step(&mut i, metrics);
-            }
-        }
+        metrics.journal_backlog.store(progress.backlog_bytes(), Relaxed);
     }
     // Shutdown: load everything into the store before returning. A store
     // that keeps failing gets ten tries; the rows stay in the journal and
@@ -280,7 +287,7 @@ fn run_journal(
     let mut i = lock(&ingest);
     let (mut backoff, mut failures) = (Duration::from_millis(50), 0);
     while !i.caught_up() {
-        if ingest_step(&mut i, metrics).is_err() {
+        if ingest_step(&mut i, INGEST_BATCH, metrics).is_err() {
             failures += 1;
             if failures == 10 {
                 tracing::error!("the store keeps failing: journaled clicks are left for the next start to load");
@@ -311,15 +318,30 @@ fn lower_priority() {
     }
 }
 
-fn run_ingest(ingest: Arc<Mutex<Ingest>>, done: &std::sync::atomic::AtomicBool, low: bool, metrics: &Metrics) {
-    if low {
+fn run_ingest(
+    ingest: Arc<Mutex<Ingest>>,
+    progress: &Progress,
+    done: &std::sync::atomic::AtomicBool,
+    settings: &WriterSettings,
+    metrics: &Metrics,
+) {
+    let rows = if settings.low_priority_ingest {
         lower_priority();
-    }
+        IDLE_BATCH
+    } else {
+        INGEST_BATCH
+    };
     let mut backoff = Duration::from_millis(50);
     while !done.load(Relaxed) {
-        let r = ingest_step(&mut lock(&ingest), metrics);
+        // Past the catch-up mark the normal-priority thread does the work;
+        // holding the lock here (and being starved) would only delay it.
+        if settings.low_priority_ingest && progress.backlog_bytes() > settings.catch_up_bytes {
+            std::thread::sleep(INGEST_POLL);
+            continue;
+        }
+        let r = ingest_step(&mut lock(&ingest), rows, metrics);
         match r {
-            Ok(n) if n >= INGEST_BATCH => {} // more waiting: go on at once
+            Ok(n) if n >= rows => {} // more waiting: go on at once
             Ok(_) => {
                 std::thread::sleep(INGEST_POLL);
                 backoff = Duration::from_millis(50);
@@ -329,5 +351,98 @@ fn run_ingest(ingest: Arc<Mutex<Ingest>>, done: &std::sync::atomic::AtomicBool, 
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Loads rows at normal priority while the backlog is past `mark`, down to
+/// half of it.
+fn run_catch_up(
+    ingest: Arc<Mutex<Ingest>>,
+    progress: &Progress,
+    done: &std::sync::atomic::AtomicBool,
+    mark: u64,
+    metrics: &Metrics,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !done.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if progress.backlog_bytes() <= mark {
+            continue;
+        }
+        tracing::warn!(
+            backlog_bytes = progress.backlog_bytes(),
+            "the click journal's backlog passed the catch-up mark: loading the store at normal priority"
+        );
+        while progress.backlog_bytes() > mark / 2 && !done.load(Relaxed) {
+            let r = ingest_step(&mut lock(&ingest), INGEST_BATCH, metrics);
+            if r.is_err() {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            } else {
+                backoff = Duration::from_millis(50);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::tests::event;
+    use smartlink_store::SqliteStore;
+
+    fn stored_after_pushing(settings: WriterSettings, n: u32) -> (u64, Arc<Metrics>) {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let (queue, handle) = start(store.clone(), &d.path().join("journal"), settings, metrics.clone()).unwrap();
+        for i in 0..n {
+            assert!(queue.push(event(i)));
+        }
+        // Loaded while running, not only at shutdown.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metrics.clicks_written.load(Relaxed) < n as u64 {
+            assert!(Instant::now() < deadline, "the rows never reached the store");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(queue);
+        handle.join();
+        (store.count_clicks().unwrap(), metrics)
+    }
+
+    #[test]
+    fn the_idle_ingester_loads_the_store_while_the_backlog_is_small() {
+        let s = WriterSettings { catch_up_bytes: u64::MAX, ..WriterSettings::default() };
+        let (stored, m) = stored_after_pushing(s, 500);
+        assert_eq!(stored, 500);
+        assert_eq!((m.clicks_journaled.load(Relaxed), m.journal_backlog.load(Relaxed)), (500, 0));
+    }
+
+    #[test]
+    fn the_catch_up_thread_alone_loads_the_store_past_the_mark() {
+        // A mark of 0: the idle ingester always defers to the catch-up thread.
+        let s = WriterSettings { catch_up_bytes: 0, ..WriterSettings::default() };
+        assert_eq!(stored_after_pushing(s, 500).0, 500);
+    }
+
+    #[test]
+    fn normal_priority_ingest_loads_the_store_too() {
+        let s = WriterSettings { low_priority_ingest: false, ..WriterSettings::default() };
+        assert_eq!(stored_after_pushing(s, 300).0, 300);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_row_and_counts_it() {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let settings = WriterSettings { capacity: 1, ..WriterSettings::default() };
+        let (queue, handle) = start(store, &d.path().join("journal"), settings, metrics.clone()).unwrap();
+        let accepted = (0..50).filter(|i| queue.push(event(*i))).count() as u64;
+        assert!(accepted < 50);
+        assert_eq!(metrics.clicks_dropped.load(Relaxed), 50 - accepted);
+        drop(queue);
+        handle.join();
+        assert_eq!(metrics.clicks_written.load(Relaxed), accepted);
     }
 }
