@@ -550,7 +550,7 @@ pub(crate) mod tests {
 
     pub(crate) fn event(i: u32) -> ClickEvent {
         let mut reasons = Reasons::NONE;
-        if i % 2 == 1 {
+        if !i.is_multiple_of(2) {
             reasons.insert(QReason::Headless);
             reasons.insert(QReason::Datacenter);
         }
@@ -558,22 +558,22 @@ pub(crate) mod tests {
             click_id: format!("id-{i:06}-{}", "x".repeat(30)),
             ts_ms: 1_790_000_000_000 + i as i64 * 7,
             smartlink: 3,
-            offer: (i % 3 != 0).then_some(i % 50 + 1),
-            affiliate: (i % 4 != 0).then_some(9),
+            offer: (!i.is_multiple_of(3)).then_some(i % 50 + 1),
+            affiliate: (!i.is_multiple_of(4)).then_some(9),
             subs: [format!("pub {i} & co"), "ünï".into(), String::new(), "x".repeat(256), "5".into()],
-            ip: Some(if i % 2 == 0 { "203.0.113.9".parse().unwrap() } else { "2001:db8::1".parse().unwrap() }),
+            ip: Some(if i.is_multiple_of(2) { "203.0.113.9".parse().unwrap() } else { "2001:db8::1".parse().unwrap() }),
             country: Country::parse("DE").unwrap(),
             device: Device::Mobile,
             os: Os::Android,
             browser: Browser::Chrome,
-            language: (i % 5 != 0).then(|| Language::parse("de").unwrap()),
+            language: (!i.is_multiple_of(5)).then(|| Language::parse("de").unwrap()),
             referrer: "https://news.example/a?b=c".into(),
             user_agent: "Mozilla/5.0 (Linux; Android 14) Chrome/120 Mobile".into(),
-            reason: if i % 3 == 0 { Reason::Fallback } else { Reason::BestScore },
-            fallback_reason: (i % 3 == 0).then_some(FallbackReason::AllCapped),
+            reason: if i.is_multiple_of(3) { Reason::Fallback } else { Reason::BestScore },
+            fallback_reason: (i.is_multiple_of(3)).then_some(FallbackReason::AllCapped),
             propensity: 0.125 + i as f64,
             quality: Quality::from_reasons(reasons),
-            class: if i % 2 == 1 { QualityClass::Bot } else { QualityClass::Human },
+            class: if !i.is_multiple_of(2) { QualityClass::Bot } else { QualityClass::Human },
         }
     }
 
