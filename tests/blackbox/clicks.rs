@@ -285,3 +285,54 @@ fn clicks_journaled_before_a_crash_are_stored_and_still_count_toward_caps() {
     s.stop();
     assert_eq!(stored_clicks(&d.path().join("data/smartlink.db")).len(), 3);
 }
+
+#[test]
+fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps() {
+    use smartlink_core::model::{Browser, Country, Device, Os};
+    use smartlink_server::writer::ClickEvent;
+    use smartlink_store::{Kind, Store};
+    let (d, s) = start(POOL);
+    s.stop();
+    let db = d.path().join("data/smartlink.db");
+    let keys = smartlink_store::SqliteStore::open(&db).unwrap().keys().unwrap();
+    let key = |kind, id: &str| keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // What a crash leaves: two whole records and half of a third.
+    let mut seg = smartlink_server::journal::MAGIC.to_vec();
+    let mut torn = Vec::new();
+    for i in 0..3 {
+        let e = ClickEvent {
+            click_id: format!("crash-left-{i}"),
+            ts_ms: now - 1_000 + i,
+            smartlink: key(Kind::Smartlink, "main"),
+            offer: Some(key(Kind::Offer, "capped")),
+            affiliate: Some(key(Kind::Affiliate, "aff1")),
+            subs: Default::default(),
+            ip: Some("89.160.20.112".parse().unwrap()),
+            country: Country::parse("SE").unwrap(),
+            device: Device::Desktop,
+            os: Os::Windows,
+            browser: Browser::Chrome,
+            language: None,
+            referrer: "".into(),
+            user_agent: WINDOWS.into(),
+            reason: smartlink_core::router::Reason::Override,
+            fallback_reason: None,
+            propensity: 1.0,
+            quality: smartlink_core::quality::Quality::HUMAN,
+            class: smartlink_server::quality::QualityClass::Human,
+        };
+        smartlink_server::journal::encode(&e, if i < 2 { &mut seg } else { &mut torn });
+    }
+    seg.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(d.path().join("data/journal/clicks-00000000000000000999.log"), seg).unwrap();
+
+    let s = Server::start(d.path(), &d.path().join("smartlink.yaml"));
+    let r = click(&s, "/s/main", WINDOWS, "89.160.20.112");
+    assert!(r.header("location").unwrap().starts_with("https://backup.example/"), "the two loaded clicks used the cap");
+    s.stop();
+    let ids: Vec<String> = stored_clicks(&db).into_iter().map(|c| c.click_id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&"crash-left-0".to_string()) && ids.contains(&"crash-left-1".to_string()));
+    assert!(!ids.contains(&"crash-left-2".to_string()), "the torn record is dropped");
+}

@@ -27,7 +27,8 @@ use smartlink_store::{ClickRow, Store, StoreError};
 
 use crate::writer::ClickEvent;
 
-const MAGIC: &[u8; 8] = b"SLCLKJ1\n";
+/// The first bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"SLCLKJ1\n";
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// Bytes read from a segment at a time.
