@@ -229,6 +229,9 @@ fn run_journal(
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let mut backoff = Duration::from_millis(50);
+    let mut shutdown_failures = 0;
+    // Rows encoded in `buf` and not yet appended (kept across retries).
+    let mut in_buf = 0u64;
     while open {
         // Poll on a timer instead of blocking on the channel: a receiver
         // parked in `recv` makes every `try_send` on the click path pay a
@@ -253,13 +256,15 @@ fn run_journal(
                     }
                 }
                 metrics.queue_depth.fetch_sub(n as i64, Relaxed);
+                in_buf = n as u64;
             }
             if buf.is_empty() {
                 break;
             }
             match journal.append(&buf) {
                 Ok(()) => {
-                    metrics.clicks_journaled.fetch_add(n as u64, Relaxed);
+                    metrics.clicks_journaled.fetch_add(in_buf, Relaxed);
+                    in_buf = 0;
                     buf.clear();
                     unsynced = true;
                     backoff = Duration::from_millis(50);
@@ -271,6 +276,18 @@ fn run_journal(
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     if open {
+                        break;
+                    }
+                    // Shutting down: a journal that keeps failing gets ten
+                    // tries, then the rows are given up, counted and logged
+                    // (their click ids still attribute conversions).
+                    shutdown_failures += 1;
+                    if shutdown_failures == 10 {
+                        let lost = in_buf + rx.try_iter().count() as u64;
+                        in_buf = 0;
+                        metrics.clicks_dropped.fetch_add(lost, Relaxed);
+                        tracing::error!(rows = lost, "the click journal keeps failing at shutdown: click rows lost");
+                        buf.clear();
                         break;
                     }
                 }
