@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -81,16 +81,23 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     r
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
+
+// Header names the click path reads, built once: a lookup by `&str` parses
+// and validates the name on every call.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
+static SEC_CH_UA_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
+static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
 
 /// The visitor's address: the socket peer, or with `trust_proxy` the first
 /// valid address in `X-Forwarded-For` (the original client as the proxy
 /// chain reports it).
 pub fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
     if trust_proxy {
-        if let Some(ip) = header_str(headers, "x-forwarded-for")
+        if let Some(ip) = header_str(headers, &X_FORWARDED_FOR)
             .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
         {
             return Some(ip);
@@ -171,18 +178,18 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(app.trust_proxy, headers, peer);
     let cf_country =
-        if app.trust_proxy { header_str(headers, "cf-ipcountry").and_then(|c| Country::parse(c).ok()) } else { None };
+        if app.trust_proxy { header_str(headers, &CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
     let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
-    let ua = header_str(headers, "user-agent").unwrap_or("");
+    let ua = header_str(headers, &header::USER_AGENT).unwrap_or("");
     let hints = ClientHints {
-        mobile: header_str(headers, "sec-ch-ua-mobile"),
-        platform: header_str(headers, "sec-ch-ua-platform"),
+        mobile: header_str(headers, &SEC_CH_UA_MOBILE),
+        platform: header_str(headers, &SEC_CH_UA_PLATFORM),
     };
     // The UA's own reading and bot verdict (cached: UAs repeat), then the
     // hints applied on top for routing; the quality check compares the two.
     let (ua_info, ua_verdict) = app.ua_cache.read(ua);
     let info = apply_hints(ua_info, hints);
-    let accept_language = header_str(headers, "accept-language");
+    let accept_language = header_str(headers, &header::ACCEPT_LANGUAGE);
     let language = accept_language.and_then(Language::from_accept_language);
     let visitor =
         Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
@@ -249,7 +256,8 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     if d.unknown_aff {
         app.metrics.unknown_affiliate.fetch_add(1, Relaxed);
     }
-    let location = HeaderValue::from_str(&d.url);
+    // The URL's own buffer becomes the header value: no copy.
+    let location = HeaderValue::from_maybe_shared(axum::body::Bytes::from(d.url));
     let ClickParams { subs, .. } = params;
     app.clicks.push(ClickEvent {
         click_id: d.click_id,
@@ -264,7 +272,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         os: info.os,
         browser: info.browser,
         language,
-        referrer: truncate(header_str(headers, "referer").unwrap_or(""), 1024).into(),
+        referrer: truncate(header_str(headers, &header::REFERER).unwrap_or(""), 1024).into(),
         user_agent: truncate(ua, 1024).into(),
         reason: d.reason,
         fallback_reason,
