@@ -321,6 +321,19 @@ fn run_journal(
     done.store(true, Relaxed);
 }
 
+/// CPU time the calling thread has used (zero where unknown).
+fn thread_cpu_time() -> Duration {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    unsafe {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        if libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) == 0 {
+            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        }
+    }
+    Duration::ZERO
+}
+
 /// Sets the calling thread's nice value (raising it needs no privilege).
 fn set_nice(nice: i32) {
     #[cfg(target_os = "linux")]
@@ -370,9 +383,20 @@ fn run_ingest(
             std::thread::sleep(INGEST_POLL);
             continue;
         }
+        let (wall, cpu) = (Instant::now(), thread_cpu_time());
         let r = ingest_step(&mut lock(&ingest), rows, metrics);
         match r {
-            Ok(n) if n >= rows => {} // more waiting: go on at once
+            Ok(n) if n >= rows => {
+                // More waiting. If the step was mostly preempted, request
+                // threads are busy: even idle-class work costs them (cache,
+                // memory bandwidth, kernel time), so wait as long as the
+                // step took before the next one. On a quiet machine the
+                // step ran unpreempted and the next starts at once.
+                let (wall, cpu) = (wall.elapsed(), thread_cpu_time().saturating_sub(cpu));
+                if settings.low_priority_ingest && cpu < wall.mul_f64(0.8) {
+                    std::thread::sleep(wall.min(Duration::from_millis(500)));
+                }
+            }
             Ok(_) => {
                 std::thread::sleep(INGEST_POLL);
                 backoff = Duration::from_millis(50);
