@@ -343,6 +343,8 @@ const HOUR_RAW_PRIOR: f64 = 3.0;
 const EXT_LEVEL: usize = 3;
 /// The fewest events between two count-triggered re-estimations.
 const EVENTS_PER_REFRESH: u64 = 2_000;
+/// Least time between two count-triggered refreshes.
+const MIN_YOUNG_REFRESH_MS: i64 = 1_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Learned {
@@ -693,11 +695,15 @@ impl Learned {
         self.events = self.events.saturating_add(1);
         self.total_events += 1;
         // By event time, and also by count while the router is young (each
-        // time it has seen a tenth more), when estimates move fastest.
+        // time it has seen a tenth more), when estimates move fastest. A
+        // refresh walks every cell under the smartlink's lock, so count-
+        // triggered ones are at least a second apart: a burst of traffic
+        // into a new smartlink would otherwise refresh dozens of times in
+        // its first second and stall the clicks waiting for the lock.
         let young = self.events as u64 >= EVENTS_PER_REFRESH && self.events as u64 * 10 >= self.total_events;
         let due = self.last_refresh == i64::MIN
             || now - self.last_refresh >= r.refresh_ms
-            || (young && now > self.last_refresh);
+            || (young && now - self.last_refresh >= MIN_YOUNG_REFRESH_MS);
         if due {
             self.refresh(now, r);
         }
