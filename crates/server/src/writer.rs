@@ -1,7 +1,7 @@
 //! The background click writer.
 //!
 //! The click handler hands a row to a bounded in-memory queue with
-//! `try_send` and never waits. Two OS threads take it from there:
+//! `try_send` and never waits. Three OS threads take it from there:
 //!
 //! - `click-journal` drains the queue every [`LINGER`] and appends the
 //!   rows to the click journal ([`crate::journal`]) with one `write`,
@@ -9,7 +9,8 @@
 //! - `click-ingest` loads journaled rows into the store in transactions
 //!   of [`IDLE_BATCH`] rows, in the idle scheduling class by default
 //!   (`server.ingest_priority`), so that under a burst the cores serve
-//!   redirects and the store catches up when they are free;
+//!   redirects and the store catches up when they are free (it also pauses
+//!   after a step that was mostly preempted);
 //! - `click-catch-up`, at normal priority, takes over while the backlog
 //!   is past `server.ingest_catch_up_mib` and loads [`INGEST_BATCH`]-row
 //!   transactions until it is down to half that, so the backlog stays
@@ -94,7 +95,7 @@ pub struct WriterSettings {
     pub capacity: usize,
     /// Load the store at the lowest CPU priority.
     pub low_priority_ingest: bool,
-    /// Backlog past which the journal thread loads rows too.
+    /// Backlog past which the catch-up thread loads rows at normal priority.
     pub catch_up_bytes: u64,
 }
 
@@ -127,7 +128,7 @@ impl WriterHandle {
     }
 }
 
-/// Starts the journal and ingest threads over `journal_dir` (run
+/// Starts the journal, ingest and catch-up threads over `journal_dir` (run
 /// [`crate::journal::recover`] on it first).
 pub fn start(
     store: Arc<dyn Store>,
