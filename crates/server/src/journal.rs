@@ -334,6 +334,13 @@ impl Journal {
         Ok(())
     }
 
+    /// Deletes the segment and the ingest position: for a clean stop, once
+    /// everything journaled is in the store.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(segment_path(&self.dir, self.seq));
+        let _ = std::fs::remove_file(self.dir.join(POS_FILE));
+    }
+
     /// Forces the segment to disk.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.file.sync_data().map_err(io_err(&segment_path(&self.dir, self.seq)))

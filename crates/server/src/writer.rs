@@ -318,8 +318,14 @@ fn run_journal(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
-    metrics.journal_backlog.store(0, Relaxed);
+    // Set while holding the ingest lock: the other threads check it after
+    // taking the lock, so none of them reads a segment deleted below.
     done.store(true, Relaxed);
+    if i.caught_up() {
+        // A clean stop leaves an empty journal directory.
+        journal.discard();
+        metrics.journal_backlog.store(0, Relaxed);
+    }
 }
 
 /// CPU time the calling thread has used (zero where unknown).
@@ -385,7 +391,13 @@ fn run_ingest(
             continue;
         }
         let (wall, cpu) = (Instant::now(), thread_cpu_time());
-        let r = ingest_step(&mut lock(&ingest), rows, metrics);
+        let r = {
+            let mut i = lock(&ingest);
+            if done.load(Relaxed) {
+                break;
+            }
+            ingest_step(&mut i, rows, metrics)
+        };
         match r {
             Ok(n) if n >= rows => {
                 // More waiting. If the step was mostly preempted, request
@@ -430,7 +442,13 @@ fn run_catch_up(
             "the click journal's backlog passed the catch-up mark: loading the store at normal priority"
         );
         while progress.backlog_bytes() > mark / 2 && !done.load(Relaxed) {
-            let r = ingest_step(&mut lock(&ingest), INGEST_BATCH, metrics);
+            let r = {
+                let mut i = lock(&ingest);
+                if done.load(Relaxed) {
+                    break;
+                }
+                ingest_step(&mut i, INGEST_BATCH, metrics)
+            };
             if r.is_err() {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
