@@ -481,6 +481,8 @@ mod tests {
         }
         drop(queue);
         handle.join();
+        let left: Vec<_> = std::fs::read_dir(d.path().join("journal")).unwrap().collect();
+        assert!(left.is_empty(), "a clean stop leaves an empty journal: {left:?}");
         (store.count_clicks().unwrap(), metrics)
     }
 
