@@ -336,3 +336,15 @@ fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps
     assert!(ids.contains(&"crash-left-0".to_string()) && ids.contains(&"crash-left-1".to_string()));
     assert!(!ids.contains(&"crash-left-2".to_string()), "the torn record is dropped");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_with_a_clear_message() {
+    let (d, s) = start(POOL);
+    let err = match Server::try_start(d.path(), &d.path().join("smartlink.yaml")) {
+        Ok(_) => panic!("a second server started on the same data directory"),
+        Err(e) => e,
+    };
+    assert!(err.contains("another smartlink process is using this data directory"), "{err}");
+    // The first one is unaffected.
+    assert_eq!(click(&s, "/s/main", WINDOWS, "89.160.20.112").status, 302);
+}

@@ -484,6 +484,28 @@ impl Ingest {
     }
 }
 
+/// Takes the journal directory for this process: an exclusive `flock` on
+/// `journal/lock`, held as long as the returned file is open. A second
+/// server on the same data directory would otherwise load and delete the
+/// first one's segments at its start-up.
+pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let source = std::io::Error::other(
+                "another smartlink process is using this data directory (its click journal is locked)",
+            );
+            return Err(JournalError::Io { path: path.display().to_string(), source });
+        }
+    }
+    Ok(file)
+}
+
 /// Loads every segment a previous run left into the store and deletes
 /// them. A torn record at a segment's end (a crash mid-write) ends that
 /// segment; a damaged record elsewhere is logged and the rest of its

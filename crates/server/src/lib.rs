@@ -137,6 +137,8 @@ pub struct Prepared {
     pub retry: outbound::RetryPolicy,
     pub alerts: config::AlertSettings,
     pub listen: String,
+    /// Held until the server stops: this process owns the click journal.
+    pub journal_lock: std::fs::File,
 }
 
 /// Opens the store, applies the config file if it changed, builds the
@@ -179,6 +181,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     // Rows a previous run journaled but did not load count for caps and
     // routing: load them before rebuilding from the store.
     let journal_dir = eff.data_dir.join("journal");
+    let journal_lock = journal::lock_dir(&journal_dir)?;
     journal::recover(&journal_dir, &*store)?;
     rebuild_state(&*store, &catalog, clock())?;
 
@@ -236,6 +239,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         retry,
         alerts: eff.settings.alerts.clone(),
         listen: eff.listen.clone(),
+        journal_lock,
     })
 }
 
@@ -322,7 +326,7 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, postback_writer, retry, alerts, .. } = prepared;
+    let Prepared { state, writer, postback_writer, retry, alerts, journal_lock, .. } = prepared;
     let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
     let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
     let detector = match alerts.interval_secs.unwrap_or(300) {
@@ -353,6 +357,7 @@ pub async fn run(
     })
     .await
     .ok();
+    drop(journal_lock);
     tracing::info!("click queue flushed; bye");
     Ok(())
 }
