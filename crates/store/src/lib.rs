@@ -512,12 +512,12 @@ pub type AuditClickRow = (String, String, String, Option<u32>, f64, f64);
 /// Per-source quality data, read from raw click and conversion rows.
 pub trait QualityStore {
     fn source_counts(&self, q: &SourceQuery) -> Result<Vec<SourceCounts>>;
-    /// Clicks of one smartlink in `[from_ms, to_ms)` of the given quality
-    /// classes, per (country, device, fallback reason or "" when routed).
     /// Every human or suspect click of one smartlink in `[from_ms, to_ms)`
     /// with what the audit needs: (country, device, os, offer key or None,
     /// logged propensity, approved revenue of its conversions).
     fn audit_clicks(&self, smartlink: u32, from_ms: i64, to_ms: i64) -> Result<Vec<AuditClickRow>>;
+    /// Clicks of one smartlink in `[from_ms, to_ms)` of the given quality
+    /// classes, per (country, device, fallback reason or "" when routed).
     fn fallback_segments(
         &self,
         smartlink: u32,
