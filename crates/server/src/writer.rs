@@ -26,7 +26,7 @@
 //! shutdown the sender is dropped; the journal thread appends what is left
 //! and then loads everything into the store before it exits.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,31 +138,21 @@ pub fn start(
 ) -> Result<(ClickQueue, WriterHandle), JournalError> {
     let progress = Arc::new(Progress::default());
     let journal = Journal::create(journal_dir, progress.clone())?;
-    let ingest = Arc::new(Mutex::new(Ingest::new(journal_dir, store, progress.clone())));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = Arc::new(Loader {
+        ingest: Mutex::new(Ingest::new(journal_dir, store, progress.clone())),
+        progress,
+        done: AtomicBool::new(false),
+        metrics: metrics.clone(),
+    });
     let (tx, rx) = sync_channel(settings.capacity.max(1));
-    let journal = {
-        let (m, ingest, done, progress) = (metrics.clone(), ingest.clone(), done.clone(), progress.clone());
-        std::thread::Builder::new()
-            .name("click-journal".into())
-            .spawn(move || run_journal(journal, rx, ingest, &progress, &done, &m))
-            .expect("spawning the click journal thread")
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning a click writer thread")
     };
-    let catch_up = {
-        let (m, ingest, done, progress, s) =
-            (metrics.clone(), ingest.clone(), done.clone(), progress.clone(), settings.clone());
-        std::thread::Builder::new()
-            .name("click-catch-up".into())
-            .spawn(move || run_catch_up(ingest, &progress, &done, s.catch_up_bytes, &m))
-            .expect("spawning the click catch-up thread")
-    };
-    let ingest = {
-        let m = metrics.clone();
-        std::thread::Builder::new()
-            .name("click-ingest".into())
-            .spawn(move || run_ingest(ingest, &progress, &done, &settings, &m))
-            .expect("spawning the click ingest thread")
-    };
+    let l = loader.clone();
+    let journal = spawn("click-journal", Box::new(move || run_journal(journal, rx, &l)));
+    let (l, mark) = (loader.clone(), settings.catch_up_bytes);
+    let catch_up = spawn("click-catch-up", Box::new(move || run_catch_up(&l, mark)));
+    let ingest = spawn("click-ingest", Box::new(move || run_ingest(&loader, &settings)));
     Ok((ClickQueue { tx, metrics, last_drop_log: Default::default() }, WriterHandle { journal, ingest, catch_up }))
 }
 
@@ -192,35 +182,76 @@ impl ClickQueue {
     }
 }
 
-/// Loads one batch; store errors are counted, logged and retried later.
-fn ingest_step(ingest: &mut Ingest, rows: usize, metrics: &Metrics) -> Result<usize, ()> {
-    let r = ingest.step(rows);
-    metrics.journal_damaged.store(ingest.corrupt, Relaxed);
-    match r {
-        Ok(n) => {
-            metrics.clicks_written.fetch_add(n as u64, Relaxed);
-            Ok(n)
+/// What the journal, ingest and catch-up threads share.
+struct Loader {
+    ingest: Mutex<Ingest>,
+    progress: Arc<Progress>,
+    /// Set by the journal thread, holding the ingest lock, once shutdown
+    /// has loaded what it could.
+    done: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Loader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ingest> {
+        self.ingest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.done.load(Relaxed)
+    }
+
+    /// Loads one batch of up to `rows`; `None` once the writer has stopped
+    /// (checked under the lock: the segments may be gone). Store errors are
+    /// counted and logged; the rows are read again next time.
+    fn step(&self, rows: usize) -> Option<Result<usize, ()>> {
+        let mut ingest = self.lock();
+        if self.stopped() {
+            return None;
         }
-        Err(e) => {
-            metrics.write_errors.fetch_add(1, Relaxed);
-            tracing::error!(error = %e, "loading journaled clicks into the store failed; retrying");
-            Err(())
+        Some(self.step_locked(&mut ingest, rows))
+    }
+
+    fn step_locked(&self, ingest: &mut Ingest, rows: usize) -> Result<usize, ()> {
+        let r = ingest.step(rows);
+        self.metrics.journal_damaged.store(ingest.corrupt, Relaxed);
+        match r {
+            Ok(n) => {
+                self.metrics.clicks_written.fetch_add(n as u64, Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.write_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "loading journaled clicks into the store failed; retrying");
+                Err(())
+            }
         }
     }
 }
 
-fn lock(m: &Mutex<Ingest>) -> std::sync::MutexGuard<'_, Ingest> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Retry delay: 50 ms, doubling per failure up to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+
+    fn new() -> Backoff {
+        Backoff(Self::FIRST)
+    }
+
+    /// Sleeps, and doubles the next delay.
+    fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
 }
 
-fn run_journal(
-    mut journal: Journal,
-    rx: Receiver<ClickEvent>,
-    ingest: Arc<Mutex<Ingest>>,
-    progress: &Progress,
-    done: &std::sync::atomic::AtomicBool,
-    metrics: &Metrics,
-) {
+fn run_journal(mut journal: Journal, rx: Receiver<ClickEvent>, loader: &Loader) {
+    let metrics = &*loader.metrics;
     use std::sync::mpsc::TryRecvError;
     // A little below the request threads, so that its wake-ups do not
     // preempt them; it needs a few percent of a core at full load.
@@ -229,7 +260,7 @@ fn run_journal(
     let mut open = true;
     let mut last_sync = Instant::now();
     let mut unsynced = false;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     let mut shutdown_failures = 0;
     // Rows encoded in `buf` and not yet appended (kept across retries).
     let mut in_buf = 0u64;
@@ -268,14 +299,13 @@ fn run_journal(
                     in_buf = 0;
                     buf.clear();
                     unsynced = true;
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                 }
                 Err(e) => {
                     // Keep the batch and retry; the queue absorbs new rows.
                     metrics.write_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "appending to the click journal failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait();
                     if open {
                         break;
                     }
@@ -300,27 +330,26 @@ fn run_journal(
             }
             (unsynced, last_sync) = (false, Instant::now());
         }
-        metrics.journal_backlog.store(progress.backlog_bytes(), Relaxed);
+        metrics.journal_backlog.store(loader.progress.backlog_bytes(), Relaxed);
     }
     // Shutdown: load everything into the store before returning. A store
     // that keeps failing gets ten tries; the rows stay in the journal and
     // the next start loads them.
-    let mut i = lock(&ingest);
-    let (mut backoff, mut failures) = (Duration::from_millis(50), 0);
+    let mut i = loader.lock();
+    let (mut backoff, mut failures) = (Backoff::new(), 0);
     while !i.caught_up() {
-        if ingest_step(&mut i, INGEST_BATCH, metrics).is_err() {
+        if loader.step_locked(&mut i, INGEST_BATCH).is_err() {
             failures += 1;
             if failures == 10 {
                 tracing::error!("the store keeps failing: journaled clicks are left for the next start to load");
                 break;
             }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.wait();
         }
     }
     // Set while holding the ingest lock: the other threads check it after
     // taking the lock, so none of them reads a segment deleted below.
-    done.store(true, Relaxed);
+    loader.done.store(true, Relaxed);
     if i.caught_up() {
         // A clean stop leaves an empty journal directory.
         journal.discard();
@@ -369,37 +398,25 @@ fn lower_priority() {
     }
 }
 
-fn run_ingest(
-    ingest: Arc<Mutex<Ingest>>,
-    progress: &Progress,
-    done: &std::sync::atomic::AtomicBool,
-    settings: &WriterSettings,
-    metrics: &Metrics,
-) {
+fn run_ingest(loader: &Loader, settings: &WriterSettings) {
     let rows = if settings.low_priority_ingest {
         lower_priority();
         IDLE_BATCH
     } else {
         INGEST_BATCH
     };
-    let mut backoff = Duration::from_millis(50);
-    while !done.load(Relaxed) {
+    let mut backoff = Backoff::new();
+    while !loader.stopped() {
         // Past the catch-up mark the normal-priority thread does the work;
         // holding the lock here (and being starved) would only delay it.
-        if settings.low_priority_ingest && progress.backlog_bytes() > settings.catch_up_bytes {
+        if settings.low_priority_ingest && loader.progress.backlog_bytes() > settings.catch_up_bytes {
             std::thread::sleep(INGEST_POLL);
             continue;
         }
         let (wall, cpu) = (Instant::now(), thread_cpu_time());
-        let r = {
-            let mut i = lock(&ingest);
-            if done.load(Relaxed) {
-                break;
-            }
-            ingest_step(&mut i, rows, metrics)
-        };
-        match r {
-            Ok(n) if n >= rows => {
+        match loader.step(rows) {
+            None => break,
+            Some(Ok(n)) if n >= rows => {
                 // More waiting. If the step was mostly preempted, request
                 // threads are busy: even idle-class work costs them (cache,
                 // memory bandwidth, kernel time), so wait as long as the
@@ -410,50 +427,33 @@ fn run_ingest(
                     std::thread::sleep(wall.min(Duration::from_millis(500)));
                 }
             }
-            Ok(_) => {
+            Some(Ok(_)) => {
                 std::thread::sleep(INGEST_POLL);
-                backoff = Duration::from_millis(50);
+                backoff.reset();
             }
-            Err(()) => {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            Some(Err(())) => backoff.wait(),
         }
     }
 }
 
 /// Loads rows at normal priority while the backlog is past `mark`, down to
 /// half of it.
-fn run_catch_up(
-    ingest: Arc<Mutex<Ingest>>,
-    progress: &Progress,
-    done: &std::sync::atomic::AtomicBool,
-    mark: u64,
-    metrics: &Metrics,
-) {
-    let mut backoff = Duration::from_millis(50);
-    while !done.load(Relaxed) {
+fn run_catch_up(loader: &Loader, mark: u64) {
+    let mut backoff = Backoff::new();
+    while !loader.stopped() {
         std::thread::sleep(Duration::from_millis(200));
-        if progress.backlog_bytes() <= mark {
+        if loader.progress.backlog_bytes() <= mark {
             continue;
         }
         tracing::warn!(
-            backlog_bytes = progress.backlog_bytes(),
+            backlog_bytes = loader.progress.backlog_bytes(),
             "the click journal's backlog passed the catch-up mark: loading the store at normal priority"
         );
-        while progress.backlog_bytes() > mark / 2 && !done.load(Relaxed) {
-            let r = {
-                let mut i = lock(&ingest);
-                if done.load(Relaxed) {
-                    break;
-                }
-                ingest_step(&mut i, INGEST_BATCH, metrics)
-            };
-            if r.is_err() {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            } else {
-                backoff = Duration::from_millis(50);
+        while loader.progress.backlog_bytes() > mark / 2 {
+            match loader.step(INGEST_BATCH) {
+                None => return,
+                Some(Ok(_)) => backoff.reset(),
+                Some(Err(())) => backoff.wait(),
             }
         }
     }
