@@ -420,17 +420,21 @@ impl Ingest {
         let mut off = self.off;
         let mut bad = false;
         while self.rows.len() < max_rows && off < limit {
-            let want = ((limit - off) as usize).min(CHUNK);
+            // Enough for the rows still wanted (records average ~300
+            // bytes, so this rarely needs a second read), not the whole
+            // chunk: the rest would be read again by the next step.
+            let left = (limit - off) as usize;
+            let want = left.min(((max_rows - self.rows.len()) * 512).clamp(64 << 10, CHUNK));
             self.buf.resize(want, 0);
             file.seek(SeekFrom::Start(off)).map_err(io_err(&path))?;
             file.read_exact(&mut self.buf).map_err(io_err(&path))?;
             match parse(&self.buf, max_rows, &mut self.rows) {
                 // The current segment ends on a whole batch, so this only
                 // happens to a finished one with a partial record at its end,
-                // or to a record bigger than a chunk (records are < 8 KiB):
-                // damage either way.
+                // or to a record bigger than the window read (records are
+                // < 8 KiB, windows ≥ 64 KiB): damage either way.
                 Parsed::Ok(0) => {
-                    bad = finished || want == CHUNK;
+                    bad = finished || want < left;
                     break;
                 }
                 Parsed::Ok(n) => off += n as u64,
@@ -655,18 +659,40 @@ pub(crate) mod tests {
         assert_eq!(rows.len(), 1, "the record before the damage is kept");
     }
 
-    #[test]
-    fn journaled_rows_reach_the_store_and_finished_segments_are_deleted() {
+    /// Records for events `ids`, framed.
+    fn records(ids: std::ops::Range<u32>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for i in ids {
+            encode(&event(i), &mut buf);
+        }
+        buf
+    }
+
+    /// A store, a fresh journal and its ingester in a temporary data dir.
+    struct Fixture {
+        /// Bind it (`d: _d`): dropping it deletes the directory.
+        d: tempfile::TempDir,
+        jdir: PathBuf,
+        s: Arc<dyn Store>,
+        progress: Arc<Progress>,
+        j: Journal,
+        ing: Ingest,
+    }
+
+    fn fixture() -> Fixture {
         let d = tempfile::tempdir().unwrap();
         let jdir = d.path().join("journal");
         let s = store(d.path());
         let progress = Arc::new(Progress::default());
-        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
-        let mut ing = Ingest::new(&jdir, s.clone(), progress.clone());
-        let mut buf = Vec::new();
-        for i in 0..300 {
-            encode(&event(i), &mut buf);
-        }
+        let j = Journal::create(&jdir, progress.clone()).unwrap();
+        let ing = Ingest::new(&jdir, s.clone(), progress.clone());
+        Fixture { d, jdir, s, progress, j, ing }
+    }
+
+    #[test]
+    fn journaled_rows_reach_the_store_and_finished_segments_are_deleted() {
+        let Fixture { d: _d, jdir, s, progress, mut j, mut ing } = fixture();
+        let mut buf = records(0..300);
         j.append(&buf).unwrap();
         assert!(!ing.caught_up());
         assert_eq!(progress.backlog_bytes(), buf.len() as u64);
@@ -690,21 +716,12 @@ pub(crate) mod tests {
 
     #[test]
     fn recovery_loads_what_a_crash_left_and_drops_only_a_torn_tail() {
-        let d = tempfile::tempdir().unwrap();
-        let jdir = d.path().join("journal");
-        let s = store(d.path());
-        {
-            let mut j = Journal::create(&jdir, Arc::new(Progress::default())).unwrap();
-            let mut buf = Vec::new();
-            for i in 0..50 {
-                encode(&event(i), &mut buf);
-            }
-            j.append(&buf).unwrap();
-            // A crash mid-write: half of one more record.
-            let mut torn = Vec::new();
-            encode(&event(50), &mut torn);
-            j.file.write_all(&torn[..torn.len() / 2]).unwrap();
-        }
+        let Fixture { d: _d, jdir, s, mut j, .. } = fixture();
+        j.append(&records(0..50)).unwrap();
+        // A crash mid-write: half of one more record.
+        let torn = records(50..51);
+        j.file.write_all(&torn[..torn.len() / 2]).unwrap();
+        drop(j);
         // Part of it was already loaded before the crash: no double count.
         let mut first = Vec::new();
         parse(&std::fs::read(segment_path(&jdir, 1)).unwrap()[MAGIC.len()..], 10, &mut first);
@@ -717,17 +734,8 @@ pub(crate) mod tests {
 
     #[test]
     fn recovery_starts_at_the_saved_position() {
-        let d = tempfile::tempdir().unwrap();
-        let jdir = d.path().join("journal");
-        let s = store(d.path());
-        let progress = Arc::new(Progress::default());
-        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
-        let mut ing = Ingest::new(&jdir, s.clone(), progress);
-        let mut buf = Vec::new();
-        for i in 0..40 {
-            encode(&event(i), &mut buf);
-        }
-        j.append(&buf).unwrap();
+        let Fixture { d, jdir, mut j, mut ing, .. } = fixture();
+        j.append(&records(0..40)).unwrap();
         ing.step(30).unwrap();
         drop((j, ing));
         // Rows loaded before the stop are skipped, not re-read.
@@ -737,14 +745,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_deleted_segment_is_reported_and_skipped_instead_of_retried_forever() {
-        let d = tempfile::tempdir().unwrap();
-        let jdir = d.path().join("journal");
-        let progress = Arc::new(Progress::default());
-        let mut j = Journal::create(&jdir, progress.clone()).unwrap();
-        let mut ing = Ingest::new(&jdir, store(d.path()), progress);
-        let mut buf = Vec::new();
-        encode(&event(1), &mut buf);
-        j.append(&buf).unwrap();
+        let Fixture { d: _d, jdir, mut j, mut ing, .. } = fixture();
+        j.append(&records(1..2)).unwrap();
         std::fs::remove_dir_all(&jdir).unwrap();
         assert_eq!(ing.step(10).unwrap(), 0);
         assert!(ing.caught_up());
