@@ -112,13 +112,8 @@ enum Cmd {
     /// shares, reasons, CTIT, rejections and chargebacks, with abnormal
     /// sources flagged against the rest of the smartlink.
     Quality {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        smartlink: String,
-        /// 7d, 24h, today, ... (default 7d)
-        #[arg(long)]
-        period: Option<String>,
+        #[command(flatten)]
+        window: Window,
         /// affiliate (default) or sub1..sub5
         #[arg(long)]
         by: Option<String>,
@@ -129,13 +124,8 @@ enum Cmd {
     /// Coverage gaps: fallback clicks by reason and segment with their
     /// estimated missed revenue, and each offer's share of clicks per day.
     Coverage {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        smartlink: String,
-        /// 7d, 24h, today, ... (default 7d)
-        #[arg(long)]
-        period: Option<String>,
+        #[command(flatten)]
+        window: Window,
         /// IANA timezone of the days (default UTC)
         #[arg(long)]
         tz: Option<String>,
@@ -158,13 +148,8 @@ enum Cmd {
     /// Smartlink vs the best hand-picked offer per segment (IPS / doubly
     /// robust estimates from logged propensities, 95% CIs, recommendations).
     Audit {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        smartlink: String,
-        /// 7d, 24h, ... (default 7d)
-        #[arg(long)]
-        period: Option<String>,
+        #[command(flatten)]
+        window: Window,
         #[arg(long)]
         json: bool,
     },
@@ -230,6 +215,24 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The data directory, smartlink and period an analysis command reads.
+#[derive(clap::Args)]
+struct Window {
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    smartlink: String,
+    /// 7d, 24h, today, ... (default 7d)
+    #[arg(long)]
+    period: Option<String>,
+}
+
+impl Window {
+    fn store(&self) -> anyhow::Result<SqliteStore> {
+        Ok(SqliteStore::open_dir(&data_dir(self.data_dir.clone(), None)?)?)
     }
 }
 
@@ -318,14 +321,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Quality { data_dir: dd, smartlink, period, by, format } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+        Cmd::Quality { window, by, format } => {
+            let store = window.store()?;
+            let Window { smartlink, period, .. } = window;
             let req = smartlink_server::quality::QualityRequest { smartlink, period, by };
             let out = smartlink_server::quality::report(&store, &req, smartlink_server::app::system_clock())?;
             emit(&out, &format, smartlink_server::quality::render)
         }
-        Cmd::Coverage { data_dir: dd, smartlink, period, tz, format } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+        Cmd::Coverage { window, tz, format } => {
+            let store = window.store()?;
+            let Window { smartlink, period, .. } = window;
             let defs = admin::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
                 .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
@@ -366,12 +371,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Audit { data_dir: dd, smartlink, period, json } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+        Cmd::Audit { window, json } => {
             let out = smartlink_server::insight::audit(
-                &store,
-                &smartlink,
-                period.as_deref(),
+                &window.store()?,
+                &window.smartlink,
+                window.period.as_deref(),
                 smartlink_server::app::system_clock(),
             )?;
             emit(&out, if json { "json" } else { "table" }, smartlink_server::insight::render_audit)
