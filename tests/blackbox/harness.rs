@@ -42,7 +42,12 @@ pub fn bin() -> &'static str {
 /// data directory inside `dir`) and returns its path.
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let cfg = dir.join("smartlink.yaml");
-    let full = format!("server:\n  admin_token: {ADMIN}\n  data_dir: {}\n{yaml}", dir.join("data").display());
+    // Rows are loaded into the store at once even on a busy test machine
+    // (by default a busy machine defers loading by up to 30 s).
+    let full = format!(
+        "server:\n  admin_token: {ADMIN}\n  data_dir: {}\n  ingest_defer_secs: 0\n{yaml}",
+        dir.join("data").display()
+    );
     std::fs::write(&cfg, full).unwrap();
     cfg
 }

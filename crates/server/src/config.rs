@@ -59,6 +59,11 @@ pub struct ServerSettings {
     /// priority, so the backlog stays bounded under sustained load.
     /// Default 512.
     pub ingest_catch_up_mib: Option<u64>,
+    /// While the machine's CPUs are nearly all busy (under 10% idle), the
+    /// low-priority loader waits up to this many seconds before loading
+    /// journaled rows, so a burst is served first and stored after; 0
+    /// never waits. Default 30.
+    pub ingest_defer_secs: Option<u64>,
     /// First retry delay of outbound postbacks, seconds (doubles each
     /// attempt, capped at 12 h). Default 60.
     pub outbound_retry_base_secs: Option<f64>,

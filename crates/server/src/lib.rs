@@ -204,6 +204,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             capacity: eff.settings.queue_capacity.unwrap_or(defaults.capacity),
             low_priority_ingest: eff.settings.ingest_priority.unwrap_or_default() == config::IngestPriority::Low,
             catch_up_bytes: eff.settings.ingest_catch_up_mib.map_or(defaults.catch_up_bytes, |m| m << 20),
+            defer_when_busy: eff.settings.ingest_defer_secs.map_or(defaults.defer_when_busy, std::time::Duration::from_secs),
         },
         metrics.clone(),
     )?;

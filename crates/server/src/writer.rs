@@ -10,7 +10,11 @@
 //!   of [`IDLE_BATCH`] rows, in the idle scheduling class by default
 //!   (`server.ingest_priority`), so that under a burst the cores serve
 //!   redirects and the store catches up when they are free (it also pauses
-//!   after a step that was mostly preempted);
+//!   after a step that was mostly preempted). While the machine's CPUs are
+//!   nearly all busy it does not start at all, for up to
+//!   `server.ingest_defer_secs`: idle-class work still costs request
+//!   threads cache, memory bandwidth and kernel time, so a burst is served
+//!   first and loaded after;
 //! - `click-catch-up`, at normal priority, takes over while the backlog
 //!   is past `server.ingest_catch_up_mib` and loads [`INGEST_BATCH`]-row
 //!   transactions until it is down to half that, so the backlog stays
@@ -87,6 +91,12 @@ const INGEST_BATCH: usize = 20_000;
 const IDLE_BATCH: usize = 5_000;
 /// How often the ingester looks for new rows when it has caught up.
 const INGEST_POLL: Duration = Duration::from_millis(50);
+/// How often a deferring ingester looks at the CPUs again (long enough for
+/// `/proc/stat`'s clock ticks to say something).
+const BUSY_POLL: Duration = Duration::from_millis(200);
+/// Idle share of the machine's CPU time under which the machine counts as
+/// busy. A saturated server shows 0–3%; one with room to spare, far more.
+const BUSY_IDLE_SHARE: f64 = 0.10;
 
 /// How the writer runs (from `server.*`).
 #[derive(Clone, Debug)]
@@ -97,11 +107,19 @@ pub struct WriterSettings {
     pub low_priority_ingest: bool,
     /// Backlog past which the catch-up thread loads rows at normal priority.
     pub catch_up_bytes: u64,
+    /// How long the idle-class ingester may wait while the machine is busy
+    /// (zero: never waits).
+    pub defer_when_busy: Duration,
 }
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        WriterSettings { capacity: 100_000, low_priority_ingest: true, catch_up_bytes: 512 << 20 }
+        WriterSettings {
+            capacity: 100_000,
+            low_priority_ingest: true,
+            catch_up_bytes: 512 << 20,
+            defer_when_busy: Duration::from_secs(30),
+        }
     }
 }
 
@@ -406,11 +424,26 @@ fn run_ingest(loader: &Loader, settings: &WriterSettings) {
         INGEST_BATCH
     };
     let mut backoff = Backoff::new();
+    let mut cpus = CpuWatch::default();
+    // Since when rows have been waiting (reset whenever the store caught up).
+    let mut behind_since: Option<Instant> = None;
     while !loader.stopped() {
+        let backlog = loader.progress.backlog_bytes();
         // Past the catch-up mark the normal-priority thread does the work;
         // holding the lock here (and being starved) would only delay it.
-        if settings.low_priority_ingest && loader.progress.backlog_bytes() > settings.catch_up_bytes {
+        if settings.low_priority_ingest && backlog > settings.catch_up_bytes {
             std::thread::sleep(INGEST_POLL);
+            continue;
+        }
+        let behind_for = match backlog {
+            0 => {
+                behind_since = None;
+                Duration::ZERO
+            }
+            _ => behind_since.get_or_insert_with(Instant::now).elapsed(),
+        };
+        if settings.low_priority_ingest && defer_ingest(cpus.idle_share(), behind_for, settings.defer_when_busy) {
+            std::thread::sleep(BUSY_POLL);
             continue;
         }
         let (wall, cpu) = (Instant::now(), thread_cpu_time());
@@ -433,6 +466,61 @@ fn run_ingest(loader: &Loader, settings: &WriterSettings) {
             }
             Some(Err(())) => backoff.wait(),
         }
+    }
+}
+
+/// Whether the idle-class ingester waits: the machine's CPUs were nearly
+/// all busy since it last looked (`idle_share`, `None` when unknown) and
+/// the oldest waiting row has waited less than `max_wait`. Past that it
+/// loads at idle priority again, so reports lag a burst by at most about
+/// `max_wait` (and the catch-up mark still bounds the backlog).
+fn defer_ingest(idle_share: Option<f64>, behind_for: Duration, max_wait: Duration) -> bool {
+    matches!(idle_share, Some(s) if s < BUSY_IDLE_SHARE) && behind_for < max_wait
+}
+
+/// The machine's CPU ticks from a `/proc/stat` text: (idle incl. I/O wait,
+/// total), summed over all CPUs.
+fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already counted in user and nice.
+    let counted = &ticks[..ticks.len().min(8)];
+    (counted.len() >= 5).then(|| (ticks[3] + ticks[4], counted.iter().sum()))
+}
+
+/// How idle the machine was between two looks, counting the calling
+/// thread's own CPU time as idle (its work is what would run on idle CPU).
+#[derive(Default)]
+struct CpuWatch {
+    last: Option<((u64, u64), Duration)>,
+}
+
+impl CpuWatch {
+    /// The idle share since the previous call (`None` on the first call or
+    /// where `/proc/stat` is unreadable).
+    fn idle_share(&mut self) -> Option<f64> {
+        let now = (parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?, thread_cpu_time());
+        let ((idle0, total0), own0) = self.last.replace(now)?;
+        let ((idle1, total1), own1) = now;
+        let tick = 1.0 / clock_ticks_per_sec();
+        let total = total1.saturating_sub(total0) as f64 * tick;
+        let idle = idle1.saturating_sub(idle0) as f64 * tick + own1.saturating_sub(own0).as_secs_f64();
+        (total > 0.0).then(|| (idle / total).min(1.0))
+    }
+}
+
+/// `USER_HZ`, the unit of `/proc/stat`.
+fn clock_ticks_per_sec() -> f64 {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sysconf reads a constant; no memory involved.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[cfg(not(target_os = "linux"))]
+    let hz = 100;
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
     }
 }
 
@@ -488,7 +576,7 @@ mod tests {
 
     #[test]
     fn the_idle_ingester_loads_the_store_while_the_backlog_is_small() {
-        let s = WriterSettings { catch_up_bytes: u64::MAX, ..WriterSettings::default() };
+        let s = WriterSettings { catch_up_bytes: u64::MAX, defer_when_busy: Duration::ZERO, ..WriterSettings::default() };
         let (stored, m) = stored_after_pushing(s, 500);
         assert_eq!(stored, 500);
         assert_eq!((m.clicks_journaled.load(Relaxed), m.journal_backlog.load(Relaxed)), (500, 0));
@@ -505,6 +593,37 @@ mod tests {
     fn normal_priority_ingest_loads_the_store_too() {
         let s = WriterSettings { low_priority_ingest: false, ..WriterSettings::default() };
         assert_eq!(stored_after_pushing(s, 300).0, 300);
+    }
+
+    #[test]
+    fn the_ingester_waits_only_while_the_machine_is_busy_and_not_for_too_long() {
+        let (s, max) = (Duration::from_secs, Duration::from_secs(30));
+        assert!(defer_ingest(Some(0.02), s(0), max), "busy machine, fresh rows: wait");
+        assert!(defer_ingest(Some(0.09), s(29), max));
+        assert!(!defer_ingest(Some(0.02), s(30), max), "rows waited long enough: load");
+        assert!(!defer_ingest(Some(0.5), s(0), max), "idle CPU to spare: load");
+        assert!(!defer_ingest(None, s(0), max), "load unknown: load");
+        assert!(!defer_ingest(Some(0.0), s(0), Duration::ZERO), "waiting turned off");
+    }
+
+    #[test]
+    fn proc_stat_gives_idle_and_total_ticks_without_counting_guest_time_twice() {
+        let text = "cpu  100 5 50 800 20 1 2 3 40 0\ncpu0 50 2 25 400 10 0 1 1 20 0\n";
+        assert_eq!(parse_proc_stat(text), Some((820, 981)));
+        assert_eq!(parse_proc_stat("cpu  1 2 3 4\n"), None, "too few fields");
+        assert_eq!(parse_proc_stat("intr 5\n"), None);
+        assert_eq!(parse_proc_stat("cpu  1 x 3 4 5\n"), None);
+    }
+
+    #[test]
+    fn the_cpu_watch_reads_this_machine() {
+        let mut w = CpuWatch::default();
+        assert_eq!(w.idle_share(), None, "the first look has nothing to compare with");
+        std::thread::sleep(Duration::from_millis(120));
+        if std::path::Path::new("/proc/stat").exists() {
+            let share = w.idle_share().expect("a share after two looks");
+            assert!((0.0..=1.0).contains(&share), "{share}");
+        }
     }
 
     #[test]
