@@ -10,7 +10,7 @@ DUR=${2:-8}
 if ! command -v wrk >/dev/null; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; fi
 work=$(mktemp -d)
 trap 'kill "${SL:-}" 2>/dev/null && wait "${SL:-}" 2>/dev/null; rm -rf "$work"' EXIT
-{ printf 'server:\n  trust_proxy: true\n  admin_token: bench\n'; cat bench/pool50.yaml; } > "$work/pool.yaml"
+{ printf 'server:\n  trust_proxy: true\n  admin_token: bench\n  quality: {capacity_ips: 5000000}\n'; cat bench/pool50.yaml; } > "$work/pool.yaml"
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$work/pool.yaml" --data-dir "$work/data" \
   --listen 127.0.0.1:18181 > "$work/sl.out" &
 SL=$!

@@ -11,7 +11,18 @@ local uas = {
   "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.%d Mobile/15E148 Safari/604.1",
 }
 local builds = { 60, 3000, 3000, 60, 3000, 100, 60 }
+-- Each wrk thread runs its own copy of this script: without an offset both
+-- would send the same visitors in the same order, and every click would
+-- come twice (a duplicate, as the quality layer rightly says).
+local threads = 0
+setup = function(thread)
+  thread:set("offset", threads * 1000003)
+  threads = threads + 1
+end
 local n = 0
+init = function(args)
+  n = offset or 0
+end
 request = function()
   n = n + 1
   local ip = string.format("%d.%d.%d.%d", 1 + (n * 7) % 223, (n * 13) % 256, (n * 31) % 256, 1 + n % 254)

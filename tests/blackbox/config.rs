@@ -41,6 +41,32 @@ fn a_broken_geoip_database_is_a_clear_start_up_error() {
 }
 
 #[test]
+fn a_rate_counter_capacity_out_of_range_is_a_start_up_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let with = |capacity: &str| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text =
+            text.replacen("server:\n", &format!("server:\n  quality: {{capacity_ips: {capacity}, window_secs: 1}}\n"), 1);
+        let cfg = dir.path().join(format!("capacity-{capacity}.yaml"));
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let err = Server::try_start(dir.path(), &with("5")).err().expect("must not start");
+    assert!(err.contains("server.quality.capacity_ips") && err.contains("1000 to 100000000"), "{err}");
+    let s = Server::start(dir.path(), &with("2000000"));
+    assert_eq!(s.get("/s/s", &[]).status, 302, "a valid capacity serves clicks");
+    // The capacity and each window's clicks are published for alerting.
+    let capacity = s.metric("smartlink_quality_rate_capacity");
+    assert!((2_000_000.0..2_000_003.0).contains(&capacity), "{capacity}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.metric("smartlink_quality_rate_window_clicks") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no window ever reported the click");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn restart_with_an_unchanged_file_keeps_api_changes_but_a_changed_file_applies() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), ONE);

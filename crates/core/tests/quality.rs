@@ -473,3 +473,21 @@ fn memory_is_bounded_and_scales_with_the_capacity() {
     }
     assert_eq!(default.memory_bytes(), before);
 }
+
+#[test]
+fn past_its_capacity_the_sketch_makes_clean_visitors_look_busy_and_sized_for_the_traffic_it_does_not() {
+    // 300,000 distinct IPs clicking once each within one window.
+    let flagged = |capacity: usize| {
+        let b = Behaviour::with_capacity(BehaviourConfig::default(), capacity);
+        let mut flagged = 0;
+        for i in 0..300_000u32 {
+            let r = b.observe(Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), SAFARI_IPHONE, 1, T0 + 1_000);
+            if i >= 290_000 && r != Reasons::NONE {
+                flagged += 1;
+            }
+        }
+        flagged
+    };
+    assert!(flagged(10_000) > 9_000, "30x over capacity, nearly every clean click is flagged");
+    assert!(flagged(1_000_000) < 10, "sized for the traffic, clean clicks stay clean");
+}

@@ -127,6 +127,11 @@ pub struct QualitySettings {
     /// The same visitor, smartlink and sub-ids again within this many
     /// seconds is a `duplicate`. Default 10.
     pub duplicate_secs: Option<u32>,
+    /// Clicks per window the rate counters and the duplicate memory are
+    /// sized for (about 5.3 bytes each). Past it, rate estimates grow and
+    /// clean visitors start to look like floods: size it for the busiest
+    /// window (clicks per second × `window_secs`). Default 100,000.
+    pub capacity_ips: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

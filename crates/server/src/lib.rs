@@ -161,13 +161,20 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     let network =
         network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
     let d = smartlink_core::quality::BehaviourConfig::default();
-    let behaviour = smartlink_core::quality::Behaviour::new(smartlink_core::quality::BehaviourConfig {
-        window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),
-        ip_suspect: q.ip_suspect.unwrap_or(d.ip_suspect),
-        ip_bot: q.ip_bot.unwrap_or(d.ip_bot),
-        ip_ua_suspect: q.ip_ua_suspect.unwrap_or(d.ip_ua_suspect),
-        duplicate_secs: q.duplicate_secs.unwrap_or(d.duplicate_secs),
-    });
+    let behaviour = smartlink_core::quality::Behaviour::with_capacity(
+        smartlink_core::quality::BehaviourConfig {
+            window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),
+            ip_suspect: q.ip_suspect.unwrap_or(d.ip_suspect),
+            ip_bot: q.ip_bot.unwrap_or(d.ip_bot),
+            ip_ua_suspect: q.ip_ua_suspect.unwrap_or(d.ip_ua_suspect),
+            duplicate_secs: q.duplicate_secs.unwrap_or(d.duplicate_secs),
+        },
+        match q.capacity_ips {
+            None => smartlink_core::quality::Behaviour::DEFAULT_CAPACITY,
+            Some(c @ 1_000..=100_000_000) => c as usize,
+            Some(c) => bail!("server.quality.capacity_ips: {c} is out of range; expected 1000 to 100000000"),
+        },
+    );
     if let Some((path, file)) = &eff.file {
         if apply_file(&*store, path, file, false)? {
             tracing::info!(file = %path.display(), "applied definitions from the configuration file");
@@ -204,7 +211,10 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             capacity: eff.settings.queue_capacity.unwrap_or(defaults.capacity),
             low_priority_ingest: eff.settings.ingest_priority.unwrap_or_default() == config::IngestPriority::Low,
             catch_up_bytes: eff.settings.ingest_catch_up_mib.map_or(defaults.catch_up_bytes, |m| m << 20),
-            defer_when_busy: eff.settings.ingest_defer_secs.map_or(defaults.defer_when_busy, std::time::Duration::from_secs),
+            defer_when_busy: eff
+                .settings
+                .ingest_defer_secs
+                .map_or(defaults.defer_when_busy, std::time::Duration::from_secs),
         },
         metrics.clone(),
     )?;
@@ -338,6 +348,7 @@ pub async fn run(
             alerts.webhook_url.map(|u| u.expose().to_string()),
         ))),
     };
+    let rate_load = tokio::spawn(quality::watch_rate_load(state.clone()));
     let app = router(state.clone());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
@@ -345,6 +356,8 @@ pub async fn run(
         .context("serving HTTP")?;
     outbound.abort();
     let _ = outbound.await;
+    rate_load.abort();
+    let _ = rate_load.await;
     if let Some(d) = detector {
         d.abort();
         let _ = d.await;

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub journal_backlog: AtomicU64,
     /// Journal records (or whole segments) found damaged or missing.
     pub journal_damaged: AtomicU64,
+    /// Clicks the rate counters saw in the last whole window, and the
+    /// clicks per window they are sized for.
+    pub rate_window_clicks: AtomicU64,
+    pub rate_capacity: AtomicU64,
     pub write_errors: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
@@ -103,6 +107,16 @@ impl Metrics {
             s,
             "# HELP smartlink_click_journal_backlog_bytes Journaled click bytes not yet loaded into the store.\n# TYPE smartlink_click_journal_backlog_bytes gauge\nsmartlink_click_journal_backlog_bytes {}",
             g(&self.journal_backlog)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_quality_rate_window_clicks Clicks the click-rate counters saw in their last whole window.\n# TYPE smartlink_quality_rate_window_clicks gauge\nsmartlink_quality_rate_window_clicks {}",
+            g(&self.rate_window_clicks)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_quality_rate_capacity Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.\n# TYPE smartlink_quality_rate_capacity gauge\nsmartlink_quality_rate_capacity {}",
+            g(&self.rate_capacity)
         );
         let _ = writeln!(
             s,

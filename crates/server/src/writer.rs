@@ -576,7 +576,8 @@ mod tests {
 
     #[test]
     fn the_idle_ingester_loads_the_store_while_the_backlog_is_small() {
-        let s = WriterSettings { catch_up_bytes: u64::MAX, defer_when_busy: Duration::ZERO, ..WriterSettings::default() };
+        let s =
+            WriterSettings { catch_up_bytes: u64::MAX, defer_when_busy: Duration::ZERO, ..WriterSettings::default() };
         let (stored, m) = stored_after_pushing(s, 500);
         assert_eq!(stored, 500);
         assert_eq!((m.clicks_journaled.load(Relaxed), m.journal_backlog.load(Relaxed)), (500, 0));

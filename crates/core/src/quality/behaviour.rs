@@ -160,6 +160,12 @@ impl Behaviour {
     }
 
     /// The configuration it was built with.
+    /// The clicks per window the counters are sized for (three per cell of
+    /// a sketch row): past it, estimates grow with the traffic.
+    pub fn capacity(&self) -> u64 {
+        3 * u64::from(self.width)
+    }
+
     pub fn config(&self) -> BehaviourConfig {
         self.cfg
     }
