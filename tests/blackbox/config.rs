@@ -46,8 +46,11 @@ fn a_rate_counter_capacity_out_of_range_is_a_start_up_error_naming_the_key() {
     let cfg = write_config(dir.path(), ONE);
     let with = |capacity: &str| {
         let text = std::fs::read_to_string(&cfg).unwrap();
-        let text =
-            text.replacen("server:\n", &format!("server:\n  quality: {{capacity_ips: {capacity}, window_secs: 1}}\n"), 1);
+        let text = text.replacen(
+            "server:\n",
+            &format!("server:\n  quality: {{capacity_ips: {capacity}, window_secs: 1}}\n"),
+            1,
+        );
         let cfg = dir.path().join(format!("capacity-{capacity}.yaml"));
         std::fs::write(&cfg, text).unwrap();
         cfg

@@ -336,8 +336,8 @@ impl RateLoad {
     pub fn window(&mut self, total: u64, now_ms: i64) -> (u64, bool) {
         let clicks = total.saturating_sub(self.last_total);
         self.last_total = total;
-        let warn = clicks > self.capacity
-            && self.last_warning.is_none_or(|t| now_ms.saturating_sub(t) >= RATE_WARN_EVERY_MS);
+        let warn =
+            clicks > self.capacity && self.last_warning.is_none_or(|t| now_ms.saturating_sub(t) >= RATE_WARN_EVERY_MS);
         if warn {
             self.last_warning = Some(now_ms);
         }
