@@ -55,6 +55,10 @@ fn a_rate_counter_capacity_out_of_range_is_a_start_up_error_naming_the_key() {
         std::fs::write(&cfg, text).unwrap();
         cfg
     };
+    let s = Server::start(dir.path(), &cfg);
+    let default = s.metric("smartlink_quality_rate_capacity");
+    assert!((1_000_000.0..1_000_003.0).contains(&default), "default capacity {default}");
+    s.stop();
     let err = Server::try_start(dir.path(), &with("5")).err().expect("must not start");
     assert!(err.contains("server.quality.capacity_ips") && err.contains("1000 to 100000000"), "{err}");
     let s = Server::start(dir.path(), &with("2000000"));

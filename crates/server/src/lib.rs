@@ -170,7 +170,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             duplicate_secs: q.duplicate_secs.unwrap_or(d.duplicate_secs),
         },
         match q.capacity_ips {
-            None => smartlink_core::quality::Behaviour::DEFAULT_CAPACITY,
+            None => config::DEFAULT_RATE_CAPACITY as usize,
             Some(c @ 1_000..=100_000_000) => c as usize,
             Some(c) => bail!("server.quality.capacity_ips: {c} is out of range; expected 1000 to 100000000"),
         },
