@@ -154,6 +154,20 @@ pub fn start(
     settings: WriterSettings,
     metrics: Arc<Metrics>,
 ) -> Result<(ClickQueue, WriterHandle), JournalError> {
+    let mut cpus = CpuWatch::default();
+    start_with_probe(store, journal_dir, settings, metrics, Box::new(move || cpus.idle_share()))
+}
+
+/// What tells the ingester how idle the machine was since it last asked.
+type IdleProbe = Box<dyn FnMut() -> Option<f64> + Send>;
+
+fn start_with_probe(
+    store: Arc<dyn Store>,
+    journal_dir: &std::path::Path,
+    settings: WriterSettings,
+    metrics: Arc<Metrics>,
+    idle_share: IdleProbe,
+) -> Result<(ClickQueue, WriterHandle), JournalError> {
     let progress = Arc::new(Progress::default());
     let journal = Journal::create(journal_dir, progress.clone())?;
     let loader = Arc::new(Loader {
@@ -170,7 +184,7 @@ pub fn start(
     let journal = spawn("click-journal", Box::new(move || run_journal(journal, rx, &l)));
     let (l, mark) = (loader.clone(), settings.catch_up_bytes);
     let catch_up = spawn("click-catch-up", Box::new(move || run_catch_up(&l, mark)));
-    let ingest = spawn("click-ingest", Box::new(move || run_ingest(&loader, &settings)));
+    let ingest = spawn("click-ingest", Box::new(move || run_ingest(&loader, &settings, idle_share)));
     Ok((ClickQueue { tx, metrics, last_drop_log: Default::default() }, WriterHandle { journal, ingest, catch_up }))
 }
 
@@ -416,7 +430,7 @@ fn lower_priority() {
     }
 }
 
-fn run_ingest(loader: &Loader, settings: &WriterSettings) {
+fn run_ingest(loader: &Loader, settings: &WriterSettings, mut idle_share: IdleProbe) {
     let rows = if settings.low_priority_ingest {
         lower_priority();
         IDLE_BATCH
@@ -424,7 +438,6 @@ fn run_ingest(loader: &Loader, settings: &WriterSettings) {
         INGEST_BATCH
     };
     let mut backoff = Backoff::new();
-    let mut cpus = CpuWatch::default();
     // Since when rows have been waiting (reset whenever the store caught up).
     let mut behind_since: Option<Instant> = None;
     while !loader.stopped() {
@@ -442,7 +455,7 @@ fn run_ingest(loader: &Loader, settings: &WriterSettings) {
             }
             _ => behind_since.get_or_insert_with(Instant::now).elapsed(),
         };
-        if settings.low_priority_ingest && defer_ingest(cpus.idle_share(), behind_for, settings.defer_when_busy) {
+        if settings.low_priority_ingest && defer_ingest(idle_share(), behind_for, settings.defer_when_busy) {
             std::thread::sleep(BUSY_POLL);
             continue;
         }
@@ -605,6 +618,42 @@ mod tests {
         assert!(!defer_ingest(Some(0.5), s(0), max), "idle CPU to spare: load");
         assert!(!defer_ingest(None, s(0), max), "load unknown: load");
         assert!(!defer_ingest(Some(0.0), s(0), Duration::ZERO), "waiting turned off");
+    }
+
+    #[test]
+    fn on_a_busy_machine_rows_wait_for_the_deferral_limit_and_then_load() {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let limit = Duration::from_millis(600);
+        let s = WriterSettings { defer_when_busy: limit, catch_up_bytes: u64::MAX, ..WriterSettings::default() };
+        let busy: IdleProbe = Box::new(|| Some(0.0));
+        let (queue, handle) =
+            start_with_probe(store.clone(), &d.path().join("journal"), s, metrics.clone(), busy).unwrap();
+        let pushed = Instant::now();
+        for i in 0..100 {
+            assert!(queue.push(event(i)));
+        }
+        // Journaled at once, loaded only once the rows have waited `limit`.
+        let deadline = pushed + Duration::from_secs(20);
+        loop {
+            // Read first: if the limit had not passed after the read, the
+            // read came before it.
+            let written = metrics.clicks_written.load(Relaxed);
+            if pushed.elapsed() < limit {
+                assert_eq!(written, 0, "loaded while the machine was busy");
+            }
+            if written == 100 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the rows never reached the store");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pushed.elapsed() >= limit);
+        assert_eq!(metrics.clicks_journaled.load(Relaxed), 100);
+        drop(queue);
+        handle.join();
+        assert_eq!(store.count_clicks().unwrap(), 100);
     }
 
     #[test]
