@@ -274,11 +274,7 @@ fn clicks_journaled_before_a_crash_are_stored_and_still_count_toward_caps() {
     assert_eq!(dest(&s), "https://capped.example/");
     // The rows are on disk in the journal (loaded into the store or not):
     // a SIGKILL now must lose none of them.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.metric("smartlink_clicks_journaled_total") < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "the clicks never reached the journal");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    s.wait_metric("smartlink_clicks_journaled_total", 2.0);
     s.kill9();
     let s = Server::start(d.path(), &d.path().join("smartlink.yaml"));
     assert_eq!(dest(&s), "https://backup.example/", "the cap counts the journaled clicks");

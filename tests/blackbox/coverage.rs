@@ -54,13 +54,9 @@ fn fallback_traffic_is_reported_by_reason_and_segment_with_its_likely_cost_and_d
     let cid = us[0].split("cid=").nth(1).unwrap();
     assert_eq!(s.get(&format!("/postback?click_id={cid}&token=t&payout=2"), &[]).status, 200);
 
-    let r = (0..200)
-        .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            s.admin("GET", "/api/v1/coverage?smartlink=pool&period=1d", None).json()
-        })
-        .find(|r| r["clicks"] == 13)
-        .expect("the clicks reach the store");
+    s.wait_stored(13);
+    let r = s.admin("GET", "/api/v1/coverage?smartlink=pool&period=1d", None).json();
+    assert_eq!(r["clicks"], 13, "{r}");
     assert_eq!(r["fallback_clicks"], 6, "{r}");
     assert_eq!(r["by_reason"], serde_json::json!({"all_capped": 2, "no_targeting_match": 4}));
     let gaps = r["gaps"].as_array().unwrap();

@@ -141,14 +141,19 @@ impl Server {
             .unwrap_or(f64::NAN)
     }
 
-    /// Waits (up to 20 s) until `n` click rows are in the store: rows go
-    /// through the journal and are loaded in the background.
-    pub fn wait_stored(&self, n: u64) {
+    /// Waits (up to 20 s) until the metric `name` reaches `at_least`.
+    pub fn wait_metric(&self, name: &str, at_least: f64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while self.metric("smartlink_clicks_written_total") < n as f64 {
-            assert!(std::time::Instant::now() < deadline, "{n} click rows never reached the store");
+        while self.metric(name) < at_least {
+            assert!(std::time::Instant::now() < deadline, "{name} never reached {at_least}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until `n` click rows are in the store: rows go through the
+    /// journal and are loaded in the background.
+    pub fn wait_stored(&self, n: u64) {
+        self.wait_metric("smartlink_clicks_written_total", n as f64);
     }
 
     pub fn db(&self) -> PathBuf {
