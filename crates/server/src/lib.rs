@@ -161,7 +161,18 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     let network =
         network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
     let d = smartlink_core::quality::BehaviourConfig::default();
-    let behaviour = smartlink_core::quality::Behaviour::with_capacity(
+    use smartlink_core::quality::Behaviour;
+    let capacity = q.capacity_ips.unwrap_or(config::DEFAULT_RATE_CAPACITY);
+    let capacity =
+        usize::try_from(capacity).ok().filter(|c| Behaviour::CAPACITY_RANGE.contains(c)).ok_or_else(|| {
+            let r = Behaviour::CAPACITY_RANGE;
+            anyhow::anyhow!(
+                "server.quality.capacity_ips: {capacity} is out of range; expected {} to {}",
+                r.start(),
+                r.end()
+            )
+        })?;
+    let behaviour = Behaviour::with_capacity(
         smartlink_core::quality::BehaviourConfig {
             window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),
             ip_suspect: q.ip_suspect.unwrap_or(d.ip_suspect),
@@ -169,11 +180,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             ip_ua_suspect: q.ip_ua_suspect.unwrap_or(d.ip_ua_suspect),
             duplicate_secs: q.duplicate_secs.unwrap_or(d.duplicate_secs),
         },
-        match q.capacity_ips {
-            None => config::DEFAULT_RATE_CAPACITY as usize,
-            Some(c @ 1_000..=100_000_000) => c as usize,
-            Some(c) => bail!("server.quality.capacity_ips: {c} is out of range; expected 1000 to 100000000"),
-        },
+        capacity,
     );
     if let Some((path, file)) = &eff.file {
         if apply_file(&*store, path, file, false)? {

@@ -78,56 +78,22 @@ impl Metrics {
         for (r, v) in FallbackReason::ALL.iter().zip(&self.fallback) {
             let _ = writeln!(s, "smartlink_fallback_clicks_total{{reason=\"{}\"}} {}", r.as_str(), g(v));
         }
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_unknown_affiliate_total Clicks whose aff parameter named no known affiliate.\n# TYPE smartlink_unknown_affiliate_total counter\nsmartlink_unknown_affiliate_total {}",
-            g(&self.unknown_affiliate)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_click_queue_depth Click rows in memory waiting for the journal.\n# TYPE smartlink_click_queue_depth gauge\nsmartlink_click_queue_depth {}",
-            self.queue_depth.load(Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_clicks_dropped_total Click rows dropped because the write queue was full (the redirect was still served).\n# TYPE smartlink_clicks_dropped_total counter\nsmartlink_clicks_dropped_total {}",
-            g(&self.clicks_dropped)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_clicks_written_total Click rows committed to the store.\n# TYPE smartlink_clicks_written_total counter\nsmartlink_clicks_written_total {}",
-            g(&self.clicks_written)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_clicks_journaled_total Click rows appended to the click journal.\n# TYPE smartlink_clicks_journaled_total counter\nsmartlink_clicks_journaled_total {}",
-            g(&self.clicks_journaled)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_click_journal_backlog_bytes Journaled click bytes not yet loaded into the store.\n# TYPE smartlink_click_journal_backlog_bytes gauge\nsmartlink_click_journal_backlog_bytes {}",
-            g(&self.journal_backlog)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_quality_rate_window_clicks Clicks the click-rate counters saw in their last whole window.\n# TYPE smartlink_quality_rate_window_clicks gauge\nsmartlink_quality_rate_window_clicks {}",
-            g(&self.rate_window_clicks)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_quality_rate_capacity Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.\n# TYPE smartlink_quality_rate_capacity gauge\nsmartlink_quality_rate_capacity {}",
-            g(&self.rate_capacity)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_click_journal_damaged_total Damaged click journal records or missing segments (their rows are lost; each is logged).\n# TYPE smartlink_click_journal_damaged_total counter\nsmartlink_click_journal_damaged_total {}",
-            g(&self.journal_damaged)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP smartlink_store_write_errors_total Failed click journal appends and store loads (retried).\n# TYPE smartlink_store_write_errors_total counter\nsmartlink_store_write_errors_total {}",
-            g(&self.write_errors)
-        );
+        // One-sample metrics: (name, type, help, value).
+        let single: [(&str, &str, &str, i64); 10] = [
+            ("smartlink_unknown_affiliate_total", "counter", "Clicks whose aff parameter named no known affiliate.", g(&self.unknown_affiliate) as i64),
+            ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.queue_depth.load(Relaxed)),
+            ("smartlink_clicks_dropped_total", "counter", "Click rows dropped because the write queue was full (the redirect was still served).", g(&self.clicks_dropped) as i64),
+            ("smartlink_clicks_written_total", "counter", "Click rows committed to the store.", g(&self.clicks_written) as i64),
+            ("smartlink_clicks_journaled_total", "counter", "Click rows appended to the click journal.", g(&self.clicks_journaled) as i64),
+            ("smartlink_click_journal_backlog_bytes", "gauge", "Journaled click bytes not yet loaded into the store.", g(&self.journal_backlog) as i64),
+            ("smartlink_quality_rate_window_clicks", "gauge", "Clicks the click-rate counters saw in their last whole window.", g(&self.rate_window_clicks) as i64),
+            ("smartlink_quality_rate_capacity", "gauge", "Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.", g(&self.rate_capacity) as i64),
+            ("smartlink_click_journal_damaged_total", "counter", "Damaged click journal records or missing segments (their rows are lost; each is logged).", g(&self.journal_damaged) as i64),
+            ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.write_errors) as i64),
+        ];
+        for (name, kind, help, v) in single {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
         let _ = writeln!(
             s,
             "# HELP smartlink_postbacks_total Inbound postbacks by outcome.\n# TYPE smartlink_postbacks_total counter\nsmartlink_postbacks_total{{outcome=\"accepted\"}} {}\nsmartlink_postbacks_total{{outcome=\"auth_failed\"}} {}",

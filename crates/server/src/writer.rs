@@ -30,12 +30,11 @@
 //! shutdown the sender is dropped; the journal thread appends what is left
 //! and then loads everything into the store before it exits.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::net::IpAddr;
 
 use smartlink_core::engine::FallbackReason;
 use smartlink_core::model::{Browser, Country, Device, Language, Os};
@@ -43,11 +42,13 @@ use smartlink_core::quality::Quality;
 use smartlink_core::router::Reason;
 
 use crate::journal::{Ingest, Journal, JournalError, Progress};
+use crate::metrics::Metrics;
 use crate::quality::QualityClass;
 use smartlink_store::Store;
 
-/// A click as the handler hands it over: compact, typed, with no per-field
-/// allocation; the writer thread turns it into a [`ClickRow`].
+/// A click as the handler hands it over: typed, with only the strings the
+/// request brought (click id, sub-ids, referrer, UA) owned; the journal
+/// thread encodes it ([`crate::journal::encode`]).
 #[derive(Debug)]
 pub struct ClickEvent {
     pub click_id: String,
@@ -70,8 +71,6 @@ pub struct ClickEvent {
     pub quality: Quality,
     pub class: QualityClass,
 }
-
-use crate::metrics::Metrics;
 
 /// How often the journal thread drains the queue: what a crash of the
 /// process can lose at most (rows still in memory).

@@ -127,6 +127,9 @@ struct Bucket([AtomicU64; SLOTS]);
 impl Behaviour {
     /// The number of distinct IPs per window [`Behaviour::new`] is sized for.
     pub const DEFAULT_CAPACITY: usize = 100_000;
+    /// The capacities [`Behaviour::with_capacity`] accepts (others are
+    /// clamped into this range).
+    pub const CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 1_000..=100_000_000;
 
     /// Counters sized for [`Behaviour::DEFAULT_CAPACITY`] distinct IPs per
     /// window (about 520 KiB).
@@ -139,7 +142,7 @@ impl Behaviour {
     /// plus `8 × ips_per_window × duplicate_secs / window_secs` bytes of
     /// duplicate table.
     pub fn with_capacity(cfg: BehaviourConfig, ips_per_window: usize) -> Behaviour {
-        let capacity = ips_per_window.clamp(1_000, 100_000_000) as u64;
+        let capacity = ips_per_window.clamp(*Self::CAPACITY_RANGE.start(), *Self::CAPACITY_RANGE.end()) as u64;
         let window_secs = u64::from(cfg.window_secs.max(1));
         let width = capacity.div_ceil(3) as u32;
         let dup_entries = capacity * u64::from(cfg.duplicate_secs).min(window_secs) / window_secs;
@@ -159,13 +162,13 @@ impl Behaviour {
         }
     }
 
-    /// The configuration it was built with.
     /// The clicks per window the counters are sized for (three per cell of
     /// a sketch row): past it, estimates grow with the traffic.
     pub fn capacity(&self) -> u64 {
         3 * u64::from(self.width)
     }
 
+    /// The configuration it was built with.
     pub fn config(&self) -> BehaviourConfig {
         self.cfg
     }
