@@ -114,13 +114,15 @@ fn paused_offer_is_never_chosen_after_an_api_pause() {
         .starts_with("https://ios.example/"));
 }
 
+/// Where a Windows visitor from SE (89.160.20.112) is sent, without the
+/// query: the override sends it to `capped` (2 clicks/day), then `backup`.
+fn dest(s: &Server) -> String {
+    click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string()
+}
+
 #[test]
 fn capped_offer_gives_way_and_caps_survive_a_restart() {
     let (_d, s) = start(POOL);
-    // 89.160.20.112 is SE: the override sends it to `capped` (2 clicks/day).
-    let dest = |s: &Server| {
-        click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string()
-    };
     assert_eq!(dest(&s), "https://capped.example/");
     assert_eq!(dest(&s), "https://capped.example/");
     assert_eq!(dest(&s), "https://backup.example/");
@@ -267,9 +269,6 @@ fn an_override_added_with_one_call_routes_the_next_click() {
 #[test]
 fn clicks_journaled_before_a_crash_are_stored_and_still_count_toward_caps() {
     let (d, s) = start(POOL);
-    let dest = |s: &Server| {
-        click(s, "/s/main", WINDOWS, "89.160.20.112").header("location").unwrap().split('?').next().unwrap().to_string()
-    };
     assert_eq!(dest(&s), "https://capped.example/");
     assert_eq!(dest(&s), "https://capped.example/");
     // The rows are on disk in the journal (loaded into the store or not):
