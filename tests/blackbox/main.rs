@@ -7,6 +7,7 @@ mod alerts;
 mod clicks;
 mod config;
 mod coverage;
+mod http;
 mod postbacks;
 mod quality;
 mod scoping;

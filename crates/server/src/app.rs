@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use smartlink_core::clickid::ClickIdCodec;
 use std::hash::BuildHasher;
+use std::io::Write as _;
 
 use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
 use smartlink_core::model::{Catalog, Country, Language, QualityAction, Segment};
@@ -85,6 +86,20 @@ fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The request headers the click path reads, whichever HTTP layer parsed
+/// them: hyper's [`HeaderMap`] (the axum route) or the fast path's parsed
+/// slice ([`crate::http`]).
+pub trait ClickHeaders {
+    /// The first value of header `name`, when it is visible ASCII.
+    fn get_str(&self, name: &HeaderName) -> Option<&str>;
+}
+
+impl ClickHeaders for HeaderMap {
+    fn get_str(&self, name: &HeaderName) -> Option<&str> {
+        header_str(self, name)
+    }
+}
+
 // Header names the click path reads, built once: a lookup by `&str` parses
 // and validates the name on every call.
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -95,9 +110,10 @@ static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platf
 /// The visitor's address: the socket peer, or with `trust_proxy` the first
 /// valid address in `X-Forwarded-For` (the original client as the proxy
 /// chain reports it).
-pub fn client_ip(trust_proxy: bool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+pub fn client_ip(trust_proxy: bool, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> Option<IpAddr> {
     if trust_proxy {
-        if let Some(ip) = header_str(headers, &X_FORWARDED_FOR)
+        if let Some(ip) = headers
+            .get_str(&X_FORWARDED_FOR)
             .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
         {
             return Some(ip);
@@ -157,39 +173,140 @@ fn parse_params(query: Option<&str>) -> Result<ClickParams, String> {
 }
 
 async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer).into_response()
+}
+
+/// What the click path answers. The HTTP layer that parsed the request
+/// writes it out ([`IntoResponse`] for the axum route,
+/// [`ClickAnswer::encode`] for the fast path): both send the same status,
+/// headers and body.
+#[derive(Debug, PartialEq)]
+pub enum ClickAnswer {
+    /// `302 Found` to this expanded URL (every byte visible ASCII).
+    Redirect(String),
+    /// A small HTML page with this status: 404 unknown link, 403 refused,
+    /// 502 misconfigured.
+    Page(StatusCode, &'static str),
+    /// `400`, plain text naming what is wrong.
+    BadRequest(String),
+    /// `204`: a link preview gets nothing to unfurl.
+    NoContent,
+}
+
+const NOT_FOUND_PAGE: &str = "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n";
+const FORBIDDEN_PAGE: &str = "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n";
+const MISCONFIGURED_PAGE: &str = "<!doctype html><title>Error</title><p>This link is misconfigured.</p>\n";
+
+impl IntoResponse for ClickAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            ClickAnswer::Redirect(url) => match HeaderValue::from_maybe_shared(axum::body::Bytes::from(url)) {
+                Ok(loc) => {
+                    let mut r = StatusCode::FOUND.into_response();
+                    let h = r.headers_mut();
+                    h.insert(header::LOCATION, loc);
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                    r
+                }
+                // Unreachable: click_answer checked every byte.
+                Err(_) => text(StatusCode::BAD_GATEWAY, MISCONFIGURED_PAGE),
+            },
+            ClickAnswer::Page(status, body) => text(status, body),
+            ClickAnswer::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+            ClickAnswer::NoContent => {
+                let mut r = StatusCode::NO_CONTENT.into_response();
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+        }
+    }
+}
+
+impl ClickAnswer {
+    /// Appends the whole HTTP/1.1 response as the fast path sends it: the
+    /// status and headers [`IntoResponse`] gives, plus `content-length`,
+    /// `connection` when given, and `date` (an IMF-fixdate); no body for a
+    /// `HEAD` request.
+    pub fn encode(&self, out: &mut Vec<u8>, head: bool, connection: Option<&str>, date: &[u8]) {
+        let body: &[u8] = match self {
+            ClickAnswer::Redirect(url) => {
+                out.extend_from_slice(b"HTTP/1.1 302 Found\r\nlocation: ");
+                out.extend_from_slice(url.as_bytes());
+                out.extend_from_slice(
+                    b"\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\ncontent-length: 0\r\n",
+                );
+                b""
+            }
+            ClickAnswer::Page(status, body) => {
+                let _ = write!(out, "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\n", body.len());
+                body.as_bytes()
+            }
+            ClickAnswer::BadRequest(msg) => {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+                    msg.len()
+                );
+                msg.as_bytes()
+            }
+            ClickAnswer::NoContent => {
+                out.extend_from_slice(b"HTTP/1.1 204 No Content\r\ncache-control: no-store\r\n");
+                b""
+            }
+        };
+        if let Some(c) = connection {
+            out.extend_from_slice(b"connection: ");
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n\r\n");
+        if !head {
+            out.extend_from_slice(body);
+        }
+    }
+}
+
+/// The click path proper: routes the click on `path` (`/s/{slug}`) with
+/// `query`, records it, and says what to answer. Never waits: everything
+/// it reads is in memory and the click row goes to the bounded queue.
+pub fn click_answer(
+    app: &AppState,
+    path: &str,
+    query: Option<&str>,
+    headers: &(impl ClickHeaders + ?Sized),
+    peer: Option<IpAddr>,
+) -> ClickAnswer {
     let started = Instant::now();
-    let slug = req.uri().path().strip_prefix("/s/").unwrap_or("");
+    let slug = path.strip_prefix("/s/").unwrap_or("");
     let catalog = app.catalog.load();
     let Some(sl) = catalog.smartlink(slug) else {
         app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
-        return text(
-            StatusCode::NOT_FOUND,
-            "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n",
-        );
+        return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE);
     };
-    let params = match parse_params(req.uri().query()) {
+    let params = match parse_params(query) {
         Ok(p) => p,
         Err(msg) => {
             app.metrics.clicks_bad_request.fetch_add(1, Relaxed);
-            return (StatusCode::BAD_REQUEST, msg).into_response();
+            return ClickAnswer::BadRequest(msg);
         }
     };
-    let headers = req.headers();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let ip = client_ip(app.trust_proxy, headers, peer);
     let cf_country =
-        if app.trust_proxy { header_str(headers, &CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
+        if app.trust_proxy { headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
     let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
-    let ua = header_str(headers, &header::USER_AGENT).unwrap_or("");
-    let hints = ClientHints {
-        mobile: header_str(headers, &SEC_CH_UA_MOBILE),
-        platform: header_str(headers, &SEC_CH_UA_PLATFORM),
-    };
+    let ua = headers.get_str(&header::USER_AGENT).unwrap_or("");
+    let hints =
+        ClientHints { mobile: headers.get_str(&SEC_CH_UA_MOBILE), platform: headers.get_str(&SEC_CH_UA_PLATFORM) };
+
     // The UA's own reading and bot verdict (cached: UAs repeat), then the
     // hints applied on top for routing; the quality check compares the two.
     let (ua_info, ua_verdict) = app.ua_cache.read(ua);
     let info = apply_hints(ua_info, hints);
-    let accept_language = header_str(headers, &header::ACCEPT_LANGUAGE);
+    let accept_language = headers.get_str(&header::ACCEPT_LANGUAGE);
     let language = accept_language.and_then(Language::from_accept_language);
     let visitor =
         Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
@@ -206,7 +323,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
             country,
             language,
             has_accept_language: accept_language.is_some(),
-            has_accept: headers.contains_key(header::ACCEPT),
+            has_accept: headers.get_str(&header::ACCEPT).is_some(),
             network: app.network.signals(ip),
         },
         ua_verdict,
@@ -256,8 +373,10 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     if d.unknown_aff {
         app.metrics.unknown_affiliate.fetch_add(1, Relaxed);
     }
-    // The URL's own buffer becomes the header value: no copy.
-    let location = HeaderValue::from_maybe_shared(axum::body::Bytes::from(d.url));
+    // Never redirect to something that is not a valid header value.
+    // Unreachable in practice: templates are validated and every macro
+    // value is percent-encoded.
+    let url_ok = d.url.bytes().all(|b| (0x21..0x7f).contains(&b));
     let ClickParams { subs, .. } = params;
     app.clicks.push(ClickEvent {
         click_id: d.click_id,
@@ -272,7 +391,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
         os: info.os,
         browser: info.browser,
         language,
-        referrer: truncate(header_str(headers, &header::REFERER).unwrap_or(""), 1024).into(),
+        referrer: truncate(headers.get_str(&header::REFERER).unwrap_or(""), 1024).into(),
         user_agent: truncate(ua, 1024).into(),
         reason: d.reason,
         fallback_reason,
@@ -284,29 +403,16 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     if blocked {
         // Previews get a blank answer (nothing to unfurl); others a 403.
         return if class == QualityClass::Preview {
-            let mut r = StatusCode::NO_CONTENT.into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
+            ClickAnswer::NoContent
         } else {
-            text(StatusCode::FORBIDDEN, "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n")
+            ClickAnswer::Page(StatusCode::FORBIDDEN, FORBIDDEN_PAGE)
         };
     }
-    match location {
-        Ok(loc) => {
-            let mut r = StatusCode::FOUND.into_response();
-            let h = r.headers_mut();
-            h.insert(header::LOCATION, loc);
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            r
-        }
-        // Unreachable in practice: templates are validated and every macro
-        // value is percent-encoded. Never redirect to something unchecked.
-        Err(_) => {
-            tracing::error!(smartlink = %sl.slug, "expanded URL is not a valid header value");
-            text(StatusCode::BAD_GATEWAY, "<!doctype html><title>Error</title><p>This link is misconfigured.</p>\n")
-        }
+    if !url_ok {
+        tracing::error!(smartlink = %sl.slug, "expanded URL is not a valid header value");
+        return ClickAnswer::Page(StatusCode::BAD_GATEWAY, MISCONFIGURED_PAGE);
     }
+    ClickAnswer::Redirect(d.url)
 }
 
 #[cfg(test)]

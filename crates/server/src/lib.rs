@@ -18,6 +18,7 @@ pub mod error;
 pub mod explain;
 pub mod geo;
 pub mod history;
+pub mod http;
 pub mod insight;
 pub mod journal;
 pub mod metrics;
@@ -30,7 +31,6 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -357,10 +357,7 @@ pub async fn run(
     };
     let rate_load = tokio::spawn(quality::watch_rate_load(state.clone()));
     let app = router(state.clone());
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    http::serve(listener, app, Some(state.clone()), shutdown).await;
     outbound.abort();
     let _ = outbound.await;
     rate_load.abort();

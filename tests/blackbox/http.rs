@@ -1,0 +1,244 @@
+//! The HTTP layer as a client sees it: clicks on the fast path, everything
+//! else on hyper, on the same connection, with keep-alive, pipelining,
+//! `HEAD`, HTTP/1.0 and bad input.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const POOL: &str = r#"
+advertisers: [{id: adv}]
+offers:
+  - {id: o1, advertiser: adv, url: "https://o1.example/lp?cid={click_id}&s1={sub1}", payout: 1.0}
+smartlinks:
+  - {slug: main, offers: [o1], fallback_url: "https://fallback.example/", quality: {bot: allow, suspect: allow, preview: allow}}
+"#;
+
+fn start() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), POOL);
+    let s = Server::start(dir.path(), &cfg);
+    (dir, s)
+}
+
+fn connect(s: &Server) -> TcpStream {
+    let c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
+}
+
+/// Reads exactly `n` responses (heads plus `content-length` bodies; no body
+/// for answers to `HEAD`, flagged in `head`).
+fn read_responses(c: &mut TcpStream, head: &[bool]) -> Vec<Resp> {
+    let mut raw = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut at = 0;
+    while out.len() < head.len() {
+        if let Some(end) = find(&raw[at..], b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&raw[at..at + end]).to_string();
+            let mut lines = text.lines();
+            let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let headers: Vec<(String, String)> =
+                lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let len: usize = if head[out.len()] {
+                0
+            } else {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().unwrap())
+            };
+            let body_at = at + end + 4;
+            if raw.len() >= body_at + len {
+                let body = String::from_utf8_lossy(&raw[body_at..body_at + len]).to_string();
+                out.push(Resp { status, headers, body });
+                at = body_at + len;
+                continue;
+            }
+        }
+        let n = c.read(&mut buf).expect("response");
+        assert!(
+            n > 0,
+            "connection closed after {} of {} responses: {:?}",
+            out.len(),
+            head.len(),
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(at, raw.len(), "no bytes beyond the expected responses: {:?}", String::from_utf8_lossy(&raw[at..]));
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn closed(c: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(c.read(&mut b), Ok(0))
+}
+
+#[test]
+fn pipelined_clicks_on_one_connection_are_answered_in_order_and_all_recorded() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    let req = |sub: &str| format!("GET /s/main?sub1={sub} HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
+    c.write_all(format!("{}{}{}", req("a"), req("b"), req("c")).as_bytes()).unwrap();
+    let r = read_responses(&mut c, &[false, false, false]);
+    for (resp, sub) in r.iter().zip(["a", "b", "c"]) {
+        assert_eq!(resp.status, 302);
+        let loc = resp.header("location").unwrap();
+        assert!(loc.starts_with("https://o1.example/lp?cid=") && loc.ends_with(&format!("&s1={sub}")), "{loc}");
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(resp.header("content-length"), Some("0"));
+        assert!(resp.header("date").is_some_and(|d| d.ends_with(" GMT")), "{:?}", resp.headers);
+    }
+    // The connection stays open for more.
+    c.write_all(req("d").as_bytes()).unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    s.wait_stored(4);
+    let subs: Vec<String> = stored_clicks(&s.db()).into_iter().map(|r| r.subs[0].clone()).collect();
+    assert_eq!(subs.len(), 4);
+    for sub in ["a", "b", "c", "d"] {
+        assert!(subs.iter().any(|x| x == sub), "{sub} in {subs:?}");
+    }
+}
+
+#[test]
+fn other_requests_on_a_click_connection_are_served_by_the_full_stack() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    // A click, then health and an authenticated admin call, then a click
+    // again, all on one keep-alive connection.
+    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    let admin = format!("GET /api/v1/offers/o1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    c.write_all(format!("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{admin}").as_bytes()).unwrap();
+    let r = read_responses(&mut c, &[false, false]);
+    assert_eq!((r[0].status, r[0].body.as_str()), (200, "ok\n"));
+    assert_eq!(r[1].status, 200, "{}", r[1].body);
+    assert_eq!(r[1].json()["id"], "o1");
+    c.write_all(b"GET /s/main?sub1=after HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].status, 302);
+    assert!(r[0].header("location").unwrap().ends_with("&s1=after"));
+    assert_eq!(r[0].header("referrer-policy"), Some("no-referrer"));
+}
+
+#[test]
+fn a_click_with_a_body_or_an_unusual_method_goes_to_the_full_stack() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main?sub1=body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].status, 302);
+    assert!(r[0].header("location").unwrap().ends_with("&s1=body"));
+    c.write_all(b"POST /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 405);
+}
+
+#[test]
+fn head_gets_the_redirect_without_a_body_and_unknown_links_get_the_404_page() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    c.write_all(b"HEAD /s/main HTTP/1.1\r\nHost: x\r\n\r\nHEAD /s/nope HTTP/1.1\r\nHost: x\r\n\r\nGET /s/nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_responses(&mut c, &[true, true, false]);
+    assert_eq!(r[0].status, 302);
+    assert!(r[0].header("location").unwrap().starts_with("https://o1.example/"));
+    assert_eq!(r[1].status, 404);
+    assert_eq!(r[1].header("content-length"), r[2].header("content-length"), "HEAD announces the GET's length");
+    assert_eq!(r[2].status, 404);
+    assert!(r[2].body.contains("This link does not exist."), "{}", r[2].body);
+    assert_eq!(r[2].header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(s.metric("smartlink_clicks_total{outcome=\"unknown_slug\"}"), 2.0);
+}
+
+#[test]
+fn connection_close_and_http_1_0_are_honoured() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!((r[0].status, r[0].header("connection")), (302, Some("close")));
+    assert!(closed(&mut c), "closed after the answer");
+
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    assert!(closed(&mut c), "HTTP/1.0 closes unless asked to keep alive");
+
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].header("connection"), Some("keep-alive"));
+    c.write_all(b"GET /s/main HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_clear_errors_or_still_work() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.1\r\nHost x\r\n\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].status, 400, "a header line without a colon");
+
+    // A request target with characters outside RFC 3986 is left to hyper.
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main?sub1=<x> HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].status, 400);
+
+    // A head larger than the fast path's buffer is still served.
+    let mut c = connect(&s);
+    let big = "y".repeat(12_000);
+    c.write_all(format!("GET /s/main?sub1=big HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes()).unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert_eq!(r[0].status, 302);
+    assert!(r[0].header("location").unwrap().ends_with("&s1=big"));
+
+    // A request split across writes is put together.
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main?sub1=sp").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(b"lit HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(b"\r\n").unwrap();
+    let r = read_responses(&mut c, &[false]);
+    assert!(r[0].header("location").unwrap().ends_with("&s1=split"));
+}
+
+#[test]
+fn the_first_of_repeated_headers_is_the_one_read() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    c.write_all(
+        format!("GET /s/main HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\nUser-Agent: curl/8\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    s.wait_stored(1);
+    let row = stored_clicks(&s.db()).pop().unwrap();
+    assert_eq!(row.user_agent, ua);
+}
+
+#[test]
+fn stopping_the_server_closes_idle_keep_alive_connections() {
+    let (_d, s) = start();
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    let mut h = connect(&s);
+    h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_responses(&mut h, &[false])[0].status, 200);
+    s.stop(); // returns once the process has exited
+    assert!(closed(&mut c));
+    assert!(closed(&mut h));
+}
