@@ -116,6 +116,23 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The rate counters as a busy server sizes them (`capacity_ips`
+    // 5,000,000: 26 MB of cells, far beyond the caches), so nearly every
+    // access misses, as on the redirect benchmark.
+    let big = Behaviour::with_capacity(BehaviourConfig::default(), 5_000_000);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("observe_sized_for_5m_ips", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(7919);
+            let click = &clicks[n as usize % clicks.len()];
+            black_box(big.observe(
+                Some(IpAddr::V4(Ipv4Addr::from(n.wrapping_mul(2_654_435_761)))),
+                click.ua,
+                0,
+                T0 + i64::from(n % 60_000),
+            ))
+        })
+    });
     g.finish();
     report_medians(&behaviour, &clicks);
 }

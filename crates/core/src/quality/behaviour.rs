@@ -196,9 +196,18 @@ impl Behaviour {
         let cell = |row: usize, h: u32| &self.cells[row * w + reduce(h, self.width)];
         let count = |v: u32| weighted(v, tag, remaining, window);
 
-        let ip_a = count(bump(cell(0, ip_h as u32), tag));
-        let ip_b = count(bump(cell(1, (ip_h >> 32) as u32), tag));
-        let ip_ua = count(bump(cell(2, ip_ua_h as u32), tag));
+        let (a, b, c) = (cell(0, ip_h as u32), cell(1, (ip_h >> 32) as u32), cell(2, ip_ua_h as u32));
+        let dup_h = mix(ip_ua_h ^ k[6], dup_key ^ k[7]);
+        let bucket = &self.dup[reduce(dup_h as u32, self.dup.len() as u32)];
+        // Load every cache line first: plain loads are independent, so
+        // their misses overlap (in a sketch sized for real traffic nearly
+        // every access misses), while each compare-and-swap below is a
+        // full barrier that would otherwise take its miss alone.
+        let (va, vb, vc) = (a.load(Relaxed), b.load(Relaxed), c.load(Relaxed));
+        std::hint::black_box(bucket.0[0].load(Relaxed));
+        let ip_a = count(bump(a, va, tag));
+        let ip_b = count(bump(b, vb, tag));
+        let ip_ua = count(bump(c, vc, tag));
         let ip_est = ip_a.min(ip_b);
         let ip_ua_est = ip_ua.min(ip_est);
 
@@ -212,7 +221,7 @@ impl Behaviour {
         if over(ip_ua_est, self.ip_ua_suspect) {
             reasons.insert(Reason::RateIpUa);
         }
-        if self.dup_units > 0 && self.seen_recently(mix(ip_ua_h ^ k[6], dup_key ^ k[7]), now_ms) {
+        if self.dup_units > 0 && self.seen_recently(bucket, dup_h, now_ms) {
             reasons.insert(Reason::Duplicate);
         }
         reasons
@@ -225,10 +234,9 @@ impl Behaviour {
             + std::mem::size_of_val::<[Bucket]>(&self.dup)
     }
 
-    /// Whether the click `h` was seen less than the duplicate window ago,
+    /// Whether the click `h` (its bucket: `bucket`) was seen less than the duplicate window ago,
     /// recording it as seen now either way.
-    fn seen_recently(&self, h: u64, now_ms: i64) -> bool {
-        let bucket = &self.dup[reduce(h as u32, self.dup.len() as u32)];
+    fn seen_recently(&self, bucket: &Bucket, h: u64, now_ms: i64) -> bool {
         let fp = (h >> 32) as u32 | 1; // never 0: 0 is an empty slot
                                        // Wrapping time in 10 ms units; ages are taken modulo 2^32 (497 days).
         let now = now_ms.div_euclid(DUP_UNIT_MS) as u32;
@@ -303,8 +311,8 @@ fn advance(v: u32, tag: u32) -> u32 {
 }
 
 /// Records a click in `cell` and returns the cell's new value.
-fn bump(cell: &AtomicU32, tag: u32) -> u32 {
-    let mut old = cell.load(Relaxed);
+/// `old` is the cell's value as last loaded (the swap checks it).
+fn bump(cell: &AtomicU32, mut old: u32, tag: u32) -> u32 {
     loop {
         let new = advance(old, tag);
         match cell.compare_exchange_weak(old, new, Relaxed, Relaxed) {
