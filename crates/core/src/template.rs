@@ -174,14 +174,20 @@ impl Template {
     /// Expands the template, percent-encoding every macro value.
     pub fn expand(&self, values: &dyn MacroValues) -> String {
         let mut out = String::with_capacity(self.literal_len + 64);
-        let mut raw = String::new();
         for p in &self.parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
                 Part::Macro(m) => {
-                    raw.clear();
-                    values.write(*m, &mut raw);
-                    encode_into(&raw, &mut out);
+                    // The raw value goes on the end of `out`; only a value
+                    // that needs encoding is taken off and put back encoded
+                    // (most values — click ids, countries, plain sub-ids —
+                    // need none, and cost no allocation).
+                    let start = out.len();
+                    values.write(*m, &mut out);
+                    if !out.as_bytes()[start..].iter().all(|&b| unreserved(b)) {
+                        let raw = out.split_off(start);
+                        encode_into(&raw, &mut out);
+                    }
                 }
             }
         }
@@ -189,13 +195,20 @@ impl Template {
     }
 }
 
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 /// Percent-encodes everything except RFC 3986 unreserved characters.
 pub fn encode_into(raw: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in raw.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if unreserved(b) {
             out.push(b as char);
         } else {
-            let _ = write!(out, "%{b:02X}");
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
 }
