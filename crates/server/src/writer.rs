@@ -284,8 +284,12 @@ impl Backoff {
 fn run_journal(mut journal: Journal, rx: Receiver<ClickEvent>, loader: &Loader) {
     let metrics = &*loader.metrics;
     use std::sync::mpsc::TryRecvError;
-    // A little below the request threads, so that its wake-ups do not
-    // preempt them; it needs a few percent of a core at full load.
+    // A little below the request threads (nice 5) and in the batch class,
+    // so that its wake-ups every LINGER do not preempt them; it needs a few
+    // percent of a core at full load. Measured on the redirect benchmark
+    // (7 alternating pairs): p99 5.05-5.86 ms with the batch class, 4.79-8.16
+    // without; 6 of 7 pairs better.
+    batch_class();
     set_nice(5);
     let mut buf = Vec::with_capacity(4 << 20);
     let mut open = true;
@@ -413,6 +417,19 @@ fn set_nice(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
+}
+
+/// Puts the calling thread in the batch scheduling class: the scheduler
+/// does not let its wake-ups preempt a running thread.
+fn batch_class() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; `param` outlives the call.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0 {
+            tracing::warn!("could not put the click journal thread in the batch scheduling class");
+        }
+    }
 }
 
 /// Puts the calling thread in the idle scheduling class: it runs only
@@ -673,6 +690,54 @@ mod tests {
             let share = w.idle_share().expect("a share after two looks");
             assert!((0.0..=1.0).contains(&share), "{share}");
         }
+    }
+
+    /// Scheduling policies of this process's threads named `name`
+    /// (`/proc/self/task/*/stat` field 41).
+    #[cfg(target_os = "linux")]
+    fn policies_of(name: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if let Some(p) = after.split_whitespace().nth(38).and_then(|p| p.parse().ok()) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_journal_runs_in_the_batch_class_and_the_ingester_in_the_idle_class() {
+        let d = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let s =
+            WriterSettings { catch_up_bytes: u64::MAX, defer_when_busy: Duration::ZERO, ..WriterSettings::default() };
+        let (queue, handle) = start(store, &d.path().join("journal"), s, metrics).unwrap();
+        // Other tests' writers may run in this process too: every journal
+        // thread must be in the batch class, and this writer's ingester
+        // (low priority by default) in the idle one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (journal, ingest) = (policies_of("click-journal"), policies_of("click-ingest"));
+            let settled = !journal.is_empty()
+                && !ingest.is_empty()
+                && journal.iter().all(|&p| p == libc::SCHED_BATCH as u32)
+                && ingest.contains(&(libc::SCHED_IDLE as u32));
+            if settled {
+                break;
+            }
+            assert!(Instant::now() < deadline, "journal threads {journal:?}, ingest threads {ingest:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(queue);
+        handle.join();
     }
 
     #[test]
