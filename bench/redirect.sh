@@ -2,6 +2,9 @@
 # Redirect throughput: smartlink (50-offer pool, varied UAs and IPs) vs
 # nginx answering a static `return 302`, same machine, same wrk settings.
 # Usage: bench/redirect.sh [seconds] [connections]
+# PIN=1: the server (one worker thread) and nginx (one worker process) on
+# CPU 0, wrk (one thread) on CPU 1, so that the load generator never takes
+# the server's CPU; by default all three share every core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -23,12 +26,17 @@ trap cleanup EXIT
 # undersized, they would call clean visitors floods and send them to the
 # fallback, which skips the router and flatters the numbers.
 { printf 'server:\n  trust_proxy: true\n  admin_token: bench\n  quality: {capacity_ips: 5000000}\n'; cat bench/pool50.yaml; } > "$work/pool.yaml"
-RUST_LOG=warn ./target/release/smartlink serve --config "$work/pool.yaml" --data-dir "$work/data" --listen 127.0.0.1:$SL_PORT > "$work/sl.out" &
+if [ "${PIN:-0}" = 1 ]; then
+  SERVER_CPU=(taskset -c 0); WRK_CPU=(taskset -c 1); WRK_THREADS=1; NGX_WORKERS=1; export TOKIO_WORKER_THREADS=1
+else
+  SERVER_CPU=(); WRK_CPU=(); WRK_THREADS=2; NGX_WORKERS=auto
+fi
+RUST_LOG=warn "${SERVER_CPU[@]}" ./target/release/smartlink serve --config "$work/pool.yaml" --data-dir "$work/data" --listen 127.0.0.1:$SL_PORT > "$work/sl.out" &
 SL_PID=$!
 for _ in $(seq 50); do grep -q listening "$work/sl.out" 2>/dev/null && break; sleep 0.1; done
 
 cat > "$work/nginx.conf" <<NGX
-worker_processes auto;
+worker_processes $NGX_WORKERS;
 pid $work/nginx.pid;
 error_log $work/nginx.err;
 events { worker_connections 4096; }
@@ -40,9 +48,9 @@ http {
   }
 }
 NGX
-nginx -c "$work/nginx.conf"
+"${SERVER_CPU[@]}" nginx -c "$work/nginx.conf"
 
-run() { wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s bench/vary.lua "$1" 2>&1; }
+run() { "${WRK_CPU[@]}" wrk -t"$WRK_THREADS" -c"$CONN" -d"${DUR}s" --latency -s bench/vary.lua "$1" 2>&1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SL_PID/stat"; }
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
