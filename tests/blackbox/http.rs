@@ -242,3 +242,22 @@ fn stopping_the_server_closes_idle_keep_alive_connections() {
     assert!(closed(&mut c));
     assert!(closed(&mut h));
 }
+
+#[test]
+fn a_template_with_literal_non_ascii_bytes_still_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        r#"
+advertisers: [{id: adv}]
+offers:
+  - {id: o1, advertiser: adv, url: "https://o1.example/café?cid={click_id}", payout: 1.0}
+smartlinks:
+  - {slug: main, offers: [o1], fallback_url: "https://fallback.example/", quality: {bot: allow, suspect: allow, preview: allow}}
+"#,
+    );
+    let s = Server::start(dir.path(), &cfg);
+    let r = s.get("/s/main", &[]);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(r.header("location").unwrap().starts_with("https://o1.example/café?cid="), "{:?}", r.headers);
+}

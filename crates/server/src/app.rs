@@ -183,7 +183,7 @@ async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
 /// headers and body.
 #[derive(Debug, PartialEq)]
 pub enum ClickAnswer {
-    /// `302 Found` to this expanded URL (every byte visible ASCII).
+    /// `302 Found` to this expanded URL (every byte valid in a header value).
     Redirect(String),
     /// A small HTML page with this status: 404 unknown link, 403 refused,
     /// 502 misconfigured.
@@ -376,7 +376,9 @@ pub fn click_answer(
     // Never redirect to something that is not a valid header value.
     // Unreachable in practice: templates are validated and every macro
     // value is percent-encoded.
-    let url_ok = d.url.bytes().all(|b| (0x21..0x7f).contains(&b));
+    // (The rule of `HeaderValue`: no control characters but tab; literal
+    // non-ASCII bytes of a template pass, as they did through hyper.)
+    let url_ok = d.url.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     let ClickParams { subs, .. } = params;
     app.clicks.push(ClickEvent {
         click_id: d.click_id,
