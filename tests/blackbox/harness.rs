@@ -91,9 +91,24 @@ impl Server {
     }
 
     /// Graceful stop (SIGTERM): the click queue is flushed.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        assert!(self.stop_within(Duration::from_secs(60)), "the server did not stop within a minute");
+    }
+
+    /// Graceful stop that must finish within `limit`; a server still
+    /// running then is killed and `false` returned.
+    pub fn stop_within(mut self, limit: Duration) -> bool {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
+        false
     }
 
     pub fn restart(self) -> Server {

@@ -77,6 +77,36 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Sends one request on `c` and reads its answer.
+fn exchange(c: &mut TcpStream, raw: &[u8]) -> Resp {
+    c.write_all(raw).unwrap();
+    read_responses(c, &[raw.starts_with(b"HEAD ")]).pop().unwrap()
+}
+
+/// Metrics of `s`, read over HTTP: each read is itself a request the fast
+/// path hands to hyper, so hand-offs are counted without the reads.
+struct Metrics<'a> {
+    s: &'a Server,
+    reads: f64,
+}
+
+impl Metrics<'_> {
+    fn get(&mut self, name: &str) -> f64 {
+        self.reads += 1.0;
+        self.s.metric(name)
+    }
+
+    /// Connections the click fast path handed to hyper so far, not
+    /// counting these reads.
+    fn handoffs(&mut self) -> f64 {
+        self.get("smartlink_http_handoffs_total") - self.reads
+    }
+}
+
+fn metrics(s: &Server) -> Metrics<'_> {
+    Metrics { s, reads: 0.0 }
+}
+
 fn closed(c: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!(c.read(&mut b), Ok(0))
@@ -85,6 +115,7 @@ fn closed(c: &mut TcpStream) -> bool {
 #[test]
 fn pipelined_clicks_on_one_connection_are_answered_in_order_and_all_recorded() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
     let req = |sub: &str| format!("GET /s/main?sub1={sub} HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
     c.write_all(format!("{}{}{}", req("a"), req("b"), req("c")).as_bytes()).unwrap();
@@ -99,8 +130,8 @@ fn pipelined_clicks_on_one_connection_are_answered_in_order_and_all_recorded() {
         assert!(resp.header("date").is_some_and(|d| d.ends_with(" GMT")), "{:?}", resp.headers);
     }
     // The connection stays open for more.
-    c.write_all(req("d").as_bytes()).unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    assert_eq!(exchange(&mut c, req("d").as_bytes()).status, 302);
+    assert_eq!(m.handoffs(), 0.0, "all on the fast path");
     s.wait_stored(4);
     let subs: Vec<String> = stored_clicks(&s.db()).into_iter().map(|r| r.subs[0].clone()).collect();
     assert_eq!(subs.len(), 4);
@@ -112,39 +143,41 @@ fn pipelined_clicks_on_one_connection_are_answered_in_order_and_all_recorded() {
 #[test]
 fn other_requests_on_a_click_connection_are_served_by_the_full_stack() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
     // A click, then health and an authenticated admin call, then a click
     // again, all on one keep-alive connection.
-    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    assert_eq!(exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").status, 302);
+    assert_eq!(m.handoffs(), 0.0, "the click took the fast path");
     let admin = format!("GET /api/v1/offers/o1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
     c.write_all(format!("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{admin}").as_bytes()).unwrap();
     let r = read_responses(&mut c, &[false, false]);
     assert_eq!((r[0].status, r[0].body.as_str()), (200, "ok\n"));
     assert_eq!(r[1].status, 200, "{}", r[1].body);
     assert_eq!(r[1].json()["id"], "o1");
-    c.write_all(b"GET /s/main?sub1=after HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].status, 302);
-    assert!(r[0].header("location").unwrap().ends_with("&s1=after"));
-    assert_eq!(r[0].header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(m.handoffs(), 1.0, "the connection went to hyper once");
+    let r = exchange(&mut c, b"GET /s/main?sub1=after HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().ends_with("&s1=after"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
 }
 
 #[test]
 fn a_click_with_a_body_or_an_unusual_method_goes_to_the_full_stack() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main?sub1=body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].status, 302);
-    assert!(r[0].header("location").unwrap().ends_with("&s1=body"));
-    c.write_all(b"POST /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 405);
+    let r = exchange(&mut c, b"GET /s/main?sub1=body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().ends_with("&s1=body"));
+    assert_eq!(m.handoffs(), 1.0);
+    assert_eq!(exchange(&mut c, b"POST /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 405);
 }
 
 #[test]
 fn head_gets_the_redirect_without_a_body_and_unknown_links_get_the_404_page() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
     c.write_all(b"HEAD /s/main HTTP/1.1\r\nHost: x\r\n\r\nHEAD /s/nope HTTP/1.1\r\nHost: x\r\n\r\nGET /s/nope HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -156,52 +189,52 @@ fn head_gets_the_redirect_without_a_body_and_unknown_links_get_the_404_page() {
     assert_eq!(r[2].status, 404);
     assert!(r[2].body.contains("This link does not exist."), "{}", r[2].body);
     assert_eq!(r[2].header("content-type"), Some("text/html; charset=utf-8"));
-    assert_eq!(s.metric("smartlink_clicks_total{outcome=\"unknown_slug\"}"), 2.0);
+    assert_eq!(m.get("smartlink_clicks_total{outcome=\"unknown_slug\"}"), 2.0);
+    assert_eq!(m.handoffs(), 0.0, "all on the fast path");
 }
 
 #[test]
 fn connection_close_and_http_1_0_are_honoured() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!((r[0].status, r[0].header("connection")), (302, Some("close")));
+    let r = exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.header("connection")), (302, Some("close")));
     assert!(closed(&mut c), "closed after the answer");
 
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main HTTP/1.0\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    assert_eq!(exchange(&mut c, b"GET /s/main HTTP/1.0\r\n\r\n").status, 302);
     assert!(closed(&mut c), "HTTP/1.0 closes unless asked to keep alive");
 
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].header("connection"), Some("keep-alive"));
-    c.write_all(b"GET /s/main HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    let keep = b"GET /s/main HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    assert_eq!(exchange(&mut c, keep).header("connection"), Some("keep-alive"));
+    assert_eq!(exchange(&mut c, keep).status, 302);
+    assert_eq!(m.handoffs(), 0.0, "all on the fast path");
 }
 
 #[test]
 fn malformed_and_oversized_requests_get_clear_errors_or_still_work() {
     let (_d, s) = start();
+    let mut m = metrics(&s);
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main HTTP/1.1\r\nHost x\r\n\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].status, 400, "a header line without a colon");
+    assert_eq!(
+        exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost x\r\n\r\n").status,
+        400,
+        "a header line without a colon"
+    );
 
     // A request target with characters outside RFC 3986 is left to hyper.
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main?sub1=<x> HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].status, 400);
+    assert_eq!(exchange(&mut c, b"GET /s/main?sub1=<x> HTTP/1.1\r\nHost: x\r\n\r\n").status, 400);
 
     // A head larger than the fast path's buffer is still served.
     let mut c = connect(&s);
     let big = "y".repeat(12_000);
-    c.write_all(format!("GET /s/main?sub1=big HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes()).unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert_eq!(r[0].status, 302);
-    assert!(r[0].header("location").unwrap().ends_with("&s1=big"));
+    let r = exchange(&mut c, format!("GET /s/main?sub1=big HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().ends_with("&s1=big"));
+    assert_eq!(m.handoffs(), 3.0, "each of the three went to hyper");
 
     // A request split across writes is put together.
     let mut c = connect(&s);
@@ -209,9 +242,9 @@ fn malformed_and_oversized_requests_get_clear_errors_or_still_work() {
     std::thread::sleep(Duration::from_millis(50));
     c.write_all(b"lit HTTP/1.1\r\nHost: x\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    c.write_all(b"\r\n").unwrap();
-    let r = read_responses(&mut c, &[false]);
-    assert!(r[0].header("location").unwrap().ends_with("&s1=split"));
+    let r = exchange(&mut c, b"\r\n");
+    assert!(r.header("location").unwrap().ends_with("&s1=split"));
+    assert_eq!(m.handoffs(), 3.0, "on the fast path");
 }
 
 #[test]
@@ -219,11 +252,8 @@ fn the_first_of_repeated_headers_is_the_one_read() {
     let (_d, s) = start();
     let mut c = connect(&s);
     let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-    c.write_all(
-        format!("GET /s/main HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\nUser-Agent: curl/8\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    let req = format!("GET /s/main HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\nUser-Agent: curl/8\r\n\r\n");
+    assert_eq!(exchange(&mut c, req.as_bytes()).status, 302);
     s.wait_stored(1);
     let row = stored_clicks(&s.db()).pop().unwrap();
     assert_eq!(row.user_agent, ua);
@@ -233,12 +263,12 @@ fn the_first_of_repeated_headers_is_the_one_read() {
 fn stopping_the_server_closes_idle_keep_alive_connections() {
     let (_d, s) = start();
     let mut c = connect(&s);
-    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut c, &[false])[0].status, 302);
+    assert_eq!(exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").status, 302);
     let mut h = connect(&s);
-    h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_responses(&mut h, &[false])[0].status, 200);
-    s.stop(); // returns once the process has exited
+    assert_eq!(exchange(&mut h, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
+    // Both connections stay open: a server that waited for them would
+    // never exit.
+    assert!(s.stop_within(Duration::from_secs(10)), "the server stopped with idle connections open");
     assert!(closed(&mut c));
     assert!(closed(&mut h));
 }

@@ -139,8 +139,17 @@ enum Handoff {
 }
 
 /// What the fast path does with one parsed request.
-enum Plan {
-    Click { head: bool, close: bool, http10_keep_alive: bool },
+#[derive(Debug, PartialEq)]
+enum Plan<'r> {
+    Click {
+        path: &'r str,
+        query: Option<&'r str>,
+        head: bool,
+        /// Close the connection after the answer.
+        close: bool,
+        /// The answer's `connection` header, when it needs one.
+        connection: Option<&'static str>,
+    },
     Hyper,
 }
 
@@ -172,20 +181,8 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
                     handoff = true;
                     break;
                 }
-                Plan::Click { head, close: c, http10_keep_alive } => {
-                    let target = req.path.unwrap_or("/");
-                    let (path, query) = match target.split_once('?') {
-                        Some((p, q)) => (p, Some(q)),
-                        None => (target, None),
-                    };
+                Plan::Click { path, query, head, close: c, connection } => {
                     let answer = app::click_answer(app, path, query, &Parsed(req.headers), Some(peer.ip()));
-                    let connection = if c {
-                        Some("close")
-                    } else if http10_keep_alive {
-                        Some("keep-alive")
-                    } else {
-                        None
-                    };
                     answer.encode(&mut out, head, connection, &http_date());
                     close = c;
                     start += len;
@@ -203,6 +200,7 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
             return Handoff::Done;
         }
         if handoff {
+            app.metrics.http_handoffs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Handoff::Hyper(Prefixed::new(stream, buf, start..end));
         }
         if stop.has_changed().is_err() {
@@ -227,14 +225,17 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
     }
 }
 
-fn plan(req: &httparse::Request<'_, '_>) -> Plan {
+fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
     let head = match req.method {
         Some("GET") => false,
         Some("HEAD") => true,
         _ => return Plan::Hyper,
     };
     let Some(target) = req.path else { return Plan::Hyper };
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
     // `/s/{slug}`: one non-empty segment, as the axum route matches.
     let Some(slug) = path.strip_prefix("/s/") else { return Plan::Hyper };
     if slug.is_empty() || slug.contains('/') || !target.bytes().all(uri_byte) {
@@ -264,7 +265,12 @@ fn plan(req: &httparse::Request<'_, '_>) -> Plan {
     // HTTP/1.1 keeps the connection unless told to close; 1.0 closes it
     // unless told to keep it.
     let close = if version_11 { close } else { close || !keep_alive };
-    Plan::Click { head, close, http10_keep_alive: !version_11 && !close }
+    let connection = match (close, version_11) {
+        (true, _) => Some("close"),
+        (false, false) => Some("keep-alive"),
+        (false, true) => None,
+    };
+    Plan::Click { path, query, head, close, connection }
 }
 
 /// RFC 3986 characters of an origin-form target (unreserved, reserved
@@ -389,19 +395,26 @@ mod tests {
         req
     }
 
-    fn plan_of(raw: &str) -> Option<(bool, bool, bool)> {
+    /// `(head, close, connection header)` of a click, `None` for hyper.
+    fn plan_of(raw: &str) -> Option<(bool, bool, Option<&'static str>)> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match plan(&parse(raw.as_bytes(), &mut h)) {
-            Plan::Click { head, close, http10_keep_alive } => Some((head, close, http10_keep_alive)),
+            Plan::Click { head, close, connection, .. } => Some((head, close, connection)),
             Plan::Hyper => None,
         }
     }
 
     #[test]
     fn only_bodiless_get_and_head_clicks_take_the_fast_path() {
-        assert_eq!(plan_of("GET /s/main?sub1=a HTTP/1.1\r\n\r\n"), Some((false, false, false)));
-        assert_eq!(plan_of("HEAD /s/main HTTP/1.1\r\n\r\n"), Some((true, false, false)));
-        assert_eq!(plan_of("GET /s/main HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), Some((false, false, false)));
+        assert_eq!(plan_of("GET /s/main?sub1=a HTTP/1.1\r\n\r\n"), Some((false, false, None)));
+        assert_eq!(plan_of("HEAD /s/main HTTP/1.1\r\n\r\n"), Some((true, false, None)));
+        assert_eq!(plan_of("GET /s/main HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), Some((false, false, None)));
+        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"GET /s/main?sub1=a&sub2=b HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            plan(&parse(raw, &mut h)),
+            Plan::Click { path: "/s/main", query: Some("sub1=a&sub2=b"), head: false, close: false, connection: None }
+        );
         for hyper in [
             "POST /s/main HTTP/1.1\r\n\r\n",
             "GET /healthz HTTP/1.1\r\n\r\n",
@@ -420,10 +433,16 @@ mod tests {
 
     #[test]
     fn connection_handling_follows_the_request_version_and_header() {
-        assert_eq!(plan_of("GET /s/m HTTP/1.1\r\nConnection: close\r\n\r\n"), Some((false, true, false)));
-        assert_eq!(plan_of("GET /s/m HTTP/1.1\r\nconnection: Keep-Alive, CLOSE\r\n\r\n"), Some((false, true, false)));
-        assert_eq!(plan_of("GET /s/m HTTP/1.0\r\n\r\n"), Some((false, true, false)));
-        assert_eq!(plan_of("GET /s/m HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), Some((false, false, true)));
+        assert_eq!(plan_of("GET /s/m HTTP/1.1\r\nConnection: close\r\n\r\n"), Some((false, true, Some("close"))));
+        assert_eq!(
+            plan_of("GET /s/m HTTP/1.1\r\nconnection: Keep-Alive, CLOSE\r\n\r\n"),
+            Some((false, true, Some("close")))
+        );
+        assert_eq!(plan_of("GET /s/m HTTP/1.0\r\n\r\n"), Some((false, true, Some("close"))));
+        assert_eq!(
+            plan_of("GET /s/m HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            Some((false, false, Some("keep-alive")))
+        );
     }
 
     #[test]

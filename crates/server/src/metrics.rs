@@ -36,6 +36,9 @@ pub struct Metrics {
     /// clicks per window they are sized for.
     pub rate_window_clicks: AtomicU64,
     pub rate_capacity: AtomicU64,
+    /// Connections the click fast path handed to hyper (a request other
+    /// than a plain click).
+    pub http_handoffs: AtomicU64,
     pub write_errors: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
@@ -79,7 +82,7 @@ impl Metrics {
             let _ = writeln!(s, "smartlink_fallback_clicks_total{{reason=\"{}\"}} {}", r.as_str(), g(v));
         }
         // One-sample metrics: (name, type, help, value).
-        let single: [(&str, &str, &str, i64); 10] = [
+        let single: [(&str, &str, &str, i64); 11] = [
             ("smartlink_unknown_affiliate_total", "counter", "Clicks whose aff parameter named no known affiliate.", g(&self.unknown_affiliate) as i64),
             ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.queue_depth.load(Relaxed)),
             ("smartlink_clicks_dropped_total", "counter", "Click rows dropped because the write queue was full (the redirect was still served).", g(&self.clicks_dropped) as i64),
@@ -89,6 +92,7 @@ impl Metrics {
             ("smartlink_quality_rate_window_clicks", "gauge", "Clicks the click-rate counters saw in their last whole window.", g(&self.rate_window_clicks) as i64),
             ("smartlink_quality_rate_capacity", "gauge", "Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.", g(&self.rate_capacity) as i64),
             ("smartlink_click_journal_damaged_total", "counter", "Damaged click journal records or missing segments (their rows are lost; each is logged).", g(&self.journal_damaged) as i64),
+            ("smartlink_http_handoffs_total", "counter", "Connections the click fast path handed to the full HTTP stack (a request other than a plain GET/HEAD click).", g(&self.http_handoffs) as i64),
             ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.write_errors) as i64),
         ];
         for (name, kind, help, v) in single {
