@@ -1,7 +1,8 @@
 //! The background click writer.
 //!
-//! The click handler hands a row to a bounded in-memory queue with
-//! `try_send` and never waits. Three OS threads take it from there:
+//! The click handler encodes a row into a journal record and hands it to
+//! a bounded in-memory queue with `try_send`; it never waits. Three OS
+//! threads take it from there:
 //!
 //! - `click-journal` drains the queue every [`LINGER`] and appends the
 //!   rows to the click journal ([`crate::journal`]) with one `write`,
@@ -47,8 +48,9 @@ use crate::quality::QualityClass;
 use smartlink_store::Store;
 
 /// A click as the handler hands it over: typed, with only the strings the
-/// request brought (click id, sub-ids, referrer, UA) owned; the journal
-/// thread encodes it ([`crate::journal::encode`]).
+/// request brought (click id, sub-ids, referrer, UA) owned.
+/// [`ClickQueue::push`] encodes it into a journal record
+/// ([`crate::journal::encode`]) on the calling thread.
 #[derive(Debug)]
 pub struct ClickEvent {
     pub click_id: String,
@@ -306,7 +308,9 @@ fn run_journal(mut journal: Journal, rx: Receiver<Vec<u8>>, loader: &Loader) {
     // percent of a core at full load. Measured on the redirect benchmark
     // (7 alternating pairs): p99 5.05-5.86 ms with the batch class, 4.79-8.16
     // without; 6 of 7 pairs better.
-    batch_class();
+    if !set_class(SchedClass::Batch) {
+        tracing::warn!("could not put the click journal thread in the batch scheduling class");
+    }
     set_nice(5);
     let mut buf = Vec::with_capacity(4 << 20);
     let mut open = true;
@@ -436,36 +440,41 @@ fn set_nice(nice: i32) {
     let _ = nice;
 }
 
-/// Puts the calling thread in the batch scheduling class: the scheduler
-/// does not let its wake-ups preempt a running thread.
-fn batch_class() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread; `param` outlives the call.
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0 {
-            tracing::warn!("could not put the click journal thread in the batch scheduling class");
-        }
-    }
+/// Linux scheduling classes the writer threads put themselves in.
+#[derive(Clone, Copy, Debug)]
+enum SchedClass {
+    /// Its wake-ups do not preempt a running thread.
+    Batch,
+    /// Runs only when a core would otherwise be idle; never preempts
+    /// request work.
+    Idle,
 }
 
-/// Puts the calling thread in the idle scheduling class: it runs only
-/// when a core would otherwise be idle and never preempts request work.
-/// (Falls back to nice 19 where that is refused.)
-fn lower_priority() {
+/// Puts the calling thread in `class`; false where that is refused (or
+/// not Linux).
+fn set_class(class: SchedClass) -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread; `param` outlives the call.
-    unsafe {
+    {
+        let policy = match class {
+            SchedClass::Batch => libc::SCHED_BATCH,
+            SchedClass::Idle => libc::SCHED_IDLE,
+        };
         let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            set_nice(19);
-        }
+        // SAFETY: a plain syscall on the calling thread; `param` outlives it.
+        unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = class;
+        false
     }
 }
 
 fn run_ingest(loader: &Loader, settings: &WriterSettings, mut idle_share: IdleProbe) {
     let rows = if settings.low_priority_ingest {
-        lower_priority();
+        if !set_class(SchedClass::Idle) {
+            set_nice(19);
+        }
         IDLE_BATCH
     } else {
         INGEST_BATCH

@@ -234,8 +234,8 @@ impl Behaviour {
             + std::mem::size_of_val::<[Bucket]>(&self.dup)
     }
 
-    /// Whether the click `h` (its bucket: `bucket`) was seen less than the duplicate window ago,
-    /// recording it as seen now either way.
+    /// Whether the click `h` (in its `bucket`) was seen less than the
+    /// duplicate window ago, recording it as seen now either way.
     fn seen_recently(&self, bucket: &Bucket, h: u64, now_ms: i64) -> bool {
         let fp = (h >> 32) as u32 | 1; // never 0: 0 is an empty slot
                                        // Wrapping time in 10 ms units; ages are taken modulo 2^32 (497 days).
