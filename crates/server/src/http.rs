@@ -15,6 +15,7 @@
 //! **hands the connection over to hyper** with the bytes read so far, after
 //! the answers already due have been written, and hyper serves it (the
 //! admin API, postbacks, metrics, and every error answer) until it closes.
+//! Hand-offs are counted (`smartlink_http_handoffs_total`).
 //! Both paths answer a click through [`app::click_answer`], so status,
 //! headers and body are the same; the axum route `/s/{slug}` serves clicks
 //! that arrive on a handed-over connection.
