@@ -11,7 +11,7 @@ use rand::RngCore;
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
 use crate::quality::Quality;
-use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason};
+use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason, RouterGuard};
 use crate::targeting::Visitor;
 use crate::template::{format_amount, Macro, MacroValues, Template};
 use crate::time::{local, LocalTime};
@@ -325,7 +325,7 @@ fn pick(
         if ov.matches(&input.visitor.segment) && slots.contains(&ov.offer) && reserve(ov.offer, clock) {
             let key = cat.offers[sl.offers[ov.offer]].key;
             if sl.strategy == Strategy::Auto && input.counted {
-                sl.router.lock().on_click(key, ctx);
+                sl.router.record_click(key, ctx);
             }
             return Some((ov.offer, Choice { index: 0, reason: Reason::Override, propensity: 1.0 }));
         }
@@ -333,18 +333,35 @@ fn pick(
 
     // One critical section for pick + reservation + learning: the lock is
     // taken once per click and never held across I/O (there is none here).
-    let mut router = (sl.strategy == Strategy::Auto).then(|| sl.router.lock());
+    // It is tried, not waited for: a click that finds it held picks from
+    // its segment's published policy when there is one (`router::shared`).
+    let mut router = match sl.strategy {
+        Strategy::Auto => sl.router.try_lock().map_or(Router::Busy, Router::Locked),
+        _ => Router::Unused,
+    };
     let mut len = cands.len();
     while len > 0 {
-        let choice = match (&sl.strategy, router.as_mut()) {
-            (_, Some(r)) => r.choose(&cands[..len], ctx, rng),
-            (Strategy::Weighted(w), None) => weighted(w, &slots[..len], rng),
+        let choice = match (&sl.strategy, &mut router) {
+            (_, Router::Locked(r)) => r.choose(&cands[..len], ctx, rng),
+            (_, Router::Busy) => match sl.router.choose_published(&cands[..len], ctx, rng) {
+                Some(choice) => choice,
+                None => {
+                    router = Router::Locked(sl.router.lock_after_busy());
+                    continue;
+                }
+            },
+            (Strategy::Weighted(w), Router::Unused) => weighted(w, &slots[..len], rng),
             _ => Choice { index: 0, reason: Reason::Priority, propensity: 1.0 },
         };
         let slot = slots[choice.index];
         if reserve(slot, clock) {
-            if let Some(r) = router.as_mut().filter(|_| input.counted) {
-                r.on_click(cands[choice.index].key, ctx);
+            if input.counted {
+                let key = cands[choice.index].key;
+                match &mut router {
+                    Router::Locked(r) => r.on_click(key, ctx),
+                    Router::Busy => sl.router.defer_click(key, ctx),
+                    Router::Unused => {}
+                }
             }
             return Some((slot, choice));
         }
@@ -354,6 +371,15 @@ fn pick(
         len -= 1;
     }
     None
+}
+
+/// How [`pick`] reaches the smartlink's router.
+enum Router<'a> {
+    /// The strategy is not `auto`.
+    Unused,
+    Locked(RouterGuard<'a>),
+    /// Another thread holds the lock.
+    Busy,
 }
 
 fn weighted(weights: &[f64], slots: &[usize], rng: &mut dyn RngCore) -> Choice {

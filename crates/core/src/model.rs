@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::caps::OfferCounters;
-use crate::router::RouterState;
+use crate::router::SharedRouter;
 use crate::targeting::Targeting;
 use crate::template::Template;
 
@@ -352,7 +352,7 @@ pub struct Smartlink {
     /// What to do with bot, suspect and link-preview clicks.
     pub quality: QualityActions,
     /// Learned routing state; shared between catalog versions.
-    pub router: Arc<parking_lot::Mutex<RouterState>>,
+    pub router: Arc<SharedRouter>,
 }
 
 /// What a smartlink does with a click of one quality class.

@@ -11,7 +11,7 @@ use smartlink_core::model::{
     Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
     Strategy as Routing,
 };
-use smartlink_core::router::{Reason, RouterState};
+use smartlink_core::router::{Reason, SharedRouter};
 use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
 use smartlink_core::template::{MacroSet, Template};
 
@@ -77,7 +77,7 @@ fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
         overrides: vec![],
         strategy,
         quality: Default::default(),
-        router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
+        router: Arc::new(SharedRouter::default()),
     };
     Catalog::new(offers, vec![sl], vec![])
 }
@@ -262,4 +262,59 @@ fn clicks_that_do_not_count_take_no_cap_unit_and_teach_the_router_nothing() {
         decide(&cat, sl, &click(true, 0), &codec, &mut rng);
     }
     assert_ne!(beliefs(), before, "counted clicks are");
+}
+
+#[test]
+fn a_click_that_finds_the_router_lock_held_is_routed_from_the_published_policy_and_learned_later() {
+    let g = || OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 };
+    let (held_cat, free_cat) = (catalog(&[g(), g(), g()], Routing::Auto), catalog(&[g(), g(), g()], Routing::Auto));
+    let (held_sl, free_sl) = (&held_cat.smartlinks[0], &free_cat.smartlinks[0]);
+    let codec = ClickIdCodec::new(b"k");
+    let click = |i: i64| ClickInput {
+        now_ms: T0 + 60_000 + i * 1000,
+        visitor: visitor(0, 0),
+        subs: [""; 5],
+        aff: None,
+        counted: true,
+        flags: 0,
+    };
+    // The board is set up the first time a click finds the lock held.
+    let ctx = smartlink_core::router::Context { segment: visitor(0, 0).segment, hour: 0, now_ms: T0 + 60_000 };
+    let cands: Vec<_> = held_cat
+        .offers
+        .iter()
+        .map(|o| smartlink_core::router::Candidate { key: o.key, payout: o.payout_base, caps: Default::default() })
+        .collect();
+    {
+        let _held = held_sl.router.lock();
+        let mut other = rand_pcg::Pcg64Mcg::seed_from_u64(99);
+        assert!(held_sl.router.choose_published(&cands, &ctx, &mut other).is_none(), "nothing published yet");
+    }
+
+    let (mut held_rng, mut free_rng) = (rand_pcg::Pcg64Mcg::seed_from_u64(5), rand_pcg::Pcg64Mcg::seed_from_u64(5));
+    let first = decide(&held_cat, held_sl, &click(0), &codec, &mut held_rng);
+    let second = std::thread::scope(|s| {
+        let held = held_sl.router.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (cat, codec, mut rng) = (&held_cat, &codec, held_rng.clone());
+        s.spawn(move || {
+            let d = decide(cat, &cat.smartlinks[0], &click(1), codec, &mut rng);
+            tx.send(d).unwrap();
+        });
+        // Bounded only so that a broken path fails instead of hanging.
+        let d = rx.recv_timeout(std::time::Duration::from_secs(60));
+        drop(held);
+        d.expect("the click was answered while the router lock was held")
+    });
+
+    let free_first = decide(&free_cat, free_sl, &click(0), &codec, &mut free_rng);
+    let free_second = decide(&free_cat, free_sl, &click(1), &codec, &mut free_rng);
+    let summary = |d: &smartlink_core::engine::Decision| (d.outcome, d.reason, d.propensity);
+    assert_eq!(summary(&first), summary(&free_first));
+    assert_eq!(summary(&second), summary(&free_second), "the published policy is the one the lock holder uses");
+    assert_eq!(held_sl.router.busy(), smartlink_core::router::Busy { published: 1, waited: 0 });
+    assert!(
+        held_sl.router.lock().same_learning(&free_sl.router.lock()),
+        "the deferred click is learned by the next lock holder"
+    );
 }

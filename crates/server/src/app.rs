@@ -77,7 +77,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let mut r = app.metrics.render().into_response();
+    let router = app.catalog.load().smartlinks.iter().map(|sl| sl.router.busy()).sum();
+    let mut r = app.metrics.render(router).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use smartlink_core::caps::OfferCounters;
 use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::model::*;
-use smartlink_core::router::RouterState;
+use smartlink_core::router::SharedRouter;
 use smartlink_core::targeting::{CountrySet, Targeting, ALL_HOURS};
 use smartlink_core::template::{MacroSet, Template};
 use smartlink_store::Kind;
@@ -705,7 +705,7 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             overrides,
             strategy,
             quality,
-            router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
+            router: Arc::new(SharedRouter::default()),
         });
     }
 

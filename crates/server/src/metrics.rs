@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use smartlink_core::engine::FallbackReason;
+use smartlink_core::router::Busy;
 
 /// Quality classes as stored and reported.
 pub const QUALITY_CLASSES: [&str; 4] = ["human", "suspect", "bot", "preview"];
@@ -59,8 +60,9 @@ impl Metrics {
         self.decision_sum_ns.fetch_add(nanos, Relaxed);
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition format. `router` sums the
+    /// smartlinks' router lock counters, which live with the routers.
+    pub fn render(&self, router: Busy) -> String {
         let mut s = String::with_capacity(2048);
         let g = |a: &AtomicU64| a.load(Relaxed);
         s.push_str("# HELP smartlink_clicks_total Clicks by outcome.\n# TYPE smartlink_clicks_total counter\n");
@@ -104,6 +106,11 @@ impl Metrics {
             g(&self.postbacks_ok),
             g(&self.postbacks_rejected)
         );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_router_busy_total Clicks that found their smartlink's router lock held: picked from the segment's published policy, or waited for the lock.\n# TYPE smartlink_router_busy_total counter\nsmartlink_router_busy_total{{path=\"published\"}} {}\nsmartlink_router_busy_total{{path=\"waited\"}} {}",
+            router.published, router.waited
+        );
         s.push_str("# HELP smartlink_decision_seconds Time to route one click (enrichment, eligibility, pick, click id, URL).\n# TYPE smartlink_decision_seconds histogram\n");
         let mut cum = 0;
         for (b, c) in BUCKETS.iter().zip(&self.decision_buckets) {
@@ -115,5 +122,18 @@ impl Metrics {
         let _ = writeln!(s, "smartlink_decision_seconds_sum {}", g(&self.decision_sum_ns) as f64 / 1e9);
         let _ = writeln!(s, "smartlink_decision_seconds_count {cum}");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_lock_counters_are_rendered_by_path() {
+        let text = Metrics::default().render(Busy { published: 3, waited: 1 });
+        assert!(text.contains("# TYPE smartlink_router_busy_total counter\n"));
+        assert!(text.contains("\nsmartlink_router_busy_total{path=\"published\"} 3\n"));
+        assert!(text.contains("\nsmartlink_router_busy_total{path=\"waited\"} 1\n"));
     }
 }

@@ -16,7 +16,7 @@ use smartlink_core::caps::OfferCounters;
 use smartlink_core::clickid::{ClickFacts, ClickIdCodec};
 use smartlink_core::engine::{apply_conversion, decide, ClickInput, Outcome};
 use smartlink_core::model::{self, Browser, Catalog, Currency, Id, Segment, Status};
-use smartlink_core::router::{ConversionStatus, RouterState};
+use smartlink_core::router::{ConversionStatus, SharedRouter};
 use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
 use smartlink_core::template::{MacroSet, Template};
 
@@ -370,7 +370,7 @@ fn build_catalog(prep: &Prepared, rt: &[OfferRt], prev: Option<&Catalog>) -> Cat
         overrides: Vec::new(),
         strategy: model::Strategy::Auto,
         quality: Default::default(),
-        router: Arc::new(parking_lot::Mutex::new(RouterState::new())),
+        router: Arc::new(SharedRouter::default()),
     };
     let mut cat = Catalog::new(offers, vec![smartlink], Vec::new());
     if let Some(prev) = prev {

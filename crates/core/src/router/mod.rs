@@ -71,12 +71,17 @@
 //! bit-identical state (see [`RouterState::same_learning`]). The policy
 //! cache and the shadow prices are recomputed from it within minutes.
 
+use std::sync::Arc;
+
 use rand::RngCore;
 
 use crate::model::Segment;
 
 mod policy;
+mod shared;
 mod stats;
+
+pub use shared::{Busy, RouterGuard, SharedRouter};
 
 use policy::{signature, unit, Pacing, PolicyEntry, Xoshiro};
 use stats::{pack_segment, FastMap, Learned, Rates, StatusChange, LEVELS, MS_PER_HOUR};
@@ -252,7 +257,7 @@ pub struct RouterState {
     rates: Rates,
     learned: Learned,
     pacing: FastMap<u32, Pacing>,
-    policies: FastMap<u32, PolicyEntry>,
+    policies: FastMap<u32, Arc<PolicyEntry>>,
     scored: Vec<Scored>,
     wins: Vec<u32>,
     gammas: Vec<Option<rand_distr::Gamma<f64>>>,
@@ -302,9 +307,20 @@ impl RouterState {
 
     /// Picks one of `cands` (never empty).
     pub fn choose(&mut self, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) -> Choice {
+        self.choose_and_share(cands, ctx, rng).0
+    }
+
+    /// [`choose`](Self::choose), also returning the policy it picked from
+    /// (none for a single candidate), for [`SharedRouter`] to publish.
+    fn choose_and_share(
+        &mut self,
+        cands: &[Candidate],
+        ctx: &Context,
+        rng: &mut dyn RngCore,
+    ) -> (Choice, Option<&Arc<PolicyEntry>>) {
         let n = cands.len();
         if n <= 1 {
-            return Choice { index: 0, reason: Reason::BestScore, propensity: 1.0 };
+            return (Choice { index: 0, reason: Reason::BestScore, propensity: 1.0 }, None);
         }
         let seg = pack_segment(ctx.segment);
         let sig = signature(cands);
@@ -324,16 +340,7 @@ impl RouterState {
             self.refresh_policy(seg, sig, cands, ctx, rng);
         }
         let e = &self.policies[&seg];
-        let u = unit(rng);
-        let mut i = e.cum.partition_point(|&c| c <= u);
-        if i >= n {
-            // Only reachable through rounding: take the last candidate with
-            // a positive probability.
-            i = (0..n).rev().find(|&j| e.cum[j] > if j == 0 { 0.0 } else { e.cum[j - 1] }).unwrap_or(0);
-        }
-        let propensity = e.cum[i] - if i == 0 { 0.0 } else { e.cum[i - 1] };
-        let reason = if i as u32 == e.best { Reason::BestScore } else { Reason::Exploration };
-        Choice { index: i, reason, propensity }
+        (e.sample(unit(rng)), Some(e))
     }
 
     /// A click was sent to `offer_key` (called after the cap reservation).
@@ -364,6 +371,11 @@ impl RouterState {
             return;
         }
         self.learned.on_conversion(offer_key, segment, click_ms, now_ms, change, &self.rates);
+    }
+
+    /// Clicks and conversions learned from since the router was created.
+    pub fn events(&self) -> u64 {
+        self.learned.total_events
     }
 
     /// True when both routers have learned exactly the same thing (the
@@ -536,7 +548,8 @@ impl RouterState {
         if self.policies.len() >= MAX_POLICIES && !self.policies.contains_key(&seg) {
             self.policies.clear();
         }
-        let e = self.policies.entry(seg).or_default();
+        let e = Arc::make_mut(self.policies.entry(seg).or_default());
+        e.seg = seg;
         e.sig = sig;
         e.hour = ctx.hour;
         e.generation = self.learned.generation;

@@ -11,6 +11,8 @@ use rand::RngCore;
 /// hour: `cum[i]` is the probability of choosing candidate `0..=i`.
 #[derive(Clone, Debug, Default)]
 pub(super) struct PolicyEntry {
+    /// The packed segment the entry is for.
+    pub seg: u32,
     pub sig: u64,
     pub hour: u8,
     pub generation: u64,
@@ -20,6 +22,22 @@ pub(super) struct PolicyEntry {
     pub cum: Vec<f64>,
     /// The candidate with the highest posterior-mean score.
     pub best: u32,
+}
+
+impl PolicyEntry {
+    /// The candidate that the uniform draw `u` in `[0, 1)` selects.
+    pub fn sample(&self, u: f64) -> super::Choice {
+        let n = self.cum.len();
+        let mut i = self.cum.partition_point(|&c| c <= u);
+        if i >= n {
+            // Only reachable through rounding: take the last candidate with
+            // a positive probability.
+            i = (0..n).rev().find(|&j| self.cum[j] > if j == 0 { 0.0 } else { self.cum[j - 1] }).unwrap_or(0);
+        }
+        let propensity = self.cum[i] - if i == 0 { 0.0 } else { self.cum[i - 1] };
+        let reason = if i as u32 == self.best { super::Reason::BestScore } else { super::Reason::Exploration };
+        super::Choice { index: i, reason, propensity }
+    }
 }
 
 /// Shadow prices of one offer's daily caps. A price is the share of the
