@@ -331,10 +331,11 @@ fn pick(
         }
     }
 
-    // One critical section for pick + reservation + learning: the lock is
-    // taken once per click and never held across I/O (there is none here).
-    // It is tried, not waited for: a click that finds it held picks from
-    // its segment's published policy when there is one (`router::shared`).
+    // When the router lock is free, one critical section covers pick,
+    // reservation and learning; it is never held across I/O (there is none
+    // here). It is tried, not waited for: a click that finds it held picks
+    // from its segment's published policy when there is one, and leaves its
+    // learning update pending (`router::shared`).
     let mut router = match sl.strategy {
         Strategy::Auto => sl.router.try_lock().map_or(Router::Busy, Router::Locked),
         _ => Router::Unused,
