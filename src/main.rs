@@ -241,7 +241,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve { config, listen, data_dir } => {
             let eff = smartlink_server::effective(&Options { config, listen, data_dir })?;
             let prepared = smartlink_server::prepare(&eff, smartlink_server::app::system_clock)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let slice = prepared.request_slice_us;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .on_thread_start(move || {
+                    if slice > 0 && !smartlink_server::sched::request_slice(slice) {
+                        tracing::debug!(slice, "the kernel refused the request threads' time slice");
+                    }
+                })
+                .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&prepared.listen)
                     .await

@@ -166,3 +166,45 @@ fn every_definition_change_is_in_the_history_with_who_when_and_old_to_new_and_no
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().next().unwrap().contains("update offer o1 by api  payout: 1.5 → 0.75"), "{text}");
 }
+
+/// `se.slice` (ns) of each of the server's threads named `name`, where the
+/// kernel shows it.
+fn slices_of(pid: u32, name: &str) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim() == name)
+        .filter_map(|t| {
+            let sched = std::fs::read_to_string(t.path().join("sched")).ok()?;
+            let line = sched.lines().find(|l| l.trim_start().starts_with("se.slice"))?;
+            line.split(':').nth(1)?.trim().parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn request_threads_ask_for_the_configured_time_slice_and_a_bad_one_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let with = |slice: &str| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replacen("server:\n", &format!("server:\n  request_slice_us: {slice}\n"), 1);
+        let cfg = dir.path().join(format!("slice-{slice}.yaml"));
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let err = Server::try_start(dir.path(), &with("50")).err().expect("must not start");
+    assert!(err.contains("server.request_slice_us: 50") && err.contains("100 to 100000"), "{err}");
+
+    let s = Server::start(dir.path(), &cfg);
+    assert_eq!(s.get("/s/s", &[]).status, 302);
+    let slices = slices_of(s.child.id(), "tokio-rt-worker");
+    // Kernels before EEVDF's custom slices (6.12) show no `se.slice`.
+    if !slices.is_empty() {
+        assert!(slices.iter().all(|&ns| ns == 100_000), "default 100 µs: {slices:?}");
+    }
+    s.stop();
+    let s = Server::start(dir.path(), &with("400"));
+    let slices = slices_of(s.child.id(), "tokio-rt-worker");
+    assert!(slices.iter().all(|&ns| ns == 400_000), "{slices:?}");
+}

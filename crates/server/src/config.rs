@@ -64,6 +64,10 @@ pub struct ServerSettings {
     /// journaled rows, so a burst is served first and stored after; 0
     /// never waits. Default 30.
     pub ingest_defer_secs: Option<u64>,
+    /// Scheduler time slice the request threads ask for, microseconds:
+    /// 0 (the kernel's default) or 100 to 100000. Default 100. See
+    /// [`crate::sched::request_slice`].
+    pub request_slice_us: Option<u32>,
     /// First retry delay of outbound postbacks, seconds (doubles each
     /// attempt, capped at 12 h). Default 60.
     pub outbound_retry_base_secs: Option<f64>,
@@ -98,6 +102,9 @@ pub struct AlertSettings {
     /// Each new alert is POSTed here as JSON.
     pub webhook_url: Option<Secret>,
 }
+
+/// Default `server.request_slice_us`.
+pub const DEFAULT_REQUEST_SLICE_US: u32 = 100;
 
 /// Default `server.quality.capacity_ips`: 1,000,000 clicks per window
 /// (about 16,700 clicks/s with the default 60 s window) in about 5.3 MB.

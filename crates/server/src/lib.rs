@@ -27,6 +27,7 @@ pub mod outbound;
 pub mod postback;
 pub mod quality;
 pub mod report;
+pub mod sched;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -137,6 +138,8 @@ pub struct Prepared {
     pub retry: outbound::RetryPolicy,
     pub alerts: config::AlertSettings,
     pub listen: String,
+    /// Time slice for request threads, µs (0: the kernel's default).
+    pub request_slice_us: u32,
     /// Held until the server stops: this process owns the click journal.
     pub journal_lock: std::fs::File,
 }
@@ -152,6 +155,12 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     let geo = match &eff.settings.geoip {
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,
+    };
+    let request_slice_us = match eff.settings.request_slice_us.unwrap_or(config::DEFAULT_REQUEST_SLICE_US) {
+        s @ (0 | 100..=100_000) => s,
+        s => anyhow::bail!(
+            "server.request_slice_us: {s} is out of range; expected 0 (the kernel's default) or 100 to 100000"
+        ),
     };
     let q = &eff.settings.quality;
     let mut blocked = Vec::new();
@@ -257,6 +266,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         retry,
         alerts: eff.settings.alerts.clone(),
         listen: eff.listen.clone(),
+        request_slice_us,
         journal_lock,
     })
 }

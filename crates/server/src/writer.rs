@@ -45,6 +45,7 @@ use smartlink_core::router::Reason;
 use crate::journal::{Ingest, Journal, JournalError, Progress};
 use crate::metrics::Metrics;
 use crate::quality::QualityClass;
+use crate::sched::{set_class, SchedClass};
 use smartlink_store::Store;
 
 /// A click as the handler hands it over: typed, with only the strings the
@@ -438,36 +439,6 @@ fn set_nice(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
-}
-
-/// Linux scheduling classes the writer threads put themselves in.
-#[derive(Clone, Copy, Debug)]
-enum SchedClass {
-    /// Its wake-ups do not preempt a running thread.
-    Batch,
-    /// Runs only when a core would otherwise be idle; never preempts
-    /// request work.
-    Idle,
-}
-
-/// Puts the calling thread in `class`; false where that is refused (or
-/// not Linux).
-fn set_class(class: SchedClass) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let policy = match class {
-            SchedClass::Batch => libc::SCHED_BATCH,
-            SchedClass::Idle => libc::SCHED_IDLE,
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: a plain syscall on the calling thread; `param` outlives it.
-        unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = class;
-        false
-    }
 }
 
 fn run_ingest(loader: &Loader, settings: &WriterSettings, mut idle_share: IdleProbe) {
