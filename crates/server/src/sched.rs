@@ -1,6 +1,6 @@
 //! How the server's threads ask Linux to schedule them: request threads ask
-//! for a short time slice, the click writer's threads for classes that never
-//! preempt request work. Elsewhere (and where a request is refused) the
+//! for a short time slice, the click writer's threads for classes and nice
+//! values that never (or rarely) preempt request work. Elsewhere (and where a request is refused) the
 //! calls return `false` and the kernel's defaults apply.
 
 /// Scheduling classes the click writer's threads put themselves in.
@@ -31,6 +31,20 @@ pub(crate) fn set_class(class: SchedClass) -> bool {
         let _ = class;
         false
     }
+}
+
+/// Sets the calling thread's nice value (raising it needs no privilege).
+pub(crate) fn set_nice(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread, no memory involved.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
+            tracing::warn!(nice, "could not set a click writer thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// Asks for a time slice of `micros` for the calling thread, in the normal

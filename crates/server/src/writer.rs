@@ -45,7 +45,7 @@ use smartlink_core::router::Reason;
 use crate::journal::{Ingest, Journal, JournalError, Progress};
 use crate::metrics::Metrics;
 use crate::quality::QualityClass;
-use crate::sched::{set_class, SchedClass};
+use crate::sched::{set_class, set_nice, SchedClass};
 use smartlink_store::Store;
 
 /// A click as the handler hands it over: typed, with only the strings the
@@ -425,20 +425,6 @@ fn thread_cpu_time() -> Duration {
         }
     }
     Duration::ZERO
-}
-
-/// Sets the calling thread's nice value (raising it needs no privilege).
-fn set_nice(nice: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread, no memory involved.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
-            tracing::warn!(nice, "could not set a click writer thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }
 
 fn run_ingest(loader: &Loader, settings: &WriterSettings, mut idle_share: IdleProbe) {
