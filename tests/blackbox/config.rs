@@ -40,21 +40,22 @@ fn a_broken_geoip_database_is_a_clear_start_up_error() {
     assert!(err.contains("MaxMind-DB-test-broken-search-tree-24.mmdb") && err.contains("corrupt"), "{err}");
 }
 
+/// A copy of the config file `cfg` with `line` added to its `server:`
+/// section, next to it.
+fn with_server_line(cfg: &std::path::Path, line: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(cfg).unwrap().replacen("server:\n", &format!("server:\n  {line}\n"), 1);
+    let name: String = line.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let copy = cfg.with_file_name(format!("{name}.yaml"));
+    std::fs::write(&copy, text).unwrap();
+    copy
+}
+
 #[test]
 fn a_rate_counter_capacity_out_of_range_is_a_start_up_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), ONE);
-    let with = |capacity: &str| {
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let text = text.replacen(
-            "server:\n",
-            &format!("server:\n  quality: {{capacity_ips: {capacity}, window_secs: 1}}\n"),
-            1,
-        );
-        let cfg = dir.path().join(format!("capacity-{capacity}.yaml"));
-        std::fs::write(&cfg, text).unwrap();
-        cfg
-    };
+    let with =
+        |capacity: &str| with_server_line(&cfg, &format!("quality: {{capacity_ips: {capacity}, window_secs: 1}}"));
     let s = Server::start(dir.path(), &cfg);
     let default = s.metric("smartlink_quality_rate_capacity");
     assert!((1_000_000.0..1_000_003.0).contains(&default), "default capacity {default}");
@@ -186,13 +187,7 @@ fn slices_of(pid: u32, name: &str) -> Vec<u64> {
 fn request_threads_ask_for_the_configured_time_slice_and_a_bad_one_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), ONE);
-    let with = |slice: &str| {
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let text = text.replacen("server:\n", &format!("server:\n  request_slice_us: {slice}\n"), 1);
-        let cfg = dir.path().join(format!("slice-{slice}.yaml"));
-        std::fs::write(&cfg, text).unwrap();
-        cfg
-    };
+    let with = |slice: &str| with_server_line(&cfg, &format!("request_slice_us: {slice}"));
     let err = Server::try_start(dir.path(), &with("50")).err().expect("must not start");
     assert!(err.contains("server.request_slice_us: 50") && err.contains("100 to 100000"), "{err}");
 
