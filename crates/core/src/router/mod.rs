@@ -324,17 +324,13 @@ impl RouterState {
         }
         let seg = pack_segment(ctx.segment);
         let sig = signature(cands);
-        let now = ctx.now_ms;
         let max_age = self.cfg.policy_refresh_secs as i64 * 1000;
         let generation = self.learned.generation;
         let known = self.learned.conversions;
         let fresh = self.policies.get(&seg).is_some_and(|e| {
-            e.sig == sig
-                && e.hour == ctx.hour
+            e.serves(seg, sig, n, ctx, max_age)
                 && e.generation == generation
                 && known < e.conversions + e.conversions / 10 + 3
-                && now >= e.computed_ms
-                && now - e.computed_ms < max_age
         });
         if !fresh {
             self.refresh_policy(seg, sig, cands, ctx, rng);

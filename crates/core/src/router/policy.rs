@@ -25,6 +25,22 @@ pub(super) struct PolicyEntry {
 }
 
 impl PolicyEntry {
+    /// Whether the entry is for this segment (packed `seg`), candidate list
+    /// (`sig`, `n` candidates) and hour, computed no later than the click
+    /// and less than `max_age_ms` before it. The router also asks that
+    /// nothing was learned since that would change it; a click that finds
+    /// the router's lock held cannot ask that (see `shared`).
+    pub fn serves(&self, seg: u32, sig: u64, n: usize, ctx: &super::Context, max_age_ms: i64) -> bool {
+        // `n` too: the signature is a hash, and a policy for a longer list
+        // could pick an index past the candidates.
+        self.seg == seg
+            && self.sig == sig
+            && self.cum.len() == n
+            && self.hour == ctx.hour
+            && ctx.now_ms >= self.computed_ms
+            && ctx.now_ms - self.computed_ms < max_age_ms
+    }
+
     /// The candidate that the uniform draw `u` in `[0, 1)` selects.
     pub fn sample(&self, u: f64) -> super::Choice {
         let n = self.cum.len();

@@ -142,13 +142,7 @@ impl SharedRouter {
         let seg = pack_segment(ctx.segment);
         let board = self.board.get_or_init(|| (0..BOARD_SLOTS).map(|_| Mutex::new(None)).collect());
         let entry = board[slot(seg)].try_lock()?.clone()?;
-        let usable = entry.seg == seg
-            && entry.hour == ctx.hour
-            && entry.cum.len() == cands.len()
-            && ctx.now_ms >= entry.computed_ms
-            && ctx.now_ms - entry.computed_ms < self.max_age_ms
-            && entry.sig == signature(cands);
-        if !usable {
+        if !entry.serves(seg, signature(cands), cands.len(), ctx, self.max_age_ms) {
             return None;
         }
         self.published_picks.fetch_add(1, Ordering::Relaxed);
