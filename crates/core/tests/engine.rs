@@ -318,3 +318,40 @@ fn a_click_that_finds_the_router_lock_held_is_routed_from_the_published_policy_a
         "the deferred click is learned by the next lock holder"
     );
 }
+
+#[test]
+fn clicks_decided_on_many_threads_at_once_are_all_learned() {
+    let g = || OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 };
+    let cat = catalog(&[g(), g(), g(), g()], Routing::Auto);
+    let sl = &cat.smartlinks[0];
+    let codec = ClickIdCodec::new(b"k");
+    let (threads, per_thread) = (4u64, 5_000i64);
+    let routed: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (cat, codec) = (&cat, &codec);
+                s.spawn(move || {
+                    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(t);
+                    let mut routed = 0u64;
+                    for i in 0..per_thread {
+                        let v = visitor(i as usize % 4, i as usize % 3);
+                        let input = ClickInput {
+                            now_ms: T0 + i,
+                            visitor: v,
+                            subs: [""; 5],
+                            aff: None,
+                            counted: true,
+                            flags: 0,
+                        };
+                        routed += matches!(decide(cat, sl, &input, codec, &mut rng).outcome, Outcome::Offer(_)) as u64;
+                    }
+                    routed
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(routed, threads * per_thread as u64, "every click had an eligible offer");
+    // Clicks that found the lock held were learned by a later holder.
+    assert_eq!(sl.router.lock().events(), routed);
+}

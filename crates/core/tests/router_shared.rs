@@ -82,38 +82,3 @@ fn deferred_clicks_are_learned_in_order_before_anyone_else_reads_the_state() {
     reference.on_click(2, &ctx("BR", 3, T0 + 60_000));
     assert!(shared.try_lock().expect("free").same_learning(&reference), "try_lock applies them too");
 }
-
-#[test]
-fn clicks_from_many_threads_are_all_learned() {
-    let shared = SharedRouter::default();
-    let threads = 4;
-    let per_thread = 5_000;
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let shared = &shared;
-            s.spawn(move || {
-                let mut rng = Pcg64::seed_from_u64(t);
-                for i in 0..per_thread {
-                    let c = ctx(["US", "DE", "BR"][i % 3], 0, T0 + i as i64);
-                    let choice = match shared.try_lock() {
-                        Some(mut r) => {
-                            let choice = r.choose(&cands(), &c, &mut rng);
-                            r.on_click(cands()[choice.index].key, &c);
-                            continue;
-                        }
-                        None => shared.choose_published(&cands(), &c, &mut rng),
-                    };
-                    match choice {
-                        Some(choice) => shared.defer_click(cands()[choice.index].key, &c),
-                        None => {
-                            let mut r = shared.lock_after_busy();
-                            let choice = r.choose(&cands(), &c, &mut rng);
-                            r.on_click(cands()[choice.index].key, &c);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    assert_eq!(shared.lock().events(), threads * per_thread as u64);
-}

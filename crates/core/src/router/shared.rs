@@ -219,3 +219,44 @@ impl DerefMut for RouterGuard<'_> {
         &mut self.state
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::model::{Country, Device, Os, Segment};
+    use crate::router::CapView;
+
+    #[test]
+    fn a_segment_sharing_a_board_slot_never_picks_from_anothers_policy() {
+        // Two segments whose policies would take the same slot.
+        let letters = b'A'..=b'Z';
+        let mut by_slot = std::collections::HashMap::new();
+        let (first, twin) = letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| Country::from_bytes([a, b])))
+            .flat_map(|country| {
+                Device::ALL.iter().flat_map(move |&device| Os::ALL.iter().map(move |&os| (country, device, os)))
+            })
+            .map(|(country, device, os)| Segment { country, device, os })
+            .find_map(|s| match by_slot.insert(slot(pack_segment(s)), s) {
+                Some(prev) if pack_segment(prev) != pack_segment(s) => Some((prev, s)),
+                _ => None,
+            })
+            .expect("more segments than slots");
+        let cands: Vec<Candidate> =
+            (1..=3).map(|key| Candidate { key, payout: 1.0, caps: CapView::default() }).collect();
+        let ctx = |segment| Context { segment, hour: 0, now_ms: 1_767_571_200_000 };
+        let shared = SharedRouter::default();
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
+        {
+            let _held = shared.lock();
+            assert!(shared.choose_published(&cands, &ctx(first), &mut rng).is_none(), "no board yet");
+        }
+        shared.lock().choose(&cands, &ctx(first), &mut rng);
+        let _held = shared.lock();
+        assert!(shared.choose_published(&cands, &ctx(first), &mut rng).is_some(), "{first:?}'s policy is on the board");
+        assert!(shared.choose_published(&cands, &ctx(twin), &mut rng).is_none(), "{twin:?} shares its slot");
+    }
+}
