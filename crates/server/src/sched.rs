@@ -1,7 +1,7 @@
 //! How the server's threads ask Linux to schedule them: request threads ask
 //! for a short time slice, the click writer's threads for classes and nice
-//! values that never (or rarely) preempt request work. Elsewhere (and where a request is refused) the
-//! calls return `false` and the kernel's defaults apply.
+//! values that never (or rarely) preempt request work. Elsewhere, and where
+//! a request is refused, the kernel's defaults apply.
 
 /// Scheduling classes the click writer's threads put themselves in.
 #[derive(Clone, Copy, Debug)]
