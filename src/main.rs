@@ -46,7 +46,7 @@ enum Cmd {
         data_dir: Option<PathBuf>,
     },
     /// Score routing strategies against an oracle on a traffic scenario
-    /// (format: ../shared/scenarios/FORMAT.md).
+    /// (format: examples/scenarios/FORMAT.md).
     Simulate {
         #[arg(long)]
         scenario: PathBuf,

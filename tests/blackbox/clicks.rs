@@ -38,7 +38,7 @@ const WINDOWS: &str =
 fn start(yaml: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let geo =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/maxmind/GeoIP2-Country-Test.mmdb");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
     let yaml = format!("{}\n{yaml}", "").replace("__GEO__", &geo.display().to_string());
     let cfg = write_config(dir.path(), &yaml);
     // Add the GeoIP database and proxy trust under `server:`.

@@ -28,7 +28,7 @@ fn a_config_error_stops_start_up_naming_file_path_and_expectation() {
 fn a_broken_geoip_database_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let broken = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb");
+        .join("testdata/maxmind/MaxMind-DB-test-broken-search-tree-24.mmdb");
     let cfg = write_config(dir.path(), ONE);
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "server:\n",

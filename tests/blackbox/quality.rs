@@ -8,7 +8,7 @@ const CURL: &str = "curl/8.5.0";
 const SLACK: &str = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)";
 
 fn testdata(p: &str) -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(p).display().to_string()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(p).display().to_string()
 }
 
 /// Starts the binary with proxy trust, the MaxMind test databases and the

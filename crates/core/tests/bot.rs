@@ -1,6 +1,6 @@
 //! Bot and link-preview detection: a table of hand-picked cases for every
 //! reason code and preview app, in-app browsers that must stay human, and
-//! two measurements over third-party labelled corpora in `shared/testdata`:
+//! two measurements over third-party labelled corpora in `testdata/` at the repository root:
 //! how many listed bots are caught, and how many real browsers are flagged.
 
 mod support {
@@ -425,7 +425,7 @@ fn classifying_allocates_nothing_once_warm() {
 // Measured over third-party labelled corpora.
 
 fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
 }
 
 fn read(rel: &str) -> String {

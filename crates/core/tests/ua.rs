@@ -1,5 +1,5 @@
 //! User-Agent classification: hand-picked cases for each rule, and accuracy
-//! over the uap-core test corpus (`shared/testdata/uap-core`), whose expected
+//! over the uap-core test corpus (`testdata/uap-core`), whose expected
 //! families are mapped onto our categories.
 
 mod support {

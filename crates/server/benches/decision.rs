@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     let cat = build_catalog(&defs, &provisional_keys(&defs, &Keys::new())).unwrap();
     let sl = &cat.smartlinks[0];
     let geo_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/geo/iptoasn-country.mmdb");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/geo/iptoasn-country.mmdb");
     let geo = Geo::open(&geo_path).unwrap_or(Geo::BuiltIn);
     let codec = ClickIdCodec::new(b"0123456789abcdef0123456789abcdef");
     let ips: Vec<IpAddr> = IPS.iter().map(|s| s.parse().unwrap()).collect();

@@ -93,7 +93,7 @@ mod tests {
     use super::*;
 
     fn testdata(p: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(p)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(p)
     }
 
     fn country(geo: &Geo, ip: &str) -> String {

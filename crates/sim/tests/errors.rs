@@ -78,12 +78,15 @@ fn a_load_error_names_the_file() {
 
 #[test]
 fn the_public_scenarios_are_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/scenarios");
-    for name in ["basic.yaml", "drift.yaml"] {
-        let path = dir.join(name);
-        if path.exists() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
             let sc = load_scenario(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!sc.offers.is_empty());
+            assert!(!sc.offers.is_empty(), "{}", path.display());
+            seen += 1;
         }
     }
+    assert!(seen >= 5, "expected the five public scenario families in {}, found {seen}", dir.display());
 }

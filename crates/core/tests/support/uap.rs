@@ -10,7 +10,7 @@ pub struct Case {
 }
 
 pub fn uap_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/uap-core")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/uap-core")
 }
 
 /// Reads a uap-core `test_*.yaml`: a list of flat maps of scalars, which is
