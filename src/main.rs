@@ -245,7 +245,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .on_thread_start(move || {
-                    if slice > 0 && !smartlink_server::sched::request_slice(slice) {
+                    if slice > 0 && !smartlink_clicklog::sched::request_slice(slice) {
                         tracing::debug!(slice, "the kernel refused the request threads' time slice");
                     }
                 })
@@ -318,13 +318,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
             .collect();
-            let req =
-                smartlink_server::report::ReportRequest { from, to, tz, group_by, filters, sort, limit, include_bots };
-            let out = smartlink_server::report::run(&store, &req, smartlink_server::app::system_clock())?;
+            let req = smartlink_analysis::report::ReportRequest {
+                from,
+                to,
+                tz,
+                group_by,
+                filters,
+                sort,
+                limit,
+                include_bots,
+            };
+            let out = smartlink_analysis::report::run(&store, &req, smartlink_server::app::system_clock())?;
             match format.as_str() {
                 "json" => println!("{out}"),
-                "csv" => print!("{}", smartlink_server::report::render(&out, true)),
-                "table" => print!("{}", smartlink_server::report::render(&out, false)),
+                "csv" => print!("{}", smartlink_analysis::report::render(&out, true)),
+                "table" => print!("{}", smartlink_analysis::report::render(&out, false)),
                 other => anyhow::bail!("--format: expected table, csv or json, got {other:?}"),
             }
             Ok(())
@@ -332,9 +340,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Cmd::Quality { window, by, format } => {
             let store = window.store()?;
             let Window { smartlink, period, .. } = window;
-            let req = smartlink_server::quality::QualityRequest { smartlink, period, by };
-            let out = smartlink_server::quality::report(&store, &req, smartlink_server::app::system_clock())?;
-            emit(&out, &format, smartlink_server::quality::render)
+            let req = smartlink_analysis::quality::QualityRequest { smartlink, period, by };
+            let out = smartlink_analysis::quality::report(&store, &req, smartlink_server::app::system_clock())?;
+            emit(&out, &format, smartlink_analysis::quality::render)
         }
         Cmd::Coverage { window, tz, format } => {
             let store = window.store()?;
@@ -342,10 +350,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let defs = admin::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
                 .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
-            let req = smartlink_server::coverage::CoverageRequest { smartlink, period, tz };
+            let req = smartlink_analysis::coverage::CoverageRequest { smartlink, period, tz };
             let out =
-                smartlink_server::coverage::report(&store, &catalog, &req, smartlink_server::app::system_clock())?;
-            emit(&out, &format, smartlink_server::coverage::render)
+                smartlink_analysis::coverage::report(&store, &catalog, &req, smartlink_server::app::system_clock())?;
+            emit(&out, &format, smartlink_analysis::coverage::render)
         }
         Cmd::History { data_dir: dd, kind, id, limit } => {
             use smartlink_store::Store as _;
@@ -360,7 +368,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             for r in store.history(kind, id.as_deref(), limit)? {
-                let j = smartlink_server::history::row_json(&r);
+                let j = smartlink_analysis::history::row_json(&r);
                 let fields: Vec<String> = j["fields"]
                     .as_array()
                     .into_iter()
@@ -380,17 +388,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Audit { window, json } => {
-            let out = smartlink_server::insight::audit(
+            let out = smartlink_analysis::insight::audit(
                 &window.store()?,
                 &window.smartlink,
                 window.period.as_deref(),
                 smartlink_server::app::system_clock(),
             )?;
-            emit(&out, if json { "json" } else { "table" }, smartlink_server::insight::render_audit)
+            emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_audit)
         }
         Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
             let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
-            let out = smartlink_server::insight::explain(
+            let out = smartlink_analysis::insight::explain(
                 &store,
                 &smartlink,
                 from.as_deref(),
@@ -398,7 +406,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 vs.as_deref(),
                 smartlink_server::app::system_clock(),
             )?;
-            emit(&out, if json { "json" } else { "table" }, smartlink_server::insight::render_explain)
+            emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_explain)
         }
         Cmd::Conversions { data_dir: dd, from, to, offer, smartlink, affiliate, status, limit, json } => {
             use smartlink_server::conversions::{conversion_json, filter, ListQuery, Names};

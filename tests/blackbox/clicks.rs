@@ -37,8 +37,7 @@ const WINDOWS: &str =
 
 fn start(yaml: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let geo =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
+    let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
     let yaml = format!("{}\n{yaml}", "").replace("__GEO__", &geo.display().to_string());
     let cfg = write_config(dir.path(), &yaml);
     // Add the GeoIP database and proxy trust under `server:`.
@@ -283,8 +282,8 @@ fn clicks_journaled_before_a_crash_are_stored_and_still_count_toward_caps() {
 
 #[test]
 fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps() {
+    use smartlink_clicklog::writer::ClickEvent;
     use smartlink_core::model::{Browser, Country, Device, Os};
-    use smartlink_server::writer::ClickEvent;
     use smartlink_store::{Kind, Store};
     let (d, s) = start(POOL);
     s.stop();
@@ -293,7 +292,7 @@ fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps
     let key = |kind, id: &str| keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     // What a crash leaves: two whole records and half of a third.
-    let mut seg = smartlink_server::journal::MAGIC.to_vec();
+    let mut seg = smartlink_clicklog::journal::MAGIC.to_vec();
     let mut torn = Vec::new();
     for i in 0..3 {
         let e = ClickEvent {
@@ -314,10 +313,10 @@ fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps
             reason: smartlink_core::router::Reason::Override,
             fallback_reason: None,
             propensity: 1.0,
-            quality: smartlink_core::quality::Quality::HUMAN,
-            class: smartlink_server::quality::QualityClass::Human,
+            quality: smartlink_visitor::quality::Quality::HUMAN,
+            class: smartlink_visitor::quality::QualityClass::Human,
         };
-        smartlink_server::journal::encode(&e, if i < 2 { &mut seg } else { &mut torn });
+        smartlink_clicklog::journal::encode(&e, if i < 2 { &mut seg } else { &mut torn });
     }
     seg.extend_from_slice(&torn[..torn.len() / 2]);
     std::fs::write(d.path().join("data/journal/clicks-00000000000000000999.log"), seg).unwrap();

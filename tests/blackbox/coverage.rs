@@ -29,8 +29,7 @@ smartlinks:
 fn fallback_traffic_is_reported_by_reason_and_segment_with_its_likely_cost_and_daily_offer_shares() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), POOL);
-    let geo =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
+    let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "server:\n",
         &format!("server:\n  trust_proxy: true\n  geoip: {}\n", geo.display()),

@@ -10,11 +10,11 @@ use rand::RngCore;
 
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
-use crate::quality::Quality;
 use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason, RouterGuard};
 use crate::targeting::Visitor;
 use crate::template::{format_amount, Macro, MacroValues, Template};
 use crate::time::{local, LocalTime};
+use smartlink_visitor::quality::Quality;
 
 /// Everything about one click that the decision needs.
 #[derive(Clone, Copy, Debug)]

@@ -12,9 +12,9 @@ use smartlink_core::clickid::ClickIdCodec;
 use smartlink_core::engine::{decide, ClickInput};
 use smartlink_core::model::{Language, Segment};
 use smartlink_core::targeting::Visitor;
-use smartlink_core::ua::{classify, ClientHints};
 use smartlink_server::config::{build_catalog, parse_yaml, provisional_keys, Definitions, Keys};
 use smartlink_server::geo::Geo;
+use smartlink_visitor::ua::{classify, ClientHints};
 
 const UAS: [&str; 6] = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -34,8 +34,7 @@ fn bench(c: &mut Criterion) {
     let defs: Definitions = parse_yaml(POOL).unwrap();
     let cat = build_catalog(&defs, &provisional_keys(&defs, &Keys::new())).unwrap();
     let sl = &cat.smartlinks[0];
-    let geo_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/geo/iptoasn-country.mmdb");
+    let geo_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/geo/iptoasn-country.mmdb");
     let geo = Geo::open(&geo_path).unwrap_or(Geo::BuiltIn);
     let codec = ClickIdCodec::new(b"0123456789abcdef0123456789abcdef");
     let ips: Vec<IpAddr> = IPS.iter().map(|s| s.parse().unwrap()).collect();

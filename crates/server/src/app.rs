@@ -17,18 +17,18 @@ use std::io::Write as _;
 
 use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
 use smartlink_core::model::{Catalog, Country, Language, QualityAction, Segment};
-use smartlink_core::quality::{judge_classified, RequestSignals};
 use smartlink_core::targeting::Visitor;
-use smartlink_core::ua::{apply_hints, ClientHints};
 use smartlink_store::Store;
+use smartlink_visitor::quality::{judge_classified, RequestSignals};
+use smartlink_visitor::ua::{apply_hints, ClientHints};
 
 use crate::admin::{self, DefsState};
 use crate::config::Secret;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::postback::{PostbackConfig, PostbackQueue};
-use crate::quality::QualityClass;
-use crate::writer::{ClickEvent, ClickQueue};
+use smartlink_clicklog::writer::{ClickEvent, ClickQueue};
+use smartlink_visitor::quality::QualityClass;
 
 /// Largest accepted sub-id, in bytes.
 pub const MAX_SUB_LEN: usize = 256;
@@ -44,9 +44,9 @@ pub struct AppState {
     /// Hosting/anonymous networks and the operator block list.
     pub network: crate::network::Network,
     /// UA readings and bot verdicts by UA (lock-free, fixed size).
-    pub ua_cache: smartlink_core::ua_cache::UaCache,
+    pub ua_cache: smartlink_visitor::ua_cache::UaCache,
     /// Click-rate windows per IP and IP+UA (lock-free, bounded memory).
-    pub behaviour: smartlink_core::quality::Behaviour,
+    pub behaviour: smartlink_visitor::quality::Behaviour,
     pub trust_proxy: bool,
     pub admin_token: Secret,
     pub metrics: Arc<Metrics>,
@@ -337,7 +337,7 @@ pub fn click_answer(
         ua_verdict,
         behaviour,
     );
-    let class = crate::quality::class_of(&quality);
+    let class = smartlink_visitor::quality::class_of(&quality);
     app.metrics.quality[class as usize].fetch_add(1, Relaxed);
     let action = match class {
         QualityClass::Human => QualityAction::Allow,

@@ -66,7 +66,7 @@ pub struct ServerSettings {
     pub ingest_defer_secs: Option<u64>,
     /// Scheduler time slice the request threads ask for, microseconds:
     /// 0 (the kernel's default) or 100 to 100000. Default 100. See
-    /// [`crate::sched::request_slice`].
+    /// [`smartlink_clicklog::sched::request_slice`].
     pub request_slice_us: Option<u32>,
     /// First retry delay of outbound postbacks, seconds (doubles each
     /// attempt, capped at 12 h). Default 60.

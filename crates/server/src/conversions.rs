@@ -186,7 +186,7 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
         },
         browser: smartlink_core::model::Browser::Other,
         language: None,
-        flags: crate::quality::QualityClass::parse(&row.quality).map_or(0, |c| c.flags()),
+        flags: smartlink_visitor::quality::QualityClass::parse(&row.quality).map_or(0, |c| c.flags()),
         nonce: [0; 6],
     }
 }
@@ -300,7 +300,7 @@ async fn report(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut req = crate::report::ReportRequest::default();
+    let mut req = smartlink_analysis::report::ReportRequest::default();
     for (k, v) in q {
         match k.as_str() {
             "from" => req.from = Some(v),
@@ -319,20 +319,20 @@ async fn report(
                 req.limit =
                     Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?)
             }
-            f if crate::report::FILTERS.contains(&f) => req.filters.push((k, v)),
+            f if smartlink_analysis::report::FILTERS.contains(&f) => req.filters.push((k, v)),
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || crate::report::run(&*store, &req, now)).await
+    analysis(move || smartlink_analysis::report::run(&*store, &req, now)).await
 }
 
 async fn quality(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut req = crate::quality::QualityRequest::default();
+    let mut req = smartlink_analysis::quality::QualityRequest::default();
     for (k, v) in q {
         match k.as_str() {
             "smartlink" => req.smartlink = v,
@@ -344,14 +344,14 @@ async fn quality(
     required_smartlink(&req.smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || crate::quality::report(&*store, &req, now)).await
+    analysis(move || smartlink_analysis::quality::report(&*store, &req, now)).await
 }
 
 async fn coverage(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut req = crate::coverage::CoverageRequest::default();
+    let mut req = smartlink_analysis::coverage::CoverageRequest::default();
     for (k, v) in q {
         match k.as_str() {
             "smartlink" => req.smartlink = v,
@@ -364,7 +364,7 @@ async fn coverage(
     let store = app.store.clone();
     let catalog = app.catalog.load_full();
     let now = (app.clock)();
-    analysis(move || crate::coverage::report(&*store, &catalog, &req, now)).await
+    analysis(move || smartlink_analysis::coverage::report(&*store, &catalog, &req, now)).await
 }
 
 async fn history(
@@ -388,13 +388,13 @@ async fn history(
     }
     let store = app.store.clone();
     let rows = blocking(move || Ok(store.history(kind, id.as_deref(), limit.clamp(1, 10_000))?)).await?;
-    Ok(Json(json!({ "changes": rows.iter().map(crate::history::row_json).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "changes": rows.iter().map(smartlink_analysis::history::row_json).collect::<Vec<_>>() })))
 }
 
 /// Runs an analysis (report, quality, coverage, audit, explain) off the
 /// async workers; its errors name the parameter at fault.
 async fn analysis(
-    f: impl FnOnce() -> Result<Value, crate::report::ReportError> + Send + 'static,
+    f: impl FnOnce() -> Result<Value, smartlink_analysis::report::ReportError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let out = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?;
     Ok(Json(out?))
@@ -423,7 +423,7 @@ async fn audit(
     required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || crate::insight::audit(&*store, &smartlink, period.as_deref(), now)).await
+    analysis(move || smartlink_analysis::insight::audit(&*store, &smartlink, period.as_deref(), now)).await
 }
 
 async fn explain(
@@ -443,8 +443,10 @@ async fn explain(
     required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || crate::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now))
-        .await
+    analysis(move || {
+        smartlink_analysis::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now)
+    })
+    .await
 }
 
 async fn alerts(
@@ -462,5 +464,5 @@ async fn alerts(
     }
     let store = app.store.clone();
     let rows = blocking(move || Ok(store.alerts(limit.clamp(1, 10_000))?)).await?;
-    Ok(Json(json!({ "alerts": rows.iter().map(crate::alerts::row_json).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "alerts": rows.iter().map(smartlink_analysis::alerts::row_json).collect::<Vec<_>>() })))
 }

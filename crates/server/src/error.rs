@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::config::FieldError;
+use smartlink_analysis::report::ReportError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,5 +49,14 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Bad { param, message } => ApiError::BadRequest(format!("{param}: {message}")),
+            ReportError::Store(e) => ApiError::Unexpected(e.into()),
+        }
     }
 }

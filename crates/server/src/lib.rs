@@ -7,28 +7,21 @@
 //! resolves, then flushes the click queue (tests bind port 0 and pass their
 //! own shutdown; production passes Ctrl-C/SIGTERM).
 
+use smartlink_clicklog::{journal, writer};
+
 pub mod admin;
 pub mod alerts;
 pub mod app;
-pub mod audit;
 pub mod config;
 pub mod conversions;
-pub mod coverage;
 pub mod error;
-pub mod explain;
 pub mod geo;
-pub mod history;
 pub mod http;
-pub mod insight;
-pub mod journal;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
 pub mod postback;
-pub mod quality;
-pub mod report;
-pub mod sched;
-pub mod writer;
+pub mod rate_load;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -169,8 +162,8 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     }
     let network =
         network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
-    let d = smartlink_core::quality::BehaviourConfig::default();
-    use smartlink_core::quality::Behaviour;
+    let d = smartlink_visitor::quality::BehaviourConfig::default();
+    use smartlink_visitor::quality::Behaviour;
     let capacity = q.capacity_ips.unwrap_or(config::DEFAULT_RATE_CAPACITY);
     let capacity =
         usize::try_from(capacity).ok().filter(|c| Behaviour::CAPACITY_RANGE.contains(c)).ok_or_else(|| {
@@ -182,7 +175,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             )
         })?;
     let behaviour = Behaviour::with_capacity(
-        smartlink_core::quality::BehaviourConfig {
+        smartlink_visitor::quality::BehaviourConfig {
             window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),
             ip_suspect: q.ip_suspect.unwrap_or(d.ip_suspect),
             ip_bot: q.ip_bot.unwrap_or(d.ip_bot),
@@ -232,7 +225,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
                 .ingest_defer_secs
                 .map_or(defaults.defer_when_busy, std::time::Duration::from_secs),
         },
-        metrics.clone(),
+        metrics.log.clone(),
     )?;
     let (conversions, postback_writer) = postback::start_writer(store.clone());
     let postbacks = postback::PostbackConfig::from_defs(&defs.defs, &defs.keys);
@@ -247,7 +240,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         codec: ClickIdCodec::new(click_secret.as_bytes()),
         geo,
         network,
-        ua_cache: smartlink_core::ua_cache::UaCache::new(65_536),
+        ua_cache: smartlink_visitor::ua_cache::UaCache::new(65_536),
         behaviour,
         trust_proxy: eff.settings.trust_proxy,
         admin_token,
@@ -365,7 +358,7 @@ pub async fn run(
             alerts.webhook_url.map(|u| u.expose().to_string()),
         ))),
     };
-    let rate_load = tokio::spawn(quality::watch_rate_load(state.clone()));
+    let rate_load = tokio::spawn(rate_load::watch_rate_load(state.clone()));
     let app = router(state.clone());
     http::serve(listener, app, Some(state.clone()), shutdown).await;
     outbound.abort();

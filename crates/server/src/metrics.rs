@@ -2,13 +2,14 @@
 //! counters and one histogram bucket, with no lock and no allocation.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use smartlink_clicklog::LogMetrics;
 
 use smartlink_core::engine::FallbackReason;
 use smartlink_core::router::Busy;
-
-/// Quality classes as stored and reported.
-pub const QUALITY_CLASSES: [&str; 4] = ["human", "suspect", "bot", "preview"];
+use smartlink_visitor::quality::QualityClass;
 
 /// Upper bounds of the decision latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
@@ -21,18 +22,12 @@ pub struct Metrics {
     pub clicks_bad_request: AtomicU64,
     /// Clicks answered 403/204 by a quality `block` action.
     pub clicks_blocked: AtomicU64,
-    /// Clicks by quality class, in [`QUALITY_CLASSES`] order.
+    /// Clicks by quality class, in [`QualityClass::NAMES`] order.
     pub quality: [AtomicU64; 4],
     pub fallback: [AtomicU64; 5],
     pub unknown_affiliate: AtomicU64,
-    pub queue_depth: AtomicI64,
-    pub clicks_dropped: AtomicU64,
-    pub clicks_written: AtomicU64,
-    pub clicks_journaled: AtomicU64,
-    /// Journaled bytes not yet loaded into the store.
-    pub journal_backlog: AtomicU64,
-    /// Journal records (or whole segments) found damaged or missing.
-    pub journal_damaged: AtomicU64,
+    /// The click log's counters (queue, journal, store loads).
+    pub log: Arc<LogMetrics>,
     /// Clicks the rate counters saw in the last whole window, and the
     /// clicks per window they are sized for.
     pub rate_window_clicks: AtomicU64,
@@ -40,7 +35,6 @@ pub struct Metrics {
     /// Connections the click fast path handed to hyper (a request other
     /// than a plain click).
     pub http_handoffs: AtomicU64,
-    pub write_errors: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
@@ -76,7 +70,7 @@ impl Metrics {
             let _ = writeln!(s, "smartlink_clicks_total{{outcome=\"{o}\"}} {v}");
         }
         s.push_str("# HELP smartlink_click_quality_total Clicks by quality class.\n# TYPE smartlink_click_quality_total counter\n");
-        for (c, v) in QUALITY_CLASSES.iter().zip(&self.quality) {
+        for (c, v) in QualityClass::NAMES.iter().zip(&self.quality) {
             let _ = writeln!(s, "smartlink_click_quality_total{{class=\"{c}\"}} {}", g(v));
         }
         s.push_str("# HELP smartlink_fallback_clicks_total Fallback clicks by reason.\n# TYPE smartlink_fallback_clicks_total counter\n");
@@ -86,16 +80,16 @@ impl Metrics {
         // One-sample metrics: (name, type, help, value).
         let single: [(&str, &str, &str, i64); 11] = [
             ("smartlink_unknown_affiliate_total", "counter", "Clicks whose aff parameter named no known affiliate.", g(&self.unknown_affiliate) as i64),
-            ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.queue_depth.load(Relaxed)),
-            ("smartlink_clicks_dropped_total", "counter", "Click rows dropped because the write queue was full (the redirect was still served).", g(&self.clicks_dropped) as i64),
-            ("smartlink_clicks_written_total", "counter", "Click rows committed to the store.", g(&self.clicks_written) as i64),
-            ("smartlink_clicks_journaled_total", "counter", "Click rows appended to the click journal.", g(&self.clicks_journaled) as i64),
-            ("smartlink_click_journal_backlog_bytes", "gauge", "Journaled click bytes not yet loaded into the store.", g(&self.journal_backlog) as i64),
+            ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.log.queue_depth.load(Relaxed)),
+            ("smartlink_clicks_dropped_total", "counter", "Click rows dropped because the write queue was full (the redirect was still served).", g(&self.log.clicks_dropped) as i64),
+            ("smartlink_clicks_written_total", "counter", "Click rows committed to the store.", g(&self.log.clicks_written) as i64),
+            ("smartlink_clicks_journaled_total", "counter", "Click rows appended to the click journal.", g(&self.log.clicks_journaled) as i64),
+            ("smartlink_click_journal_backlog_bytes", "gauge", "Journaled click bytes not yet loaded into the store.", g(&self.log.journal_backlog) as i64),
             ("smartlink_quality_rate_window_clicks", "gauge", "Clicks the click-rate counters saw in their last whole window.", g(&self.rate_window_clicks) as i64),
             ("smartlink_quality_rate_capacity", "gauge", "Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.", g(&self.rate_capacity) as i64),
-            ("smartlink_click_journal_damaged_total", "counter", "Damaged click journal records or missing segments (their rows are lost; each is logged).", g(&self.journal_damaged) as i64),
+            ("smartlink_click_journal_damaged_total", "counter", "Damaged click journal records or missing segments (their rows are lost; each is logged).", g(&self.log.journal_damaged) as i64),
             ("smartlink_http_handoffs_total", "counter", "Connections the click fast path handed to the full HTTP stack (a request other than a plain GET/HEAD click).", g(&self.http_handoffs) as i64),
-            ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.write_errors) as i64),
+            ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.log.write_errors) as i64),
         ];
         for (name, kind, help, v) in single {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");

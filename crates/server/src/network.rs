@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use serde::Deserialize;
-use smartlink_core::quality::NetworkSignals;
+use smartlink_visitor::quality::NetworkSignals;
 
 use crate::config::Cidr;
 use crate::geo::GeoError;

@@ -411,7 +411,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     // Conversion-side quality: the click's class travels in its id; a
     // conversion sooner after its click than the offer allows is too fast
     // for a person.
-    let class = crate::quality::QualityClass::from_flags(facts.flags);
+    let class = smartlink_visitor::quality::QualityClass::from_flags(facts.flags);
     let mut quality_flags = Vec::new();
     if class.is_bot() {
         quality_flags.push("bot_click");

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use smartlink_server::report::{run, ReportRequest};
+use smartlink_analysis::report::{run, ReportRequest};
 use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, PostbackIn, SqliteStore, Store};
 
 fn zipf(rng: &mut impl Rng, n: usize) -> usize {
@@ -33,7 +33,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("report_load_{}", std::process::id())));
     let store = SqliteStore::open_dir(&dir).expect("open store");
-    let now = smartlink_server::app::system_clock();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     if store.count_clicks().unwrap() == 0 {
         fill(&store, clicks, days, now);
     }

@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use smartlink_core::bot::{classify_ua, explain_ua, BotReason, PreviewApp, UaVerdict};
+use smartlink_visitor::bot::{classify_ua, explain_ua, BotReason, PreviewApp, UaVerdict};
 
 use BotReason::*;
 use UaVerdict::{Bot, Human, Preview};

@@ -23,15 +23,6 @@ pub enum ReportError {
     Store(#[from] smartlink_store::StoreError),
 }
 
-impl From<ReportError> for crate::error::ApiError {
-    fn from(e: ReportError) -> Self {
-        match e {
-            ReportError::Bad { param, message } => crate::error::ApiError::BadRequest(format!("{param}: {message}")),
-            ReportError::Store(e) => crate::error::ApiError::Unexpected(e.into()),
-        }
-    }
-}
-
 fn bad(param: &'static str, message: impl Into<String>) -> ReportError {
     ReportError::Bad { param, message: message.into() }
 }
@@ -193,7 +184,7 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     for (name, values) in &req.filters {
         if name == "reason" {
             for v in values.split(',').filter(|v| !v.is_empty()) {
-                if smartlink_core::quality::Reason::parse(v).is_none() {
+                if smartlink_visitor::quality::Reason::parse(v).is_none() {
                     return Err(bad("reason", format!("unknown quality reason {v:?}")));
                 }
                 reasons.push(v.to_string());
@@ -205,7 +196,7 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
             .ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
         let mut vs = Vec::new();
         for v in values.split(',').filter(|v| !v.is_empty()) {
-            if d == Dim::Quality && crate::quality::QualityClass::parse(v).is_none() {
+            if d == Dim::Quality && smartlink_visitor::quality::QualityClass::parse(v).is_none() {
                 return Err(bad("quality", format!("unknown quality {v:?}; expected human, suspect, bot or preview")));
             }
             vs.push(match kind_of(d) {

@@ -7,8 +7,8 @@ mod support {
 }
 
 use proptest::prelude::*;
-use smartlink_core::ua::{classify, ClientHints, UaInfo};
-use smartlink_core::{Browser, Device, Os};
+use smartlink_visitor::ua::{classify, ClientHints, UaInfo};
+use smartlink_visitor::{Browser, Device, Os};
 
 use Browser as B;
 use Device as D;

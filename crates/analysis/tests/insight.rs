@@ -6,8 +6,10 @@ use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, Postb
 
 const HOUR: i64 = 3_600_000;
 
+/// The wall clock: the store's rollups and the relative periods (`1d`,
+/// `48h..24h`) are read against it, as the server does.
 fn now() -> i64 {
-    smartlink_server::app::system_clock()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -108,7 +110,7 @@ fn the_audit_recommends_the_offer_that_truly_beats_the_smartlink_and_stays_silen
         t.click(t0 + i * 100, "DE", "desktop", 1, 1.0, None);
     }
     t.flush();
-    let out = smartlink_server::insight::audit(&s, "s", Some("1d"), now()).unwrap();
+    let out = smartlink_analysis::insight::audit(&s, "s", Some("1d"), now()).unwrap();
     let us = out["segments"]
         .as_array()
         .unwrap()
@@ -124,7 +126,7 @@ fn the_audit_recommends_the_offer_that_truly_beats_the_smartlink_and_stays_silen
     assert!(rec["ci_per_1000"][0].as_f64().unwrap() > 0.0);
     assert_eq!(rec["apply"]["path"], "/api/v1/smartlinks/s/overrides");
     assert_eq!(rec["apply"]["body"]["offer"], "o1");
-    let text = smartlink_server::insight::render_audit(&out);
+    let text = smartlink_analysis::insight::render_audit(&out);
     assert!(text.contains("  recommend: US/mobile → offer o1: +$"), "{text}");
     assert!(text.contains("/api/v1/smartlinks/s/overrides"), "{text}");
     assert!(text.contains("DE/desktop: "), "{text}");
@@ -134,7 +136,7 @@ fn the_audit_recommends_the_offer_that_truly_beats_the_smartlink_and_stays_silen
     assert!(thin.iter().any(|x| x["segment"]["country"] == "DE"), "{out}");
     assert!(out["segments"].as_array().unwrap().iter().all(|x| x["segment"]["country"] != "DE"));
     // An unknown smartlink is named.
-    let e = smartlink_server::insight::audit(&s, "nope", None, now()).unwrap_err().to_string();
+    let e = smartlink_analysis::insight::audit(&s, "nope", None, now()).unwrap_err().to_string();
     assert!(e.contains("unknown smartlink"), "{e}");
 }
 
@@ -164,7 +166,7 @@ fn a_constructed_pause_is_explained_as_the_offer_pool_naming_the_offer_and_the_p
         "api",
     )
     .unwrap();
-    let out = smartlink_server::insight::explain(&s, "s", Some("12h"), None, Some("48h..24h"), now() + 1).unwrap();
+    let out = smartlink_analysis::insight::explain(&s, "s", Some("12h"), None, Some("48h..24h"), now() + 1).unwrap();
     let change = out["change"].as_f64().unwrap();
     assert!((change + 0.05).abs() < 1e-6, "{out}");
     let parts = &out["parts"];
@@ -177,6 +179,6 @@ fn a_constructed_pause_is_explained_as_the_offer_pool_naming_the_offer_and_the_p
     let top = &out["contributors"][0];
     assert_eq!((top["part"].as_str(), top["offer"].as_str()), (Some("offer_pool"), Some("o1")), "{out}");
     assert!(top["text"].as_str().unwrap().contains("paused"), "{top}");
-    let text = smartlink_server::insight::render_explain(&out);
+    let text = smartlink_analysis::insight::render_explain(&out);
     assert!(text.starts_with("EPC fell") && text.contains("paused"), "{text}");
 }

@@ -32,21 +32,20 @@
 //! and then loads everything into the store before it exits.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smartlink_core::engine::FallbackReason;
 use smartlink_core::model::{Browser, Country, Device, Language, Os};
-use smartlink_core::quality::Quality;
 use smartlink_core::router::Reason;
+use smartlink_visitor::quality::Quality;
 
 use crate::journal::{Ingest, Journal, JournalError, Progress};
-use crate::metrics::Metrics;
-use crate::quality::QualityClass;
 use crate::sched::{set_class, set_nice, SchedClass};
 use smartlink_store::Store;
+use smartlink_visitor::quality::QualityClass;
 
 /// A click as the handler hands it over: typed, with only the strings the
 /// request brought (click id, sub-ids, referrer, UA) owned.
@@ -128,11 +127,32 @@ impl Default for WriterSettings {
     }
 }
 
+/// What the click log counts, shared with whoever renders metrics (the
+/// server's `/metrics`). Every field is a relaxed atomic: the click path
+/// pays one increment per row it queues.
+#[derive(Debug, Default)]
+pub struct LogMetrics {
+    /// Rows queued in memory, not yet appended to the journal.
+    pub queue_depth: AtomicI64,
+    /// Rows dropped because the queue was full (the redirect was served).
+    pub clicks_dropped: AtomicU64,
+    /// Rows committed to the store.
+    pub clicks_written: AtomicU64,
+    /// Rows appended to the journal.
+    pub clicks_journaled: AtomicU64,
+    /// Journaled bytes not yet loaded into the store.
+    pub journal_backlog: AtomicU64,
+    /// Journal records (or whole segments) found damaged or missing.
+    pub journal_damaged: AtomicU64,
+    /// Failed journal appends and store loads (retried).
+    pub write_errors: AtomicU64,
+}
+
 #[derive(Clone)]
 pub struct ClickQueue {
     /// Encoded journal records ([`crate::journal::encode`]).
     tx: SyncSender<Vec<u8>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LogMetrics>,
     last_drop_log: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -158,7 +178,7 @@ pub fn start(
     store: Arc<dyn Store>,
     journal_dir: &std::path::Path,
     settings: WriterSettings,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LogMetrics>,
 ) -> Result<(ClickQueue, WriterHandle), JournalError> {
     let mut cpus = CpuWatch::default();
     start_with_probe(store, journal_dir, settings, metrics, Box::new(move || cpus.idle_share()))
@@ -171,7 +191,7 @@ fn start_with_probe(
     store: Arc<dyn Store>,
     journal_dir: &std::path::Path,
     settings: WriterSettings,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LogMetrics>,
     idle_share: IdleProbe,
 ) -> Result<(ClickQueue, WriterHandle), JournalError> {
     let progress = Arc::new(Progress::default());
@@ -240,7 +260,7 @@ struct Loader {
     /// Set by the journal thread, holding the ingest lock, once shutdown
     /// has loaded what it could.
     done: AtomicBool,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LogMetrics>,
 }
 
 impl Loader {
@@ -565,10 +585,10 @@ mod tests {
     use crate::journal::tests::event;
     use smartlink_store::SqliteStore;
 
-    fn stored_after_pushing(settings: WriterSettings, n: u32) -> (u64, Arc<Metrics>) {
+    fn stored_after_pushing(settings: WriterSettings, n: u32) -> (u64, Arc<LogMetrics>) {
         let d = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(LogMetrics::default());
         let (queue, handle) = start(store.clone(), &d.path().join("journal"), settings, metrics.clone()).unwrap();
         for i in 0..n {
             assert!(queue.push(event(i)));
@@ -623,7 +643,7 @@ mod tests {
     fn on_a_busy_machine_rows_wait_for_the_deferral_limit_and_then_load() {
         let d = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(LogMetrics::default());
         let limit = Duration::from_millis(600);
         let s = WriterSettings { defer_when_busy: limit, catch_up_bytes: u64::MAX, ..WriterSettings::default() };
         let busy: IdleProbe = Box::new(|| Some(0.0));
@@ -699,7 +719,7 @@ mod tests {
     fn the_journal_runs_in_the_batch_class_and_the_ingester_in_the_idle_class() {
         let d = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(LogMetrics::default());
         let s =
             WriterSettings { catch_up_bytes: u64::MAX, defer_when_busy: Duration::ZERO, ..WriterSettings::default() };
         let (queue, handle) = start(store, &d.path().join("journal"), s, metrics).unwrap();
@@ -727,7 +747,7 @@ mod tests {
     fn a_full_queue_drops_the_row_and_counts_it() {
         let d = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(d.path()).unwrap());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(LogMetrics::default());
         let settings = WriterSettings { capacity: 1, ..WriterSettings::default() };
         let (queue, handle) = start(store, &d.path().join("journal"), settings, metrics.clone()).unwrap();
         let accepted = (0..50).filter(|i| queue.push(event(*i))).count() as u64;

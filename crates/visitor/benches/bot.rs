@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::median;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use smartlink_core::bot::{classify_ua, warm_up};
+use smartlink_visitor::bot::{classify_ua, warm_up};
 
 const BROWSERS: [&str; 12] = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",

@@ -53,14 +53,16 @@
 //! size, allocated once, updated with atomics.
 
 mod behaviour;
+mod class;
 mod languages;
 
 use std::fmt;
 
 pub use behaviour::{Behaviour, BehaviourConfig};
+pub use class::{class_of, QualityClass};
 
 use crate::bot::{self, BotReason, UaVerdict};
-use crate::model::{Country, Device, Language, Os};
+use crate::types::{Country, Device, Language, Os};
 use crate::ua::{ClientHints, UaInfo};
 
 /// How much a click looks like a person.

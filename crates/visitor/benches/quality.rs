@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use support::median;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use smartlink_core::model::{Country, Language};
-use smartlink_core::quality::{judge, Behaviour, BehaviourConfig, NetworkSignals, Reasons, RequestSignals};
-use smartlink_core::ua::{classify, ClientHints};
+use smartlink_visitor::quality::{judge, Behaviour, BehaviourConfig, NetworkSignals, Reasons, RequestSignals};
+use smartlink_visitor::types::{Country, Language};
+use smartlink_visitor::ua::{classify, ClientHints};
 
 const BROWSERS: [&str; 16] = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -99,7 +99,7 @@ fn warm_behaviour(clicks: &[Click]) -> Behaviour {
 }
 
 fn bench(c: &mut Criterion) {
-    smartlink_core::bot::warm_up();
+    smartlink_visitor::bot::warm_up();
     let clicks = mix();
     let behaviour = warm_behaviour(&clicks);
     println!("quality/behaviour: {} bytes", behaviour.memory_bytes());

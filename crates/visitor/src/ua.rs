@@ -26,7 +26,7 @@
 //! Bots are not this module's concern: a crawler that imitates a browser is
 //! classified as that browser, and the bot filter runs separately.
 
-use crate::model::{Browser, Device, Os};
+use crate::types::{Browser, Device, Os};
 
 /// What the click path needs to know about a User-Agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

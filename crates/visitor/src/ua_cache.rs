@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::bot::{self, BotReason, PreviewApp, UaVerdict};
-use crate::model::{Browser, Device, Os};
+use crate::types::{Browser, Device, Os};
 use crate::ua::{self, ClientHints, UaInfo};
 
 /// What the cache keeps per UA: the UA's own reading (no client hints) and

@@ -7,7 +7,7 @@
 //! Deliberately generous: a miss is a weak signal ([`super::Reason::LanguageMismatch`]
 //! weighs 10), meant to add up with others (a VPN, a hosting network).
 
-use crate::model::{Country, Language};
+use crate::types::{Country, Language};
 
 /// Country (ISO 3166-1 alpha-2) → plausible languages (ISO 639-1), space-separated.
 const TABLE: &[(&str, &str)] = &[

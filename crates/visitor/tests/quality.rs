@@ -5,11 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use smartlink_core::model::{Country, Language};
-use smartlink_core::quality::{
+use smartlink_visitor::quality::{
     judge, Behaviour, BehaviourConfig, NetworkSignals, Quality, Reason, Reasons, RequestSignals, Verdict,
 };
-use smartlink_core::ua::{classify, ClientHints};
+use smartlink_visitor::types::{Country, Language};
+use smartlink_visitor::ua::{classify, ClientHints};
 
 const CHROME_WINDOWS: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";

@@ -574,12 +574,12 @@ pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::quality::QualityClass;
     use smartlink_core::engine::FallbackReason;
     use smartlink_core::model::{Browser, Country, Device, Language, Os};
-    use smartlink_core::quality::{Quality, Reason as QReason, Reasons};
     use smartlink_core::router::Reason;
     use smartlink_store::SqliteStore;
+    use smartlink_visitor::quality::QualityClass;
+    use smartlink_visitor::quality::{Quality, Reason as QReason, Reasons};
     use std::sync::Arc;
 
     pub(crate) fn event(i: u32) -> ClickEvent {

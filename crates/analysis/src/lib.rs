@@ -1,0 +1,26 @@
+//! What the numbers say.
+//!
+//! Every analysis the API, the CLI and the alert task show: reports over the
+//! rollups ([`report`]), coverage gaps ([`coverage`]), the smartlink against
+//! the best hand-picked offer ([`audit`], off-policy estimates with
+//! confidence intervals), why EPC changed ([`explain`], an exact Shapley
+//! decomposition), drift-alert detection ([`alerts`]), the change history in
+//! plain words ([`history`]) and the per-source quality report
+//! ([`quality`]). [`insight`] is the glue from the store to `audit` and
+//! `explain`.
+//!
+//! **Architecture invariant:** no HTTP, no async runtime, no clock: inputs
+//! come from the [`smartlink_store::Store`] trait and an explicit `now_ms`,
+//! results are values (JSON documents and plain text renderings). The maths
+//! of `audit` and `explain` takes plain rows and does not touch the store at
+//! all. The server only wires these functions to routes, the CLI to
+//! commands.
+
+pub mod alerts;
+pub mod audit;
+pub mod coverage;
+pub mod explain;
+pub mod history;
+pub mod insight;
+pub mod quality;
+pub mod report;
