@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use smartlink_server::{admin, config, Options};
+use smartlink_server::{config, defs, Options};
 use smartlink_store::{ConversionStore, SqliteStore, Store};
 
 #[derive(Parser)]
@@ -240,7 +240,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve { config, listen, data_dir } => {
             let eff = smartlink_server::effective(&Options { config, listen, data_dir })?;
-            let prepared = smartlink_server::prepare(&eff, smartlink_server::app::system_clock)?;
+            let prepared = smartlink_server::prepare(&eff, smartlink_server::state::system_clock)?;
             let slice = prepared.request_slice_us;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -328,7 +328,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 include_bots,
             };
-            let out = smartlink_analysis::report::run(&store, &req, smartlink_server::app::system_clock())?;
+            let out = smartlink_analysis::report::run(&store, &req, smartlink_server::state::system_clock())?;
             match format.as_str() {
                 "json" => println!("{out}"),
                 "csv" => print!("{}", smartlink_analysis::report::render(&out, true)),
@@ -341,18 +341,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let store = window.store()?;
             let Window { smartlink, period, .. } = window;
             let req = smartlink_analysis::quality::QualityRequest { smartlink, period, by };
-            let out = smartlink_analysis::quality::report(&store, &req, smartlink_server::app::system_clock())?;
+            let out = smartlink_analysis::quality::report(&store, &req, smartlink_server::state::system_clock())?;
             emit(&out, &format, smartlink_analysis::quality::render)
         }
         Cmd::Coverage { window, tz, format } => {
             let store = window.store()?;
             let Window { smartlink, period, .. } = window;
-            let defs = admin::load_defs(&store)?;
+            let defs = defs::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
                 .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
             let req = smartlink_analysis::coverage::CoverageRequest { smartlink, period, tz };
             let out =
-                smartlink_analysis::coverage::report(&store, &catalog, &req, smartlink_server::app::system_clock())?;
+                smartlink_analysis::coverage::report(&store, &catalog, &req, smartlink_server::state::system_clock())?;
             emit(&out, &format, smartlink_analysis::coverage::render)
         }
         Cmd::History { data_dir: dd, kind, id, limit } => {
@@ -392,7 +392,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 &window.store()?,
                 &window.smartlink,
                 window.period.as_deref(),
-                smartlink_server::app::system_clock(),
+                smartlink_server::state::system_clock(),
             )?;
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_audit)
         }
@@ -404,7 +404,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 from.as_deref(),
                 to.as_deref(),
                 vs.as_deref(),
-                smartlink_server::app::system_clock(),
+                smartlink_server::state::system_clock(),
             )?;
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_explain)
         }
@@ -448,7 +448,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Cmd::Export { data_dir: dd } => {
             let dir = data_dir(dd, None)?;
             let store = SqliteStore::open_dir(&dir)?;
-            let defs = admin::load_defs(&store)?.defs;
+            let defs = defs::load_defs(&store)?.defs;
             print!("{}", serde_yaml_ng::to_string(&defs)?);
             Ok(())
         }

@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().join("data")),
     })?;
-    let prepared = smartlink_server::prepare(&eff, smartlink_server::app::system_clock)?;
+    let prepared = smartlink_server::prepare(&eff, smartlink_server::state::system_clock)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,146 +1,25 @@
-//! The admin API (`/api/v1/...`, bearer token) and the one code path that
-//! changes definitions: validate the complete proposed set, persist it, then
-//! swap a new catalog in. Used by the API, by start-up and by `import`.
+//! The admin API (`/api/v1/...`, bearer token): CRUD on definitions and
+//! smartlink overrides. Every change goes through [`crate::defs::commit_defs`]
+//! and then swaps the new catalog in.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::StatusCode;
+use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use smartlink_core::model::Catalog;
-use smartlink_store::{Change, Kind, Store};
 
-use crate::app::AppState;
+use crate::auth::{auth, Scope};
 use crate::config::*;
+use crate::defs::{commit_defs, ApplyError};
 use crate::error::ApiError;
-use crate::postback::PostbackConfig;
-
-/// The definitions as stored, with their numeric keys.
-#[derive(Debug, Default, Clone)]
-pub struct DefsState {
-    pub defs: Definitions,
-    pub keys: Keys,
-}
-
-const CURRENCY_META: &str = "currency_settings";
-
-#[derive(Serialize, serde::Deserialize, Default)]
-struct CurrencySettings {
-    base_currency: Option<String>,
-    currencies: std::collections::BTreeMap<String, f64>,
-}
-
-/// Reads every definition from the store.
-pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
-    use anyhow::Context as _;
-    let mut defs = Definitions::default();
-    if let Some(c) = store.meta(CURRENCY_META)? {
-        let c: CurrencySettings = serde_json::from_str(&c).context("stored currency settings")?;
-        defs.base_currency = c.base_currency;
-        defs.currencies = c.currencies;
-    }
-    for e in store.entities()? {
-        let ctx = || format!("stored {} {:?}", e.kind.as_str(), e.id);
-        match e.kind {
-            Kind::Advertiser => defs.advertisers.push(serde_json::from_str(&e.spec).with_context(ctx)?),
-            Kind::Affiliate => defs.affiliates.push(serde_json::from_str(&e.spec).with_context(ctx)?),
-            Kind::Offer => defs.offers.push(serde_json::from_str(&e.spec).with_context(ctx)?),
-            Kind::Smartlink => defs.smartlinks.push(serde_json::from_str(&e.spec).with_context(ctx)?),
-        }
-    }
-    let keys = store.keys()?.into_iter().map(|(k, id, key)| ((k, id), key)).collect();
-    Ok(DefsState { defs, keys })
-}
-
-fn changes_between(old: &Definitions, new: &Definitions) -> anyhow::Result<Vec<Change>> {
-    fn diff<T: Serialize + PartialEq>(
-        kind: Kind,
-        old: &[T],
-        new: &[T],
-        id: impl Fn(&T) -> &str,
-        out: &mut Vec<Change>,
-    ) -> anyhow::Result<()> {
-        for n in new {
-            if !old.iter().any(|o| id(o) == id(n) && o == n) {
-                out.push(Change::Put { kind, id: id(n).to_string(), spec: serde_json::to_string(n)? });
-            }
-        }
-        for o in old {
-            if !new.iter().any(|n| id(n) == id(o)) {
-                out.push(Change::Delete { kind, id: id(o).to_string() });
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    diff(Kind::Advertiser, &old.advertisers, &new.advertisers, |a| &a.id, &mut out)?;
-    diff(Kind::Affiliate, &old.affiliates, &new.affiliates, |a| &a.id, &mut out)?;
-    diff(Kind::Offer, &old.offers, &new.offers, |o| &o.id, &mut out)?;
-    diff(Kind::Smartlink, &old.smartlinks, &new.smartlinks, |s| &s.slug, &mut out)?;
-    Ok(out)
-}
-
-/// Why a proposed set of definitions was not applied.
-#[derive(Debug)]
-pub enum ApplyError {
-    Invalid(Vec<FieldError>),
-    Store(anyhow::Error),
-}
-
-/// Validates `new` as a whole, persists the difference to the store in one
-/// transaction, and returns the catalog to swap in (carrying live counters
-/// and router state over from `current`).
-pub fn commit_defs(
-    store: &dyn Store,
-    state: &mut DefsState,
-    new: Definitions,
-    current: &Catalog,
-    actor: &str,
-) -> Result<(Catalog, PostbackConfig), ApplyError> {
-    build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
-    let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
-    store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
-    let cs = CurrencySettings { base_currency: new.base_currency.clone(), currencies: new.currencies.clone() };
-    store
-        .set_meta(CURRENCY_META, &serde_json::to_string(&cs).unwrap_or_default())
-        .map_err(|e| ApplyError::Store(e.into()))?;
-    let reloaded = load_defs(store).map_err(ApplyError::Store)?;
-    let mut catalog = build_catalog(&reloaded.defs, &reloaded.keys).map_err(ApplyError::Invalid)?;
-    catalog.inherit_state(current);
-    let postbacks = PostbackConfig::from_defs(&reloaded.defs, &reloaded.keys);
-    *state = reloaded;
-    Ok((catalog, postbacks))
-}
-
-/// Upserts every definition of `file` into `base` (what `import` does:
-/// definitions absent from the file are kept).
-pub fn merge(base: &Definitions, file: &Definitions) -> Definitions {
-    fn upsert<T: Clone>(into: &mut Vec<T>, from: &[T], id: impl Fn(&T) -> &str) {
-        for f in from {
-            match into.iter_mut().find(|x| id(x) == id(f)) {
-                Some(x) => *x = f.clone(),
-                None => into.push(f.clone()),
-            }
-        }
-    }
-    let mut out = base.clone();
-    if file.base_currency.is_some() {
-        out.base_currency = file.base_currency.clone();
-    }
-    out.currencies.extend(file.currencies.clone());
-    upsert(&mut out.advertisers, &file.advertisers, |a| &a.id);
-    upsert(&mut out.affiliates, &file.affiliates, |a| &a.id);
-    upsert(&mut out.offers, &file.offers, |o| &o.id);
-    upsert(&mut out.smartlinks, &file.smartlinks, |s| &s.slug);
-    out
-}
+use crate::state::AppState;
 
 // ---------------------------------------------------------------- HTTP ----
 
@@ -150,83 +29,6 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/{kind}/{id}", get(get_one).put(put).patch(patch).delete(delete))
         .route("/smartlinks/{slug}/overrides", axum::routing::post(add_override))
         .layer(middleware::from_fn_with_state(state, auth))
-}
-
-/// Constant-time comparison (on digests, so lengths leak nothing either).
-pub fn token_matches(given: &str, expected: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub async fn auth(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let Some(t) = given.map(str::trim) else { return ApiError::Unauthorized.into_response() };
-    let mut req = req;
-    if token_matches(t, app.admin_token.expose()) {
-        req.extensions_mut().insert(Scope::Admin);
-        return next.run(req).await;
-    }
-    // Every key is compared, so the time taken says nothing about which matched.
-    let pbc = app.postbacks.load();
-    let mut found = None;
-    for (k, key, id) in &pbc.api_keys {
-        if token_matches(t, k.expose()) {
-            found = Some((*key, id.clone()));
-        }
-    }
-    let Some((key, id)) = found else { return ApiError::Unauthorized.into_response() };
-    match scope_request(&mut req, &id) {
-        Ok(()) => {
-            req.extensions_mut().insert(Scope::Affiliate { key, id });
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Who is calling the admin API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// The admin token: everything.
-    Admin,
-    /// An affiliate's `api_key`: read-only, its own data only.
-    Affiliate { key: u32, id: String },
-}
-
-/// What an affiliate key may do: read reports and conversions (forced to
-/// its own affiliate) and its own smartlinks. Anything else is 403.
-fn scope_request(req: &mut axum::extract::Request, affiliate: &str) -> Result<(), ApiError> {
-    let forbidden =
-        || ApiError::Forbidden("an affiliate key may only read its reports, conversions and smartlinks".into());
-    if req.method() != axum::http::Method::GET {
-        return Err(forbidden());
-    }
-    let path = req.uri().path().to_string();
-    let rel = path.strip_prefix("/api/v1").unwrap_or(&path);
-    let force_filter = match rel {
-        "/report" | "/conversions" => true,
-        p if p.starts_with("/conversions/") || p == "/smartlinks" || p.starts_with("/smartlinks/") => false,
-        _ => return Err(forbidden()),
-    };
-    if force_filter {
-        // Whatever affiliate filter was asked for, it is this affiliate's.
-        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .filter(|(k, _)| k != "affiliate")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        pairs.push(("affiliate".into(), affiliate.into()));
-        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-        let uri = format!("{path}?{query}").parse().map_err(|_| ApiError::BadRequest("bad query string".into()))?;
-        *req.uri_mut() = uri;
-    }
-    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -577,13 +379,5 @@ mod tests {
         let mut t = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
         merge_patch(&mut t, &serde_json::json!({"a": null, "b": {"c": 9}, "e": [2], "f": "x"}));
         assert_eq!(t, serde_json::json!({"b": {"c": 9, "d": 3}, "e": [2], "f": "x"}));
-    }
-
-    #[test]
-    fn token_comparison_accepts_only_the_exact_token() {
-        assert!(token_matches("abc", "abc"));
-        assert!(!token_matches("abd", "abc"));
-        assert!(!token_matches("", "abc"));
-        assert!(!token_matches("abcd", "abc"));
     }
 }

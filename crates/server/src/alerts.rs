@@ -14,7 +14,7 @@ const HOUR: i64 = 3_600_000;
 /// Runs the detector every `interval` over every smartlink, forever (until
 /// the task is dropped). New alerts (one per kind, smartlink, offer or
 /// segment and day) are stored, logged and sent to the webhook.
-pub async fn run(app: std::sync::Arc<crate::app::AppState>, interval: std::time::Duration, webhook: Option<String>) {
+pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::time::Duration, webhook: Option<String>) {
     let agent = crate::outbound::agent();
     let mut since = (app.clock)() - interval.as_millis() as i64;
     // Offers seen at a cap at the last run (by key).
@@ -85,7 +85,7 @@ pub async fn run(app: std::sync::Arc<crate::app::AppState>, interval: std::time:
                 }
             }
             for slug in slugs {
-                let pool: Vec<String> = crate::admin::load_defs(&*store)?
+                let pool: Vec<String> = crate::defs::load_defs(&*store)?
                     .defs
                     .smartlinks
                     .iter()

@@ -19,8 +19,8 @@ use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::model::{Country, Device, Os, Segment};
 use smartlink_store::{ConversionFilter, ConversionRow, OutboxItem, OutboxState, PostbackIn, Store};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -35,7 +35,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/explain", get(explain))
         .route("/postbacks/outbound", get(outbound_list))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
-        .layer(middleware::from_fn_with_state(state, crate::admin::auth))
+        .layer(middleware::from_fn_with_state(state, crate::auth::auth))
 }
 
 /// Query parameters of the conversion list (shared with the CLI).
@@ -143,7 +143,7 @@ async fn list(
 
 async fn get_one(
     State(app): State<Arc<AppState>>,
-    axum::Extension(scope): axum::Extension<crate::admin::Scope>,
+    axum::Extension(scope): axum::Extension<crate::auth::Scope>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = app.store.clone();
@@ -151,8 +151,8 @@ async fn get_one(
         blocking(move || Ok((store.conversion(id)?, store.conversion_history(id)?, Names::load(&*store)?))).await?;
     let row = row
         .filter(|r| match &scope {
-            crate::admin::Scope::Admin => true,
-            crate::admin::Scope::Affiliate { key, .. } => r.affiliate == Some(*key),
+            crate::auth::Scope::Admin => true,
+            crate::auth::Scope::Affiliate { key, .. } => r.affiliate == Some(*key),
         })
         .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
     let mut v = conversion_json(&row, &names);

@@ -3,7 +3,7 @@
 //! Every connection starts on the **fast path**: requests are read into one
 //! buffer per connection, parsed with `httparse` (the parser hyper itself
 //! uses) into a stack array of headers, and a click (`GET`/`HEAD`
-//! `/s/{slug}`, no body) is answered by [`app::click_answer`] with the
+//! `/s/{slug}`, no body) is answered by [`click::click_answer`] with the
 //! response written straight into the connection's output buffer; every
 //! response of a pipelined batch goes out in one `write`. No `Request`,
 //! `HeaderMap`, `Response` or extension map is built, and nothing is
@@ -16,7 +16,7 @@
 //! the answers already due have been written, and hyper serves it (the
 //! admin API, postbacks, metrics, and every error answer) until it closes.
 //! Hand-offs are counted (`smartlink_http_handoffs_total`).
-//! Both paths answer a click through [`app::click_answer`], so status,
+//! Both paths answer a click through [`click::click_answer`], so status,
 //! headers and body are the same; the axum route `/s/{slug}` serves clicks
 //! that arrive on a handed-over connection.
 //!
@@ -58,7 +58,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::app::{self, AppState, ClickHeaders};
+use crate::click::{self, ClickHeaders};
+use crate::state::AppState;
 
 /// Read buffer of a fast-path connection; a request head that does not fit
 /// goes to hyper (whose limits are larger).
@@ -183,7 +184,7 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
                     break;
                 }
                 Plan::Click { path, query, head, close: c, connection } => {
-                    let answer = app::click_answer(app, path, query, &Parsed(req.headers), Some(peer.ip()));
+                    let answer = click::click_answer(app, path, query, &Parsed(req.headers), Some(peer.ip()));
                     answer.encode(&mut out, head, connection, &http_date());
                     close = c;
                     start += len;
@@ -470,11 +471,11 @@ mod tests {
     fn encoded_answers_carry_the_same_headers_as_the_axum_responses() {
         let date = *b"Tue, 24 Nov 2026 08:52:24 GMT";
         let answers = [
-            app::ClickAnswer::Redirect("https://o.example/?a=1".into()),
-            app::ClickAnswer::Page(axum::http::StatusCode::NOT_FOUND, "<p>gone</p>\n"),
-            app::ClickAnswer::Page(axum::http::StatusCode::FORBIDDEN, "<p>no</p>\n"),
-            app::ClickAnswer::BadRequest("sub1 is too long".into()),
-            app::ClickAnswer::NoContent,
+            click::ClickAnswer::Redirect("https://o.example/?a=1".into()),
+            click::ClickAnswer::Page(axum::http::StatusCode::NOT_FOUND, "<p>gone</p>\n"),
+            click::ClickAnswer::Page(axum::http::StatusCode::FORBIDDEN, "<p>no</p>\n"),
+            click::ClickAnswer::BadRequest("sub1 is too long".into()),
+            click::ClickAnswer::NoContent,
         ];
         for a in answers {
             let mut out = Vec::new();
@@ -497,7 +498,7 @@ mod tests {
             assert_eq!(announced.is_none(), status == axum::http::StatusCode::NO_CONTENT);
         }
         let mut out = Vec::new();
-        app::ClickAnswer::Page(axum::http::StatusCode::NOT_FOUND, "<p>gone</p>\n").encode(
+        click::ClickAnswer::Page(axum::http::StatusCode::NOT_FOUND, "<p>gone</p>\n").encode(
             &mut out,
             true,
             Some("close"),

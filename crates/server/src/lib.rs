@@ -12,8 +12,11 @@ use smartlink_clicklog::{journal, writer};
 pub mod admin;
 pub mod alerts;
 pub mod app;
+pub mod auth;
+pub mod click;
 pub mod config;
 pub mod conversions;
+pub mod defs;
 pub mod error;
 pub mod geo;
 pub mod http;
@@ -21,7 +24,10 @@ pub mod metrics;
 pub mod network;
 pub mod outbound;
 pub mod postback;
+pub mod postback_config;
+pub mod postback_writer;
 pub mod rate_load;
+pub mod state;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,8 +43,9 @@ use smartlink_core::time::{day_range_ms, local};
 use smartlink_core::{Country, Device, Os, Segment};
 use smartlink_store::{SqliteStore, Store};
 
-pub use app::{router, AppState};
+pub use app::router;
 use config::{FileConfig, Secret, ServerSettings};
+pub use state::AppState;
 
 /// Where the effective settings come from: the file, overridden by flags.
 #[derive(Debug, Clone, Default)]
@@ -110,14 +117,14 @@ pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool
     if !force && store.meta(CONFIG_HASH)?.as_deref() == Some(hash.as_str()) {
         return Ok(false);
     }
-    let mut state = admin::load_defs(store)?;
-    let merged = admin::merge(&state.defs, &file.definitions);
-    match admin::commit_defs(store, &mut state, merged, &Catalog::default(), &actor).map(|_| ()) {
+    let mut state = defs::load_defs(store)?;
+    let merged = defs::merge(&state.defs, &file.definitions);
+    match defs::commit_defs(store, &mut state, merged, &Catalog::default(), &actor).map(|_| ()) {
         Ok(_) => {}
-        Err(admin::ApplyError::Invalid(errors)) => {
+        Err(defs::ApplyError::Invalid(errors)) => {
             return Err(config::ConfigError::Invalid { file: path.display().to_string(), errors }.into());
         }
-        Err(admin::ApplyError::Store(e)) => return Err(e),
+        Err(defs::ApplyError::Store(e)) => return Err(e),
     }
     store.set_meta(CONFIG_HASH, &hash)?;
     Ok(true)
@@ -127,7 +134,7 @@ pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool
 pub struct Prepared {
     pub state: Arc<AppState>,
     pub writer: writer::WriterHandle,
-    pub postback_writer: postback::PostbackWriter,
+    pub postback_writer: postback_writer::PostbackWriter,
     pub retry: outbound::RetryPolicy,
     pub alerts: config::AlertSettings,
     pub listen: String,
@@ -189,7 +196,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             tracing::info!(file = %path.display(), "applied definitions from the configuration file");
         }
     }
-    let defs = admin::load_defs(&*store)?;
+    let defs = defs::load_defs(&*store)?;
     let catalog = match config::build_catalog(&defs.defs, &defs.keys) {
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
@@ -227,8 +234,8 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         },
         metrics.log.clone(),
     )?;
-    let (conversions, postback_writer) = postback::start_writer(store.clone());
-    let postbacks = postback::PostbackConfig::from_defs(&defs.defs, &defs.keys);
+    let (conversions, postback_writer) = postback_writer::start_writer(store.clone());
+    let postbacks = postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys);
     let default_retry = outbound::RetryPolicy::default();
     let retry = outbound::RetryPolicy {
         base_secs: eff.settings.outbound_retry_base_secs.unwrap_or(default_retry.base_secs),

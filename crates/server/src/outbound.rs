@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use smartlink_core::template::{format_amount, Macro, MacroSet, MacroValues, Template};
 use smartlink_store::{Attempt, OutboxItem, OutboxState};
 
-use crate::app::AppState;
 use crate::postback::is_private;
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {

@@ -6,7 +6,6 @@
 //! dedicated writer thread drains the queue and commits each batch at once,
 //! so throughput does not pay one fsync per postback.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,182 +18,10 @@ use axum::Json;
 use smartlink_core::clickid::ClickIdError;
 use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::engine::apply_conversion;
-use smartlink_store::{OutboundTarget, PostbackIn, Recorded, Store};
-use tokio::sync::oneshot;
+use smartlink_store::{PostbackIn, Recorded};
 
-use crate::admin::token_matches;
-use crate::app::AppState;
-use crate::config::{Cidr, Definitions, Secret};
-
-/// What postbacks need that the click path does not: advertiser
-/// credentials, outbound targets and exchange rates. Rebuilt with the
-/// catalog on every definitions change.
-#[derive(Debug, Default)]
-pub struct PostbackConfig {
-    pub advertisers: HashMap<String, AdvertiserAuth>,
-    /// By affiliate key.
-    pub affiliates: HashMap<u32, OutboundTarget>,
-    /// By smartlink key.
-    pub smartlinks: HashMap<u32, OutboundTarget>,
-    pub base_currency: String,
-    /// Units of base currency per unit of each currency (base included).
-    pub rates: HashMap<String, f64>,
-    /// Affiliate API keys: (key, affiliate numeric key, affiliate id).
-    pub api_keys: Vec<(Secret, u32, String)>,
-}
-
-#[derive(Debug, Default)]
-pub struct AdvertiserAuth {
-    pub token: Option<Secret>,
-    pub secret: Option<Secret>,
-    pub ips: Vec<Cidr>,
-}
-
-fn statuses(list: &Option<Vec<String>>) -> Vec<ConvStatus> {
-    match list {
-        None => vec![ConvStatus::Approved],
-        Some(l) => ConvStatus::ALL.into_iter().filter(|s| l.iter().any(|x| x == s.as_str())).collect(),
-    }
-}
-
-impl PostbackConfig {
-    /// Builds from definitions already validated by `build_catalog`.
-    pub fn from_defs(defs: &Definitions, keys: &crate::config::Keys) -> PostbackConfig {
-        use smartlink_store::Kind;
-        let base = defs.base_currency.clone().unwrap_or_else(|| "USD".into()).to_ascii_uppercase();
-        let mut rates: HashMap<String, f64> =
-            defs.currencies.iter().map(|(k, v)| (k.to_ascii_uppercase(), *v)).collect();
-        rates.insert(base.clone(), 1.0);
-        let key = |k: Kind, id: &str| keys.get(&(k, id.to_string())).copied();
-        PostbackConfig {
-            api_keys: defs
-                .affiliates
-                .iter()
-                .filter_map(|a| Some((a.api_key.clone()?, key(Kind::Affiliate, &a.id)?, a.id.clone())))
-                .filter(|(k, _, _)| !k.expose().is_empty())
-                .collect(),
-            advertisers: defs
-                .advertisers
-                .iter()
-                .map(|a| {
-                    let ips = a.postback_ips.iter().flatten().filter_map(|c| Cidr::parse(c).ok()).collect();
-                    (
-                        a.id.clone(),
-                        AdvertiserAuth { token: a.postback_token.clone(), secret: a.postback_secret.clone(), ips },
-                    )
-                })
-                .collect(),
-            affiliates: defs
-                .affiliates
-                .iter()
-                .filter_map(|a| {
-                    let url = a.postback_url.clone()?;
-                    Some((
-                        key(Kind::Affiliate, &a.id)?,
-                        OutboundTarget {
-                            target: format!("affiliate:{}", a.id),
-                            url,
-                            statuses: statuses(&a.postback_statuses),
-                            payout_share: a.payout_share.unwrap_or(1.0),
-                        },
-                    ))
-                })
-                .collect(),
-            smartlinks: defs
-                .smartlinks
-                .iter()
-                .filter_map(|s| {
-                    let url = s.postback_url.clone()?;
-                    let owner_share = s
-                        .affiliate
-                        .as_ref()
-                        .and_then(|a| defs.affiliates.iter().find(|x| &x.id == a))
-                        .and_then(|a| a.payout_share)
-                        .unwrap_or(1.0);
-                    Some((
-                        key(Kind::Smartlink, &s.slug)?,
-                        OutboundTarget {
-                            target: format!("smartlink:{}", s.slug),
-                            url,
-                            statuses: statuses(&s.postback_statuses),
-                            payout_share: owner_share,
-                        },
-                    ))
-                })
-                .collect(),
-            base_currency: base,
-            rates,
-        }
-    }
-}
-
-// ------------------------------------------------------------ writer -----
-
-type Reply = oneshot::Sender<Result<Recorded, String>>;
-
-/// Hands postbacks to the group-commit writer thread.
-#[derive(Clone)]
-pub struct PostbackQueue {
-    tx: std::sync::mpsc::SyncSender<(PostbackIn, Reply)>,
-}
-
-pub struct PostbackWriter {
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl PostbackWriter {
-    pub fn join(self) {
-        let _ = self.thread.join();
-    }
-}
-
-/// At most this many postbacks share one transaction.
-const GROUP: usize = 512;
-
-pub fn start_writer(store: Arc<dyn Store>) -> (PostbackQueue, PostbackWriter) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(PostbackIn, Reply)>(20_000);
-    let thread = std::thread::Builder::new()
-        .name("postback-writer".into())
-        .spawn(move || {
-            let mut batch = Vec::with_capacity(GROUP);
-            while let Ok(first) = rx.recv() {
-                batch.push(first);
-                while batch.len() < GROUP {
-                    match rx.try_recv() {
-                        Ok(x) => batch.push(x),
-                        Err(_) => break,
-                    }
-                }
-                let ins: Vec<PostbackIn> = batch.iter().map(|(p, _)| p.clone()).collect();
-                match store.record_postbacks(&ins) {
-                    Ok(results) => {
-                        for ((_, reply), r) in batch.drain(..).zip(results) {
-                            let _ = reply.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, postbacks = batch.len(), "committing postbacks failed");
-                        for (_, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        })
-        .expect("spawning the postback writer thread");
-    (PostbackQueue { tx }, PostbackWriter { thread })
-}
-
-impl PostbackQueue {
-    /// Records durably; resolves once committed.
-    pub async fn record(&self, p: PostbackIn) -> Result<Recorded, String> {
-        let (reply, rx) = oneshot::channel();
-        match self.tx.try_send((p, reply)) {
-            Ok(()) => rx.await.map_err(|_| "postback writer stopped".to_string())?,
-            Err(_) => Err("postback queue is full".into()),
-        }
-    }
-}
+use crate::auth::token_matches;
+use crate::state::AppState;
 
 // ----------------------------------------------------------- handler -----
 
@@ -250,7 +77,7 @@ pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Respons
 async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackError> {
     let now_ms = (app.clock)();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let ip = crate::app::client_ip(app.trust_proxy, req.headers(), peer);
+    let ip = crate::click::client_ip(app.trust_proxy, req.headers(), peer);
     let mut params: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     if req.method() == Method::POST {

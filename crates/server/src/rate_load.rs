@@ -36,7 +36,7 @@ impl RateLoad {
 /// hourly) when they exceed the counters' capacity, since estimates then
 /// grow with the traffic and clean visitors are flagged `rate_ip` /
 /// `rate_ip_ua`.
-pub async fn watch_rate_load(state: std::sync::Arc<crate::app::AppState>) {
+pub async fn watch_rate_load(state: std::sync::Arc<crate::state::AppState>) {
     use std::sync::atomic::Ordering::Relaxed;
     let total = || state.metrics.quality.iter().map(|c| c.load(Relaxed)).sum::<u64>();
     let capacity = state.behaviour.capacity();

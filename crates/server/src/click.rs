@@ -1,0 +1,398 @@
+//! The click path (`GET|HEAD /s/{slug}`): [`click_answer`] is transport
+//! neutral; the fast path ([`crate::http`]) and the axum route both call it
+//! and write its [`ClickAnswer`] out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::hash::BuildHasher;
+use std::io::Write as _;
+
+use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
+use smartlink_core::model::{Country, Language, QualityAction, Segment};
+use smartlink_core::targeting::Visitor;
+use smartlink_visitor::quality::{judge_classified, RequestSignals};
+use smartlink_visitor::ua::{apply_hints, ClientHints};
+
+use crate::state::AppState;
+use smartlink_clicklog::writer::ClickEvent;
+use smartlink_visitor::quality::QualityClass;
+
+/// Largest accepted sub-id, in bytes.
+pub const MAX_SUB_LEN: usize = 256;
+
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request headers the click path reads, whichever HTTP layer parsed
+/// them: hyper's [`HeaderMap`] (the axum route) or the fast path's parsed
+/// slice ([`crate::http`]).
+pub trait ClickHeaders {
+    /// The first value of header `name`, when it is visible ASCII.
+    fn get_str(&self, name: &HeaderName) -> Option<&str>;
+}
+
+impl ClickHeaders for HeaderMap {
+    fn get_str(&self, name: &HeaderName) -> Option<&str> {
+        header_str(self, name)
+    }
+}
+
+// Header names the click path reads, built once: a lookup by `&str` parses
+// and validates the name on every call.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
+static SEC_CH_UA_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
+static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
+
+/// The visitor's address: the socket peer, or with `trust_proxy` the first
+/// valid address in `X-Forwarded-For` (the original client as the proxy
+/// chain reports it).
+pub fn client_ip(trust_proxy: bool, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> Option<IpAddr> {
+    if trust_proxy {
+        if let Some(ip) = headers
+            .get_str(&X_FORWARDED_FOR)
+            .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
+        {
+            return Some(ip);
+        }
+    }
+    peer
+}
+
+/// Whether `bytes` make a valid header value, by `HeaderValue`'s rule (no
+/// control characters but tab; literal non-ASCII bytes pass), checked
+/// without building one: on the fast path the URL is written as it is.
+fn is_header_value(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// At most `max` bytes, cut on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Debug, Default)]
+struct ClickParams {
+    subs: [String; 5],
+    aff: Option<String>,
+}
+
+fn parse_params(query: Option<&str>) -> Result<ClickParams, String> {
+    let mut p = ClickParams::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match &*k {
+            "sub1" => 0,
+            "sub2" => 1,
+            "sub3" => 2,
+            "sub4" => 3,
+            "sub5" => 4,
+            "aff" => {
+                p.aff.get_or_insert_with(|| v.into_owned());
+                continue;
+            }
+            _ => continue, // traffic sources append their own parameters
+        };
+        if v.len() > MAX_SUB_LEN {
+            return Err(format!("{k} is {} bytes; at most {MAX_SUB_LEN} are accepted", v.len()));
+        }
+        if p.subs[slot].is_empty() {
+            p.subs[slot] = v.into_owned();
+        }
+    }
+    Ok(p)
+}
+
+pub(crate) async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer).into_response()
+}
+
+/// What the click path answers. The HTTP layer that parsed the request
+/// writes it out ([`IntoResponse`] for the axum route,
+/// [`ClickAnswer::encode`] for the fast path): both send the same status,
+/// headers and body.
+#[derive(Debug, PartialEq)]
+pub enum ClickAnswer {
+    /// `302 Found` to this expanded URL (every byte valid in a header value).
+    Redirect(String),
+    /// A small HTML page with this status: 404 unknown link, 403 refused,
+    /// 502 misconfigured.
+    Page(StatusCode, &'static str),
+    /// `400`, plain text naming what is wrong.
+    BadRequest(String),
+    /// `204`: a link preview gets nothing to unfurl.
+    NoContent,
+}
+
+const NOT_FOUND_PAGE: &str = "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n";
+const FORBIDDEN_PAGE: &str = "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n";
+const MISCONFIGURED_PAGE: &str = "<!doctype html><title>Error</title><p>This link is misconfigured.</p>\n";
+
+impl IntoResponse for ClickAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            ClickAnswer::Redirect(url) => match HeaderValue::from_maybe_shared(axum::body::Bytes::from(url)) {
+                Ok(loc) => {
+                    let mut r = StatusCode::FOUND.into_response();
+                    let h = r.headers_mut();
+                    h.insert(header::LOCATION, loc);
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                    r
+                }
+                // Unreachable: click_answer checked every byte.
+                Err(_) => text(StatusCode::BAD_GATEWAY, MISCONFIGURED_PAGE),
+            },
+            ClickAnswer::Page(status, body) => text(status, body),
+            ClickAnswer::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg).into_response(),
+            ClickAnswer::NoContent => {
+                let mut r = StatusCode::NO_CONTENT.into_response();
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+        }
+    }
+}
+
+impl ClickAnswer {
+    /// Appends the whole HTTP/1.1 response as the fast path sends it: the
+    /// status and headers [`IntoResponse`] gives, plus `content-length`,
+    /// `connection` when given, and `date` (an IMF-fixdate); no body for a
+    /// `HEAD` request.
+    pub fn encode(&self, out: &mut Vec<u8>, head: bool, connection: Option<&str>, date: &[u8]) {
+        let body: &[u8] = match self {
+            ClickAnswer::Redirect(url) => {
+                out.extend_from_slice(b"HTTP/1.1 302 Found\r\nlocation: ");
+                out.extend_from_slice(url.as_bytes());
+                out.extend_from_slice(
+                    b"\r\ncache-control: no-store\r\nreferrer-policy: no-referrer\r\ncontent-length: 0\r\n",
+                );
+                b""
+            }
+            ClickAnswer::Page(status, body) => {
+                let _ = write!(out, "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\n", body.len());
+                body.as_bytes()
+            }
+            ClickAnswer::BadRequest(msg) => {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+                    msg.len()
+                );
+                msg.as_bytes()
+            }
+            ClickAnswer::NoContent => {
+                out.extend_from_slice(b"HTTP/1.1 204 No Content\r\ncache-control: no-store\r\n");
+                b""
+            }
+        };
+        if let Some(c) = connection {
+            out.extend_from_slice(b"connection: ");
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n\r\n");
+        if !head {
+            out.extend_from_slice(body);
+        }
+    }
+}
+
+/// The click path proper: routes the click on `path` (`/s/{slug}`) with
+/// `query`, records it, and says what to answer. Never waits: everything
+/// it reads is in memory and the click row goes to the bounded queue.
+pub fn click_answer(
+    app: &AppState,
+    path: &str,
+    query: Option<&str>,
+    headers: &(impl ClickHeaders + ?Sized),
+    peer: Option<IpAddr>,
+) -> ClickAnswer {
+    let started = Instant::now();
+    let slug = path.strip_prefix("/s/").unwrap_or("");
+    let catalog = app.catalog.load();
+    let Some(sl) = catalog.smartlink(slug) else {
+        app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
+        return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE);
+    };
+    let params = match parse_params(query) {
+        Ok(p) => p,
+        Err(msg) => {
+            app.metrics.clicks_bad_request.fetch_add(1, Relaxed);
+            return ClickAnswer::BadRequest(msg);
+        }
+    };
+    let ip = client_ip(app.trust_proxy, headers, peer);
+    let cf_country =
+        if app.trust_proxy { headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
+    let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
+    let ua = headers.get_str(&header::USER_AGENT).unwrap_or("");
+    let hints =
+        ClientHints { mobile: headers.get_str(&SEC_CH_UA_MOBILE), platform: headers.get_str(&SEC_CH_UA_PLATFORM) };
+
+    // The UA's own reading and bot verdict (cached: UAs repeat), then the
+    // hints applied on top for routing; the quality check compares the two.
+    let (ua_info, ua_verdict) = app.ua_cache.read(ua);
+    let info = apply_hints(ua_info, hints);
+    let accept_language = headers.get_str(&header::ACCEPT_LANGUAGE);
+    let language = accept_language.and_then(Language::from_accept_language);
+    let visitor =
+        Visitor { segment: Segment { country, device: info.device, os: info.os }, browser: info.browser, language };
+    let now_ms = (app.clock)();
+
+    // Traffic quality: every signal is in memory; nothing here waits.
+    let dup_key = foldhash::fast::FixedState::default().hash_one((sl.key, &params.subs));
+    let behaviour = app.behaviour.observe(ip, ua, dup_key, now_ms);
+    let quality = judge_classified(
+        &RequestSignals {
+            ua,
+            ua_info,
+            hints,
+            country,
+            language,
+            has_accept_language: accept_language.is_some(),
+            has_accept: headers.get_str(&header::ACCEPT).is_some(),
+            network: app.network.signals(ip),
+        },
+        ua_verdict,
+        behaviour,
+    );
+    let class = smartlink_visitor::quality::class_of(&quality);
+    app.metrics.quality[class as usize].fetch_add(1, Relaxed);
+    let action = match class {
+        QualityClass::Human => QualityAction::Allow,
+        QualityClass::Suspect => sl.quality.suspect,
+        QualityClass::Bot => sl.quality.bot,
+        QualityClass::Preview => sl.quality.preview,
+    };
+
+    let input = ClickInput {
+        now_ms,
+        visitor,
+        subs: [&params.subs[0], &params.subs[1], &params.subs[2], &params.subs[3], &params.subs[4]],
+        aff: params.aff.as_deref(),
+        counted: quality.counts(),
+        flags: quality.flags(),
+    };
+    let rng = &mut rand::rng();
+    let d = match action {
+        QualityAction::Allow => decide(&catalog, sl, &input, &app.codec, rng),
+        QualityAction::Block | QualityAction::Fallback => divert(&catalog, sl, &input, None, &app.codec, rng),
+        QualityAction::SafePage => divert(&catalog, sl, &input, sl.quality.safe_page.as_ref(), &app.codec, rng),
+    };
+    app.metrics.observe_decision(started.elapsed().as_nanos() as u64);
+
+    let blocked = action == QualityAction::Block;
+    let (offer_key, fallback_reason) = match d.outcome {
+        Outcome::Offer(i) => {
+            app.metrics.clicks_offer.fetch_add(1, Relaxed);
+            (Some(catalog.offers[i].key), None)
+        }
+        Outcome::Fallback(r) => {
+            if blocked {
+                app.metrics.clicks_blocked.fetch_add(1, Relaxed);
+            } else {
+                app.metrics.clicks_fallback.fetch_add(1, Relaxed);
+                app.metrics.fallback(r);
+            }
+            (None, Some(r))
+        }
+    };
+    if d.unknown_aff {
+        app.metrics.unknown_affiliate.fetch_add(1, Relaxed);
+    }
+    // Never redirect to something that is not a valid header value.
+    // Unreachable in practice: templates are validated and every macro
+    // value is percent-encoded.
+    let url_ok = is_header_value(d.url.as_bytes());
+    let ClickParams { subs, .. } = params;
+    app.clicks.push(ClickEvent {
+        click_id: d.click_id,
+        ts_ms: now_ms,
+        smartlink: sl.key,
+        offer: offer_key,
+        affiliate: d.facts.affiliate,
+        subs,
+        ip,
+        country,
+        device: info.device,
+        os: info.os,
+        browser: info.browser,
+        language,
+        referrer: truncate(headers.get_str(&header::REFERER).unwrap_or(""), 1024).into(),
+        user_agent: truncate(ua, 1024).into(),
+        reason: d.reason,
+        fallback_reason,
+        propensity: d.propensity,
+        quality,
+        class,
+    });
+
+    if blocked {
+        // Previews get a blank answer (nothing to unfurl); others a 403.
+        return if class == QualityClass::Preview {
+            ClickAnswer::NoContent
+        } else {
+            ClickAnswer::Page(StatusCode::FORBIDDEN, FORBIDDEN_PAGE)
+        };
+    }
+    if !url_ok {
+        tracing::error!(smartlink = %sl.slug, "expanded URL is not a valid header value");
+        return ClickAnswer::Page(StatusCode::BAD_GATEWAY, MISCONFIGURED_PAGE);
+    }
+    ClickAnswer::Redirect(d.url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage, 203.0.113.7, 10.0.0.1"));
+        let peer = Some("127.0.0.1".parse().unwrap());
+        assert_eq!(client_ip(true, &h, peer), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(client_ip(false, &h, peer), peer);
+    }
+
+    #[test]
+    fn the_header_value_check_agrees_with_header_value_on_every_byte() {
+        for b in 0..=255u8 {
+            let bytes = [b'a', b, b'z'];
+            assert_eq!(is_header_value(&bytes), HeaderValue::from_bytes(&bytes).is_ok(), "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn sub_ids_are_limited_and_first_occurrence_wins() {
+        let p = parse_params(Some("sub1=a%26b&sub1=zzz&aff=x&utm=1")).unwrap();
+        assert_eq!(p.subs[0], "a&b");
+        assert_eq!(p.aff.as_deref(), Some("x"));
+        let long = format!("sub3={}", "x".repeat(257));
+        assert!(parse_params(Some(&long)).unwrap_err().contains("sub3"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The definitions as stored and the one code path that changes them:
+//! validate the complete proposed set, persist the difference with its
+//! history, reload, and build the catalog (and postback configuration) to
+//! swap in. Used by the admin API, by start-up and by `import`.
+
+use serde::Serialize;
+use smartlink_core::model::Catalog;
+use smartlink_store::{Change, Kind, Store};
+
+use crate::config::*;
+use crate::postback_config::PostbackConfig;
+
+/// The definitions as stored, with their numeric keys.
+#[derive(Debug, Default, Clone)]
+pub struct DefsState {
+    pub defs: Definitions,
+    pub keys: Keys,
+}
+
+const CURRENCY_META: &str = "currency_settings";
+
+#[derive(Serialize, serde::Deserialize, Default)]
+struct CurrencySettings {
+    base_currency: Option<String>,
+    currencies: std::collections::BTreeMap<String, f64>,
+}
+
+/// Reads every definition from the store.
+pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
+    use anyhow::Context as _;
+    let mut defs = Definitions::default();
+    if let Some(c) = store.meta(CURRENCY_META)? {
+        let c: CurrencySettings = serde_json::from_str(&c).context("stored currency settings")?;
+        defs.base_currency = c.base_currency;
+        defs.currencies = c.currencies;
+    }
+    for e in store.entities()? {
+        let ctx = || format!("stored {} {:?}", e.kind.as_str(), e.id);
+        match e.kind {
+            Kind::Advertiser => defs.advertisers.push(serde_json::from_str(&e.spec).with_context(ctx)?),
+            Kind::Affiliate => defs.affiliates.push(serde_json::from_str(&e.spec).with_context(ctx)?),
+            Kind::Offer => defs.offers.push(serde_json::from_str(&e.spec).with_context(ctx)?),
+            Kind::Smartlink => defs.smartlinks.push(serde_json::from_str(&e.spec).with_context(ctx)?),
+        }
+    }
+    let keys = store.keys()?.into_iter().map(|(k, id, key)| ((k, id), key)).collect();
+    Ok(DefsState { defs, keys })
+}
+
+fn changes_between(old: &Definitions, new: &Definitions) -> anyhow::Result<Vec<Change>> {
+    fn diff<T: Serialize + PartialEq>(
+        kind: Kind,
+        old: &[T],
+        new: &[T],
+        id: impl Fn(&T) -> &str,
+        out: &mut Vec<Change>,
+    ) -> anyhow::Result<()> {
+        for n in new {
+            if !old.iter().any(|o| id(o) == id(n) && o == n) {
+                out.push(Change::Put { kind, id: id(n).to_string(), spec: serde_json::to_string(n)? });
+            }
+        }
+        for o in old {
+            if !new.iter().any(|n| id(n) == id(o)) {
+                out.push(Change::Delete { kind, id: id(o).to_string() });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    diff(Kind::Advertiser, &old.advertisers, &new.advertisers, |a| &a.id, &mut out)?;
+    diff(Kind::Affiliate, &old.affiliates, &new.affiliates, |a| &a.id, &mut out)?;
+    diff(Kind::Offer, &old.offers, &new.offers, |o| &o.id, &mut out)?;
+    diff(Kind::Smartlink, &old.smartlinks, &new.smartlinks, |s| &s.slug, &mut out)?;
+    Ok(out)
+}
+
+/// Why a proposed set of definitions was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    Invalid(Vec<FieldError>),
+    Store(anyhow::Error),
+}
+
+/// Validates `new` as a whole, persists the difference to the store in one
+/// transaction, and returns the catalog to swap in (carrying live counters
+/// and router state over from `current`).
+pub fn commit_defs(
+    store: &dyn Store,
+    state: &mut DefsState,
+    new: Definitions,
+    current: &Catalog,
+    actor: &str,
+) -> Result<(Catalog, PostbackConfig), ApplyError> {
+    build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
+    let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
+    store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
+    let cs = CurrencySettings { base_currency: new.base_currency.clone(), currencies: new.currencies.clone() };
+    store
+        .set_meta(CURRENCY_META, &serde_json::to_string(&cs).unwrap_or_default())
+        .map_err(|e| ApplyError::Store(e.into()))?;
+    let reloaded = load_defs(store).map_err(ApplyError::Store)?;
+    let mut catalog = build_catalog(&reloaded.defs, &reloaded.keys).map_err(ApplyError::Invalid)?;
+    catalog.inherit_state(current);
+    let postbacks = PostbackConfig::from_defs(&reloaded.defs, &reloaded.keys);
+    *state = reloaded;
+    Ok((catalog, postbacks))
+}
+
+/// Upserts every definition of `file` into `base` (what `import` does:
+/// definitions absent from the file are kept).
+pub fn merge(base: &Definitions, file: &Definitions) -> Definitions {
+    fn upsert<T: Clone>(into: &mut Vec<T>, from: &[T], id: impl Fn(&T) -> &str) {
+        for f in from {
+            match into.iter_mut().find(|x| id(x) == id(f)) {
+                Some(x) => *x = f.clone(),
+                None => into.push(f.clone()),
+            }
+        }
+    }
+    let mut out = base.clone();
+    if file.base_currency.is_some() {
+        out.base_currency = file.base_currency.clone();
+    }
+    out.currencies.extend(file.currencies.clone());
+    upsert(&mut out.advertisers, &file.advertisers, |a| &a.id);
+    upsert(&mut out.affiliates, &file.affiliates, |a| &a.id);
+    upsert(&mut out.offers, &file.offers, |o| &o.id);
+    upsert(&mut out.smartlinks, &file.smartlinks, |s| &s.slug);
+    out
+}

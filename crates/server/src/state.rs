@@ -1,0 +1,51 @@
+//! The server's state: what every handler and background task shares. The
+//! click path reads only the catalog (an `ArcSwap`), the lock-free caches
+//! and counters, and the click queue.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use smartlink_core::clickid::ClickIdCodec;
+
+use smartlink_core::model::Catalog;
+use smartlink_store::Store;
+
+use crate::config::Secret;
+use crate::defs::DefsState;
+use crate::geo::Geo;
+use crate::metrics::Metrics;
+use crate::postback_config::PostbackConfig;
+use crate::postback_writer::PostbackQueue;
+use smartlink_clicklog::writer::ClickQueue;
+
+pub struct AppState {
+    /// What the click path reads; swapped atomically on every change.
+    pub catalog: ArcSwap<Catalog>,
+    /// Definitions and keys as stored; admin changes serialise on this lock
+    /// (never taken on the click path).
+    pub defs: tokio::sync::Mutex<DefsState>,
+    pub codec: ClickIdCodec,
+    pub geo: Geo,
+    /// Hosting/anonymous networks and the operator block list.
+    pub network: crate::network::Network,
+    /// UA readings and bot verdicts by UA (lock-free, fixed size).
+    pub ua_cache: smartlink_visitor::ua_cache::UaCache,
+    /// Click-rate windows per IP and IP+UA (lock-free, bounded memory).
+    pub behaviour: smartlink_visitor::quality::Behaviour,
+    pub trust_proxy: bool,
+    pub admin_token: Secret,
+    pub metrics: Arc<Metrics>,
+    pub clicks: ClickQueue,
+    /// Postback credentials, outbound targets and rates; swapped with the catalog.
+    pub postbacks: ArcSwap<PostbackConfig>,
+    /// The group-commit postback writer.
+    pub conversions: PostbackQueue,
+    pub signed_window_secs: u64,
+    pub store: Arc<dyn Store>,
+    /// Injected clock (milliseconds since the epoch); tests may fix it.
+    pub clock: fn() -> i64,
+}
+
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
