@@ -44,7 +44,8 @@ pub struct ClickFacts {
     pub segment: Segment,
     pub browser: Browser,
     pub language: Option<Language>,
-    /// Four bits of click flags (reserved for the quality verdict; 0 today).
+    /// Four bits of click flags: the quality class the click was judged
+    /// (`smartlink_visitor::quality::QualityClass::flags`; 0 for a human).
     pub flags: u8,
     pub nonce: [u8; 6],
 }
