@@ -5,6 +5,8 @@
 # PIN=1: the server (one worker thread) and nginx (one worker process) on
 # CPU 0, wrk (one thread) on CPU 1, so that the load generator never takes
 # the server's CPU; by default all three share every core.
+# BIN=path: run that smartlink binary instead of building this checkout
+# (to compare two builds, e.g. before and after a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -15,7 +17,7 @@ NGX_PORT=18182
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk nginx >/dev/null
 fi
-cargo build --release -q
+if [ -z "${BIN:-}" ]; then cargo build --release -q; BIN=./target/release/smartlink; fi
 
 work=$(mktemp -d)
 cleanup() { kill "${SL_PID:-}" 2>/dev/null && wait "${SL_PID:-}" 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
@@ -31,7 +33,7 @@ if [ "${PIN:-0}" = 1 ]; then
 else
   SERVER_CPU=(); WRK_CPU=(); WRK_THREADS=2; NGX_WORKERS=auto
 fi
-RUST_LOG=warn "${SERVER_CPU[@]}" ./target/release/smartlink serve --config "$work/pool.yaml" --data-dir "$work/data" --listen 127.0.0.1:$SL_PORT > "$work/sl.out" &
+RUST_LOG=warn "${SERVER_CPU[@]}" "$BIN" serve --config "$work/pool.yaml" --data-dir "$work/data" --listen 127.0.0.1:$SL_PORT > "$work/sl.out" &
 SL_PID=$!
 for _ in $(seq 50); do grep -q listening "$work/sl.out" 2>/dev/null && break; sleep 0.1; done
 

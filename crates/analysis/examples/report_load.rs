@@ -1,7 +1,7 @@
 //! Fills a store with realistic traffic through the normal write path and
 //! times grouped reports over it.
 //!
-//! `cargo run --release -p smartlink-server --example report_load -- [clicks] [days] [dir]`
+//! `cargo run --release -p smartlink-analysis --example report_load -- [clicks] [days] [dir]`
 //! (default 10,000,000 clicks over 30 days in a temporary directory; pass a
 //! directory to keep the store and re-time it without refilling).
 

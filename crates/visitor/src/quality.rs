@@ -418,17 +418,20 @@ impl Quality {
     }
 
     /// Human and suspect clicks count toward caps and train the router; bot and preview clicks never do.
+    #[inline]
     pub fn counts(&self) -> bool {
         Quality::flags_count(self.flags())
     }
 
     /// [`Quality::counts`] for a click known only by its id's flags.
+    #[inline]
     pub fn flags_count(flags: u8) -> bool {
         let (verdict, preview) = Quality::from_flags(flags);
         verdict != Verdict::Bot && !preview
     }
 
     /// 4 bits for the click id's flags nibble: bits 0-1 verdict (0 human, 1 suspect, 2 bot), bit 2 preview, bit 3 reserved 0.
+    #[inline]
     pub fn flags(&self) -> u8 {
         let verdict = match self.verdict {
             Verdict::Human => 0,
@@ -439,6 +442,7 @@ impl Quality {
     }
 
     /// Inverse of flags(): (verdict, preview). Unknown verdict bits (3) read as Bot.
+    #[inline]
     pub fn from_flags(flags: u8) -> (Verdict, bool) {
         let verdict = match flags & 0b11 {
             0 => Verdict::Human,

@@ -58,6 +58,7 @@ impl Country {
 
     /// Builds a country from two bytes already known to be a code (for
     /// example decoded from a signed click id); unknown codes become `ZZ`.
+    #[inline]
     pub fn from_bytes(b: [u8; 2]) -> Country {
         match std::str::from_utf8(&b) {
             Ok(s) => Country::parse(s).unwrap_or(Country::UNKNOWN),
@@ -65,16 +66,19 @@ impl Country {
         }
     }
 
+    #[inline]
     pub fn bytes(self) -> [u8; 2] {
         self.0
     }
 
+    #[inline]
     pub fn as_str(&self) -> &str {
         // Always two ASCII upper-case letters by construction.
         std::str::from_utf8(&self.0).unwrap_or("ZZ")
     }
 
     /// Dense index in `0..676`, for bit sets.
+    #[inline]
     pub fn index(self) -> usize {
         (self.0[0] - b'A') as usize * 26 + (self.0[1] - b'A') as usize
     }
@@ -105,13 +109,16 @@ macro_rules! small_enum {
                 Err(ParseError::expected(concat!($what, " (one of ", $($text, " "),+ , ")"), s))
             }
 
+            #[inline]
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
 
             /// Position in [`Self::ALL`], for bit masks and compact encodings.
+            #[inline]
             pub fn index(self) -> usize { self as usize }
 
+            #[inline]
             pub fn from_index(i: usize) -> Option<$name> { Self::ALL.get(i).copied() }
         }
 
@@ -157,15 +164,18 @@ impl Language {
         Language::parse(primary).ok()
     }
 
+    #[inline]
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("")
     }
 
     /// Dense code in `0..676`.
+    #[inline]
     pub fn code(self) -> u16 {
         (self.0[0] - b'a') as u16 * 26 + (self.0[1] - b'a') as u16
     }
 
+    #[inline]
     pub fn from_code(c: u16) -> Option<Language> {
         (c < 676).then(|| Language([b'a' + (c / 26) as u8, b'a' + (c % 26) as u8]))
     }

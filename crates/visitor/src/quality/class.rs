@@ -21,20 +21,24 @@ impl QualityClass {
     pub const ALL: [QualityClass; 4] =
         [QualityClass::Human, QualityClass::Suspect, QualityClass::Bot, QualityClass::Preview];
 
+    #[inline]
     pub fn as_str(self) -> &'static str {
         QualityClass::NAMES[self as usize]
     }
 
+    #[inline]
     pub fn parse(s: &str) -> Option<QualityClass> {
         QualityClass::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// Bot and preview clicks: kept out of caps, routing and default EPC.
+    #[inline]
     pub fn is_bot(self) -> bool {
         !Quality::flags_count(self.flags())
     }
 
     /// The click id flags of this class (see `Quality::flags`).
+    #[inline]
     pub fn flags(self) -> u8 {
         match self {
             QualityClass::Human => 0,
@@ -45,6 +49,7 @@ impl QualityClass {
     }
 
     /// The class a click id's flags carry.
+    #[inline]
     pub fn from_flags(flags: u8) -> QualityClass {
         match Quality::from_flags(flags) {
             (_, true) => QualityClass::Preview,
@@ -55,6 +60,7 @@ impl QualityClass {
     }
 }
 
+#[inline]
 pub fn class_of(q: &Quality) -> QualityClass {
     if q.is_preview() {
         return QualityClass::Preview;
