@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admin;
 mod alerts;
 mod clicks;
 mod config;

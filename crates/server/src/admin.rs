@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -155,11 +155,28 @@ fn position(defs: &Definitions, s: Section, id: &str) -> Option<usize> {
     }
 }
 
-/// Validates and applies a proposed change; errors about the changed
-/// document are 422 with paths relative to it, errors it causes elsewhere
-/// (a smartlink left pointing at a deleted offer) are 409.
-async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> Result<(), ApiError> {
+/// What a change request does to the definitions, computed from them as they
+/// are under the definitions lock: the proposed set, and a value for the
+/// answer.
+type Change<'a, T> = Box<dyn FnOnce(&Definitions) -> Result<(Definitions, T), ApiError> + Send + 'a>;
+
+/// Applies one change. The proposed set is built by `change` from the
+/// definitions *under the lock* that serialises every change, validated as a
+/// whole, persisted, and swapped in before the lock is released; so
+/// concurrent requests apply one after the other, each to what the one
+/// before left, and none undoes another. Errors about the changed document
+/// are 422 with paths relative to it, errors it causes elsewhere (a
+/// smartlink left pointing at a deleted offer) are 409. Returns `change`'s
+/// value and the document as shown afterwards with its entity tag (`None`
+/// once deleted).
+async fn apply<T>(
+    app: &Arc<AppState>,
+    s: Section,
+    id: &str,
+    change: Change<'_, T>,
+) -> Result<(T, Option<(Value, String)>), ApiError> {
     let mut state = app.defs.lock().await;
+    let (new, out) = change(&state.defs)?;
     let current = app.catalog.load_full();
     let store = app.store.clone();
     let mut working = state.clone();
@@ -174,7 +191,7 @@ async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> R
             *state = working;
             app.postbacks.store(Arc::new(postbacks));
             app.catalog.store(Arc::new(catalog));
-            Ok(())
+            Ok((out, shown(&state.defs, s, id)))
         }
         (Err(ApplyError::Store(e)), ..) => Err(ApiError::Unexpected(e)),
         (Err(ApplyError::Invalid(errors)), _, new) => {
@@ -199,6 +216,67 @@ async fn apply(app: &Arc<AppState>, s: Section, id: &str, new: Definitions) -> R
             }
         }
     }
+}
+
+/// The entity tag of a document as the API shows it: a digest of its JSON,
+/// so it changes whenever anything visible changes (secrets are shown only
+/// as `*_set`, and rotating one changes the stored value, which is hashed
+/// too via `stored`).
+fn etag(shown: &Value, stored: Option<&Value>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(shown).unwrap_or_default());
+    if let Some(v) = stored {
+        h.update(serde_json::to_vec(v).unwrap_or_default());
+    }
+    let d = h.finalize();
+    let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// `id` as the API shows it, with its entity tag, if it exists.
+fn shown(defs: &Definitions, s: Section, id: &str) -> Option<(Value, String)> {
+    let p = position(defs, s, id)?;
+    let doc = section_values(defs, s).swap_remove(p);
+    let tag = etag(&doc, stored_value(defs, s, id).as_ref());
+    Some((doc, tag))
+}
+
+/// The current entity tag of `id`, if it exists.
+fn current_etag(defs: &Definitions, s: Section, id: &str) -> Option<String> {
+    shown(defs, s, id).map(|(_, tag)| tag)
+}
+
+/// RFC 9110 `If-Match`: `*` matches any existing document; otherwise one of
+/// the listed strong tags must be the current one. Checked under the lock,
+/// so a read-modify-write with the tag from a `GET` cannot overwrite a
+/// change made in between.
+fn check_if_match(headers: &HeaderMap, defs: &Definitions, s: Section, id: &str) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(()) };
+    let v = v.to_str().map_err(|_| ApiError::BadRequest("If-Match: not a list of entity tags".into()))?;
+    let current = current_etag(defs, s, id);
+    let ok = match &current {
+        None => false,
+        Some(_) if v.trim() == "*" => true,
+        Some(tag) => v.split(',').any(|t| t.trim() == tag),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed(match current {
+            None => format!("If-Match: no {} {id:?} exists", s.singular()),
+            Some(tag) => format!("If-Match: {} {id:?} has changed (its entity tag is now {tag})", s.singular()),
+        }))
+    }
+}
+
+/// A document answered with its `ETag`.
+fn with_etag(status: StatusCode, (doc, tag): (Value, String)) -> Response {
+    let mut r = (status, Json(doc)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -234,22 +312,22 @@ async fn get_one(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
     Path((kind, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let s = Section::parse(&kind)?;
     let st = app.defs.lock().await;
     let missing = || ApiError::NotFound(format!("no {} {id:?}", s.singular()));
-    let pos = position(&st.defs, s, &id).ok_or_else(missing)?;
-    let doc = section_values(&st.defs, s).swap_remove(pos);
+    let (doc, tag) = shown(&st.defs, s, &id).ok_or_else(missing)?;
     if !visible(&scope, s, &doc) {
         return Err(missing());
     }
-    Ok(Json(doc))
+    Ok(with_etag(StatusCode::OK, (doc, tag)))
 }
 
-async fn shown(app: &Arc<AppState>, s: Section, id: &str) -> Json<Value> {
-    let st = app.defs.lock().await;
-    let v = position(&st.defs, s, id).map(|p| section_values(&st.defs, s).swap_remove(p)).unwrap_or(Value::Null);
-    Json(v)
+/// The answer to a change that leaves the document in place.
+fn changed(status: StatusCode, after: Option<(Value, String)>) -> Result<Response, ApiError> {
+    after
+        .map(|d| with_etag(status, d))
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("the changed document is missing after the change")))
 }
 
 async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body: Bytes) -> Result<Response, ApiError> {
@@ -258,16 +336,17 @@ async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body
     let id = doc.get(s.id_field()).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
         ApiError::Invalid(vec![FieldError { path: s.id_field().into(), message: "missing field".into() }])
     })?;
-    let defs = app.defs.lock().await.defs.clone();
-    if position(&defs, s, &id).is_some() {
-        return Err(ApiError::Conflict(
-            format!("{} {id:?} already exists; use PUT or PATCH to change it", s.singular()),
-            vec![],
-        ));
-    }
-    let new = with_doc(&defs, s, &id, Some(doc))?;
-    apply(&app, s, &id, new).await?;
-    Ok((StatusCode::CREATED, shown(&app, s, &id).await).into_response())
+    let change = Box::new(|defs: &Definitions| {
+        if position(defs, s, &id).is_some() {
+            return Err(ApiError::Conflict(
+                format!("{} {id:?} already exists; use PUT or PATCH to change it", s.singular()),
+                vec![],
+            ));
+        }
+        Ok((with_doc(defs, s, &id, Some(doc))?, ()))
+    });
+    let ((), after) = apply(&app, s, &id, change).await?;
+    changed(StatusCode::CREATED, after)
 }
 
 fn check_id_matches(s: Section, id: &str, doc: &mut Value) -> Result<(), ApiError> {
@@ -287,17 +366,19 @@ fn check_id_matches(s: Section, id: &str, doc: &mut Value) -> Result<(), ApiErro
 async fn put(
     State(app): State<Arc<AppState>>,
     Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let s = Section::parse(&kind)?;
     let mut doc = parse_body(&body)?;
     check_id_matches(s, &id, &mut doc)?;
-    let defs = app.defs.lock().await.defs.clone();
-    let existed = position(&defs, s, &id).is_some();
-    let new = with_doc(&defs, s, &id, Some(doc))?;
-    apply(&app, s, &id, new).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, shown(&app, s, &id).await).into_response())
+    let change = Box::new(|defs: &Definitions| {
+        check_if_match(&headers, defs, s, &id)?;
+        let existed = position(defs, s, &id).is_some();
+        Ok((with_doc(defs, s, &id, Some(doc))?, existed))
+    });
+    let (existed, after) = apply(&app, s, &id, change).await?;
+    changed(if existed { StatusCode::OK } else { StatusCode::CREATED }, after)
 }
 
 /// RFC 7386 JSON merge patch.
@@ -319,18 +400,21 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 async fn patch(
     State(app): State<Arc<AppState>>,
     Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let s = Section::parse(&kind)?;
     let p = parse_body(&body)?;
-    let defs = app.defs.lock().await.defs.clone();
-    let mut doc =
-        stored_value(&defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
-    merge_patch(&mut doc, &p);
-    check_id_matches(s, &id, &mut doc)?;
-    let new = with_doc(&defs, s, &id, Some(doc))?;
-    apply(&app, s, &id, new).await?;
-    Ok(shown(&app, s, &id).await)
+    let change = Box::new(|defs: &Definitions| {
+        check_if_match(&headers, defs, s, &id)?;
+        let mut doc =
+            stored_value(defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
+        merge_patch(&mut doc, &p);
+        check_id_matches(s, &id, &mut doc)?;
+        Ok((with_doc(defs, s, &id, Some(doc))?, ()))
+    });
+    let ((), after) = apply(&app, s, &id, change).await?;
+    changed(StatusCode::OK, after)
 }
 
 /// `POST /api/v1/smartlinks/{slug}/overrides` with one override
@@ -340,33 +424,38 @@ async fn add_override(
     State(app): State<Arc<AppState>>,
     Path(slug): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let ov = parse_body(&body)?;
     if !ov.is_object() {
         return Err(ApiError::BadRequest("expected a JSON object: {countries, devices, os, offer}".into()));
     }
     let s = Section::Smartlinks;
-    let defs = app.defs.lock().await.defs.clone();
-    let mut doc = stored_value(&defs, s, &slug).ok_or_else(|| ApiError::NotFound(format!("no smartlink {slug:?}")))?;
-    let mut list = doc.get("overrides").and_then(Value::as_array).cloned().unwrap_or_default();
-    list.insert(0, ov);
-    doc["overrides"] = Value::Array(list);
-    let new = with_doc(&defs, s, &slug, Some(doc))?;
-    apply(&app, s, &slug, new).await?;
-    Ok((StatusCode::CREATED, shown(&app, s, &slug).await))
+    let change = Box::new(|defs: &Definitions| {
+        let mut doc =
+            stored_value(defs, s, &slug).ok_or_else(|| ApiError::NotFound(format!("no smartlink {slug:?}")))?;
+        let mut list = doc.get("overrides").and_then(Value::as_array).cloned().unwrap_or_default();
+        list.insert(0, ov);
+        doc["overrides"] = Value::Array(list);
+        Ok((with_doc(defs, s, &slug, Some(doc))?, ()))
+    });
+    let ((), after) = apply(&app, s, &slug, change).await?;
+    changed(StatusCode::CREATED, after)
 }
 
 async fn delete(
     State(app): State<Arc<AppState>>,
     Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let s = Section::parse(&kind)?;
-    let defs = app.defs.lock().await.defs.clone();
-    if position(&defs, s, &id).is_none() {
-        return Err(ApiError::NotFound(format!("no {} {id:?}", s.singular())));
-    }
-    let new = with_doc(&defs, s, &id, None)?;
-    apply(&app, s, &id, new).await?;
+    let change = Box::new(|defs: &Definitions| {
+        if position(defs, s, &id).is_none() {
+            return Err(ApiError::NotFound(format!("no {} {id:?}", s.singular())));
+        }
+        check_if_match(&headers, defs, s, &id)?;
+        Ok((with_doc(defs, s, &id, None)?, ()))
+    });
+    apply(&app, s, &id, change).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -22,6 +22,9 @@ pub enum ApiError {
     Conflict(String, Vec<FieldError>),
     #[error("validation failed")]
     Invalid(Vec<FieldError>),
+    /// An `If-Match` that does not match the current document (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -35,6 +38,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
             ApiError::Conflict(_, f) => (StatusCode::CONFLICT, f.clone()),
             ApiError::Invalid(f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),
+            ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, vec![]),
             ApiError::Unexpected(e) => {
                 tracing::error!(error = ?e, "unexpected error in an API request");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])
