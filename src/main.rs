@@ -264,6 +264,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Cmd::Import { file, data_dir: dd } => {
             let cfg = config::load_file(&file)?;
             let dir = data_dir(dd, Some(&file))?;
+            // A running server keeps its definitions in memory and would not
+            // see the import (and would overwrite it on its next change):
+            // refuse while one owns the directory.
+            let _lock = smartlink_clicklog::journal::lock_dir(&dir.join("journal")).map_err(|_| {
+                anyhow::anyhow!(
+                    "a running smartlink server owns this data directory ({}): change its definitions through its \
+                     admin API (POST/PUT/PATCH/DELETE /api/v1/{{offers,smartlinks,affiliates,advertisers}}), or stop it \
+                     and import again",
+                    dir.display()
+                )
+            })?;
             let store = SqliteStore::open_dir(&dir)?;
             smartlink_server::apply_file(&store, &file, &cfg, true)?;
             let n = store.entities()?.len();

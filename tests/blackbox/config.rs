@@ -185,10 +185,20 @@ fn slices_of(pid: u32, name: &str) -> Vec<Option<u64>> {
 }
 
 /// Asserts the server has request threads and each shown slice is `ns`.
+/// A worker asks for its slice as it starts, which on a loaded machine can
+/// come a moment after the thread is visible: read until every worker shows
+/// it, for up to 10 s.
 fn assert_request_slices(s: &Server, ns: u64) {
-    let slices = slices_of(s.child.id(), "tokio-rt-worker");
-    assert!(!slices.is_empty(), "no request threads found");
-    assert!(slices.iter().flatten().all(|&shown| shown == ns), "expected {ns} ns: {slices:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let slices = slices_of(s.child.id(), "tokio-rt-worker");
+        assert!(!slices.is_empty(), "no request threads found");
+        if slices.iter().flatten().all(|&shown| shown == ns) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "expected {ns} ns: {slices:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -205,4 +215,75 @@ fn request_threads_ask_for_the_configured_time_slice_and_a_bad_one_stops_start_u
     s.stop();
     let s = Server::start(dir.path(), &with("400"));
     assert_request_slices(&s, 400_000);
+}
+
+const OTHER: &str = r#"
+advertisers: [{id: adv}]
+offers:
+  - {id: o1, advertiser: adv, url: "https://o1.example/?c={click_id}", payout: 1.5}
+  - {id: foreign, advertiser: adv, url: "https://foreign.example/", payout: 9}
+smartlinks:
+  - {slug: s, offers: [o1, foreign], fallback_url: "https://f.example/"}
+"#;
+
+fn offer_ids(s: &Server) -> Vec<String> {
+    let offers = s.admin("GET", "/api/v1/offers", None).json();
+    offers.as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_refused_second_server_writes_nothing_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let s = Server::start(dir.path(), &cfg);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = write_config(other_dir.path(), OTHER);
+    // The same data directory, another definitions file.
+    let text = std::fs::read_to_string(&other)
+        .unwrap()
+        .replace(&other_dir.path().join("data").display().to_string(), &dir.path().join("data").display().to_string());
+    std::fs::write(&other, text).unwrap();
+    let err = match Server::try_start(other_dir.path(), &other) {
+        Ok(_) => panic!("a second server started on the same data directory"),
+        Err(e) => e,
+    };
+    assert!(err.contains("another smartlink process is using this data directory"), "{err}");
+    // A change on the first server reloads the stored definitions: the
+    // refused server's offer must not be among them.
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 2}"#)).status, 200);
+    assert_eq!(offer_ids(&s), vec!["o1".to_string()]);
+    let history = s.admin("GET", "/api/v1/history?kind=offer&id=foreign", None).json();
+    assert_eq!(history["changes"].as_array().map(Vec::len), Some(0), "{history}");
+}
+
+#[test]
+fn import_into_the_data_directory_of_a_running_server_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ONE);
+    let s = Server::start(dir.path(), &cfg);
+    let file = dir.path().join("other.yaml");
+    std::fs::write(&file, OTHER).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "import into a running server's data directory exited 0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a running smartlink server owns this data directory"), "{err}");
+    assert!(err.contains("/api/v1"), "the message says how to change a running server: {err}");
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 2}"#)).status, 200);
+    assert_eq!(offer_ids(&s), vec!["o1".to_string()]);
+    drop(s);
+    // With the server stopped, the same import works.
+    let out = std::process::Command::new(bin())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -148,6 +148,10 @@ pub struct Prepared {
 /// catalog and rebuilds in-memory state (today's cap counters, the router's
 /// learned state) from stored events.
 pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> {
+    // One process owns a data directory: take its lock before anything is
+    // written (a refused second server must not have applied its file).
+    let journal_dir = eff.data_dir.join("journal");
+    let journal_lock = journal::lock_dir(&journal_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open_dir(&eff.data_dir)
             .with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?,
@@ -203,8 +207,6 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     };
     // Rows a previous run journaled but did not load count for caps and
     // routing: load them before rebuilding from the store.
-    let journal_dir = eff.data_dir.join("journal");
-    let journal_lock = journal::lock_dir(&journal_dir)?;
     journal::recover(&journal_dir, &*store)?;
     rebuild_state(&*store, &catalog, clock())?;
 
