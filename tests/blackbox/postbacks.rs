@@ -235,6 +235,77 @@ fn signed_postbacks_need_a_valid_fresh_signature() {
     assert_eq!(r.json()["result"], "recorded", "{}", r.body);
 }
 
+/// `sig` over `pairs` (decoded names and values) in the documented
+/// canonical form: names and values percent-encoded (RFC 3986 unreserved
+/// characters kept), sorted, `name=value` joined with `&`.
+fn signature(pairs: &[(&str, &str)]) -> String {
+    use hmac::Mac;
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (enc(k), enc(v))).collect();
+    v.sort();
+    let canon = v.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"sign-me").unwrap();
+    m.update(canon.as_bytes());
+    m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn a_signed_postback_cannot_be_re_split_into_other_parameters() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/signed");
+    let ts = unix_now().to_string();
+    let sig = signature(&[("click_id", &cid), ("payout", "1.5"), ("transaction_id", "T-77"), ("ts", &ts)]);
+    let r = postback(&s, &format!("click_id={cid}&payout=1.5&transaction_id=T-77&ts={ts}&sig={sig}"));
+    assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+    // The same bytes under the old `name=value&...` join, split differently:
+    // one parameter named `payout=1.5&transaction_id`. Its signature must
+    // not verify.
+    let r = postback(&s, &format!("click_id={cid}&payout%3D1.5%26transaction_id=T-77&ts={ts}&sig={sig}"));
+    assert_ne!(r.status, 200, "a re-split postback was accepted: {}", r.body);
+    assert!(r.status == 400 || r.status == 403, "{} {}", r.status, r.body);
+    let list = s.admin("GET", "/api/v1/conversions", None).json();
+    assert_eq!(list["conversions"].as_array().map(Vec::len), Some(1), "{list}");
+}
+
+#[test]
+fn a_signed_postback_with_a_repeated_or_unknown_parameter_is_refused_naming_it() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/signed");
+    let ts = unix_now().to_string();
+    let sig = signature(&[("click_id", &cid), ("payout", "1"), ("payout", "50"), ("ts", &ts)]);
+    let r = postback(&s, &format!("click_id={cid}&payout=1&payout=50&ts={ts}&sig={sig}"));
+    assert_eq!((r.status, r.json()["parameter"].as_str()), (400, Some("payout")), "{}", r.body);
+    let sig = signature(&[("click_id", &cid), ("payout", "1"), ("note", "x"), ("ts", &ts)]);
+    let r = postback(&s, &format!("click_id={cid}&payout=1&note=x&ts={ts}&sig={sig}"));
+    assert_eq!((r.status, r.json()["parameter"].as_str()), (400, Some("note")), "{}", r.body);
+    // Values with reserved characters sign in their encoded form.
+    let sig = signature(&[("click_id", &cid), ("txid", "a&b=c d"), ("ts", &ts)]);
+    let r = postback(&s, &format!("click_id={cid}&txid=a%26b%3Dc%20d&ts={ts}&sig={sig}"));
+    assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+}
+
+#[test]
+fn a_signed_postback_ts_far_in_the_past_is_refused_not_overflowed() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/signed");
+    for ts in [(unix_now() as i128 - (1i128 << 63)).to_string(), i64::MAX.to_string(), i64::MIN.to_string()] {
+        let sig = signature(&[("click_id", &cid), ("ts", &ts)]);
+        let r = postback(&s, &format!("click_id={cid}&ts={ts}&sig={sig}"));
+        assert_eq!((r.status, r.json()["parameter"].as_str()), (403, Some("ts")), "ts={ts}: {}", r.body);
+    }
+}
+
 #[test]
 fn outbound_postback_is_retried_after_a_500_and_survives_a_restart() {
     let rec = Recorder::start(vec![500, 200]);

@@ -6,6 +6,7 @@
 //! dedicated writer thread drains the queue and commits each batch at once,
 //! so throughput does not pay one fsync per postback.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use axum::Json;
 use smartlink_core::clickid::ClickIdError;
 use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::engine::apply_conversion;
+use smartlink_core::template::encode_into;
 use smartlink_store::{PostbackIn, Recorded};
 
 use crate::auth::token_matches;
@@ -29,12 +31,13 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct PostbackError {
     pub status: StatusCode,
-    pub parameter: Option<&'static str>,
+    /// The parameter at fault, as the client sent its name.
+    pub parameter: Option<Cow<'static, str>>,
     pub message: String,
 }
 
 fn err(status: StatusCode, parameter: Option<&'static str>, message: impl Into<String>) -> PostbackError {
-    PostbackError { status, parameter, message: message.into() }
+    PostbackError { status, parameter: parameter.map(Cow::Borrowed), message: message.into() }
 }
 
 impl IntoResponse for PostbackError {
@@ -52,12 +55,75 @@ fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> 
     names.iter().find_map(|n| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()))
 }
 
-/// Canonical form signed in signed mode: every parameter except `sig`,
-/// sorted by name then value, as `k=v` joined with `&` (values decoded).
+/// Every parameter name a postback reads (with its aliases).
+const KNOWN_PARAMS: [&str; 17] = [
+    "click_id",
+    "clickid",
+    "subid",
+    "cid",
+    "token",
+    "ts",
+    "sig",
+    "status",
+    "currency",
+    "payout",
+    "sum",
+    "amount",
+    "event",
+    "goal",
+    "txid",
+    "transaction_id",
+    "tid",
+];
+
+/// Canonical form signed in signed mode: every parameter except `sig`, its
+/// name and value (decoded) percent-encoded to RFC 3986 unreserved
+/// characters, sorted by encoded name then value, as `name=value` joined
+/// with `&`. Encoding makes the form unambiguous (as AWS SigV4's is): no
+/// name or value can contain the `=` or `&` that separate them, so the
+/// same bytes cannot be re-split into other parameters.
 pub fn canonical_query(params: &[(String, String)]) -> String {
-    let mut v: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
+    let mut v: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "sig")
+        .map(|(k, val)| {
+            let (mut ek, mut ev) = (String::new(), String::new());
+            encode_into(k, &mut ek);
+            encode_into(val, &mut ev);
+            (ek, ev)
+        })
+        .collect();
     v.sort();
     v.iter().map(|(k, val)| format!("{k}={val}")).collect::<Vec<_>>().join("&")
+}
+
+/// What signed mode refuses before it looks at the signature: a parameter
+/// sent twice (which one would count?) or one no postback reads (a place
+/// to move signed bytes to). Returns the parameter at fault.
+fn signed_shape_error(params: &[(String, String)]) -> Option<PostbackError> {
+    for (i, (k, _)) in params.iter().enumerate() {
+        if !KNOWN_PARAMS.contains(&k.as_str()) {
+            return Some(PostbackError {
+                status: StatusCode::BAD_REQUEST,
+                parameter: Some(Cow::Owned(k.clone())),
+                message: format!("unknown parameter {k:?}: a signed postback sends only the parameters it means"),
+            });
+        }
+        if params[..i].iter().any(|(p, _)| p == k) {
+            return Some(PostbackError {
+                status: StatusCode::BAD_REQUEST,
+                parameter: Some(Cow::Owned(k.clone())),
+                message: format!("parameter {k:?} is repeated: a signed postback sends each parameter once"),
+            });
+        }
+    }
+    None
+}
+
+/// Whether `ts` (unix seconds) is within `window_secs` of now, without
+/// overflow for any `ts`.
+fn fresh(now_ms: i64, ts: i64, window_secs: u64) -> bool {
+    (now_ms / 1000).abs_diff(ts) <= window_secs
 }
 
 pub fn sign(secret: &str, canonical: &str) -> String {
@@ -154,10 +220,14 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         ));
     }
     if let Some(secret) = &auth.secret {
+        if let Some(e) = signed_shape_error(&params) {
+            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+            return Err(e);
+        }
         let ts: i64 = param(&params, &["ts"])
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| err(StatusCode::FORBIDDEN, Some("ts"), "signed postbacks need ts (unix seconds)"))?;
-        if (now_ms / 1000 - ts).abs() > app.signed_window_secs as i64 {
+        if !fresh(now_ms, ts, app.signed_window_secs) {
             return Err(err(
                 StatusCode::FORBIDDEN,
                 Some("ts"),
@@ -352,6 +422,42 @@ mod tests {
         let q = p(&[("ts", "5"), ("click_id", "x"), ("sig", "zz"), ("payout", "1.5")]);
         assert_eq!(canonical_query(&q), "click_id=x&payout=1.5&ts=5");
         assert_eq!(sign("k", "a=1").len(), 64);
+    }
+
+    #[test]
+    fn canonical_query_encodes_names_and_values_so_no_re_split_collides() {
+        let p = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let honest = p(&[("payout", "1.5"), ("transaction_id", "T-77")]);
+        let re_split = p(&[("payout=1.5&transaction_id", "T-77")]);
+        assert_ne!(canonical_query(&honest), canonical_query(&re_split));
+        assert_eq!(canonical_query(&re_split), "payout%3D1.5%26transaction_id=T-77");
+        assert_eq!(canonical_query(&p(&[("txid", "a&b=c d/é")])), "txid=a%26b%3Dc%20d%2F%C3%A9");
+    }
+
+    #[test]
+    fn freshness_is_checked_without_overflow_for_any_ts() {
+        let now_ms = 1_767_571_200_000;
+        for (ts, window, want) in [
+            (1_767_571_200, 300, true),
+            (1_767_571_500, 300, true),
+            (1_767_571_501, 300, false),
+            (1_767_570_899, 300, false),
+            (i64::MIN, 300, false),
+            (i64::MAX, 300, false),
+            (1_767_571_200 - (1i64 << 62), u64::MAX, true),
+        ] {
+            assert_eq!(fresh(now_ms, ts, window), want, "ts {ts} window {window}");
+        }
+    }
+
+    #[test]
+    fn signed_mode_refuses_repeated_and_unknown_parameters_by_name() {
+        let p = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let named = |v: &[(&str, &str)]| signed_shape_error(&p(v)).and_then(|e| e.parameter).map(|c| c.into_owned());
+        assert_eq!(named(&[("click_id", "x"), ("payout", "1"), ("ts", "1"), ("sig", "s")]), None);
+        assert_eq!(named(&[("click_id", "x"), ("payout", "1"), ("payout", "2")]), Some("payout".into()));
+        assert_eq!(named(&[("click_id", "x"), ("payout=1&txid", "2")]), Some("payout=1&txid".into()));
+        assert_eq!(named(&[("cid", "x"), ("goal", "g"), ("tid", "t"), ("amount", "1")]), None);
     }
 
     #[test]
