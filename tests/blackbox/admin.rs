@@ -142,3 +142,16 @@ fn a_write_with_a_stale_if_match_is_refused_and_a_current_one_applies() {
     );
     assert_eq!(missing.status, 412, "If-Match: * on a missing offer: {}", missing.body);
 }
+
+#[test]
+fn an_offer_payout_past_max_payout_is_refused_at_the_api_naming_the_field() {
+    let (_d, s) = server(1);
+    let r = s.admin(
+        "POST",
+        "/api/v1/offers",
+        Some(r#"{"id": "big", "advertiser": "adv", "url": "https://b.example/", "payout": 1.7e308}"#),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["fields"][0]["path"], "payout", "{}", r.body);
+    assert_eq!(s.admin("PATCH", "/api/v1/offers/o0", Some(r#"{"payout": 1e300}"#)).status, 422);
+}

@@ -192,11 +192,10 @@ fn assert_request_slices(s: &Server, ns: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let slices = slices_of(s.child.id(), "tokio-rt-worker");
-        assert!(!slices.is_empty(), "no request threads found");
-        if slices.iter().flatten().all(|&shown| shown == ns) {
+        if !slices.is_empty() && slices.iter().flatten().all(|&shown| shown == ns) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "expected {ns} ns: {slices:?}");
+        assert!(std::time::Instant::now() < deadline, "no request threads found, or not {ns} ns: {slices:?}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

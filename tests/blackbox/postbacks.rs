@@ -307,6 +307,30 @@ fn a_signed_postback_ts_far_in_the_past_is_refused_not_overflowed() {
 }
 
 #[test]
+fn a_payout_past_max_payout_or_infinite_after_conversion_is_refused_naming_payout() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl");
+    // EUR is worth 2.0 in the base currency: 1.7e308 EUR would be infinite.
+    for (payout, currency) in
+        [("1.7e308", "EUR"), ("1e300", "USD"), ("50001", "EUR"), ("100001", "USD"), ("inf", "USD")]
+    {
+        let r =
+            postback(&s, &format!("click_id={cid}&token=adv-token&payout={payout}&currency={currency}&txid={payout}"));
+        assert_eq!(
+            (r.status, r.json()["parameter"].as_str()),
+            (422, Some("payout")),
+            "{payout} {currency}: {}",
+            r.body
+        );
+    }
+    let r = postback(&s, &format!("click_id={cid}&token=adv-token&payout=50000&currency=EUR&txid=ok"));
+    assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+    // Revenue stays a number.
+    let report = s.admin("GET", "/api/v1/report?from=1d", None).json();
+    assert_eq!(report["totals"]["revenue"], serde_json::json!(100000.0), "{report}");
+}
+
+#[test]
 fn outbound_postback_is_retried_after_a_500_and_survives_a_restart() {
     let rec = Recorder::start(vec![500, 200]);
     let url = format!(

@@ -183,7 +183,12 @@ fn fill(store: &SqliteStore, clicks: usize, days: i64, now: i64) {
         batch.push(row);
         if batch.len() == 50_000 {
             store.insert_clicks(&batch).expect("clicks");
-            store.record_postbacks(&pbs).expect("conversions");
+            store
+                .record_postbacks(&pbs)
+                .expect("conversions")
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .expect("conversions");
             batch.clear();
             pbs.clear();
             if i % 1_000_000 < 50_000 {
@@ -192,6 +197,6 @@ fn fill(store: &SqliteStore, clicks: usize, days: i64, now: i64) {
         }
     }
     store.insert_clicks(&batch).expect("clicks");
-    store.record_postbacks(&pbs).expect("conversions");
+    store.record_postbacks(&pbs).expect("conversions").into_iter().collect::<Result<Vec<_>, _>>().expect("conversions");
     eprintln!("filled {clicks} clicks in {:.0} s", t0.elapsed().as_secs_f64());
 }

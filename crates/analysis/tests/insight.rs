@@ -88,7 +88,7 @@ impl Traffic<'_> {
         for chunk in self.clicks.chunks(5000) {
             self.store.insert_clicks(chunk).unwrap();
         }
-        self.store.record_postbacks(&self.conversions).unwrap();
+        self.store.record_postbacks(&self.conversions).unwrap().into_iter().collect::<Result<Vec<_>, _>>().unwrap();
     }
 }
 

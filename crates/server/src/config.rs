@@ -348,6 +348,11 @@ pub struct Definitions {
     /// Value of one unit of each other currency, in the base currency.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub currencies: BTreeMap<String, f64>,
+    /// The largest payout one conversion may carry, in the base currency
+    /// (an offer's payout, or one a postback sends, after conversion).
+    /// Default [`DEFAULT_MAX_PAYOUT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payout: Option<f64>,
     #[serde(default)]
     pub advertisers: Vec<AdvertiserSpec>,
     #[serde(default)]
@@ -519,8 +524,24 @@ fn quality_actions(errs: &mut Errs, p: &str, q: &QualitySpec) -> QualityActions 
     actions
 }
 
+/// Default of `max_payout`, in the base currency.
+pub const DEFAULT_MAX_PAYOUT: f64 = 100_000.0;
+
+/// The largest accepted exchange rate: with [`DEFAULT_MAX_PAYOUT`]-sized
+/// payouts, products stay far from overflow.
+pub const MAX_RATE: f64 = 1e9;
+
+/// `max_payout` as configured, or its default.
+pub fn max_payout(defs: &Definitions) -> f64 {
+    defs.max_payout.unwrap_or(DEFAULT_MAX_PAYOUT)
+}
+
 pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<FieldError>> {
     let mut errs = Errs(Vec::new());
+    let max_payout = max_payout(defs);
+    if !(max_payout.is_finite() && max_payout > 0.0 && max_payout <= 1e12) {
+        errs.push("max_payout", "expected a positive amount of at most 1e12 in the base currency");
+    }
     let base = match &defs.base_currency {
         None => Currency::USD,
         Some(c) => Currency::parse(c).unwrap_or_else(|e| {
@@ -532,10 +553,10 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
     rates.insert(base, 1.0);
     for (code, rate) in &defs.currencies {
         match Currency::parse(code) {
-            Ok(c) if rate.is_finite() && *rate > 0.0 => {
+            Ok(c) if rate.is_finite() && *rate > 0.0 && *rate <= MAX_RATE => {
                 rates.insert(c, *rate);
             }
-            Ok(_) => errs.push(format!("currencies.{code}"), "expected a positive exchange rate"),
+            Ok(_) => errs.push(format!("currencies.{code}"), "expected a positive exchange rate of at most 1e9"),
             Err(e) => errs.push(format!("currencies.{code}"), e.0),
         }
     }
@@ -599,6 +620,15 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             }
             r
         });
+        if let Some(r) = rate.filter(|_| o.payout.is_finite() && o.payout >= 0.0) {
+            let base = o.payout * r;
+            if !base.is_finite() || base > max_payout {
+                errs.push(
+                    format!("{p}.payout"),
+                    format!("{base:?} in the base currency is more than max_payout ({max_payout:?})"),
+                );
+            }
+        }
         let targeting = targeting(&mut errs, &format!("{p}.targeting"), &o.targeting);
         let c = &o.caps;
         if c.daily_budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
@@ -912,6 +942,21 @@ smartlinks:
             (("{countries: [US], devices: [desktop], offer: o1}", "{offer: zzz}"), "smartlinks[0].overrides[0].offer"),
             (("payout: 2.5", "payout: 2.5\n    currency: EUR"), "offers[0].currency: no exchange rate for EUR"),
             (("caps: {daily_clicks: 10}", "caps: {daily_clickz: 10}"), "offers[0].caps: unknown field `daily_clickz`"),
+            (
+                ("payout: 2.5", "payout: 1.7e308"),
+                "offers[0].payout: 1.7e308 in the base currency is more than max_payout (100000.0)",
+            ),
+            (
+                ("payout: 2.5", "payout: 100001"),
+                "offers[0].payout: 100001.0 in the base currency is more than max_payout (100000.0)",
+            ),
+            (
+                ("advertisers: [", "max_payout: 2\nadvertisers: ["),
+                "offers[0].payout: 2.5 in the base currency is more than max_payout (2.0)",
+            ),
+            (("advertisers: [", "max_payout: .nan\nadvertisers: ["), "max_payout: expected a positive amount"),
+            (("advertisers: [", "max_payout: -1\nadvertisers: ["), "max_payout: expected a positive amount"),
+            (("advertisers: [", "currencies: {GBP: 1.0e300}\nadvertisers: ["), "currencies.GBP: expected a positive"),
         ];
         for (edit, want) in cases {
             let errs = errors_of(*edit);

@@ -23,6 +23,8 @@ const CURRENCY_META: &str = "currency_settings";
 struct CurrencySettings {
     base_currency: Option<String>,
     currencies: std::collections::BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_payout: Option<f64>,
 }
 
 /// Reads every definition from the store.
@@ -33,6 +35,7 @@ pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
         let c: CurrencySettings = serde_json::from_str(&c).context("stored currency settings")?;
         defs.base_currency = c.base_currency;
         defs.currencies = c.currencies;
+        defs.max_payout = c.max_payout;
     }
     for e in store.entities()? {
         let ctx = || format!("stored {} {:?}", e.kind.as_str(), e.id);
@@ -95,7 +98,11 @@ pub fn commit_defs(
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
     store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
-    let cs = CurrencySettings { base_currency: new.base_currency.clone(), currencies: new.currencies.clone() };
+    let cs = CurrencySettings {
+        base_currency: new.base_currency.clone(),
+        currencies: new.currencies.clone(),
+        max_payout: new.max_payout,
+    };
     store
         .set_meta(CURRENCY_META, &serde_json::to_string(&cs).unwrap_or_default())
         .map_err(|e| ApplyError::Store(e.into()))?;
@@ -119,6 +126,9 @@ pub fn merge(base: &Definitions, file: &Definitions) -> Definitions {
         }
     }
     let mut out = base.clone();
+    if file.max_payout.is_some() {
+        out.max_payout = file.max_payout;
+    }
     if file.base_currency.is_some() {
         out.base_currency = file.base_currency.clone();
     }

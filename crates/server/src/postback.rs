@@ -288,6 +288,19 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     if txid.len() > 256 {
         return Err(err(StatusCode::UNPROCESSABLE_ENTITY, Some("txid"), "txid is longer than 256 bytes"));
     }
+    if let Some(p) = payout {
+        let base = p * rate;
+        if !(base.is_finite() && base <= pbc.max_payout) {
+            return Err(err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("payout"),
+                format!(
+                    "payout {p:?} {currency} is {base:?} in the base currency, more than max_payout ({:?})",
+                    pbc.max_payout
+                ),
+            ));
+        }
+    }
     // A new conversion without a payout earns the offer's current payout.
     let (payout, payout_currency, rate) = match payout {
         Some(p) => (Some(p), currency, rate),

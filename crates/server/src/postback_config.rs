@@ -21,6 +21,8 @@ pub struct PostbackConfig {
     pub base_currency: String,
     /// Units of base currency per unit of each currency (base included).
     pub rates: HashMap<String, f64>,
+    /// The largest payout a postback may carry, in the base currency.
+    pub max_payout: f64,
     /// Affiliate API keys: (key, affiliate numeric key, affiliate id).
     pub api_keys: Vec<(Secret, u32, String)>,
 }
@@ -106,6 +108,7 @@ impl PostbackConfig {
                 .collect(),
             base_currency: base,
             rates,
+            max_payout: crate::config::max_payout(defs),
         }
     }
 }

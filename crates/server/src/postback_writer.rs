@@ -45,8 +45,11 @@ pub fn start_writer(store: Arc<dyn Store>) -> (PostbackQueue, PostbackWriter) {
                 let ins: Vec<PostbackIn> = batch.iter().map(|(p, _)| p.clone()).collect();
                 match store.record_postbacks(&ins) {
                     Ok(results) => {
-                        for ((_, reply), r) in batch.drain(..).zip(results) {
-                            let _ = reply.send(Ok(r));
+                        for ((p, reply), r) in batch.drain(..).zip(results) {
+                            let _ = reply.send(r.map_err(|e| {
+                                tracing::error!(error = %e, click_id = %p.click_id, "recording a postback failed");
+                                e.to_string()
+                            }));
                         }
                     }
                     Err(e) => {

@@ -339,8 +339,12 @@ pub type HistoryEntry = (i64, Option<ConvStatus>, ConvStatus, String);
 /// Conversion tracking storage (same object as [`Store`]).
 pub trait ConversionStore: Send + Sync + 'static {
     /// Records postbacks in one durable transaction (group commit): dedup,
-    /// status transitions with history, and outbox rows, all or nothing.
-    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>>;
+    /// status transitions with history, and outbox rows. Each postback is
+    /// all or nothing on its own (a savepoint): one that fails is rolled
+    /// back alone and answered with its error, while the rest commit. The
+    /// outer error is for the transaction itself (begin or commit), which
+    /// fails every postback of the batch.
+    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Result<Recorded>>>;
     fn conversions(&self, f: &ConversionFilter) -> Result<Vec<ConversionRow>>;
     fn conversion(&self, id: i64) -> Result<Option<ConversionRow>>;
     /// Status history of a conversion, oldest first.

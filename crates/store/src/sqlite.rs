@@ -733,7 +733,7 @@ enum CoarseKey<'a> {
 /// Adds (or with `sign` −1 removes) hourly cells to the coarse rollups,
 /// each distinct coarse cell once.
 fn add_to_coarse_rollups<'a>(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     cells: impl IntoIterator<Item = (&'a CellKey, Measures, i64)>,
 ) -> rusqlite::Result<()> {
     use rusqlite::types::Value;
@@ -795,12 +795,12 @@ fn add_to_coarse_rollups<'a>(
     Ok(())
 }
 
-fn add_to_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
+fn add_to_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
     add_to_coarse_rollups(tx, [(k, *m, sign)])?;
     add_to_hour_rollup(tx, k, m, sign)
 }
 
-fn add_to_hour_rollup(tx: &rusqlite::Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
+fn add_to_hour_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(concat!(
         "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
          quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
@@ -861,11 +861,11 @@ fn conversion_cell(p: &PostbackIn) -> CellKey {
 
 /// Executes through the statement cache: postbacks run the same few
 /// statements thousands of times a second.
-fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+fn exec(tx: &rusqlite::Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
     tx.prepare_cached(sql)?.execute(p)
 }
 
-fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, status: ConvStatus) -> Result<()> {
+fn queue_outbound(tx: &rusqlite::Connection, id: i64, p: &PostbackIn, status: ConvStatus) -> Result<()> {
     for t in p.outbound.iter().filter(|t| t.statuses.contains(&status)) {
         exec(tx,
             "INSERT OR IGNORE INTO outbox (conversion_id, status, target, url, payout_share, state, attempts, next_at_ms,
@@ -876,7 +876,7 @@ fn queue_outbound(tx: &rusqlite::Transaction<'_>, id: i64, p: &PostbackIn, statu
     Ok(())
 }
 
-fn record_one(tx: &rusqlite::Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
+fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
     let existing: Option<(i64, String, f64)> = tx
         .prepare_cached(
             "SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
@@ -1310,10 +1310,25 @@ impl SqliteStore {
 }
 
 impl ConversionStore for SqliteStore {
-    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Recorded>> {
+    fn record_postbacks(&self, batch: &[PostbackIn]) -> Result<Vec<Result<Recorded>>> {
         let mut c = self.write.lock();
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = batch.iter().map(|p| record_one(&tx, p)).collect::<Result<Vec<_>>>()?;
+        let mut tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            // A savepoint per postback: a failing one (a value the database
+            // refuses, say) is rolled back alone instead of failing the batch.
+            let sp = tx.savepoint()?;
+            match record_one(&sp, p) {
+                Ok(r) => {
+                    sp.commit()?;
+                    out.push(Ok(r));
+                }
+                Err(e) => {
+                    drop(sp); // rolls the savepoint back
+                    out.push(Err(e));
+                }
+            }
+        }
         tx.commit()?;
         Ok(out)
     }
@@ -1637,6 +1652,29 @@ mod conversion_tests {
     }
 
     #[test]
+    fn a_postback_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        // NaN binds as NULL, which the payout columns refuse.
+        let r = s
+            .record_postbacks(&[
+                pb("c1", "", ConvStatus::Approved, Some(2.0), 5_000),
+                pb("c2", "", ConvStatus::Approved, Some(f64::NAN), 5_000),
+                pb("c3", "", ConvStatus::Approved, Some(3.0), 5_000),
+            ])
+            .unwrap();
+        assert!(matches!(r[0], Ok(Recorded::New { .. })), "{r:?}");
+        assert!(r[1].is_err(), "{r:?}");
+        assert!(matches!(r[2], Ok(Recorded::New { .. })), "{r:?}");
+        let all = s.conversions(&ConversionFilter { limit: 10, ..Default::default() }).unwrap();
+        let mut clicks: Vec<&str> = all.iter().map(|c| c.click_id.as_str()).collect();
+        clicks.sort();
+        assert_eq!(clicks, ["c1", "c3"]);
+        // The refused one left nothing behind: no history, no outbox row.
+        assert_eq!(s.outbox(None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
     fn dedup_transitions_history_and_outbox_are_consistent() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open_dir(dir.path()).unwrap();
@@ -1651,7 +1689,10 @@ mod conversion_tests {
                 pb("c1", "", Chargeback, None, 10_000),
                 pb("c1", "t2", Approved, Some(1.0), 11_000),
             ])
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>();
         assert_eq!(
             r,
             vec![
@@ -1681,7 +1722,11 @@ mod conversion_tests {
     fn outbox_attempts_move_items_between_states() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open_dir(dir.path()).unwrap();
-        s.record_postbacks(&[pb("c1", "", ConvStatus::Approved, Some(1.0), 5_000)]).unwrap();
+        s.record_postbacks(&[pb("c1", "", ConvStatus::Approved, Some(1.0), 5_000)])
+            .unwrap()
+            .into_iter()
+            .collect::<Result<Vec<_>>>()
+            .unwrap();
         let due = s.due_outbox(5_000, 10).unwrap();
         assert_eq!(due.len(), 1);
         let id = due[0].id;
@@ -1812,7 +1857,7 @@ mod rollup_tests {
                 last.payout_base = last.payout;
             }
         }
-        s.record_postbacks(&pbs).unwrap();
+        s.record_postbacks(&pbs).unwrap().into_iter().collect::<Result<Vec<_>>>().unwrap();
 
         let all = RollupQuery { from_ms: 0, to_ms: i64::MAX, ..Default::default() };
         let total = s.rollup(&all).unwrap()[0].1;
@@ -2013,7 +2058,7 @@ mod dedup_properties {
                 }
             }).collect();
             for chunk in pbs.chunks(split) {
-                s.record_postbacks(chunk).unwrap();
+                s.record_postbacks(chunk).unwrap().into_iter().collect::<Result<Vec<_>>>().unwrap();
             }
             let rows = s.conversions(&ConversionFilter { limit: 1000, ..Default::default() }).unwrap();
             prop_assert_eq!(rows.len(), model.len());
