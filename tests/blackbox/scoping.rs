@@ -79,3 +79,41 @@ fn an_affiliate_key_sees_only_its_own_smartlinks_clicks_and_conversions() {
     let affs = s.admin("GET", "/api/v1/affiliates", None).body;
     assert!(affs.contains("\"api_key_set\":true") && !affs.contains("key-one"), "{affs}");
 }
+
+/// The permission bits of `p`.
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_private_and_stores_api_keys_only_as_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &write_config(dir.path(), TWO));
+    assert_eq!(as_key(&s, "key-one", "GET", "/api/v1/report").status, 200, "the key still works");
+    assert_eq!(as_key(&s, "key-on", "GET", "/api/v1/report").status, 401);
+    // A key changed through the API is stored hashed too, and works.
+    assert_eq!(s.admin("PATCH", "/api/v1/affiliates/aff2", Some(r#"{"api_key": "rotated-key-77"}"#)).status, 200);
+    assert_eq!(as_key(&s, "rotated-key-77", "GET", "/api/v1/report").status, 200);
+    assert_eq!(as_key(&s, "key-two", "GET", "/api/v1/report").status, 401);
+    let data = dir.path().join("data");
+    assert_eq!(mode(&data), 0o700, "data directory");
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+    let db = s.db();
+    s.stop();
+    let mut raw = Vec::new();
+    for suffix in ["", "-wal"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        raw.extend(std::fs::read(&p).unwrap_or_default());
+    }
+    for key in ["key-one", "key-two", "rotated-key-77"] {
+        assert!(!raw.windows(key.len()).any(|w| w == key.as_bytes()), "{key} is stored in plain text");
+    }
+}

@@ -48,6 +48,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io { path: path.display().to_string(), source }
 }
 
+/// Options for a file only the owner may read or write (0600): the journal
+/// holds click rows (IP addresses, sub-ids).
+fn owner_only() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("clicks-{seq:020}.log"))
 }
@@ -298,7 +307,7 @@ pub struct Journal {
 impl Journal {
     /// Starts a new segment after every existing one.
     pub fn create(dir: &Path, progress: std::sync::Arc<Progress>) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        smartlink_store::private_dir(dir).map_err(io_err(dir))?;
         let seq = segments(dir)?.last().map_or(1, |s| s + 1);
         let (file, len) = Self::new_segment(dir, seq)?;
         progress.set_head(seq, len);
@@ -309,7 +318,7 @@ impl Journal {
 
     fn new_segment(dir: &Path, seq: u64) -> Result<(File, u64), JournalError> {
         let path = segment_path(dir, seq);
-        let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        let mut file = owner_only().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
         file.write_all(MAGIC).map_err(io_err(&path))?;
         Ok((file, MAGIC.len() as u64))
     }
@@ -482,7 +491,13 @@ impl Ingest {
         // Best effort: a lost or stale position only replays rows, which
         // the store ignores.
         let tmp = self.dir.join(format!("{POS_FILE}.tmp"));
-        if std::fs::write(&tmp, format!("{} {}\n", self.seq, self.off)).is_ok() {
+        let written = owner_only()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{} {}\n", self.seq, self.off).as_bytes()));
+        if written.is_ok() {
             let _ = std::fs::rename(&tmp, self.dir.join(POS_FILE));
         }
     }
@@ -493,9 +508,9 @@ impl Ingest {
 /// server on the same data directory would otherwise load and delete the
 /// first one's segments at its start-up.
 pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    smartlink_store::private_dir(dir).map_err(io_err(dir))?;
     let path = dir.join("lock");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    let file = owner_only().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
@@ -515,7 +530,7 @@ pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
 /// segment; a damaged record elsewhere is logged and the rest of its
 /// segment skipped. Returns the rows loaded.
 pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    smartlink_store::private_dir(dir).map_err(io_err(dir))?;
     let pos = std::fs::read_to_string(dir.join(POS_FILE)).ok().and_then(|s| {
         let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
         Some((it.next()??, it.next()??))

@@ -27,6 +27,41 @@ struct CurrencySettings {
     max_payout: Option<f64>,
 }
 
+/// How a stored affiliate API key starts: the key itself is never stored,
+/// only `sha256:` and the hex SHA-256 of it.
+const API_KEY_HASH: &str = "sha256:";
+
+/// The stored form of an affiliate API key.
+pub fn hashed_api_key(key: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{API_KEY_HASH}{hex}")
+}
+
+/// Replaces every affiliate API key given in clear with its hash. A key
+/// already in the stored form (`sha256:` + 64 hex digits, as `export`
+/// writes it, or as an operator may put it in a file) is kept as it is.
+pub fn hash_api_keys(defs: &mut Definitions) {
+    for a in &mut defs.affiliates {
+        if let Some(k) = &a.api_key {
+            if !is_hashed_api_key(k.expose()) {
+                a.api_key = Some(Secret::new(hashed_api_key(k.expose())));
+            }
+        }
+    }
+}
+
+fn is_hashed_api_key(k: &str) -> bool {
+    k.strip_prefix(API_KEY_HASH).is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether any affiliate API key is in clear (a store from before keys
+/// were hashed, rewritten once at start-up).
+pub fn has_clear_api_keys(defs: &Definitions) -> bool {
+    defs.affiliates.iter().any(|a| a.api_key.as_ref().is_some_and(|k| !is_hashed_api_key(k.expose())))
+}
+
 /// Reads every definition from the store.
 pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
     use anyhow::Context as _;
@@ -91,10 +126,11 @@ pub enum ApplyError {
 pub fn commit_defs(
     store: &dyn Store,
     state: &mut DefsState,
-    new: Definitions,
+    mut new: Definitions,
     current: &Catalog,
     actor: &str,
 ) -> Result<(Catalog, PostbackConfig), ApplyError> {
+    hash_api_keys(&mut new);
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
     store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
@@ -138,4 +174,43 @@ pub fn merge(base: &Definitions, file: &Definitions) -> Definitions {
     upsert(&mut out.offers, &file.offers, |o| &o.id);
     upsert(&mut out.smartlinks, &file.smartlinks, |s| &s.slug);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys(keys: &[Option<&str>]) -> Definitions {
+        let mut d = Definitions::default();
+        for (i, k) in keys.iter().enumerate() {
+            let yaml = match k {
+                Some(k) => format!("{{id: a{i}, api_key: \"{k}\"}}"),
+                None => format!("{{id: a{i}}}"),
+            };
+            d.affiliates.push(serde_yaml_ng::from_str(&yaml).unwrap());
+        }
+        d
+    }
+
+    fn keys(d: &Definitions) -> Vec<Option<String>> {
+        d.affiliates.iter().map(|a| a.api_key.as_ref().map(|k| k.expose().to_string())).collect()
+    }
+
+    #[test]
+    fn api_keys_are_hashed_once_and_hashed_ones_are_kept() {
+        let stored = hashed_api_key("already");
+        let mut d = with_keys(&[Some("key-one"), None, Some(&stored)]);
+        assert!(has_clear_api_keys(&d));
+        hash_api_keys(&mut d);
+        assert!(!has_clear_api_keys(&d));
+        assert_eq!(keys(&d), vec![Some(hashed_api_key("key-one")), None, Some(stored.clone())]);
+        let again = d.clone();
+        hash_api_keys(&mut d);
+        assert_eq!(d, again, "hashing is idempotent");
+        assert!(hashed_api_key("key-one").starts_with("sha256:") && hashed_api_key("key-one").len() == 71);
+        // Something that only looks like the stored form is hashed.
+        let mut d = with_keys(&[Some("sha256:short")]);
+        hash_api_keys(&mut d);
+        assert_eq!(keys(&d), vec![Some(hashed_api_key("sha256:short"))]);
+    }
 }

@@ -200,7 +200,18 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             tracing::info!(file = %path.display(), "applied definitions from the configuration file");
         }
     }
-    let defs = defs::load_defs(&*store)?;
+    let mut defs = defs::load_defs(&*store)?;
+    if defs::has_clear_api_keys(&defs.defs) {
+        // A store from before API keys were hashed: rewrite them once.
+        let same = defs.defs.clone();
+        match defs::commit_defs(&*store, &mut defs, same, &Catalog::default(), "system: hash api keys") {
+            Ok(_) => tracing::info!("affiliate API keys are now stored as hashes"),
+            Err(defs::ApplyError::Invalid(errors)) => {
+                bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors })
+            }
+            Err(defs::ApplyError::Store(e)) => return Err(e),
+        }
+    }
     let catalog = match config::build_catalog(&defs.defs, &defs.keys) {
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),

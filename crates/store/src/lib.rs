@@ -10,7 +10,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{private_dir, private_file, SqliteStore};
 
 /// One error type for the storage boundary.
 #[derive(Debug, thiserror::Error)]

@@ -372,12 +372,57 @@ fn kind_of(s: &str) -> Option<Kind> {
     Kind::ALL.into_iter().find(|k| k.as_str() == s)
 }
 
+/// Creates `dir` (and its parents) if missing, and makes it owner-only.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        b.mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    b.create(dir)
+}
+
+/// Creates `path` empty if missing, and makes it owner-read-write only.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600).open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    o.open(path).map(|_| ())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `smartlink.db` in `data_dir`.
+    /// Opens (or creates) `smartlink.db` in `data_dir`. The directory is
+    /// made private to the owner (0700) and the database with its WAL and
+    /// shared-memory files owner-only (0600): they hold advertiser tokens
+    /// and postback secrets. SQLite creates the WAL and shared-memory files
+    /// with the database file's permissions; existing files from earlier
+    /// versions are tightened too.
     pub fn open_dir(data_dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
-        SqliteStore::open(&data_dir.join("smartlink.db"))
+        let io = |p: &Path| {
+            let path = p.display().to_string();
+            move |source| StoreError::Io { path, source }
+        };
+        private_dir(data_dir).map_err(io(data_dir))?;
+        let db = data_dir.join("smartlink.db");
+        private_file(&db).map_err(io(&db))?;
+        for suffix in ["-wal", "-shm"] {
+            let p = data_dir.join(format!("smartlink.db{suffix}"));
+            if p.exists() {
+                private_file(&p).map_err(io(&p))?;
+            }
+        }
+        SqliteStore::open(&db)
     }
 
     pub fn open(path: &Path) -> Result<SqliteStore> {
