@@ -241,12 +241,22 @@ enum Parsed {
     Corrupt(usize),
 }
 
-/// Parses whole records from `buf` into `out` (at most `max_rows`).
+/// The largest payload a record can have. Every journaled string is
+/// bounded (sub-ids 256 bytes, UA and referrer 1,024), so records are a few
+/// KiB at most: a length past this is damage, not a record still being
+/// written.
+const MAX_RECORD: usize = 64 << 10;
+
+/// Parses whole records from `buf` into `out` (at most `max_rows`). Stops
+/// with `Ok` before a record that is not all in `buf` yet.
 fn parse(buf: &[u8], max_rows: usize, out: &mut Vec<ClickRow>) -> Parsed {
     let mut at = 0;
     while out.len() < max_rows && buf.len() - at >= 8 {
         let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
         let crc = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap_or_default());
+        if len > MAX_RECORD {
+            return Parsed::Corrupt(at);
+        }
         if buf.len() - at - 8 < len {
             break; // incomplete: the rest comes with the next read
         }
@@ -261,6 +271,27 @@ fn parse(buf: &[u8], max_rows: usize, out: &mut Vec<ClickRow>) -> Parsed {
         at += 8 + len;
     }
     Parsed::Ok(at)
+}
+
+/// Whether a whole, valid record starts at `at`: a length in range, all of
+/// it in `buf`, a matching checksum and a payload that decodes.
+fn record_at(buf: &[u8], at: usize) -> bool {
+    let Some(head) = buf.get(at..at + 8) else { return false };
+    let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().unwrap_or_default());
+    if len == 0 || len > MAX_RECORD {
+        return false;
+    }
+    let Some(payload) = buf.get(at + 8..at + 8 + len) else { return false };
+    crc32fast::hash(payload) == crc && decode(payload).is_some()
+}
+
+/// After damage at `from - 1`: the offset of the next whole, valid record
+/// in `buf`, scanning byte by byte, so that only the damaged bytes are lost
+/// and the records behind them are loaded. A false match needs a length in
+/// range and a CRC-32 collision and a payload that decodes.
+fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find(|&at| record_at(buf, at))
 }
 
 // ---- writing ----------------------------------------------------------------
@@ -460,13 +491,20 @@ impl Ingest {
         }
         self.off = off;
         if bad {
+            // Skip only the damaged bytes: find the next valid record in
+            // what is left of the segment (up to the last whole batch).
+            let mut rest = vec![0; (limit - off) as usize];
+            file.seek(SeekFrom::Start(off)).map_err(io_err(&path))?;
+            file.read_exact(&mut rest).map_err(io_err(&path))?;
+            let next = resync(&rest, 1).map_or(limit, |r| off + r as u64);
             self.corrupt += 1;
             tracing::error!(
                 segment = %path.display(),
                 offset = off,
-                "damaged record in the click journal: the rest of this segment is skipped"
+                bytes = next - off,
+                "damaged record in the click journal: its bytes are skipped, the records after it are loaded"
             );
-            self.off = limit;
+            self.off = next;
         }
         self.progress.ingest_off.store(self.off, Relaxed);
         if finished && self.off >= limit {
@@ -525,53 +563,112 @@ pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
     Ok(file)
 }
 
+/// What [`recover`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Rows loaded into the store.
+    pub rows: u64,
+    /// Damaged stretches skipped (each logged with its segment, offset and
+    /// size), and an ingest cursor that pointed nowhere.
+    pub damaged: u64,
+}
+
 /// Loads every segment a previous run left into the store and deletes
-/// them. A torn record at a segment's end (a crash mid-write) ends that
-/// segment; a damaged record elsewhere is logged and the rest of its
-/// segment skipped. Returns the rows loaded.
-pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
+/// them. A torn record at a segment's end (a crash mid-write) is dropped
+/// with a warning. Damage anywhere else (a bad checksum, a length out of
+/// range, a record that does not decode) is logged and counted, and
+/// loading resumes at the next valid record, so only the damaged bytes are
+/// lost. An ingest cursor that names no segment or an offset outside its
+/// segment is logged, counted and ignored: everything is loaded (rows
+/// already in the store are not counted twice).
+pub fn recover(dir: &Path, store: &dyn Store) -> Result<Recovered, JournalError> {
     smartlink_store::private_dir(dir).map_err(io_err(dir))?;
-    let pos = std::fs::read_to_string(dir.join(POS_FILE)).ok().and_then(|s| {
+    let pos_text = std::fs::read_to_string(dir.join(POS_FILE)).ok();
+    let mut pos = pos_text.as_deref().and_then(|s| {
         let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
         Some((it.next()??, it.next()??))
     });
-    let mut total = 0u64;
+    let mut out = Recovered::default();
+    let existing = segments(dir)?;
+    if pos_text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+        let valid = pos.is_some_and(|(s, off)| {
+            let first = existing.first().copied().unwrap_or(s);
+            match existing.contains(&s) {
+                true => {
+                    let len = std::fs::metadata(segment_path(dir, s)).map(|m| m.len()).unwrap_or(0);
+                    (MAGIC.len() as u64..=len).contains(&off)
+                }
+                // Every segment before the cursor's was loaded and deleted.
+                false => s < first,
+            }
+        });
+        if !valid {
+            out.damaged += 1;
+            tracing::error!(
+                cursor = %pos_text.as_deref().unwrap_or("").trim(),
+                "the click journal's ingest cursor points outside the journal; ignoring it and loading every segment"
+            );
+            pos = None;
+        }
+    }
     let mut rows = Vec::new();
-    for seq in segments(dir)? {
+    for seq in existing {
         let path = segment_path(dir, seq);
         let mut data = Vec::new();
         File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(&path))?;
         let mut at = match pos {
             Some((s, _)) if seq < s => data.len(), // already ingested
-            Some((s, off)) if seq == s => (off as usize).clamp(MAGIC.len(), data.len()),
+            Some((s, off)) if seq == s => off as usize,
             _ => MAGIC.len(),
         };
         if !data.starts_with(MAGIC) {
+            out.damaged += 1;
             tracing::error!(segment = %path.display(), "not a click journal segment; skipped");
             at = data.len();
         }
+        const BATCH: usize = 50_000;
         while at < data.len() {
             rows.clear();
-            let parsed = parse(&data[at..], 50_000, &mut rows);
+            let parsed = parse(&data[at..], BATCH, &mut rows);
             if !rows.is_empty() {
                 store.insert_clicks(&rows)?;
-                total += rows.len() as u64;
+                out.rows += rows.len() as u64;
             }
-            match parsed {
-                Parsed::Ok(0) => {
+            let stop = match parsed {
+                Parsed::Ok(n) if rows.len() == BATCH || at + n == data.len() => {
+                    at += n;
+                    continue;
+                }
+                // A record not all there: a torn tail, unless valid records follow.
+                Parsed::Ok(n) => at + n,
+                Parsed::Corrupt(n) => at + n,
+            };
+            match resync(&data, stop + 1) {
+                Some(next) => {
+                    out.damaged += 1;
+                    tracing::error!(
+                        segment = %path.display(),
+                        offset = stop,
+                        bytes = next - stop,
+                        "damaged record in the click journal: its bytes are skipped, the records after it are loaded"
+                    );
+                    at = next;
+                }
+                None if matches!(parsed, Parsed::Ok(_)) => {
                     tracing::warn!(
                         segment = %path.display(),
-                        bytes = data.len() - at,
+                        bytes = data.len() - stop,
                         "click journal ends in a torn record (a crash mid-write); it is dropped"
                     );
                     break;
                 }
-                Parsed::Ok(n) => at += n,
-                Parsed::Corrupt(n) => {
+                None => {
+                    out.damaged += 1;
                     tracing::error!(
                         segment = %path.display(),
-                        offset = at + n,
-                        "damaged record in the click journal: the rest of this segment is skipped"
+                        offset = stop,
+                        bytes = data.len() - stop,
+                        "damaged record at the end of a click journal segment: its bytes are skipped"
                     );
                     break;
                 }
@@ -580,10 +677,10 @@ pub fn recover(dir: &Path, store: &dyn Store) -> Result<u64, JournalError> {
         std::fs::remove_file(&path).map_err(io_err(&path))?;
     }
     let _ = std::fs::remove_file(dir.join(POS_FILE));
-    if total > 0 {
-        tracing::info!(rows = total, "loaded click rows left in the journal by the previous run");
+    if out.rows > 0 {
+        tracing::info!(rows = out.rows, "loaded click rows left in the journal by the previous run");
     }
-    Ok(total)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -741,10 +838,94 @@ pub(crate) mod tests {
         let mut first = Vec::new();
         parse(&std::fs::read(segment_path(&jdir, 1)).unwrap()[MAGIC.len()..], 10, &mut first);
         s.insert_clicks(&first).unwrap();
-        assert_eq!(recover(&jdir, &*s).unwrap(), 50);
+        assert_eq!(recover(&jdir, &*s).unwrap(), Recovered { rows: 50, damaged: 0 });
         assert_eq!(s.count_clicks().unwrap(), 50);
         assert!(segments(&jdir).unwrap().is_empty(), "recovered segments are removed");
-        assert_eq!(recover(&jdir, &*s).unwrap(), 0, "recovery is idempotent");
+        assert_eq!(recover(&jdir, &*s).unwrap().rows, 0, "recovery is idempotent");
+    }
+
+    /// A journal left by a crash: segment 1 holding events `0..n`, the
+    /// offsets of their records, and a store to recover into.
+    fn left_behind(n: u32) -> (tempfile::TempDir, PathBuf, Arc<dyn Store>, Vec<usize>) {
+        let Fixture { d, jdir, s, mut j, .. } = fixture();
+        let mut offsets = Vec::new();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            offsets.push(MAGIC.len() + buf.len());
+            encode(&event(i), &mut buf);
+        }
+        j.append(&buf).unwrap();
+        drop(j);
+        (d, jdir, s, offsets)
+    }
+
+    fn edit_segment(jdir: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+        let path = segment_path(jdir, 1);
+        let mut data = std::fs::read(&path).unwrap();
+        f(&mut data);
+        std::fs::write(&path, data).unwrap();
+    }
+
+    #[test]
+    fn damage_in_the_middle_loses_only_the_damaged_record_and_is_counted() {
+        /// What is damaged, in which record of 5,000, and how.
+        type Case = (&'static str, usize, fn(&mut [u8]));
+        let cases: [Case; 4] = [
+            ("a flipped payload byte", 100, |r| r[20] ^= 0x01),
+            ("a bad checksum", 2_500, |r| r[4] ^= 0xff),
+            ("a length out of range", 10, |r| r[..4].copy_from_slice(&0xffff_ff00u32.to_le_bytes())),
+            ("a length a little too long", 4_000, |r| {
+                let len = u32::from_le_bytes(r[..4].try_into().unwrap()) + 3;
+                r[..4].copy_from_slice(&len.to_le_bytes());
+            }),
+        ];
+        for (what, k, damage) in cases {
+            let (_d, jdir, s, offsets) = left_behind(5_000);
+            edit_segment(&jdir, |data| damage(&mut data[offsets[k]..]));
+            let got = recover(&jdir, &*s).unwrap();
+            assert_eq!(got, Recovered { rows: 4_999, damaged: 1 }, "{what}");
+            assert_eq!(s.count_clicks().unwrap(), 4_999, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_without_counting_it_as_damage() {
+        let (_d, jdir, s, offsets) = left_behind(300);
+        let cut = offsets[299] + 17;
+        edit_segment(&jdir, |data| data.truncate(cut));
+        assert_eq!(recover(&jdir, &*s).unwrap(), Recovered { rows: 299, damaged: 0 });
+    }
+
+    #[test]
+    fn an_ingest_cursor_outside_the_journal_is_counted_and_ignored() {
+        for cursor in ["1 999999999", "7 100", "1 3", "garbage"] {
+            let (_d, jdir, s, _) = left_behind(500);
+            std::fs::write(jdir.join(POS_FILE), cursor).unwrap();
+            assert_eq!(recover(&jdir, &*s).unwrap(), Recovered { rows: 500, damaged: 1 }, "cursor {cursor:?}");
+        }
+        // A valid cursor is followed.
+        let (_d, jdir, s, offsets) = left_behind(500);
+        std::fs::write(jdir.join(POS_FILE), format!("1 {}", offsets[200])).unwrap();
+        assert_eq!(recover(&jdir, &*s).unwrap(), Recovered { rows: 300, damaged: 0 });
+    }
+
+    #[test]
+    fn live_ingest_skips_only_the_damaged_record() {
+        let Fixture { d: _d, jdir, s, mut j, mut ing, .. } = fixture();
+        let mut buf = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..400 {
+            offsets.push(buf.len());
+            encode(&event(i), &mut buf);
+        }
+        buf[offsets[150] + 30] ^= 0x40;
+        j.append(&buf).unwrap();
+        while !ing.caught_up() {
+            ing.step(1000).unwrap();
+        }
+        let _ = jdir;
+        assert_eq!(s.count_clicks().unwrap(), 399);
+        assert_eq!(ing.corrupt, 1);
     }
 
     #[test]
@@ -755,7 +936,7 @@ pub(crate) mod tests {
         drop((j, ing));
         // Rows loaded before the stop are skipped, not re-read.
         let s2 = store(&d.path().join("other"));
-        assert_eq!(recover(&jdir, &*s2).unwrap(), 10);
+        assert_eq!(recover(&jdir, &*s2).unwrap(), Recovered { rows: 10, damaged: 0 });
     }
 
     #[test]

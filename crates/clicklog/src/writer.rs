@@ -197,7 +197,12 @@ fn start_with_probe(
     let progress = Arc::new(Progress::default());
     let journal = Journal::create(journal_dir, progress.clone())?;
     let loader = Arc::new(Loader {
-        ingest: Mutex::new(Ingest::new(journal_dir, store, progress.clone())),
+        ingest: Mutex::new({
+            let mut ingest = Ingest::new(journal_dir, store, progress.clone());
+            // Damage found at start-up (by `journal::recover`) counts too.
+            ingest.corrupt = metrics.journal_damaged.load(Relaxed);
+            ingest
+        }),
         progress,
         done: AtomicBool::new(false),
         metrics: metrics.clone(),

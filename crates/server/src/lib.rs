@@ -218,7 +218,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     };
     // Rows a previous run journaled but did not load count for caps and
     // routing: load them before rebuilding from the store.
-    journal::recover(&journal_dir, &*store)?;
+    let recovered = journal::recover(&journal_dir, &*store)?;
     rebuild_state(&*store, &catalog, clock())?;
 
     let click_secret = secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?;
@@ -232,6 +232,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         }
     };
     let metrics = Arc::new(metrics::Metrics::default());
+    metrics.log.journal_damaged.store(recovered.damaged, std::sync::atomic::Ordering::Relaxed);
     let defaults = writer::WriterSettings::default();
     let (clicks, writer) = writer::start(
         store.clone(),
