@@ -342,3 +342,51 @@ fn a_second_server_on_the_same_data_directory_is_refused_with_a_clear_message() 
     // The first one is unaffected.
     assert_eq!(click(&s, "/s/main", WINDOWS, "89.160.20.112").status, 302);
 }
+
+/// The country the iPhone offer's URL reports for a click that sends
+/// `headers`, on a server whose `server:` section gets `extra`.
+fn country_seen(extra: &str, headers: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/maxmind/GeoIP2-Country-Test.mmdb");
+    let cfg = write_config(dir.path(), POOL);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "server:\n",
+        &format!("server:\n  geoip: {}\n{extra}", geo.display()),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start(dir.path(), &cfg);
+    let mut h = vec![("User-Agent", IPHONE)];
+    h.extend_from_slice(headers);
+    let r = s.get("/s/main", &h);
+    let loc = r.header("location").unwrap_or_default().to_string();
+    loc.split("geo=").nth(1).and_then(|g| g.split('&').next()).unwrap_or("").to_string()
+}
+
+#[test]
+fn forwarded_headers_are_believed_only_from_the_trusted_proxies() {
+    // 216.160.83.56 is US; the test client connects from 127.0.0.1 (unknown, ZZ).
+    let xff = [("X-Forwarded-For", "216.160.83.56")];
+    assert_eq!(country_seen("  trust_proxy: true\n", &xff), "US", "loopback is trusted by default");
+    assert_eq!(country_seen("", &xff), "ZZ", "without trust_proxy");
+    let elsewhere = "  trust_proxy: true\n  trusted_proxies: [10.9.9.9/32]\n";
+    assert_eq!(country_seen(elsewhere, &xff), "ZZ", "a client that is not a trusted proxy");
+    assert_eq!(country_seen(elsewhere, &[("CF-IPCountry", "DE")]), "ZZ", "nor is its CF-IPCountry");
+    // A client left of the proxy's own hop cannot choose its address.
+    let spoofed = [("X-Forwarded-For", "216.160.83.56, 81.2.69.160")];
+    assert_eq!(country_seen("  trust_proxy: true\n", &spoofed), "GB", "the right-most untrusted hop");
+}
+
+#[test]
+fn a_bad_trusted_proxy_entry_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), POOL);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "server:\n",
+        "server:\n  trust_proxy: true\n  trusted_proxies: [127.0.0.1, nope]\n",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+    assert!(err.contains("server.trusted_proxies[1]"), "{err}");
+}

@@ -19,6 +19,7 @@ use smartlink_core::targeting::Visitor;
 use smartlink_visitor::quality::{judge_classified, RequestSignals};
 use smartlink_visitor::ua::{apply_hints, ClientHints};
 
+use crate::config::Cidr;
 use crate::state::AppState;
 use smartlink_clicklog::writer::ClickEvent;
 use smartlink_visitor::quality::QualityClass;
@@ -51,19 +52,47 @@ static CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
 static SEC_CH_UA_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
 static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
 
-/// The visitor's address: the socket peer, or with `trust_proxy` the first
-/// valid address in `X-Forwarded-For` (the original client as the proxy
-/// chain reports it).
-pub fn client_ip(trust_proxy: bool, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> Option<IpAddr> {
-    if trust_proxy {
-        if let Some(ip) = headers
-            .get_str(&X_FORWARDED_FOR)
-            .and_then(|xff| xff.split(',').find_map(|p| p.trim().parse::<IpAddr>().ok()))
-        {
-            return Some(ip);
+/// The proxies whose forwarded headers (`X-Forwarded-For`, `CF-IPCountry`)
+/// are believed: `server.trust_proxy` with `server.trusted_proxies`
+/// (loopback by default). Empty: none, every visitor is its socket peer.
+#[derive(Clone, Debug, Default)]
+pub struct Proxies(Vec<Cidr>);
+
+impl Proxies {
+    pub fn new(trusted: Vec<Cidr>) -> Proxies {
+        Proxies(trusted)
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// The visitor's address. A request from a trusted proxy is attributed to
+/// the right-most address in `X-Forwarded-For` that is not itself a
+/// trusted proxy (each proxy appends the address it saw, so addresses to
+/// the left of the first untrusted hop are the client's own claims; as
+/// nginx's `real_ip_recursive`). A request from anyone else is its socket
+/// peer, whatever headers it sends.
+pub fn client_ip(proxies: &Proxies, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> Option<IpAddr> {
+    let peer = peer?;
+    if !proxies.trusts(peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    if let Some(xff) = headers.get_str(&X_FORWARDED_FOR) {
+        for hop in xff.rsplit(',') {
+            // An entry that is not an address ends the chain: what a trusted
+            // hop reported so far stands.
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+            client = ip;
+            if !proxies.trusts(ip) {
+                break;
+            }
         }
     }
-    peer
+    Some(client)
 }
 
 /// Whether `bytes` make a valid header value, by `HeaderValue`'s rule (no
@@ -245,9 +274,12 @@ pub fn click_answer(
             return ClickAnswer::BadRequest(msg);
         }
     };
-    let ip = client_ip(app.trust_proxy, headers, peer);
-    let cf_country =
-        if app.trust_proxy { headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
+    let ip = client_ip(&app.proxies, headers, peer);
+    let cf_country = if peer.is_some_and(|p| app.proxies.trusts(p)) {
+        headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok())
+    } else {
+        None
+    };
     let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
     let ua = headers.get_str(&header::USER_AGENT).unwrap_or("");
     let hints =
@@ -371,12 +403,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("garbage, 203.0.113.7, 10.0.0.1"));
-        let peer = Some("127.0.0.1".parse().unwrap());
-        assert_eq!(client_ip(true, &h, peer), Some("203.0.113.7".parse().unwrap()));
-        assert_eq!(client_ip(false, &h, peer), peer);
+    fn forwarded_for_is_believed_only_from_trusted_proxies_right_most_untrusted_hop_first() {
+        let cidrs = |v: &[&str]| Proxies::new(v.iter().map(|c| Cidr::parse(c).unwrap()).collect());
+        let local = cidrs(&["127.0.0.0/8", "::1"]);
+        let chain = cidrs(&["127.0.0.0/8", "10.0.0.0/8"]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // (trusted proxies, X-Forwarded-For, peer, the visitor)
+        let cases: &[(&Proxies, Option<&str>, &str, &str)] = &[
+            (&local, Some("203.0.113.7"), "127.0.0.1", "203.0.113.7"),
+            (&local, Some("203.0.113.7"), "198.51.100.1", "198.51.100.1"), // direct: headers ignored
+            (&local, Some("1.2.3.4, 203.0.113.7"), "127.0.0.1", "203.0.113.7"), // spoofed left part
+            (&local, Some("garbage, 203.0.113.7, 10.0.0.1"), "127.0.0.1", "10.0.0.1"),
+            (&chain, Some("garbage, 203.0.113.7, 10.0.0.1"), "127.0.0.1", "203.0.113.7"),
+            (&chain, Some("203.0.113.7, garbage, 10.0.0.1"), "127.0.0.1", "10.0.0.1"),
+            (&chain, Some("10.0.0.2, 10.0.0.1"), "127.0.0.1", "10.0.0.2"), // all trusted: the left-most
+            (&local, None, "127.0.0.1", "127.0.0.1"),
+            (&Proxies::default(), Some("203.0.113.7"), "127.0.0.1", "127.0.0.1"), // trust_proxy off
+            (&local, Some("203.0.113.7"), "::1", "203.0.113.7"),
+        ];
+        for (proxies, xff, peer, want) in cases {
+            let mut h = HeaderMap::new();
+            if let Some(x) = xff {
+                h.insert("x-forwarded-for", HeaderValue::from_str(x).unwrap());
+            }
+            assert_eq!(client_ip(proxies, &h, ip(peer)), ip(want), "{xff:?} from {peer}");
+        }
     }
 
     #[test]

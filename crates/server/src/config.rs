@@ -46,8 +46,13 @@ pub struct ServerSettings {
     /// A MaxMind-format country database; the built-in registry data is used
     /// when absent.
     pub geoip: Option<PathBuf>,
+    /// Believe `X-Forwarded-For` and `CF-IPCountry` from the proxies in
+    /// `trusted_proxies`.
     #[serde(default)]
     pub trust_proxy: bool,
+    /// Addresses or CIDRs of the proxies in front (with `trust_proxy`).
+    /// Default loopback (`127.0.0.0/8`, `::1`): a proxy on the same machine.
+    pub trusted_proxies: Option<Vec<String>>,
     pub admin_token: Option<Secret>,
     /// Capacity of the in-memory click queue (rows). Default 100 000.
     pub queue_capacity: Option<usize>,

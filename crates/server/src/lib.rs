@@ -171,6 +171,16 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     for (i, c) in q.block_ips.iter().enumerate() {
         blocked.push(config::Cidr::parse(c).map_err(|e| anyhow::anyhow!("server.quality.block_ips[{i}]: {e}"))?);
     }
+    let proxies = if eff.settings.trust_proxy {
+        let listed = eff.settings.trusted_proxies.clone().unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1".into()]);
+        let mut cidrs = Vec::new();
+        for (i, c) in listed.iter().enumerate() {
+            cidrs.push(config::Cidr::parse(c).map_err(|e| anyhow::anyhow!("server.trusted_proxies[{i}]: {e}"))?);
+        }
+        click::Proxies::new(cidrs)
+    } else {
+        click::Proxies::default()
+    };
     let network =
         network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
     let d = smartlink_visitor::quality::BehaviourConfig::default();
@@ -263,7 +273,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         network,
         ua_cache: smartlink_visitor::ua_cache::UaCache::new(65_536),
         behaviour,
-        trust_proxy: eff.settings.trust_proxy,
+        proxies,
         admin_token,
         metrics,
         clicks,

@@ -143,7 +143,7 @@ pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Respons
 async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackError> {
     let now_ms = (app.clock)();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let ip = crate::click::client_ip(app.trust_proxy, req.headers(), peer);
+    let ip = crate::click::client_ip(&app.proxies, req.headers(), peer);
     let mut params: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     if req.method() == Method::POST {

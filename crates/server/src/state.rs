@@ -32,7 +32,8 @@ pub struct AppState {
     pub ua_cache: smartlink_visitor::ua_cache::UaCache,
     /// Click-rate windows per IP and IP+UA (lock-free, bounded memory).
     pub behaviour: smartlink_visitor::quality::Behaviour,
-    pub trust_proxy: bool,
+    /// Whose forwarded headers are believed (empty without `trust_proxy`).
+    pub proxies: crate::click::Proxies,
     pub admin_token: Secret,
     pub metrics: Arc<Metrics>,
     pub clicks: ClickQueue,
