@@ -291,3 +291,36 @@ smartlinks:
     assert_eq!(r.status, 302, "{}", r.body);
     assert!(r.header("location").unwrap().starts_with("https://o1.example/café?cid="), "{:?}", r.headers);
 }
+
+#[test]
+fn a_missing_repeated_or_invalid_host_is_a_400_on_both_paths() {
+    let (_d, s) = start();
+    // (request head, expected status): clicks (the fast path) and an API
+    // path (hyper) alike, as RFC 9112 section 3.2 requires.
+    let cases: &[(&str, u16)] = &[
+        ("GET /s/main HTTP/1.1\r\n\r\n", 400),
+        ("GET /s/main HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("GET /s/main HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("GET /s/main HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        ("GET /s/main HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400),
+        ("GET /healthz HTTP/1.1\r\n\r\n", 400),
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+        ("HEAD /s/main HTTP/1.1\r\n\r\n", 400),
+        // Valid hosts, and HTTP/1.0, which needs none.
+        ("GET /s/main HTTP/1.1\r\nHost: click.example.com:8080\r\n\r\n", 302),
+        ("GET /s/main HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n\r\n", 302),
+        ("GET /s/main HTTP/1.1\r\nHost: 203.0.113.9\r\n\r\n", 302),
+        ("GET /s/main HTTP/1.1\r\nHost: \r\n\r\n", 302),
+        ("GET /s/main HTTP/1.0\r\n\r\n", 302),
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    ];
+    for (raw, want) in cases {
+        let mut c = connect(&s);
+        c.write_all(raw.as_bytes()).unwrap();
+        let r = read_responses(&mut c, &[raw.starts_with("HEAD ")]).pop().unwrap();
+        assert_eq!(r.status, *want, "{raw:?}: {}", r.body);
+        if *want == 400 {
+            assert!(raw.starts_with("HEAD ") || r.body.contains("Host"), "{raw:?}: the answer names Host: {}", r.body);
+        }
+    }
+}

@@ -244,6 +244,11 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
         return Plan::Hyper;
     }
     let version_11 = req.version == Some(1);
+    // A missing, repeated or invalid Host is a 400, written by hyper's side.
+    let hosts = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
+    if !host_ok(version_11, hosts) {
+        return Plan::Hyper;
+    }
     let (mut close, mut keep_alive) = (false, false);
     for h in req.headers.iter() {
         let name = h.name;
@@ -273,6 +278,42 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
         (false, true) => None,
     };
     Plan::Click { path, query, head, close, connection }
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one `Host`, and
+/// a `Host` is a valid `uri-host [ ":" port ]` (empty is allowed). Both
+/// the fast path and the hyper side ([`crate::app`]) apply it.
+pub fn host_ok<'a>(http11: bool, mut values: impl Iterator<Item = &'a [u8]>) -> bool {
+    match (values.next(), values.next()) {
+        (None, _) => !http11,
+        (Some(v), None) => valid_host(v),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+fn valid_host(v: &[u8]) -> bool {
+    let v = v.trim_ascii();
+    if v.is_empty() {
+        return true;
+    }
+    let (host, port) = if v[0] == b'[' {
+        // IP-literal: an IPv6 address (or IPvFuture) in brackets.
+        let Some(end) = v.iter().position(|&b| b == b']') else { return false };
+        let inside = &v[1..end];
+        let ok = !inside.is_empty() && inside.iter().all(|&b| b.is_ascii_alphanumeric() || b":.-_~".contains(&b));
+        if !ok {
+            return false;
+        }
+        (&v[..=end], &v[end + 1..])
+    } else {
+        let (h, p) = v.iter().rposition(|&b| b == b':').map_or((v, &v[v.len()..]), |i| (&v[..i], &v[i..]));
+        if h.is_empty() || !h.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        (h, p)
+    };
+    let _ = host;
+    port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit))
 }
 
 /// RFC 3986 characters of an origin-form target (unreserved, reserved
@@ -408,36 +449,66 @@ mod tests {
 
     #[test]
     fn only_bodiless_get_and_head_clicks_take_the_fast_path() {
-        assert_eq!(plan_of("GET /s/main?sub1=a HTTP/1.1\r\n\r\n"), Some((false, false, None)));
-        assert_eq!(plan_of("HEAD /s/main HTTP/1.1\r\n\r\n"), Some((true, false, None)));
-        assert_eq!(plan_of("GET /s/main HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), Some((false, false, None)));
+        assert_eq!(plan_of("GET /s/main?sub1=a HTTP/1.1\r\nHost: x\r\n\r\n"), Some((false, false, None)));
+        assert_eq!(plan_of("HEAD /s/main HTTP/1.1\r\nHost: x\r\n\r\n"), Some((true, false, None)));
+        assert_eq!(plan_of("GET /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), Some((false, false, None)));
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let raw = b"GET /s/main?sub1=a&sub2=b HTTP/1.1\r\n\r\n";
+        let raw = b"GET /s/main?sub1=a&sub2=b HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(
             plan(&parse(raw, &mut h)),
             Plan::Click { path: "/s/main", query: Some("sub1=a&sub2=b"), head: false, close: false, connection: None }
         );
         for hyper in [
-            "POST /s/main HTTP/1.1\r\n\r\n",
-            "GET /healthz HTTP/1.1\r\n\r\n",
-            "GET /s/ HTTP/1.1\r\n\r\n",
-            "GET /s/a/b HTTP/1.1\r\n\r\n",
-            "GET http://host/s/main HTTP/1.1\r\n\r\n",
-            "GET /s/main?x=\"q\" HTTP/1.1\r\n\r\n",
-            "GET /s/main HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
-            "GET /s/main HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /s/main HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            "GET /s/main HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST /s/main HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /s/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /s/a/b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://host/s/main HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /s/main?x=\"q\" HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
+            "GET /s/main HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /s/main HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            "GET /s/main HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
         ] {
             assert_eq!(plan_of(hyper), None, "{hyper}");
         }
     }
 
     #[test]
+    fn host_must_be_one_valid_header_on_http_1_1() {
+        let one = |v: &'static str| std::iter::once(v.as_bytes());
+        for (v, ok) in [
+            ("click.example.com", true),
+            ("click.example.com:8080", true),
+            ("203.0.113.9:80", true),
+            ("[2001:db8::1]", true),
+            ("[2001:db8::1]:443", true),
+            ("", true),
+            ("a:", true),
+            ("a b", false),
+            ("a/b", false),
+            ("a:80x", false),
+            (":80", false),
+            ("[2001:db8::1", false),
+            ("[]", false),
+            ("[::1]x", false),
+            ("a@b", false),
+        ] {
+            assert_eq!(host_ok(true, one(v)), ok, "{v:?}");
+        }
+        assert!(!host_ok(true, std::iter::empty()), "HTTP/1.1 needs a Host");
+        assert!(host_ok(false, std::iter::empty()), "HTTP/1.0 does not");
+        assert!(!host_ok(false, [&b"a"[..], &b"a"[..]].into_iter()), "never two");
+    }
+
+    #[test]
     fn connection_handling_follows_the_request_version_and_header() {
-        assert_eq!(plan_of("GET /s/m HTTP/1.1\r\nConnection: close\r\n\r\n"), Some((false, true, Some("close"))));
         assert_eq!(
-            plan_of("GET /s/m HTTP/1.1\r\nconnection: Keep-Alive, CLOSE\r\n\r\n"),
+            plan_of("GET /s/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            Some((false, true, Some("close")))
+        );
+        assert_eq!(
+            plan_of("GET /s/m HTTP/1.1\r\nHost: x\r\nconnection: Keep-Alive, CLOSE\r\n\r\n"),
             Some((false, true, Some("close")))
         );
         assert_eq!(plan_of("GET /s/m HTTP/1.0\r\n\r\n"), Some((false, true, Some("close"))));
@@ -450,7 +521,7 @@ mod tests {
     #[test]
     fn parsed_headers_read_like_a_header_map() {
         let raw =
-            b"GET /s/m HTTP/1.1\r\nUser-Agent: first\r\nuser-agent: second\r\nX-Bin: caf\xc3\xa9\r\nAccept:\r\n\r\n";
+            b"GET /s/m HTTP/1.1\r\nHost: x\r\nUser-Agent: first\r\nuser-agent: second\r\nX-Bin: caf\xc3\xa9\r\nAccept:\r\n\r\n";
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let req = parse(raw, &mut h);
         let p = Parsed(req.headers);
