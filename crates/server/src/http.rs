@@ -244,15 +244,14 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
         return Plan::Hyper;
     }
     let version_11 = req.version == Some(1);
-    // A missing, repeated or invalid Host is a 400, written by hyper's side.
-    let hosts = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
-    if !host_ok(version_11, hosts) {
-        return Plan::Hyper;
-    }
     let (mut close, mut keep_alive) = (false, false);
+    let (mut hosts, mut host): (u32, &[u8]) = (0, b"");
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            host = h.value;
+        } else if name.eq_ignore_ascii_case("content-length") {
             if h.value.trim_ascii() != b"0" {
                 return Plan::Hyper;
             }
@@ -268,6 +267,10 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
                 keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
+    }
+    // A missing, repeated or invalid Host is a 400, written by hyper's side.
+    if !host_ok(version_11, std::iter::repeat_n(host, hosts.min(2) as usize)) {
+        return Plan::Hyper;
     }
     // HTTP/1.1 keeps the connection unless told to close; 1.0 closes it
     // unless told to keep it.
