@@ -213,7 +213,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A bad configuration value is the operator's to fix: exit 2,
+            // as for a bad command line; anything else 1.
+            if e.chain().any(|c| c.downcast_ref::<config::ConfigError>().is_some()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

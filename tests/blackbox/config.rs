@@ -286,3 +286,61 @@ fn import_into_the_data_directory_of_a_running_server_is_refused_and_changes_not
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Runs `smartlink import` on `yaml` (with the test's `server:` section)
+/// and returns its exit code and stderr.
+fn import_exit(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), yaml);
+    let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn a_bad_setting_exits_2_naming_its_key_at_import_and_at_start_up() {
+    for (line, key) in [
+        ("outbound_retry_base_secs: .nan", "server.outbound_retry_base_secs"),
+        ("queue_capacity: 1000000000000", "server.queue_capacity"),
+        ("quality: {ip_bot: 10000000}", "server.quality.ip_bot"),
+        ("alerts: {webhook_url: 'not a url'}", "server.alerts.webhook_url"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), ONE);
+        let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n  {line}\n"), 1);
+        std::fs::write(&cfg, &text).unwrap();
+        let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
+        assert!(err.contains(key), "{line}: {err}");
+        let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+        assert!(err.contains(key), "{line}: {err}");
+    }
+    let (code, err) = import_exit(&ONE.replace("payout: 1.5}", "payuot: 1.5}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("offers[0]") && err.contains("payuot"), "{err}");
+}
+
+#[test]
+fn affiliate_api_keys_must_differ_from_each_other_and_from_the_admin_token() {
+    let with_keys = |a: &str, b: &str| {
+        ONE.replace(
+            "advertisers: [{id: adv}]",
+            &format!("advertisers: [{{id: adv}}]\naffiliates: [{{id: a1, api_key: {a}}}, {{id: a2, api_key: {b}}}]"),
+        )
+    };
+    let (code, err) = import_exit(&with_keys("same-key-123", "same-key-123"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("affiliates[1].api_key") && err.contains("affiliates[0]"), "{err}");
+    // The admin token as an affiliate key: refused at start-up and through the API.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &with_keys(ADMIN, "other-key-456"));
+    let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
+    assert!(err.contains("affiliates[0].api_key") && err.contains("admin token"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &write_config(dir.path(), &with_keys("key-one-111", "key-two-222")));
+    let r = s.admin("PATCH", "/api/v1/affiliates/a1", Some(&format!(r#"{{"api_key": "{ADMIN}"}}"#)));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = s.admin("PATCH", "/api/v1/affiliates/a1", Some(r#"{"api_key": "key-two-222"}"#));
+    assert_eq!(r.status, 409, "a key another affiliate has: {}", r.body);
+    assert!(r.body.contains("the same key as"), "{}", r.body);
+}

@@ -192,7 +192,7 @@ smartlinks:
 
 #[test]
 fn a_source_with_many_rejections_and_instant_conversions_is_flagged_and_a_clean_one_is_not() {
-    let quality = "    ip_suspect: 100000\n    ip_bot: 100000\n    ip_ua_suspect: 100000\n    duplicate_secs: 0\n";
+    let quality = "    ip_suspect: 0\n    ip_bot: 0\n    ip_ua_suspect: 0\n    duplicate_secs: 0\n";
     let (_d, s) = start(quality, SOURCES);
     // `fraud` (US, offer with a 60 s minimum CTIT) and `clean` (SE, no minimum).
     for (src, ip, rejected) in [("fraud", "216.160.83.56", 10), ("clean", "89.160.20.112", 1)] {

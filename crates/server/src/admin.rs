@@ -177,6 +177,13 @@ async fn apply<T>(
 ) -> Result<(T, Option<(Value, String)>), ApiError> {
     let mut state = app.defs.lock().await;
     let (new, out) = change(&state.defs)?;
+    let same_as_admin = crate::defs::keys_equal_to_admin_token(&new, app.admin_token.expose());
+    if !same_as_admin.is_empty() {
+        return Err(ApiError::Invalid(vec![FieldError {
+            path: "api_key".into(),
+            message: "must not be the admin token".into(),
+        }]));
+    }
     let current = app.catalog.load_full();
     let store = app.store.clone();
     let mut working = state.clone();

@@ -136,11 +136,13 @@ pub struct QualitySettings {
     pub block_ips: Vec<String>,
     /// Sliding window of the click-rate counters, seconds. Default 60.
     pub window_secs: Option<u32>,
-    /// Clicks per IP per window that make it suspect. Default 20.
+    /// Clicks per IP per window that make it suspect. Default 20; 0 off;
+    /// at most 4095 (the counters saturate there).
     pub ip_suspect: Option<u32>,
-    /// Clicks per IP per window that make it a bot. Default 60.
+    /// Clicks per IP per window that make it a bot. Default 60; 0 off.
     pub ip_bot: Option<u32>,
-    /// Clicks per IP and User-Agent per window that make it suspect. Default 10.
+    /// Clicks per IP and User-Agent per window that make it suspect.
+    /// Default 10; 0 off.
     pub ip_ua_suspect: Option<u32>,
     /// The same visitor, smartlink and sub-ids again within this many
     /// seconds is a `duplicate`. Default 10.
@@ -368,13 +370,11 @@ pub struct Definitions {
     pub smartlinks: Vec<SmartlinkSpec>,
 }
 
-/// The whole file: server settings plus definitions.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file: server settings plus definitions (read by
+/// [`load_file`], which keeps key paths in its errors).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FileConfig {
-    #[serde(default)]
     pub server: ServerSettings,
-    #[serde(flatten)]
     pub definitions: Definitions,
 }
 
@@ -399,6 +399,17 @@ pub enum ConfigError {
     Syntax { file: String, message: String },
     #[error("{file}: invalid configuration:\n{}", .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid { file: String, errors: Vec<FieldError> },
+}
+
+impl ConfigError {
+    /// The same error, naming `file`.
+    fn in_file(self, file: &str) -> ConfigError {
+        match self {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { file: file.into(), message },
+            ConfigError::Invalid { errors, .. } => ConfigError::Invalid { file: file.into(), errors },
+            e => e,
+        }
+    }
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` with environment values.
@@ -446,14 +457,219 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String>
     })
 }
 
-/// Reads a configuration file, interpolates the environment and parses it
-/// (structure only; call [`build_catalog`] to validate the definitions).
+/// Reads a configuration file, parses it, interpolates the environment into
+/// its string values and checks the server settings (structure and ranges;
+/// call [`build_catalog`] to validate the definitions as a whole).
+///
+/// `${NAME}` references are replaced *after* parsing, inside string values
+/// only, so a value can never change the file's structure (a `#` or a
+/// newline in a token stays in the token). A value that is exactly one
+/// reference whose text is a number or `true`/`false` takes that type, so
+/// `queue_capacity: ${QUEUE}` works.
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let file = path.display().to_string();
     let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
-    let text = interpolate_env(&raw, |k| std::env::var(k).ok())
-        .map_err(|message| ConfigError::Syntax { file: file.clone(), message })?;
-    parse_yaml(&text).map_err(|message| ConfigError::Syntax { file, message })
+    parse_file_text(&raw, |k| std::env::var(k).ok()).map_err(|e| e.in_file(&file))
+}
+
+/// [`load_file`] on text already read, with an injected environment.
+pub fn parse_file_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax { file: String::new(), message };
+    let mut doc: serde_yaml_ng::Value = if raw.trim().is_empty() {
+        serde_yaml_ng::Value::Mapping(Default::default())
+    } else {
+        serde_yaml_ng::from_str(raw).map_err(|e| syntax(e.to_string()))?
+    };
+    interpolate_value(&mut doc, "", &env).map_err(syntax)?;
+    let serde_yaml_ng::Value::Mapping(mut top) = doc else {
+        return Err(syntax("expected a mapping of server settings and definitions".into()));
+    };
+    let server = top.remove("server");
+    let mut errors = Vec::new();
+    let settings: ServerSettings = match server {
+        None | Some(serde_yaml_ng::Value::Null) => ServerSettings::default(),
+        Some(v) => match from_value(v) {
+            Ok(s) => s,
+            Err((path, message)) => {
+                errors.push(FieldError { path: join_path("server", &path), message });
+                ServerSettings::default()
+            }
+        },
+    };
+    let definitions: Definitions = match from_value(serde_yaml_ng::Value::Mapping(top)) {
+        Ok(d) => d,
+        Err((path, message)) => {
+            errors.push(FieldError { path, message });
+            Definitions::default()
+        }
+    };
+    if errors.is_empty() {
+        errors.extend(validate_settings(&settings));
+        errors.extend(duplicate_ids(&definitions));
+    }
+    if errors.is_empty() {
+        Ok(FileConfig { server: settings, definitions })
+    } else {
+        Err(ConfigError::Invalid { file: String::new(), errors })
+    }
+}
+
+fn join_path(prefix: &str, path: &str) -> String {
+    match path {
+        "" => prefix.to_string(),
+        p if p.starts_with('[') => format!("{prefix}{p}"),
+        p => format!("{prefix}.{p}"),
+    }
+}
+
+/// Deserializes with the key path of the first error.
+fn from_value<T: for<'de> Deserialize<'de>>(v: serde_yaml_ng::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        (if path == "." { String::new() } else { path }, e.into_inner().to_string())
+    })
+}
+
+/// Replaces `${NAME}` / `${NAME:-default}` in every string value of `v`
+/// (not in keys); `path` names where, for errors.
+fn interpolate_value(
+    v: &mut serde_yaml_ng::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(s) if s.contains("${") => {
+            let out =
+                interpolate_env(s, env).map_err(|e| format!("{}: {e}", if path.is_empty() { "." } else { path }))?;
+            let whole = s.trim().starts_with("${") && s.trim().ends_with('}') && s.matches("${").count() == 1;
+            *v = match (whole, out.trim()) {
+                (true, "true") => Value::Bool(true),
+                (true, "false") => Value::Bool(false),
+                (true, t) if t.parse::<i64>().is_ok() => Value::Number(t.parse::<i64>().unwrap_or_default().into()),
+                (true, t) if t.parse::<u64>().is_ok() => Value::Number(t.parse::<u64>().unwrap_or_default().into()),
+                (true, t) if t.parse::<f64>().is_ok_and(f64::is_finite) => {
+                    Value::Number(t.parse::<f64>().unwrap_or_default().into())
+                }
+                _ => Value::String(out),
+            };
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+                interpolate_value(item, join_path(path, &key).trim_start_matches('.'), env)?;
+            }
+        }
+        Value::Tagged(t) => interpolate_value(&mut t.value, path, env)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Ids (and slugs) given twice in one file: merging would keep only the
+/// last, silently.
+fn duplicate_ids(defs: &Definitions) -> Vec<FieldError> {
+    let mut errs = Errs(Vec::new());
+    let mut dup = |section: &str, field: &str, ids: Vec<&str>| {
+        let mut seen = HashSet::new();
+        for (i, id) in ids.into_iter().enumerate() {
+            if !seen.insert(id) {
+                errs.push(format!("{section}[{i}].{field}"), format!("duplicate {field} {id:?}"));
+            }
+        }
+    };
+    dup("advertisers", "id", defs.advertisers.iter().map(|a| a.id.as_str()).collect());
+    dup("affiliates", "id", defs.affiliates.iter().map(|a| a.id.as_str()).collect());
+    dup("offers", "id", defs.offers.iter().map(|o| o.id.as_str()).collect());
+    dup("smartlinks", "slug", defs.smartlinks.iter().map(|s| s.slug.as_str()).collect());
+    errs.0
+}
+
+/// The largest click-rate threshold the counters can tell apart (they
+/// count to 4,095 per window and saturate there).
+pub const MAX_RATE_THRESHOLD: u32 = 4_095;
+
+/// Every server setting out of its range, each with its key path. The
+/// ranges keep values that would crash, exhaust memory or silently act
+/// as something else out.
+pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
+    let mut e = Errs(Vec::new());
+    fn range<T: PartialOrd + Copy + std::fmt::Display>(
+        e: &mut Errs,
+        key: &str,
+        v: Option<T>,
+        lo: T,
+        hi: T,
+        what: &str,
+    ) {
+        if let Some(v) = v {
+            if !(v >= lo && v <= hi) {
+                e.push(key, format!("{v} is out of range; expected {what} from {lo} to {hi}"));
+            }
+        }
+    }
+    if let Some(l) = &s.listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            e.push("server.listen", format!("expected an address and port such as 127.0.0.1:8080, got {l:?}"));
+        }
+    }
+    range(&mut e, "server.queue_capacity", s.queue_capacity, 1, 10_000_000, "a number of rows");
+    range(&mut e, "server.ingest_catch_up_mib", s.ingest_catch_up_mib, 1, 1 << 20, "MiB");
+    range(&mut e, "server.ingest_defer_secs", s.ingest_defer_secs, 0, 3_600, "seconds");
+    if let Some(v) = s.request_slice_us {
+        if !(v == 0 || (100..=100_000).contains(&v)) {
+            e.push(
+                "server.request_slice_us",
+                format!("{v} is out of range; expected 0 (the kernel's default) or 100 to 100000"),
+            );
+        }
+    }
+    range(&mut e, "server.outbound_retry_base_secs", s.outbound_retry_base_secs, 0.1, 86_400.0, "seconds");
+    range(&mut e, "server.outbound_max_attempts", s.outbound_max_attempts, 1, 100, "attempts");
+    range(&mut e, "server.signed_postback_window_secs", s.signed_postback_window_secs, 1, 86_400, "seconds");
+    for (i, c) in s.trusted_proxies.iter().flatten().enumerate() {
+        if let Err(m) = Cidr::parse(c) {
+            e.push(format!("server.trusted_proxies[{i}]"), m);
+        }
+    }
+    let q = &s.quality;
+    for (i, c) in q.block_ips.iter().enumerate() {
+        if let Err(m) = Cidr::parse(c) {
+            e.push(format!("server.quality.block_ips[{i}]"), m);
+        }
+    }
+    range(&mut e, "server.quality.window_secs", q.window_secs, 1, 3_600, "seconds");
+    for (key, v) in [("ip_suspect", q.ip_suspect), ("ip_bot", q.ip_bot), ("ip_ua_suspect", q.ip_ua_suspect)] {
+        range(
+            &mut e,
+            &format!("server.quality.{key}"),
+            v,
+            0,
+            MAX_RATE_THRESHOLD,
+            "clicks per window (0 turns it off; the counters saturate at 4095)",
+        );
+    }
+    range(&mut e, "server.quality.duplicate_secs", q.duplicate_secs, 0, 3_600, "seconds");
+    let (lo, hi) = (
+        *smartlink_visitor::quality::Behaviour::CAPACITY_RANGE.start() as u64,
+        *smartlink_visitor::quality::Behaviour::CAPACITY_RANGE.end() as u64,
+    );
+    range(&mut e, "server.quality.capacity_ips", q.capacity_ips, lo, hi, "clicks per window");
+    range(&mut e, "server.alerts.interval_secs", s.alerts.interval_secs, 0, 86_400, "seconds");
+    if let Some(u) = &s.alerts.webhook_url {
+        let u = u.expose();
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && u.parse::<axum::http::Uri>().is_ok_and(|p| p.host().is_some_and(|h| !h.is_empty()));
+        if !ok {
+            e.push("server.alerts.webhook_url", "expected an absolute http:// or https:// URL");
+        }
+    }
+    e.0
 }
 
 /// A stable hash of the definitions (not of the server settings), used to
@@ -581,7 +797,13 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             }
         }
     }
+    let mut keys_seen: HashMap<&str, usize> = HashMap::new();
     for (i, a) in defs.affiliates.iter().enumerate() {
+        if let Some(k) = &a.api_key {
+            if let Some(j) = keys_seen.insert(k.expose(), i) {
+                errs.push(format!("affiliates[{i}].api_key"), format!("the same key as affiliates[{j}]"));
+            }
+        }
         outbound_checks(&mut errs, &format!("affiliates[{i}]"), &a.postback_url, &a.postback_statuses);
         if a.payout_share.is_some_and(|s| !(s.is_finite() && s > 0.0 && s <= 1.0)) {
             errs.push(format!("affiliates[{i}].payout_share"), "expected a share in (0, 1], e.g. 0.7");
@@ -1024,13 +1246,94 @@ mod cidr_tests {
 mod file_tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        parse_with_env(text, &[])
+    }
+
+    fn parse_with_env(text: &str, vars: &[(&str, &str)]) -> Result<FileConfig, String> {
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        parse_file_text(text, env).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn unknown_top_level_and_server_keys_are_rejected() {
-        let e = parse_yaml::<FileConfig>("bogus: 1\n").unwrap_err();
+        let e = parse("bogus: 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
-        let e = parse_yaml::<FileConfig>("server: {listn: x}\n").unwrap_err();
+        let e = parse("server: {listn: x}\n").unwrap_err();
         assert!(e.contains("server") && e.contains("listn"), "{e}");
-        let ok = parse_yaml::<FileConfig>("server: {listen: '127.0.0.1:1'}\noffers: []\n").unwrap();
+        let ok = parse("server: {listen: '127.0.0.1:1'}\noffers: []\n").unwrap();
         assert_eq!(ok.server.listen.as_deref(), Some("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_bad_key_inside_a_definition_names_its_path() {
+        let e = parse("offers:\n  - {id: o1, advertiser: a, url: 'https://o.example/', payuot: 2.5}\n").unwrap_err();
+        assert!(e.contains("offers[0]") && e.contains("payuot"), "{e}");
+        let e = parse("smartlinks:\n  - {slug: s, offers: [o1], fallback_url: 'https://f.example/', strategy: 7}\n")
+            .unwrap_err();
+        assert!(e.contains("smartlinks[0].strategy"), "{e}");
+        let e = parse("affiliates:\n  - {id: a, payout_share: lots}\n").unwrap_err();
+        assert!(e.contains("affiliates[0].payout_share"), "{e}");
+    }
+
+    #[test]
+    fn environment_values_are_interpolated_into_string_values_only() {
+        let text = "server:\n  admin_token: ${TOKEN}\n  queue_capacity: ${QUEUE}\n  trust_proxy: ${TRUST}\n";
+        let vars = [("TOKEN", "strongpart #weakpart"), ("QUEUE", "5000"), ("TRUST", "true")];
+        let f = parse_with_env(text, &vars).unwrap();
+        assert_eq!(f.server.admin_token.unwrap().expose(), "strongpart #weakpart", "a # stays in the value");
+        assert_eq!(f.server.queue_capacity, Some(5000), "a whole numeric reference is a number");
+        assert!(f.server.trust_proxy);
+        // A newline in a value cannot add a key.
+        let f = parse_with_env(text, &[("TOKEN", "x\ntrust_proxy: true"), ("QUEUE", "1"), ("TRUST", "false")]).unwrap();
+        assert_eq!(f.server.admin_token.unwrap().expose(), "x\ntrust_proxy: true");
+        assert!(!f.server.trust_proxy);
+        // Inside a longer string the value is text; a missing variable names where.
+        let f = parse_with_env("server: {listen: '127.0.0.1:${PORT}'}\n", &[("PORT", "9000")]).unwrap();
+        assert_eq!(f.server.listen.as_deref(), Some("127.0.0.1:9000"));
+        let e = parse("server:\n  admin_token: ${NOPE}\n").unwrap_err();
+        assert!(e.contains("server.admin_token") && e.contains("NOPE"), "{e}");
+        assert_eq!(
+            parse_with_env("server: {admin_token: '${T:-dflt}'}\n", &[]).unwrap().server.admin_token.unwrap().expose(),
+            "dflt"
+        );
+    }
+
+    #[test]
+    fn every_out_of_range_setting_is_an_error_naming_its_key() {
+        let cases: &[(&str, &str)] = &[
+            ("outbound_retry_base_secs: .nan", "server.outbound_retry_base_secs"),
+            ("outbound_retry_base_secs: -1", "server.outbound_retry_base_secs"),
+            ("queue_capacity: 1000000000000", "server.queue_capacity"),
+            ("queue_capacity: 0", "server.queue_capacity"),
+            ("signed_postback_window_secs: 18446744073709551615", "server.signed_postback_window_secs"),
+            ("outbound_max_attempts: 0", "server.outbound_max_attempts"),
+            ("request_slice_us: 50", "server.request_slice_us"),
+            ("listen: nowhere", "server.listen"),
+            ("trusted_proxies: [nope]", "server.trusted_proxies[0]"),
+            ("quality: {ip_bot: 10000000}", "server.quality.ip_bot"),
+            ("quality: {ip_suspect: 4096}", "server.quality.ip_suspect"),
+            ("quality: {block_ips: [10.0.0.0/33]}", "server.quality.block_ips[0]"),
+            ("quality: {capacity_ips: 5}", "server.quality.capacity_ips"),
+            ("alerts: {webhook_url: 'not a url'}", "server.alerts.webhook_url"),
+            ("alerts: {webhook_url: 'ftp://x.example/'}", "server.alerts.webhook_url"),
+            ("ingest_catch_up_mib: 18446744073709551615", "server.ingest_catch_up_mib"),
+        ];
+        for (line, key) in cases {
+            let e = parse(&format!("server:\n  {line}\n")).unwrap_err();
+            assert!(e.contains(key), "{line}: wanted {key}, got {e}");
+        }
+        let ok = "server:\n  queue_capacity: 200000\n  outbound_retry_base_secs: 1.5\n  quality: {ip_bot: 4095}\n  alerts: {webhook_url: 'https://hooks.example/x'}\n";
+        parse(ok).unwrap();
+    }
+
+    #[test]
+    fn an_id_given_twice_in_one_file_is_an_error() {
+        let text = "advertisers: [{id: a}, {id: a}]\nsmartlinks:\n  - {slug: s, offers: [o], fallback_url: 'https://f.example/'}\n  - {slug: s, offers: [o], fallback_url: 'https://f.example/'}\n";
+        let e = parse(text).unwrap_err();
+        assert!(
+            e.contains("advertisers[1].id: duplicate id") && e.contains("smartlinks[1].slug: duplicate slug"),
+            "{e}"
+        );
     }
 }

@@ -56,6 +56,22 @@ fn is_hashed_api_key(k: &str) -> bool {
     k.strip_prefix(API_KEY_HASH).is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Affiliates whose API key is the admin token (which would let the
+/// token's holder act as that affiliate and the affiliate guess the
+/// token), as errors on their `api_key`.
+pub fn keys_equal_to_admin_token(defs: &Definitions, admin_token: &str) -> Vec<FieldError> {
+    let admin = hashed_api_key(admin_token);
+    defs.affiliates
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.api_key.as_ref().is_some_and(|k| k.expose() == admin_token || k.expose() == admin.as_str()))
+        .map(|(i, _)| FieldError {
+            path: format!("affiliates[{i}].api_key"),
+            message: "must not be the admin token".into(),
+        })
+        .collect()
+}
+
 /// Whether any affiliate API key is in clear (a store from before keys
 /// were hashed, rewritten once at start-up).
 pub fn has_clear_api_keys(defs: &Definitions) -> bool {

@@ -205,6 +205,21 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         },
         capacity,
     );
+    let admin_token = match &eff.settings.admin_token {
+        Some(t) if !t.expose().is_empty() => t.clone(),
+        _ => {
+            let path = eff.data_dir.join("admin_token");
+            let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
+            tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
+            Secret::new(t)
+        }
+    };
+    if let Some((path, file)) = &eff.file {
+        let same_as_admin = defs::keys_equal_to_admin_token(&file.definitions, admin_token.expose());
+        if !same_as_admin.is_empty() {
+            bail!(config::ConfigError::Invalid { file: path.display().to_string(), errors: same_as_admin });
+        }
+    }
     if let Some((path, file)) = &eff.file {
         if apply_file(&*store, path, file, false)? {
             tracing::info!(file = %path.display(), "applied definitions from the configuration file");
@@ -232,15 +247,10 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     rebuild_state(&*store, &catalog, clock())?;
 
     let click_secret = secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?;
-    let admin_token = match &eff.settings.admin_token {
-        Some(t) if !t.expose().is_empty() => t.clone(),
-        _ => {
-            let path = eff.data_dir.join("admin_token");
-            let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
-            tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
-            Secret::new(t)
-        }
-    };
+    let same_as_admin = defs::keys_equal_to_admin_token(&defs.defs, admin_token.expose());
+    if !same_as_admin.is_empty() {
+        bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: same_as_admin });
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.log.journal_damaged.store(recovered.damaged, std::sync::atomic::Ordering::Relaxed);
     let defaults = writer::WriterSettings::default();
