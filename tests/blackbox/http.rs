@@ -324,3 +324,106 @@ fn a_missing_repeated_or_invalid_host_is_a_400_on_both_paths() {
         }
     }
 }
+
+/// A server whose `server:` section gets `extra` lines.
+fn start_with(extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), POOL);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n{extra}"), 1);
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start(dir.path(), &cfg);
+    (dir, s)
+}
+
+/// Whether the server closes `c` within `within` (reading and discarding
+/// whatever it answers first).
+fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 4096];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_after_their_timeouts_on_both_paths() {
+    let (_d, s) = start_with("  header_timeout_secs: 1\n  idle_timeout_secs: 2\n  body_timeout_secs: 1\n");
+    let within = Duration::from_secs(8);
+    // Connected, nothing sent.
+    assert!(closed_within(&mut connect(&s), within), "a silent connection");
+    // Half a head.
+    let mut c = connect(&s);
+    c.write_all(b"GET /s/main HTTP/1.1\r\nHost: x\r\nUser-Ag").unwrap();
+    assert!(closed_within(&mut c, within), "a half-sent head");
+    // Keep-alive after a click (fast path), and after /healthz (hyper).
+    for req in [&b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        let mut c = connect(&s);
+        assert!(exchange(&mut c, req).status < 400);
+        assert!(closed_within(&mut c, within), "idle after {}", String::from_utf8_lossy(req));
+    }
+    // A body that never finishes (hyper): answered or closed, not held.
+    let mut c = connect(&s);
+    c.write_all(b"POST /postback HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nclick_id=").unwrap();
+    assert!(closed_within(&mut c, within), "a half-sent body");
+    let m = s.metric("smartlink_http_timeouts_total{kind=\"header\"}")
+        + s.metric("smartlink_http_timeouts_total{kind=\"idle\"}");
+    assert!(m >= 3.0, "fast-path timeouts are counted: {m}");
+}
+
+#[test]
+fn at_the_connection_limit_idle_connections_make_room_for_new_clicks() {
+    let (_d, s) = start_with("  max_connections: 4\n  idle_timeout_secs: 600\n");
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = connect(&s);
+            assert_eq!(exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost: x\r\n\r\n").status, 302);
+            c
+        })
+        .collect();
+    // A fifth client still gets its click answered.
+    let mut c = connect(&s);
+    assert_eq!(exchange(&mut c, b"GET /s/main HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status, 302);
+    assert!(idle.iter_mut().any(|c| closed_within(c, Duration::from_secs(5))), "an idle connection made room");
+    assert!(s.metric("smartlink_http_connection_drains_total") >= 1.0);
+}
+
+#[test]
+fn sigterm_finishes_within_the_grace_period_while_clients_hold_connections_and_keeps_every_click() {
+    let (d, s) = start_with(
+        "  shutdown_grace_secs: 1\n  header_timeout_secs: 120\n  body_timeout_secs: 120\n  idle_timeout_secs: 120\n",
+    );
+    for i in 0..20 {
+        assert_eq!(s.get(&format!("/s/main?sub1=k{i}"), &[]).status, 302);
+    }
+    // A partial postback body (hyper), a partial head over 8 KiB (handed to
+    // hyper), and a client pipelining clicks without reading the answers.
+    let mut body = connect(&s);
+    body.write_all(b"POST /postback HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nclick_id=").unwrap();
+    let mut big = connect(&s);
+    big.write_all(format!("GET /s/main HTTP/1.1\r\nHost: x\r\nX-Big: {}", "a".repeat(9000)).as_bytes()).unwrap();
+    let flood = connect(&s);
+    let mut writer = flood.try_clone().unwrap();
+    let pusher = std::thread::spawn(move || {
+        let req = b"GET /s/main?sub1=flood HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..200_000 {
+            if writer.write_all(req).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let db = s.db();
+    assert!(s.stop_within(Duration::from_secs(20)), "SIGTERM did not finish within the grace period");
+    drop((body, big, flood));
+    pusher.join().unwrap();
+    let rows = stored_clicks(&db);
+    for i in 0..20 {
+        assert!(rows.iter().any(|r| r.subs[0] == format!("k{i}")), "click k{i} was flushed");
+    }
+    drop(d);
+}

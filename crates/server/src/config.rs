@@ -81,6 +81,22 @@ pub struct ServerSettings {
     pub outbound_max_attempts: Option<u32>,
     /// Accepted clock skew of signed postbacks (`ts`), seconds. Default 300.
     pub signed_postback_window_secs: Option<u64>,
+    /// Seconds a client has to send a request head (from connecting, or
+    /// from the head's first byte), and to read the answers it asked for.
+    /// Default 10.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds an idle keep-alive connection is kept. Default 60.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds allowed between two chunks of a request body. Default 10.
+    pub body_timeout_secs: Option<u64>,
+    /// Open connections at most; at the limit idle keep-alive connections
+    /// are closed to make room. Default: the process's open-file limit
+    /// less 64 (raised to its hard limit at start-up), at most 16384.
+    pub max_connections: Option<usize>,
+    /// Seconds requests in progress may take after SIGTERM before their
+    /// connections are cut (the click queue and journal are flushed
+    /// either way). Default 10.
+    pub shutdown_grace_secs: Option<u64>,
     /// Traffic-quality inputs: network databases, block list, rate windows.
     #[serde(default)]
     pub quality: QualitySettings,
@@ -632,6 +648,11 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     range(&mut e, "server.outbound_retry_base_secs", s.outbound_retry_base_secs, 0.1, 86_400.0, "seconds");
     range(&mut e, "server.outbound_max_attempts", s.outbound_max_attempts, 1, 100, "attempts");
     range(&mut e, "server.signed_postback_window_secs", s.signed_postback_window_secs, 1, 86_400, "seconds");
+    range(&mut e, "server.header_timeout_secs", s.header_timeout_secs, 1, 600, "seconds");
+    range(&mut e, "server.idle_timeout_secs", s.idle_timeout_secs, 1, 3_600, "seconds");
+    range(&mut e, "server.body_timeout_secs", s.body_timeout_secs, 1, 600, "seconds");
+    range(&mut e, "server.max_connections", s.max_connections, 1, 1_000_000, "connections");
+    range(&mut e, "server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3_600, "seconds");
     for (i, c) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(m) = Cidr::parse(c) {
             e.push(format!("server.trusted_proxies[{i}]"), m);

@@ -43,9 +43,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::HeaderName;
@@ -67,20 +68,60 @@ const READ_BUF: usize = 8 * 1024;
 /// Headers the fast path parses; a request with more goes to hyper.
 const MAX_HEADERS: usize = 48;
 
+/// How long a client may take, and how many may be connected at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// From a connection's start (or the first byte of a request) to its
+    /// complete head; also how long a client that does not read its
+    /// answers is waited for.
+    pub header: Duration,
+    /// An idle keep-alive connection on the fast path is closed after this.
+    /// (On a connection hyper serves, the wait for the next head counts
+    /// toward `header`.)
+    pub idle: Duration,
+    /// Between body chunks of a request hyper serves.
+    pub body: Duration,
+    /// Open connections at most. At the limit, idle keep-alive connections
+    /// are closed to make room; past it, new connections are closed at once.
+    pub max_connections: usize,
+    /// After the shutdown signal: how long requests in progress may take
+    /// before their connections are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting and waits for open connections to finish their requests.
+/// accepting, lets open connections finish their requests for at most
+/// `limits.shutdown_grace`, and cuts the rest.
 /// With `clicks`, clicks take the fast path; without, hyper serves all.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     clicks: Option<Arc<AppState>>,
+    limits: Limits,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.half_close(true);
-    let shared = Arc::new(Shared { app, http, clicks });
+    http.half_close(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header);
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body));
+    let shared = Arc::new(Shared { app, http, clicks, limits, metrics: metrics.clone() });
     let graceful = GracefulShutdown::new();
     let (stop_tx, stop_rx) = watch::channel(());
+    // Bumped to ask idle fast-path connections to close (connection limit).
+    let (drain_tx, drain_rx) = watch::channel(0u64);
+    let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -93,12 +134,27 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= limits.max_connections {
+            // Make room: idle keep-alive connections close, then look again.
+            drain_tx.send_modify(|n| *n += 1);
+            metrics.http_drains.fetch_add(1, Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while tasks.try_join_next().is_some() {}
+            if tasks.len() >= limits.max_connections {
+                metrics.http_refused.fetch_add(1, Relaxed);
+                tracing::warn!(limit = limits.max_connections, %peer, "connection limit reached: a new connection is closed");
+                drop(stream);
+                continue;
+            }
+        }
         let shared = shared.clone();
         let watcher = graceful.watcher();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
+        let (stop, drain) = (stop_rx.clone(), drain_rx.clone());
+        tasks.spawn(async move {
+            let _open = Open::new(&shared.metrics);
             if let Some(state) = &shared.clicks {
-                match fast_path(stream, peer, state, stop).await {
+                match fast_path(stream, peer, state, &shared.limits, stop, drain).await {
                     Handoff::Done => {}
                     Handoff::Hyper(io) => shared.hyper(io, peer, watcher).await,
                 }
@@ -108,15 +164,45 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Fast-path connections close when idle; hyper's finish their request.
+    // Fast-path connections close when idle; hyper's finish their request;
+    // whatever is still open after the grace period is cut.
     drop(stop_tx);
-    graceful.shutdown().await;
+    let finished = tokio::time::timeout(limits.shutdown_grace, async {
+        graceful.shutdown().await;
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        let cut = tasks.len();
+        metrics.http_shutdown_cut.fetch_add(cut as u64, Relaxed);
+        tracing::warn!(connections = cut, grace = ?limits.shutdown_grace, "shutdown grace period over: cutting the connections still open");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Counts an open connection in `smartlink_http_connections` while alive.
+struct Open<'a>(&'a crate::metrics::Metrics);
+
+impl<'a> Open<'a> {
+    fn new(m: &'a crate::metrics::Metrics) -> Open<'a> {
+        m.http_open.fetch_add(1, Relaxed);
+        Open(m)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.http_open.fetch_sub(1, Relaxed);
+    }
 }
 
 struct Shared {
     app: Router,
     http: hyper::server::conn::http1::Builder,
     clicks: Option<Arc<AppState>>,
+    limits: Limits,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -155,10 +241,28 @@ enum Plan<'r> {
     Hyper,
 }
 
-async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut stop: watch::Receiver<()>) -> Handoff {
+/// What a fast-path connection is waiting for, and since when.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// The rest of a request head (or a new connection's first request).
+    Head,
+    /// The next request on an idle keep-alive connection.
+    Idle,
+}
+
+async fn fast_path(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    app: &AppState,
+    limits: &Limits,
+    mut stop: watch::Receiver<()>,
+    mut drain: watch::Receiver<u64>,
+) -> Handoff {
     let mut buf = vec![0u8; READ_BUF];
     let (mut start, mut end) = (0usize, 0usize);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let (mut waiting, mut since) = (Waiting::Head, Instant::now());
+    drain.mark_unchanged();
     loop {
         // Answer every complete request in the buffer.
         let mut close = false;
@@ -192,10 +296,19 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
             }
         }
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return Handoff::Done;
+            // A client that does not read its answers is not waited for
+            // longer than it may take to send a head.
+            match tokio::time::timeout(limits.header, stream.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Handoff::Done,
+                Err(_) => {
+                    app.metrics.http_timeouts[2].fetch_add(1, Relaxed);
+                    return Handoff::Done;
+                }
             }
             out.clear();
+            (waiting, since) =
+                if start == end { (Waiting::Idle, Instant::now()) } else { (Waiting::Head, Instant::now()) };
         }
         if close {
             let _ = stream.shutdown().await;
@@ -215,6 +328,7 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
         }
+        let deadline = since + if waiting == Waiting::Idle { limits.idle } else { limits.header };
         let n = tokio::select! {
             biased;
             r = stream.read(&mut buf[end..]) => match r {
@@ -222,7 +336,17 @@ async fn fast_path(mut stream: TcpStream, peer: SocketAddr, app: &AppState, mut 
                 Ok(n) => n,
             },
             _ = stop.changed() => return Handoff::Done,
+            // At the connection limit, idle connections make room.
+            _ = drain.changed(), if waiting == Waiting::Idle => return Handoff::Done,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let kind = if waiting == Waiting::Idle { 1 } else { 0 };
+                app.metrics.http_timeouts[kind].fetch_add(1, Relaxed);
+                return Handoff::Done;
+            }
         };
+        if waiting == Waiting::Idle {
+            (waiting, since) = (Waiting::Head, Instant::now());
+        }
         end += n;
     }
 }
@@ -604,7 +728,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().route("/peer", get(peer_of));
-        let server = tokio::spawn(serve(listener, app, None, async {
+        let server = tokio::spawn(serve(listener, app, None, Limits::default(), Default::default(), async {
             let _ = stop_rx.await;
         }));
 

@@ -136,6 +136,8 @@ pub struct Prepared {
     pub writer: writer::WriterHandle,
     pub postback_writer: postback_writer::PostbackWriter,
     pub retry: outbound::RetryPolicy,
+    /// Timeouts, the connection limit and the shutdown grace period.
+    pub limits: http::Limits,
     pub alerts: config::AlertSettings,
     pub listen: String,
     /// Time slice for request threads, µs (0: the kernel's default).
@@ -298,6 +300,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         writer,
         postback_writer,
         retry,
+        limits: limits(&eff.settings),
         alerts: eff.settings.alerts.clone(),
         listen: eff.listen.clone(),
         request_slice_us,
@@ -388,7 +391,7 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, postback_writer, retry, alerts, journal_lock, .. } = prepared;
+    let Prepared { state, writer, postback_writer, retry, alerts, journal_lock, limits, .. } = prepared;
     let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
     let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
     let detector = match alerts.interval_secs.unwrap_or(300) {
@@ -401,7 +404,7 @@ pub async fn run(
     };
     let rate_load = tokio::spawn(rate_load::watch_rate_load(state.clone()));
     let app = router(state.clone());
-    http::serve(listener, app, Some(state.clone()), shutdown).await;
+    http::serve(listener, app, Some(state.clone()), limits, state.metrics.clone(), shutdown).await;
     outbound.abort();
     let _ = outbound.await;
     rate_load.abort();
@@ -422,6 +425,41 @@ pub async fn run(
     drop(journal_lock);
     tracing::info!("click queue flushed; bye");
     Ok(())
+}
+
+/// The HTTP limits from the settings; the connection limit by default
+/// follows the open-file limit, raised to its hard limit first.
+fn limits(s: &ServerSettings) -> http::Limits {
+    let d = http::Limits::default();
+    let secs = |v: Option<u64>, dflt: std::time::Duration| v.map_or(dflt, std::time::Duration::from_secs);
+    http::Limits {
+        header: secs(s.header_timeout_secs, d.header),
+        idle: secs(s.idle_timeout_secs, d.idle),
+        body: secs(s.body_timeout_secs, d.body),
+        max_connections: s.max_connections.unwrap_or_else(default_max_connections),
+        shutdown_grace: secs(s.shutdown_grace_secs, d.shutdown_grace),
+    }
+}
+
+/// The open-file limit (its soft value raised to the hard one) less 64
+/// descriptors for the store, the journal and the listener, between 64
+/// and 16384.
+fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit on a stack value this function owns.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+            if r.rlim_cur < r.rlim_max {
+                let raised = libc::rlimit { rlim_cur: r.rlim_max.min(1 << 20), rlim_max: r.rlim_max };
+                if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                    r.rlim_cur = raised.rlim_cur;
+                }
+            }
+            return (r.rlim_cur as usize).saturating_sub(64).clamp(64, 16_384);
+        }
+    }
+    http::Limits::default().max_connections
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

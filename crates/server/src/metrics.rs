@@ -11,6 +11,9 @@ use smartlink_core::engine::FallbackReason;
 use smartlink_core::router::Busy;
 use smartlink_visitor::quality::QualityClass;
 
+/// The `kind` label of `smartlink_http_timeouts_total`.
+pub const HTTP_TIMEOUT_KINDS: [&str; 3] = ["header", "idle", "send"];
+
 /// Upper bounds of the decision latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
 
@@ -35,6 +38,17 @@ pub struct Metrics {
     /// Connections the click fast path handed to hyper (a request other
     /// than a plain click).
     pub http_handoffs: AtomicU64,
+    /// Open HTTP connections.
+    pub http_open: AtomicU64,
+    /// Connections closed for taking too long: waiting for a head, idle,
+    /// not reading answers (in [`HTTP_TIMEOUT_KINDS`] order).
+    pub http_timeouts: [AtomicU64; 3],
+    /// Times the connection limit asked idle connections to close, and new
+    /// connections closed at once because it was still reached.
+    pub http_drains: AtomicU64,
+    pub http_refused: AtomicU64,
+    /// Connections cut when the shutdown grace period ran out.
+    pub http_shutdown_cut: AtomicU64,
     pub postbacks_ok: AtomicU64,
     pub postbacks_rejected: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
@@ -92,6 +106,33 @@ impl Metrics {
             ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.log.write_errors) as i64),
         ];
         for (name, kind, help, v) in single {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        s.push_str("# HELP smartlink_http_timeouts_total Connections closed for taking too long, by what was awaited (header: a request head; idle: the next request; send: a client that does not read its answers).\n# TYPE smartlink_http_timeouts_total counter\n");
+        for (k, v) in HTTP_TIMEOUT_KINDS.iter().zip(&self.http_timeouts) {
+            let _ = writeln!(s, "smartlink_http_timeouts_total{{kind=\"{k}\"}} {}", g(v));
+        }
+        for (name, kind, help, v) in [
+            ("smartlink_http_connections", "gauge", "Open HTTP connections.", g(&self.http_open)),
+            (
+                "smartlink_http_connection_drains_total",
+                "counter",
+                "Times the connection limit (server.max_connections) asked idle keep-alive connections to close.",
+                g(&self.http_drains),
+            ),
+            (
+                "smartlink_http_connections_refused_total",
+                "counter",
+                "New connections closed at once because server.max_connections was reached.",
+                g(&self.http_refused),
+            ),
+            (
+                "smartlink_http_shutdown_cut_total",
+                "counter",
+                "Connections cut when the shutdown grace period (server.shutdown_grace_secs) ran out.",
+                g(&self.http_shutdown_cut),
+            ),
+        ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
         let _ = writeln!(
