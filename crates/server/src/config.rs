@@ -93,6 +93,10 @@ pub struct ServerSettings {
     /// are closed to make room. Default: the process's open-file limit
     /// less 64 (raised to its hard limit at start-up), at most 16384.
     pub max_connections: Option<usize>,
+    /// Seconds one store read (a report, an analysis, a listing) may run
+    /// before it is stopped with a 503 naming the limit; 0: no limit.
+    /// Default 30.
+    pub query_timeout_secs: Option<u64>,
     /// Seconds requests in progress may take after SIGTERM before their
     /// connections are cut (the click queue and journal are flushed
     /// either way). Default 10.
@@ -653,6 +657,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     range(&mut e, "server.body_timeout_secs", s.body_timeout_secs, 1, 600, "seconds");
     range(&mut e, "server.max_connections", s.max_connections, 1, 1_000_000, "connections");
     range(&mut e, "server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3_600, "seconds");
+    range(&mut e, "server.query_timeout_secs", s.query_timeout_secs, 0, 3_600, "seconds");
     for (i, c) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(m) = Cidr::parse(c) {
             e.push(format!("server.trusted_proxies[{i}]"), m);

@@ -39,6 +39,16 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_, f) => (StatusCode::CONFLICT, f.clone()),
             ApiError::Invalid(f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),
             ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, vec![]),
+            ApiError::Unexpected(e) if is_timeout(e) => {
+                // A read past the store's time limit: the client's to narrow.
+                let mut resp = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({ "error": smartlink_store::StoreError::Timeout.to_string() })),
+                )
+                    .into_response();
+                resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("10"));
+                return resp;
+            }
             ApiError::Unexpected(e) => {
                 tracing::error!(error = ?e, "unexpected error in an API request");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])
@@ -56,11 +66,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether `e` is a store read stopped by its time limit.
+fn is_timeout(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<smartlink_store::StoreError>(), Some(smartlink_store::StoreError::Timeout)))
+}
+
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
         match e {
             ReportError::Bad { param, message } => ApiError::BadRequest(format!("{param}: {message}")),
             ReportError::Store(e) => ApiError::Unexpected(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_read_past_its_time_limit_is_a_503_that_says_so() {
+        for e in [
+            ApiError::Unexpected(smartlink_store::StoreError::Timeout.into()),
+            ApiError::from(ReportError::Store(smartlink_store::StoreError::Timeout)),
+            ApiError::Unexpected(anyhow::Error::from(smartlink_store::StoreError::Timeout).context("report")),
+        ] {
+            let r = e.into_response();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"10"[..]));
+        }
+        let other = ApiError::Unexpected(anyhow::anyhow!("disk on fire")).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -154,10 +154,13 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     // written (a refused second server must not have applied its file).
     let journal_dir = eff.data_dir.join("journal");
     let journal_lock = journal::lock_dir(&journal_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_dir(&eff.data_dir)
-            .with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?,
-    );
+    let sqlite = SqliteStore::open_dir(&eff.data_dir)
+        .with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?;
+    sqlite.set_query_timeout(match eff.settings.query_timeout_secs.unwrap_or(30) {
+        0 => None,
+        secs => Some(std::time::Duration::from_secs(secs)),
+    });
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     let geo = match &eff.settings.geoip {
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,

@@ -16,13 +16,28 @@ pub use sqlite::{private_dir, private_file, SqliteStore};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
+    /// A read query ran past the store's time limit and was interrupted.
+    #[error("the query ran longer than the store's time limit (server.query_timeout_secs); narrow the period, the filters or the grouping")]
+    Timeout,
     #[error("cannot open the data directory {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("numeric keys for {0} are exhausted")]
     KeysExhausted(&'static str),
     #[error("invalid query: {0}")]
     Invalid(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match &e {
+            // Only read connections are interrupted, by their time limit.
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+                StoreError::Timeout
+            }
+            _ => StoreError::Db(e),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

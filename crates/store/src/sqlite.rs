@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,6 +32,14 @@ mod parking_lot_free {
         }
         pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
             self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        /// The guard if nobody holds the lock now.
+        pub fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
         }
     }
 }
@@ -253,7 +262,90 @@ pub struct SqliteStore {
     path: PathBuf,
     write: Mutex<Connection>,
     clicks: Mutex<Connection>,
-    read: Mutex<Connection>,
+    read: ReadPool,
+}
+
+/// Read connections: with WAL, readers neither wait for each other nor for
+/// the writers, so reports, the API and the analyses run side by side
+/// instead of queueing behind one connection. Each query runs within the
+/// store's time limit ([`SqliteStore::set_query_timeout`]): past it, SQLite
+/// interrupts it and the caller gets [`StoreError::Timeout`].
+struct ReadPool {
+    readers: Vec<Reader>,
+    next: std::sync::atomic::AtomicUsize,
+    /// The time limit, ms (0: none).
+    limit_ms: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+}
+
+struct Reader {
+    conn: Mutex<Connection>,
+    /// When the query in progress must stop, ms after `epoch` (0: never).
+    deadline_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Read connections in the pool.
+const READERS: usize = 4;
+
+/// SQLite virtual-machine steps between two looks at the deadline.
+const PROGRESS_STEPS: i32 = 20_000;
+
+impl ReadPool {
+    fn open(path: &Path) -> Result<ReadPool> {
+        let epoch = std::time::Instant::now();
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = open(path)?;
+            let deadline_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let d = deadline_ms.clone();
+            conn.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    let at = d.load(std::sync::atomic::Ordering::Relaxed);
+                    at != 0 && epoch.elapsed().as_millis() as u64 >= at
+                }),
+            );
+            readers.push(Reader { conn: Mutex::new(conn), deadline_ms });
+        }
+        Ok(ReadPool {
+            readers,
+            next: Default::default(),
+            limit_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            epoch,
+        })
+    }
+
+    /// A free reader, or (all busy) the next one in turn, with the time
+    /// limit running from now.
+    fn lock(&self) -> ReadGuard<'_> {
+        let reader = self.readers.iter().find_map(|r| r.conn.try_lock().map(|g| (r, g))).unwrap_or_else(|| {
+            let r = &self.readers[self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len()];
+            (r, r.conn.lock())
+        });
+        let limit = self.limit_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let at = if limit == 0 { 0 } else { (self.epoch.elapsed().as_millis() as u64 + limit).max(1) };
+        reader.0.deadline_ms.store(at, std::sync::atomic::Ordering::Relaxed);
+        ReadGuard { conn: reader.1, deadline_ms: &reader.0.deadline_ms }
+    }
+}
+
+/// A read connection in use; its deadline is cleared when it is returned.
+struct ReadGuard<'a> {
+    conn: std::sync::MutexGuard<'a, Connection>,
+    deadline_ms: &'a std::sync::atomic::AtomicU64,
+}
+
+impl std::ops::Deref for ReadGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.deadline_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -461,16 +553,19 @@ impl SqliteStore {
                  FROM rollup_hour GROUP BY 1, {cols}"
             ))?;
         }
-        let read = open(path)?;
+        let read = ReadPool::open(path)?;
         let clicks = open(path)?;
         clicks.pragma_update(None, "synchronous", "NORMAL")?;
         clicks.pragma_update(None, "cache_size", -32_000)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            write: Mutex::new(write),
-            clicks: Mutex::new(clicks),
-            read: Mutex::new(read),
-        })
+        Ok(SqliteStore { path: path.to_path_buf(), write: Mutex::new(write), clicks: Mutex::new(clicks), read })
+    }
+
+    /// How long one read query may run before it is interrupted with
+    /// [`StoreError::Timeout`] (`None`, the default: no limit; the server
+    /// sets `server.query_timeout_secs`).
+    pub fn set_query_timeout(&self, limit: Option<std::time::Duration>) {
+        let ms = limit.map_or(0, |d| (d.as_millis() as u64).max(1));
+        self.read.limit_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -1694,6 +1789,45 @@ mod conversion_tests {
                 payout_share: 0.5,
             }],
         }
+    }
+
+    /// A query that never ends on its own.
+    const FOREVER: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+    #[test]
+    fn a_read_past_the_time_limit_is_interrupted_with_a_timeout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        s.set_query_timeout(Some(std::time::Duration::from_millis(50)));
+        let r: Result<i64> = s.read.lock().query_row(FOREVER, [], |r| r.get(0)).map_err(StoreError::from);
+        assert!(matches!(r, Err(StoreError::Timeout)), "{r:?}");
+        // The connection is usable again, within its limit.
+        assert_eq!(s.count_clicks().unwrap(), 0);
+    }
+
+    #[test]
+    fn reads_run_side_by_side_instead_of_queueing_behind_a_long_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+        s.set_query_timeout(Some(std::time::Duration::from_secs(3)));
+        let long = {
+            let s = s.clone();
+            std::thread::spawn(move || -> Result<i64> {
+                s.read.lock().query_row(FOREVER, [], |r| r.get(0)).map_err(StoreError::from)
+            })
+        };
+        // While the long query holds a reader, others are served at once
+        // (with one shared connection they would wait the 3 s out).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send((s.count_clicks().unwrap(), s.history(None, None, 10).unwrap().len()));
+            });
+        }
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_millis(1500)).unwrap(), (0, 0));
+        assert!(matches!(long.join().unwrap(), Err(StoreError::Timeout)));
     }
 
     #[test]
