@@ -171,12 +171,20 @@ impl Template {
         self.parts.contains(&Part::Macro(m))
     }
 
-    /// Expands the template, percent-encoding every macro value.
+    /// Expands the template, percent-encoding every macro value. In the
+    /// path (before `?` or `#`), a value made only of dots is left out: `.`
+    /// and `..` would be dot-segments that a browser resolves (and so are
+    /// `%2E` forms, so encoding cannot help), letting a sub-id walk the
+    /// offer's path.
     pub fn expand(&self, values: &dyn MacroValues) -> String {
         let mut out = String::with_capacity(self.literal_len + 64);
+        let mut in_path = true;
         for p in &self.parts {
             match p {
-                Part::Lit(s) => out.push_str(s),
+                Part::Lit(s) => {
+                    in_path &= !s.contains(['?', '#']);
+                    out.push_str(s);
+                }
                 Part::Macro(m) => {
                     // The raw value goes on the end of `out`; only a value
                     // that needs encoding is taken off and put back encoded
@@ -184,7 +192,9 @@ impl Template {
                     // need none, and cost no allocation).
                     let start = out.len();
                     values.write(*m, &mut out);
-                    if !out.as_bytes()[start..].iter().all(|&b| unreserved(b)) {
+                    if in_path && out.len() > start && out.as_bytes()[start..].iter().all(|&b| b == b'.') {
+                        out.truncate(start);
+                    } else if !out.as_bytes()[start..].iter().all(|&b| unreserved(b)) {
                         let raw = out.split_off(start);
                         encode_into(&raw, &mut out);
                     }
@@ -234,6 +244,25 @@ mod tests {
 
     fn expand(t: &str, vals: &[(Macro, &str)]) -> String {
         Template::parse(t, MacroSet::Redirect).unwrap().expand(&V(vals))
+    }
+
+    #[test]
+    fn a_dots_only_value_never_makes_a_dot_segment_in_the_path() {
+        let dots = |t: &str, v: &str| expand(t, &[(Macro::Sub(1), v), (Macro::Sub(2), v)]);
+        // (template, value, expanded)
+        for (t, v, want) in [
+            ("https://o.example/lp/{sub1}/x", "..", "https://o.example/lp//x"),
+            ("https://o.example/lp/{sub1}/x", ".", "https://o.example/lp//x"),
+            ("https://o.example/{sub1}{sub2}/x", ".", "https://o.example//x"),
+            ("https://o.example/lp/.{sub1}", ".", "https://o.example/lp/."),
+            // Dots with anything else are an ordinary value, and the query keeps them.
+            ("https://o.example/lp/{sub1}/x", "..a", "https://o.example/lp/..a/x"),
+            ("https://o.example/lp/{sub1}/x", "%2e%2e", "https://o.example/lp/%252e%252e/x"),
+            ("https://o.example/lp?s={sub1}", "..", "https://o.example/lp?s=.."),
+            ("https://o.example/lp#{sub1}", "..", "https://o.example/lp#.."),
+        ] {
+            assert_eq!(dots(t, v), want, "{t} with {v:?}");
+        }
     }
 
     #[test]

@@ -407,6 +407,49 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
     Plan::Click { path, query, head, close, connection }
 }
 
+/// The fast path's verdict on one raw request head, checked against what
+/// hyper's side would make of it; panics on a disagreement. For the fuzz
+/// target `fast_path` (and its unit test): the fast path must take only
+/// requests hyper would take the same way.
+///
+/// - a head the fast path answers is one `http::Request` accepts: its
+///   method is GET or HEAD, its target parses as a URI with path `/s/{slug}`
+///   and the query the fast path hands on, and every header is a valid
+///   `HeaderName`/`HeaderValue` pair;
+/// - the `Host` rule gives the same verdict on the raw headers (fast path)
+///   and on a `HeaderMap` built from them (hyper's middleware).
+#[doc(hidden)]
+pub fn check_against_hyper(raw: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = req.parse(raw) else { return };
+    let mut map = axum::http::HeaderMap::new();
+    let mut valid_headers = true;
+    for h in req.headers.iter() {
+        match (axum::http::HeaderName::from_bytes(h.name.as_bytes()), axum::http::HeaderValue::from_bytes(h.value)) {
+            (Ok(n), Ok(v)) => {
+                map.append(n, v);
+            }
+            _ => valid_headers = false,
+        }
+    }
+    let http11 = req.version == Some(1);
+    if valid_headers {
+        let raw_hosts = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
+        let mapped = map.get_all(axum::http::header::HOST).into_iter().map(axum::http::HeaderValue::as_bytes);
+        assert_eq!(host_ok(http11, raw_hosts), host_ok(http11, mapped), "the Host rule differs between the paths");
+    }
+    if let Plan::Click { path, query, .. } = plan(&req) {
+        assert!(matches!(req.method, Some("GET" | "HEAD")));
+        let target = req.path.unwrap_or_default();
+        let uri: axum::http::Uri = target.parse().unwrap_or_else(|e| panic!("hyper would refuse {target:?}: {e}"));
+        assert_eq!(uri.path(), path, "path");
+        assert_eq!(uri.query(), query, "query");
+        assert!(path.starts_with("/s/") && path.len() > 3 && !path[3..].contains('/'));
+        assert!(valid_headers, "the fast path answered a request whose headers hyper would refuse");
+    }
+}
+
 /// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one `Host`, and
 /// a `Host` is a valid `uri-host [ ":" port ]` (empty is allowed). Both
 /// the fast path and the hyper side ([`crate::app`]) apply it.
@@ -598,6 +641,20 @@ mod tests {
             "GET /s/main HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
         ] {
             assert_eq!(plan_of(hyper), None, "{hyper}");
+        }
+    }
+
+    #[test]
+    fn the_fuzz_oracle_accepts_what_both_paths_agree_on() {
+        for raw in [
+            &b"GET /s/main?sub1=a HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"HEAD /s/m HTTP/1.0\r\n\r\n",
+            b"GET /s/m HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"POST /x HTTP/1.1\r\n\r\n",
+            b"garbage",
+            b"GET /s/%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            check_against_hyper(raw);
         }
     }
 

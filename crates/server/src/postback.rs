@@ -97,6 +97,16 @@ pub fn canonical_query(params: &[(String, String)]) -> String {
     v.iter().map(|(k, val)| format!("{k}={val}")).collect::<Vec<_>>().join("&")
 }
 
+/// [`signed_shape_error`]'s verdict as a plain result: the name of the
+/// parameter at fault and why (for the fuzz target and callers outside).
+#[doc(hidden)]
+pub fn signed_shape_check(params: &[(String, String)]) -> Result<(), (String, String)> {
+    match signed_shape_error(params) {
+        None => Ok(()),
+        Some(e) => Err((e.parameter.map(|p| p.into_owned()).unwrap_or_default(), e.message)),
+    }
+}
+
 /// What signed mode refuses before it looks at the signature: a parameter
 /// sent twice (which one would count?) or one no postback reads (a place
 /// to move signed bytes to). Returns the parameter at fault.
