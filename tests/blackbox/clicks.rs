@@ -390,3 +390,76 @@ fn a_bad_trusted_proxy_entry_stops_start_up_naming_it() {
     let err = Server::try_start(dir.path(), &cfg).err().expect("must not start");
     assert!(err.contains("server.trusted_proxies[1]"), "{err}");
 }
+
+#[test]
+fn a_damaged_journal_record_costs_only_itself_at_start_up_and_is_counted() {
+    use smartlink_clicklog::writer::ClickEvent;
+    use smartlink_core::model::{Browser, Country, Device, Os};
+    use smartlink_store::{Kind, Store};
+    let (d, s) = start(POOL);
+    s.stop();
+    let db = d.path().join("data/smartlink.db");
+    let keys = smartlink_store::SqliteStore::open(&db).unwrap().keys().unwrap();
+    let key = |kind, id: &str| keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // 500 journaled clicks left by a previous run, one byte of record 100 flipped.
+    let mut seg = smartlink_clicklog::journal::MAGIC.to_vec();
+    let mut damaged_at = 0;
+    for i in 0..500 {
+        if i == 100 {
+            damaged_at = seg.len() + 30;
+        }
+        let e = ClickEvent {
+            click_id: format!("left-{i}"),
+            ts_ms: now - 10_000 + i,
+            smartlink: key(Kind::Smartlink, "main"),
+            offer: Some(key(Kind::Offer, "ios-offer")),
+            affiliate: None,
+            subs: Default::default(),
+            ip: Some("216.160.83.56".parse().unwrap()),
+            country: Country::parse("US").unwrap(),
+            device: Device::Mobile,
+            os: Os::Ios,
+            browser: Browser::Safari,
+            language: None,
+            referrer: "".into(),
+            user_agent: IPHONE.into(),
+            reason: smartlink_core::router::Reason::BestScore,
+            fallback_reason: None,
+            propensity: 1.0,
+            quality: smartlink_visitor::quality::Quality::HUMAN,
+            class: smartlink_visitor::quality::QualityClass::Human,
+        };
+        smartlink_clicklog::journal::encode(&e, &mut seg);
+    }
+    seg[damaged_at] ^= 0x5a;
+    std::fs::write(d.path().join("data/journal/clicks-00000000000000000999.log"), seg).unwrap();
+    let s = Server::start(d.path(), &d.path().join("smartlink.yaml"));
+    assert_eq!(s.metric("smartlink_click_journal_damaged_total"), 1.0);
+    s.stop();
+    let ids: Vec<String> = stored_clicks(&db).into_iter().map(|c| c.click_id).collect();
+    assert_eq!(ids.len(), 499, "only the damaged record is lost");
+    assert!(!ids.contains(&"left-100".to_string()) && ids.contains(&"left-101".to_string()));
+}
+
+#[test]
+fn a_dot_segment_sub_id_cannot_walk_the_offer_path() {
+    let pool = POOL.replace(
+        "https://ios.example/lp?cid={click_id}&s1={sub1}&geo={country}&dev={device}&os={os}&aff={affiliate}",
+        "https://ios.example/lp/{sub1}/offer?cid={click_id}&s1={sub1}",
+    );
+    let (_d, s) = start(&pool);
+    for sub in ["..", ".", "%2e%2e", "..%2F..", "a%2F.."] {
+        let r = click(&s, &format!("/s/main?sub1={sub}"), IPHONE, "216.160.83.56");
+        let loc = r.header("location").unwrap().to_string();
+        let path = loc.split('?').next().unwrap();
+        assert!(
+            !path.split('/').any(|seg| seg == "."
+                || seg == ".."
+                || seg.eq_ignore_ascii_case("%2e%2e")
+                || seg.eq_ignore_ascii_case("%2e")),
+            "sub1={sub}: {loc}"
+        );
+        assert!(path.starts_with("https://ios.example/lp/"), "{loc}");
+    }
+}
