@@ -355,3 +355,128 @@ fn clicks_decided_on_many_threads_at_once_are_all_learned() {
     // Clicks that found the lock held were learned by a later holder.
     assert_eq!(sl.router.lock().events(), routed);
 }
+
+/// The local day of `T0` in UTC (2026-01-05).
+const DAY: u32 = 20458;
+
+/// An active offer with no targeting and no cap.
+fn open() -> OfferGen {
+    OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 }
+}
+
+/// A counted human click from `visitor(0, 0)` (US, desktop, Android, Chrome).
+fn click_at(now_ms: i64) -> ClickInput<'static> {
+    ClickInput { now_ms, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0 }
+}
+
+fn rng() -> rand_pcg::Pcg64Mcg {
+    rand_pcg::Pcg64Mcg::seed_from_u64(1)
+}
+
+/// A random number generator whose every draw is the same number: it pins
+/// a weighted pick to one point of the cumulative weights (at `draw / 2^64`
+/// of the total).
+struct Draw(u64);
+
+impl rand::RngCore for Draw {
+    fn next_u32(&mut self) -> u32 {
+        self.0 as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.fill(0);
+    }
+}
+
+#[test]
+fn fallback_reasons_have_stable_distinct_names() {
+    let names: Vec<&str> = FallbackReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names, ["empty_pool", "all_paused", "no_targeting_match", "all_capped", "quality"]);
+}
+
+#[test]
+fn a_click_with_nowhere_to_go_falls_back_for_the_first_reason_that_applies() {
+    let paused = || OfferGen { paused: true, ..open() };
+    let german = || OfferGen { countries: Some(vec![1]), ..open() };
+    let capped = || OfferGen { cap: Some(0), ..open() };
+    let check = |pool: &[OfferGen], want: FallbackReason| {
+        for strategy in [Routing::Priority, Routing::Auto, Routing::Weighted(vec![1.0; 4])] {
+            let cat = catalog(pool, strategy.clone());
+            let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &ClickIdCodec::new(b"k"), &mut rng());
+            assert_eq!(d.outcome, Outcome::Fallback(want), "{pool:?} {strategy:?}");
+            assert_eq!((d.reason, d.propensity, d.facts.offer), (Reason::Fallback, 1.0, None));
+            assert_eq!(d.url, "https://fallback.example/?c=US");
+        }
+    };
+    check(&[], FallbackReason::EmptyPool);
+    check(&[paused()], FallbackReason::AllPaused);
+    check(&[paused(), paused()], FallbackReason::AllPaused);
+    check(&[german()], FallbackReason::NoTargetingMatch);
+    check(&[paused(), german()], FallbackReason::NoTargetingMatch);
+    check(&[capped()], FallbackReason::AllCapped);
+    check(&[paused(), german(), capped(), capped()], FallbackReason::AllCapped);
+}
+
+/// Pools of up to 64 eligible offers are gathered on the stack and larger
+/// ones on the heap; the same pick must land on the same offer either way.
+#[test]
+fn a_pool_of_more_than_64_offers_routes_like_a_small_one() {
+    const HALF: u64 = 1 << 63;
+    let codec = ClickIdCodec::new(b"k");
+    for n in [1usize, 2, 3, 63, 64, 65, 66, 100, 129] {
+        let mut last_only = vec![0.0; n];
+        last_only[n - 1] = 1.0;
+        // (strategy, offer chosen by a draw half-way through, propensity)
+        let cases = [
+            ("weight on the last offer only", Routing::Weighted(last_only), n - 1, 1.0),
+            ("equal weights", Routing::Weighted(vec![1.0; n]), n / 2, 1.0 / n as f64),
+            ("priority", Routing::Priority, 0, 1.0),
+        ];
+        for (name, strategy, want, propensity) in cases {
+            let cat = catalog(&vec![open(); n], strategy);
+            let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut Draw(HALF));
+            assert_eq!((d.outcome, d.propensity), (Outcome::Offer(want), propensity), "{n} offers, {name}");
+            assert_eq!(d.facts.offer, Some(cat.offers[want].key), "{n} offers, {name}");
+            assert_eq!(cat.offers[want].counters.clicks(DAY), 1, "{n} offers, {name}");
+        }
+        let cat = catalog(&vec![open(); n], Routing::Auto);
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut rng());
+        let Outcome::Offer(k) = d.outcome else { panic!("{n} offers, auto: fell back") };
+        assert!(matches!(d.reason, Reason::BestScore | Reason::Exploration), "{n} offers, auto: {:?}", d.reason);
+        assert_eq!(d.facts.offer, Some(cat.offers[k].key), "{n} offers, auto");
+        assert_eq!(cat.smartlinks[0].router.lock().events(), 1, "{n} offers, auto: the click is learned");
+    }
+}
+
+/// A weighted pick takes the offer whose stretch of the cumulative weights
+/// holds the draw; zero, negative and missing weights are never picked
+/// unless every weight is zero, and then the pick is uniform.
+#[test]
+fn a_weighted_pick_lands_where_the_draw_falls_in_the_cumulative_weights() {
+    const HALF: u64 = 1 << 63;
+    let check = |offers: usize, weights: &[f64], draw: u64, want: usize, propensity: f64| {
+        let cat = catalog(&vec![open(); offers], Routing::Weighted(weights.to_vec()));
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &ClickIdCodec::new(b"k"), &mut Draw(draw));
+        let got = (d.outcome, d.reason, d.propensity);
+        assert_eq!(got, (Outcome::Offer(want), Reason::Weighted, propensity), "{weights:?} drawn at {draw:#x}");
+    };
+    check(3, &[1.0, 0.0, 3.0], 0, 0, 0.25);
+    check(3, &[1.0, 0.0, 3.0], HALF, 2, 0.75);
+    check(3, &[1.0, 0.0, 3.0], u64::MAX, 2, 0.75);
+    // A zero weight at the start is skipped even by the lowest draw.
+    check(2, &[0.0, 1.0], 0, 1, 1.0);
+    // A draw exactly on a boundary belongs to the next offer; just below, to the one before.
+    check(2, &[1.0, 1.0], HALF, 1, 0.5);
+    check(2, &[1.0, 1.0], HALF - (1 << 11), 0, 0.5);
+    // A negative weight counts as zero, and so does a missing one.
+    check(2, &[-1.0, 2.0], 0, 1, 1.0);
+    check(3, &[0.0, 2.0], u64::MAX, 1, 1.0);
+    // All zero (or none at all): uniform, the draw modulo the pool size.
+    check(3, &[0.0, 0.0, 0.0], 5, 2, 1.0 / 3.0);
+    check(3, &[], 4, 1, 1.0 / 3.0);
+    // 0.1 + 0.2 + 0.3 rounds up, so the largest draw runs past every offer:
+    // the last offer with a weight takes it, never the zero-weight one after it.
+    check(4, &[0.1, 0.2, 0.3, 0.0], u64::MAX, 2, 0.3 / (0.1 + 0.2 + 0.3));
+}
