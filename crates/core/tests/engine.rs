@@ -1,4 +1,5 @@
-//! Properties of the whole per-click decision (`engine::decide`).
+//! Properties of the whole per-click decision (`engine::decide`) and of
+//! diverted clicks (`engine::divert`).
 
 use std::sync::Arc;
 
@@ -6,9 +7,9 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use smartlink_core::caps::OfferCounters;
 use smartlink_core::clickid::ClickIdCodec;
-use smartlink_core::engine::{decide, ClickInput, FallbackReason, Outcome};
+use smartlink_core::engine::{decide, divert, ClickInput, FallbackReason, Outcome};
 use smartlink_core::model::{
-    Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
+    Affiliate, Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
     Strategy as Routing,
 };
 use smartlink_core::router::{Reason, SharedRouter};
@@ -479,4 +480,129 @@ fn a_weighted_pick_lands_where_the_draw_falls_in_the_cumulative_weights() {
     // 0.1 + 0.2 + 0.3 rounds up, so the largest draw runs past every offer:
     // the last offer with a weight takes it, never the zero-weight one after it.
     check(4, &[0.1, 0.2, 0.3, 0.0], u64::MAX, 2, 0.3 / (0.1 + 0.2 + 0.3));
+}
+
+/// `cat` rebuilt with `affiliates` (the catalog indexes them when built).
+fn with_affiliates(mut cat: Catalog, affiliates: Vec<Affiliate>) -> Catalog {
+    Catalog::new(std::mem::take(&mut cat.offers), std::mem::take(&mut cat.smartlinks), affiliates)
+}
+
+fn affiliate(key: u32, id: &str) -> Affiliate {
+    Affiliate { key, id: Id::parse(id).unwrap() }
+}
+
+/// Targeting hours and daily caps follow each offer's own clock, also in a
+/// pool spread over more timezones than one click's clock caches.
+#[test]
+fn each_offer_is_targeted_and_capped_by_its_own_local_clock() {
+    // At T0 + 3 h (2026-01-05 03:00 UTC): (timezone, local hour, local day).
+    let zones: [(&str, u32, u32); 6] = [
+        ("UTC", 3, DAY),
+        ("Asia/Tokyo", 12, DAY),
+        ("America/New_York", 22, DAY - 1),
+        ("Europe/Berlin", 4, DAY),
+        ("Asia/Kolkata", 8, DAY),
+        ("Australia/Sydney", 14, DAY),
+    ];
+    let now = T0 + 3 * 3_600_000;
+    for (open_zone, &(tz, _, day)) in zones.iter().enumerate() {
+        // Every offer accepts only its local hour, except that all but one
+        // accept the hour after it.
+        let mut cat = catalog(&vec![open(); zones.len()], Routing::Priority);
+        for (k, (o, &(zone, hour, _))) in cat.offers.iter_mut().zip(&zones).enumerate() {
+            o.targeting.timezone = zone.parse().unwrap();
+            o.targeting.hours = 1 << if k == open_zone { hour } else { (hour + 1) % 24 };
+        }
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(now), &ClickIdCodec::new(b"k"), &mut rng());
+        assert_eq!(d.outcome, Outcome::Offer(open_zone), "only the {tz} offer is in its hour");
+        assert_eq!(cat.offers[open_zone].counters.clicks(day), 1, "the click counts on {tz}'s day");
+    }
+}
+
+/// (macro in the offer and fallback URLs, whether the click reaches the
+/// offer, the `aff` parameter) -> what the macro expands to.
+#[test]
+fn every_redirect_macro_expands_to_the_clicks_own_value() {
+    let visitor = Visitor {
+        segment: Segment { country: Country::parse("DE").unwrap(), device: Device::Mobile, os: Os::Ios },
+        browser: Browser::Safari,
+        language: None,
+    };
+    let check = |name: &str, routed: bool, aff: Option<&str>, want: &str| {
+        let url = |host: &str| Template::parse(&format!("https://{host}.example/?v={{{name}}}"), MacroSet::Redirect);
+        let mut cat = catalog(&[OfferGen { paused: !routed, ..open() }], Routing::Priority);
+        cat.offers[0].url = url("offer").unwrap();
+        cat.offers[0].payout = 2.5;
+        cat.offers[0].currency = Currency::parse("EUR").unwrap();
+        cat.smartlinks[0].fallback_url = url("fallback").unwrap();
+        let cat = with_affiliates(cat, vec![affiliate(7, "a7")]);
+        let subs = ["one", "two", "three", "four", "five"];
+        let input = ClickInput { now_ms: T0, visitor, subs, aff, counted: true, flags: 0 };
+        let d = decide(&cat, &cat.smartlinks[0], &input, &ClickIdCodec::new(b"k"), &mut rng());
+        let host = if routed { "offer" } else { "fallback" };
+        let want = want.replace("<click id>", &d.click_id);
+        assert_eq!(d.url, format!("https://{host}.example/?v={want}"), "{{{name}}}, routed: {routed}, aff: {aff:?}");
+    };
+    check("click_id", true, None, "<click id>");
+    check("click_id", false, None, "<click id>");
+    check("sub1", true, None, "one");
+    check("sub2", true, None, "two");
+    check("sub3", true, None, "three");
+    check("sub4", true, None, "four");
+    check("sub5", true, None, "five");
+    check("sub5", false, None, "five");
+    check("country", true, None, "DE");
+    check("device", true, None, "mobile");
+    check("os", true, None, "ios");
+    check("browser", true, None, "safari");
+    check("browser", false, None, "safari");
+    check("offer_id", true, None, "o0");
+    check("offer_id", false, None, "");
+    check("smartlink", true, None, "s");
+    check("affiliate", true, Some("a7"), "a7");
+    check("affiliate", false, Some("a7"), "a7");
+    check("affiliate", true, Some("nobody"), "");
+    check("affiliate", true, None, "");
+    check("payout", true, None, "2.5");
+    check("payout", false, None, "");
+    check("currency", true, None, "EUR");
+    check("currency", false, None, "");
+}
+
+/// (aff parameter, smartlink owner, target URL, flags) -> (URL, affiliate
+/// credited, whether the aff was unknown, flags in the click id).
+#[test]
+fn a_diverted_click_is_signed_credited_and_sent_to_its_target() {
+    type Want<'a> = (&'a str, Option<usize>, bool, u8);
+    let safe = Template::parse("https://safe.example/?c={country}", MacroSet::Redirect).unwrap();
+    let codec = ClickIdCodec::new(b"k");
+    let check = |aff: Option<&str>, owner: Option<usize>, target: Option<&Template>, flags: u8, want: Want| {
+        let mut cat = catalog(&[open()], Routing::Auto);
+        cat.smartlinks[0].affiliate = owner;
+        let cat = with_affiliates(cat, vec![affiliate(7, "a7"), affiliate(8, "b8")]);
+        let sl = &cat.smartlinks[0];
+        let d = divert(&cat, sl, &ClickInput { aff, flags, ..click_at(T0) }, target, &codec, &mut rng());
+        let case = format!("aff {aff:?}, owner {owner:?}, flags {flags:#06b}");
+        assert_eq!((d.url.as_str(), d.affiliate, d.unknown_aff, d.facts.flags), want, "{case}");
+        let routing = (d.outcome, d.reason, d.propensity);
+        assert_eq!(routing, (Outcome::Fallback(FallbackReason::Quality), Reason::Fallback, 1.0), "{case}");
+        assert_eq!(codec.decode(&d.click_id), Ok(d.facts), "{case}");
+        assert_eq!(d.facts.offer, None, "{case}");
+        assert_eq!(d.facts.affiliate, d.affiliate.map(|a| cat.affiliates[a].key), "{case}");
+        assert_eq!(cat.offers[0].counters.clicks(DAY), 0, "{case}: no cap unit is taken");
+        assert_eq!(sl.router.lock().events(), 0, "{case}: the router learns nothing");
+    };
+    const FALLBACK: &str = "https://fallback.example/?c=US";
+    const SAFE: &str = "https://safe.example/?c=US";
+    check(None, None, None, 0, (FALLBACK, None, false, 0));
+    check(None, None, Some(&safe), 0, (SAFE, None, false, 0));
+    check(Some("a7"), None, None, 0, (FALLBACK, Some(0), false, 0));
+    check(Some("b8"), Some(0), Some(&safe), 0, (SAFE, Some(1), false, 0));
+    check(None, Some(1), None, 0, (FALLBACK, Some(1), false, 0));
+    check(Some("nobody"), Some(1), None, 0, (FALLBACK, Some(1), true, 0));
+    check(Some("nobody"), None, None, 0, (FALLBACK, None, true, 0));
+    check(None, None, None, 0b0110, (FALLBACK, None, false, 0b0110));
+    check(None, None, None, 0b1111, (FALLBACK, None, false, 0b1111));
+    // Only the four flag bits travel.
+    check(None, None, None, 0xf2, (FALLBACK, None, false, 0b0010));
 }
