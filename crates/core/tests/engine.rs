@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use smartlink_core::caps::OfferCounters;
 use smartlink_core::clickid::ClickIdCodec;
-use smartlink_core::engine::{decide, divert, ClickInput, FallbackReason, Outcome};
+use smartlink_core::engine::{decide, divert, ClickInput, Decision, FallbackReason, Outcome};
 use smartlink_core::model::{
     Affiliate, Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
     Strategy as Routing,
@@ -605,4 +605,92 @@ fn a_diverted_click_is_signed_credited_and_sent_to_its_target() {
     check(None, None, None, 0b1111, (FALLBACK, None, false, 0b1111));
     // Only the four flag bits travel.
     check(None, None, None, 0xf2, (FALLBACK, None, false, 0b0010));
+}
+
+/// (strategy, whether the click counts) -> clicks the router learns when an
+/// override routes the click.
+#[test]
+fn an_override_teaches_an_auto_router_only_about_counted_clicks() {
+    let check = |strategy: Routing, counted: bool, learned: u64| {
+        let mut cat = catalog(&[open(), open()], strategy.clone());
+        cat.smartlinks[0].overrides.push(Override { countries: None, devices: None, os: None, offer: 1 });
+        let sl = &cat.smartlinks[0];
+        let d = decide(&cat, sl, &ClickInput { counted, ..click_at(T0) }, &ClickIdCodec::new(b"k"), &mut rng());
+        assert_eq!((d.outcome, d.reason), (Outcome::Offer(1), Reason::Override), "{strategy:?}, counted: {counted}");
+        assert_eq!(sl.router.lock().events(), learned, "{strategy:?}, counted: {counted}");
+    };
+    check(Routing::Auto, true, 1);
+    check(Routing::Auto, false, 0);
+    check(Routing::Priority, true, 0);
+    check(Routing::Weighted(vec![1.0, 1.0]), true, 0);
+}
+
+#[test]
+fn an_auto_smartlink_routes_by_its_router_and_learns_each_counted_click() {
+    let cat = catalog(&[open(), open(), open()], Routing::Auto);
+    let sl = &cat.smartlinks[0];
+    let (codec, mut rng) = (ClickIdCodec::new(b"k"), rng());
+    for i in 1..=20u64 {
+        let d = decide(&cat, sl, &click_at(T0 + i as i64 * 1000), &codec, &mut rng);
+        assert!(matches!(d.reason, Reason::BestScore | Reason::Exploration), "click {i}: {:?}", d.reason);
+        assert_eq!(sl.router.lock().events(), i);
+    }
+}
+
+/// Polls `ready` until it holds. The click on the other thread is meant to
+/// be waiting meanwhile: an answer from it fails the test. Bounded only so
+/// that a broken path fails instead of hanging.
+fn wait_until(ready: impl Fn() -> bool, answer: &std::sync::mpsc::Receiver<Decision>) {
+    use std::sync::mpsc::TryRecvError;
+    for _ in 0..60_000 {
+        if ready() {
+            return;
+        }
+        match answer.try_recv() {
+            Ok(d) => panic!("the click was answered without waiting for the router: {:?}", d.outcome),
+            Err(TryRecvError::Disconnected) => panic!("the click's thread died"),
+            Err(TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    panic!("the click never waited for the router");
+}
+
+/// A click that waits for the router lock can find, once it has it, that
+/// other clicks took the last unit of a cap it counted on: it tries the
+/// other candidates and falls back when none is left, never exceeding a cap.
+/// (Offers whose last unit goes while the click waits) -> where it goes.
+#[test]
+fn a_click_that_loses_the_last_cap_unit_while_it_waits_for_the_router_tries_the_others() {
+    let check = |taken: &[usize], want: Outcome| {
+        let cat = Arc::new(catalog(
+            &[OfferGen { cap: Some(1), ..open() }, OfferGen { cap: Some(1), ..open() }],
+            Routing::Auto,
+        ));
+        let codec = ClickIdCodec::new(b"k");
+        let held = cat.smartlinks[0].router.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let clicker = {
+            let (cat, codec) = (cat.clone(), codec.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut rng()));
+            })
+        };
+        // Both offers were open when the click gathered its candidates;
+        // nothing is published for two candidates, so it waits for the lock.
+        wait_until(|| cat.smartlinks[0].router.busy().waited == 1, &rx);
+        for &k in taken {
+            let o = &cat.offers[k];
+            assert!(o.counters.try_reserve_click(&o.caps, DAY));
+        }
+        drop(held);
+        let d = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the click is answered");
+        clicker.join().unwrap();
+        assert_eq!(d.outcome, want, "units taken meanwhile: {taken:?}");
+        for o in &cat.offers {
+            assert_eq!(o.counters.clicks(DAY), 1, "{taken:?}: each cap is reached and none exceeded");
+        }
+    };
+    check(&[0, 1], Outcome::Fallback(FallbackReason::AllCapped));
+    check(&[0], Outcome::Offer(1));
+    check(&[1], Outcome::Offer(0));
 }
