@@ -1,18 +1,21 @@
-//! Properties of the whole per-click decision (`engine::decide`) and of
-//! diverted clicks (`engine::divert`).
+//! Properties of the whole per-click decision (`engine::decide`), of
+//! diverted clicks (`engine::divert`) and of conversions
+//! (`engine::apply_conversion`).
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::SeedableRng;
 use smartlink_core::caps::OfferCounters;
-use smartlink_core::clickid::ClickIdCodec;
-use smartlink_core::engine::{decide, divert, ClickInput, Decision, FallbackReason, Outcome};
+use smartlink_core::clickid::{ClickFacts, ClickIdCodec};
+use smartlink_core::engine::{
+    apply_conversion, decide, divert, ClickInput, ConversionEffect, Decision, FallbackReason, Outcome,
+};
 use smartlink_core::model::{
     Affiliate, Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
     Strategy as Routing,
 };
-use smartlink_core::router::{Reason, SharedRouter};
+use smartlink_core::router::{ConversionStatus, Reason, SharedRouter};
 use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
 use smartlink_core::template::{MacroSet, Template};
 
@@ -693,4 +696,87 @@ fn a_click_that_loses_the_last_cap_unit_while_it_waits_for_the_router_tries_the_
     check(&[0, 1], Outcome::Fallback(FallbackReason::AllCapped));
     check(&[0], Outcome::Offer(1));
     check(&[1], Outcome::Offer(0));
+}
+
+/// What a click id says about a click at `T0` on smartlink 0 of `cat`.
+fn facts_of(cat: &Catalog, offer: Option<usize>, flags: u8) -> ClickFacts {
+    ClickFacts {
+        time_secs: (T0 / 1000) as u32,
+        smartlink: cat.smartlinks[0].key,
+        offer: offer.map(|k| cat.offers[k].key),
+        affiliate: None,
+        segment: visitor(0, 0).segment,
+        browser: Browser::Chrome,
+        language: None,
+        flags,
+        nonce: [0; 6],
+    }
+}
+
+/// (approved conversions today, the status the router was last told, the
+/// new status) -> approved conversions today after it; each one adds its
+/// payout to today's spend.
+#[test]
+fn a_conversion_status_change_moves_todays_approved_count_and_spend() {
+    use ConversionStatus::{Approved, Pending, Rejected};
+    let check = |before: u64, previous: Option<ConversionStatus>, status: ConversionStatus, after: u64| {
+        let cat = catalog(&[open()], Routing::Priority);
+        let counters = &cat.offers[0].counters;
+        counters.seed(DAY, 0, before, before as f64 * 2.5);
+        let effect = apply_conversion(&cat, &facts_of(&cat, Some(0), 0), T0 + 60_000, previous, status, 2.5);
+        let case = format!("{before} approved, then {previous:?} -> {status:?}");
+        assert_eq!((counters.conversions(DAY), counters.spent(DAY)), (after, after as f64 * 2.5), "{case}");
+        assert_eq!(effect, ConversionEffect { over_cap: false }, "{case}");
+    };
+    check(0, None, Approved, 1);
+    check(0, None, Pending, 0);
+    check(0, None, Rejected, 0);
+    check(0, Some(Pending), Approved, 1);
+    check(0, Some(Pending), Pending, 0);
+    check(0, Some(Pending), Rejected, 0);
+    check(1, Some(Approved), Approved, 1);
+    check(1, Some(Approved), Rejected, 0);
+    check(1, Some(Approved), Pending, 0);
+    check(1, Some(Rejected), Rejected, 1);
+}
+
+#[test]
+fn a_conversion_counts_on_its_offers_local_day_and_reports_a_cap_already_reached() {
+    let mut cat = catalog(&[open()], Routing::Priority);
+    cat.offers[0].targeting.timezone = "America/New_York".parse().unwrap();
+    cat.offers[0].caps = Caps { daily_conversions: Some(1), ..Default::default() };
+    let facts = facts_of(&cat, Some(0), 0);
+    // At T0 + 3 h it is still Jan 4 in New York.
+    let now = T0 + 3 * 3_600_000;
+    let approve = || apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0).over_cap;
+    assert!(!approve(), "the first conversion is under the cap");
+    assert!(approve(), "the second arrives with the cap reached, and is still counted");
+    let counters = &cat.offers[0].counters;
+    assert_eq!((counters.conversions(DAY - 1), counters.conversions(DAY)), (2, 0));
+
+    // A click id naming no offer of this catalog changes nothing.
+    for offer in [None, Some(999)] {
+        let facts = ClickFacts { offer, ..facts };
+        let effect = apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0);
+        assert_eq!(effect, ConversionEffect { over_cap: false });
+        assert_eq!(counters.conversions(DAY - 1), 2);
+    }
+}
+
+/// (flags of the click) -> whether the router learns from its conversion:
+/// bot and preview clicks were never exposure, so their conversions teach
+/// nothing; the others teach exactly what the postback says.
+#[test]
+fn a_conversion_teaches_the_router_only_when_its_click_counted() {
+    let now = T0 + 600_000;
+    for (flags, learns) in [(0b0000, true), (0b0001, true), (0b0010, false), (0b0100, false), (0b0101, false)] {
+        let cat = catalog(&[open()], Routing::Auto);
+        let facts = facts_of(&cat, Some(0), flags);
+        apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0);
+        let told = SharedRouter::default();
+        if learns {
+            told.lock().on_conversion(cat.offers[0].key, facts.segment, T0, now, None, ConversionStatus::Approved);
+        }
+        assert!(cat.smartlinks[0].router.lock().same_learning(&told.lock()), "flags {flags:#06b}");
+    }
 }
