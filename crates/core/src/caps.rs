@@ -197,4 +197,143 @@ mod tests {
         assert_eq!(total, 1000);
         assert_eq!(c.clicks(9), 1000);
     }
+
+    const DAY: u32 = 20458;
+
+    fn caps(daily_clicks: Option<u64>, daily_conversions: Option<u64>, daily_budget: Option<f64>) -> Caps {
+        Caps { daily_clicks, daily_conversions, daily_budget }
+    }
+
+    #[test]
+    fn every_cap_kind_has_its_configuration_name() {
+        for (kind, name) in [
+            (CapKind::Clicks, "daily_clicks"),
+            (CapKind::Conversions, "daily_conversions"),
+            (CapKind::Budget, "daily_budget"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+        }
+    }
+
+    /// (caps, today's clicks, approved conversions and spend) -> the cap
+    /// that stops the offer today; checked in that order.
+    #[test]
+    fn each_cap_kind_stops_the_offer_exactly_at_its_limit() {
+        let check = |caps: Caps, (clicks, conversions, spent): (u64, u64, f64), want: Option<CapKind>| {
+            let c = OfferCounters::default();
+            c.seed(DAY, clicks, conversions, spent);
+            assert_eq!(
+                c.reached(&caps, DAY),
+                want,
+                "{caps:?} with {clicks} clicks, {conversions} conversions, {spent} spent"
+            );
+        };
+        check(caps(None, None, None), (1_000, 1_000, 1e6), None);
+        check(caps(Some(3), None, None), (2, 9, 9.0), None);
+        check(caps(Some(3), None, None), (3, 0, 0.0), Some(CapKind::Clicks));
+        check(caps(Some(3), None, None), (4, 0, 0.0), Some(CapKind::Clicks));
+        check(caps(None, Some(2), None), (9, 1, 9.0), None);
+        check(caps(None, Some(2), None), (0, 2, 0.0), Some(CapKind::Conversions));
+        check(caps(None, Some(2), None), (0, 3, 0.0), Some(CapKind::Conversions));
+        check(caps(None, None, Some(5.0)), (9, 9, 4.999_999), None);
+        check(caps(None, None, Some(5.0)), (0, 0, 5.0), Some(CapKind::Budget));
+        check(caps(None, None, Some(5.0)), (0, 0, 5.000_001), Some(CapKind::Budget));
+        check(caps(Some(0), Some(0), Some(0.0)), (0, 0, 0.0), Some(CapKind::Clicks));
+        check(caps(Some(1), Some(0), Some(0.0)), (0, 0, 0.0), Some(CapKind::Conversions));
+        check(caps(Some(1), Some(1), Some(0.0)), (0, 0, 0.0), Some(CapKind::Budget));
+        check(caps(Some(1), Some(1), Some(0.5)), (0, 0, 0.0), None);
+    }
+
+    #[test]
+    fn seeded_counts_are_todays_and_no_other_days() {
+        let c = OfferCounters::default();
+        c.seed(DAY, 7, 3, 12.345_678);
+        let today = |day| (c.clicks(day), c.conversions(day), c.spent(day));
+        assert_eq!(today(DAY), (7, 3, 12.345_678));
+        assert_eq!(today(DAY - 1), (0, 0, 0.0));
+        assert_eq!(today(DAY + 1), (0, 0, 0.0));
+        c.seed(DAY + 1, 0, 0, 0.0);
+        assert_eq!(today(DAY), (0, 0, 0.0), "one day is kept: the latest");
+    }
+
+    /// Payouts are counted to the micro-unit.
+    #[test]
+    fn approved_payouts_add_up_to_todays_spend() {
+        let c = OfferCounters::default();
+        let none = Caps::default();
+        for (payout, spent) in
+            [(2.5, 2.5), (0.000_001, 2.500_001), (0.1, 2.600_001), (-3.0, 2.600_001), (0.0, 2.600_001)]
+        {
+            c.add_conversion(&none, DAY, payout);
+            assert_eq!(c.spent(DAY), spent, "after a conversion paying {payout}");
+        }
+        assert_eq!(c.conversions(DAY), 5);
+        assert_eq!(c.spent(DAY + 1), 0.0);
+    }
+
+    /// (approved conversions and spend today, payout taken back) -> what is left.
+    #[test]
+    fn removing_a_conversion_takes_back_one_and_its_payout_never_below_zero() {
+        let check = |(conversions, spent): (u64, f64), payout: f64, want: (u64, f64)| {
+            let c = OfferCounters::default();
+            c.seed(DAY, 5, conversions, spent);
+            c.remove_conversion(DAY, payout);
+            assert_eq!((c.conversions(DAY), c.spent(DAY)), want, "{conversions} worth {spent}, less {payout}");
+            assert_eq!(c.clicks(DAY), 5, "clicks are untouched");
+        };
+        check((3, 7.5), 2.5, (2, 5.0));
+        check((2, 5.0), 2.5, (1, 2.5));
+        check((1, 2.5), 2.5, (0, 0.0));
+        check((1, 1.0), 2.5, (0, 0.0));
+        check((3, 7.5), 0.0, (2, 7.5));
+        check((0, 0.0), 2.5, (0, 0.0));
+    }
+
+    #[test]
+    fn a_conversion_taken_back_after_midnight_leaves_the_new_day_at_zero() {
+        let c = OfferCounters::default();
+        c.seed(DAY, 4, 2, 5.0);
+        c.remove_conversion(DAY + 1, 2.5);
+        assert_eq!((c.conversions(DAY + 1), c.spent(DAY + 1)), (0, 0.0));
+    }
+
+    #[test]
+    fn a_conversion_is_flagged_only_when_a_conversion_or_budget_cap_was_already_reached() {
+        // (caps, today's clicks, conversions and spend) -> flagged
+        let check = |caps: Caps, (clicks, conversions, spent): (u64, u64, f64), flagged: bool| {
+            let c = OfferCounters::default();
+            c.seed(DAY, clicks, conversions, spent);
+            assert_eq!(c.add_conversion(&caps, DAY, 1.0), flagged, "{caps:?} {clicks}/{conversions}/{spent}");
+            assert_eq!(c.conversions(DAY), conversions + 1, "it is counted either way");
+        };
+        check(caps(Some(1), None, None), (1, 0, 0.0), false);
+        check(caps(None, Some(1), None), (0, 0, 0.0), false);
+        check(caps(None, Some(1), None), (0, 1, 0.0), true);
+        check(caps(None, None, Some(2.0)), (0, 0, 1.0), false);
+        check(caps(None, None, Some(2.0)), (0, 0, 2.0), true);
+    }
+
+    /// (caps, today's clicks, conversions and spend) -> what the router is
+    /// told is left of each cap.
+    #[test]
+    fn the_cap_view_shows_what_is_left_of_each_cap_today() {
+        let check = |caps: Caps,
+                     (clicks, conversions, spent): (u64, u64, f64),
+                     want: (Option<u64>, Option<u64>, Option<f64>)| {
+            let c = OfferCounters::default();
+            c.seed(DAY, clicks, conversions, spent);
+            let (clicks_left, conversions_left, budget_left) = want;
+            let view = CapView { clicks_left, conversions_left, budget_left, secs_to_reset: 600 };
+            assert_eq!(c.view(&caps, DAY, 600), view, "{caps:?} {clicks}/{conversions}/{spent}");
+        };
+        check(caps(None, None, None), (3, 1, 1.5), (None, None, None));
+        check(caps(Some(10), Some(4), Some(4.0)), (3, 1, 1.5), (Some(7), Some(3), Some(2.5)));
+        check(caps(Some(10), Some(4), Some(4.0)), (10, 4, 4.0), (Some(0), Some(0), Some(0.0)));
+        check(caps(Some(10), Some(4), Some(4.0)), (12, 6, 6.5), (Some(0), Some(0), Some(0.0)));
+        let c = OfferCounters::default();
+        c.seed(DAY, 3, 1, 1.5);
+        let fresh =
+            CapView { clicks_left: Some(10), conversions_left: Some(4), budget_left: Some(4.0), secs_to_reset: 60 };
+        assert_eq!(c.view(&caps(Some(10), Some(4), Some(4.0)), DAY + 1, 60), fresh, "a new day has all of every cap");
+    }
 }

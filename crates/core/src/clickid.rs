@@ -147,6 +147,8 @@ fn u24(k: u32) -> [u8; 3] {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     fn facts() -> ClickFacts {
@@ -202,5 +204,104 @@ mod tests {
         assert_eq!(ClickIdCodec::new(b"secret-two").decode(&id), Err(ClickIdError::BadSignature));
         assert_eq!(c.decode("short"), Err(ClickIdError::Malformed));
         assert_eq!(c.decode(&"*".repeat(ENCODED_LEN)), Err(ClickIdError::Malformed));
+    }
+
+    fn codec() -> ClickIdCodec {
+        ClickIdCodec::new(b"0123456789abcdef0123456789abcdef")
+    }
+
+    #[test]
+    fn every_device_os_and_browser_survives_the_round_trip() {
+        let c = codec();
+        for &device in Device::ALL {
+            for &os in Os::ALL {
+                for &browser in Browser::ALL {
+                    let f = ClickFacts { segment: Segment { device, os, ..facts().segment }, browser, ..facts() };
+                    assert_eq!(c.decode(&c.encode(&f)), Ok(f), "{device} {os} {browser}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_language_and_none_survive_the_round_trip() {
+        let c = codec();
+        let languages = (0..676).map(|code| Some(Language::from_code(code).unwrap())).chain([None]);
+        for language in languages {
+            let f = ClickFacts { language, ..facts() };
+            assert_eq!(c.decode(&c.encode(&f)), Ok(f), "{language:?}");
+        }
+    }
+
+    /// (flags given) -> flags carried: the low four bits, never touching the
+    /// browser next to them.
+    #[test]
+    fn only_the_four_flag_bits_are_carried() {
+        let c = codec();
+        for (flags, carried) in
+            [(0x00, 0x00), (0x01, 0x01), (0x06, 0x06), (0x0f, 0x0f), (0x10, 0x00), (0xf5, 0x05), (0xff, 0x0f)]
+        {
+            for browser in [Browser::Chrome, Browser::Other] {
+                let got = c.decode(&c.encode(&ClickFacts { flags, browser, ..facts() })).unwrap();
+                assert_eq!((got.flags, got.browser), (carried, browser), "flags {flags:#04x}");
+            }
+        }
+    }
+
+    /// The signed bytes of `facts()` with one edit, encoded: what a holder of
+    /// the secret (a future version, a bug) could sign.
+    fn signed_with(c: &ClickIdCodec, edit: impl Fn(&mut [u8; RAW])) -> String {
+        let mut raw = [0u8; RAW];
+        let n = URL_SAFE_NO_PAD.decode_slice(c.encode(&facts()).as_bytes(), &mut raw).unwrap();
+        assert_eq!(n, RAW);
+        edit(&mut raw);
+        let mut mac = c.keyed.clone();
+        mac.update(&raw[..PAYLOAD]);
+        let tag = mac.finalize().into_bytes();
+        raw[PAYLOAD..].copy_from_slice(&tag[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// (one field of a correctly signed id changed) -> what decoding says.
+    #[test]
+    fn a_signed_id_is_read_field_by_field_and_impossible_values_are_refused() {
+        let c = codec();
+        let check = |what: &str, edit: &dyn Fn(&mut [u8; RAW]), want: Result<ClickFacts, ClickIdError>| {
+            assert_eq!(c.decode(&signed_with(&c, edit)), want, "{what}");
+        };
+        check("unchanged", &|_| {}, Ok(facts()));
+        check("version 2", &|r| r[0] = 2, Err(ClickIdError::UnknownVersion));
+        check("version 0", &|r| r[0] = 0, Err(ClickIdError::UnknownVersion));
+        check("time", &|r| r[1..5].copy_from_slice(&[0, 0, 1, 2]), Ok(ClickFacts { time_secs: 258, ..facts() }));
+        check("smartlink", &|r| r[5..8].copy_from_slice(&[1, 2, 3]), Ok(ClickFacts { smartlink: 0x010203, ..facts() }));
+        check("no offer", &|r| r[8..11].fill(0), Ok(ClickFacts { offer: None, ..facts() }));
+        check("offer 1", &|r| r[8..11].copy_from_slice(&[0, 0, 1]), Ok(ClickFacts { offer: Some(1), ..facts() }));
+        check("no affiliate", &|r| r[11..14].fill(0), Ok(ClickFacts { affiliate: None, ..facts() }));
+        let unknown = Segment { country: Country::UNKNOWN, ..facts().segment };
+        check(
+            "unassigned country",
+            &|r| r[14..16].copy_from_slice(b"XX"),
+            Ok(ClickFacts { segment: unknown, ..facts() }),
+        );
+        let desktop_windows = Segment { device: Device::Desktop, os: Os::Windows, ..facts().segment };
+        check("device 0, os 0", &|r| r[16] = 0x00, Ok(ClickFacts { segment: desktop_windows, ..facts() }));
+        check("device 3", &|r| r[16] = 0x30, Err(ClickIdError::Malformed));
+        check("os 7", &|r| r[16] = 0x07, Err(ClickIdError::Malformed));
+        check("browser 10", &|r| r[17] = 0xa0, Err(ClickIdError::Malformed));
+        check("browser 9, flags 5", &|r| r[17] = 0x95, Ok(ClickFacts { browser: Browser::Other, flags: 5, ..facts() }));
+        check("no language", &|r| r[18..20].fill(0), Ok(ClickFacts { language: None, ..facts() }));
+        let zz = Some(Language::parse("zz").unwrap());
+        check(
+            "language 675",
+            &|r| r[18..20].copy_from_slice(&676u16.to_be_bytes()),
+            Ok(ClickFacts { language: zz, ..facts() }),
+        );
+        check("language 676", &|r| r[18..20].copy_from_slice(&677u16.to_be_bytes()), Err(ClickIdError::Malformed));
+        check("nonce", &|r| r[20..26].fill(9), Ok(ClickFacts { nonce: [9; 6], ..facts() }));
+    }
+
+    #[test]
+    fn a_codec_never_prints_its_secret() {
+        assert_eq!(format!("{:?}", ClickIdCodec::new(b"hunter2")), "ClickIdCodec(<secret>)");
     }
 }

@@ -87,13 +87,23 @@ mod tests {
     fn status_aliases_table() {
         for (s, want) in [
             ("approved", Some(Status::Approved)),
+            ("approve", Some(Status::Approved)),
+            ("confirmed", Some(Status::Approved)),
+            (" Approved ", Some(Status::Approved)),
             ("1", Some(Status::Approved)),
             ("lead", Some(Status::Approved)),
             ("SALE", Some(Status::Approved)),
             ("", Some(Status::Approved)),
+            ("pending", Some(Status::Pending)),
             ("2", Some(Status::Pending)),
+            ("HOLD", Some(Status::Pending)),
+            ("rejected", Some(Status::Rejected)),
+            ("reject", Some(Status::Rejected)),
+            ("declined", Some(Status::Rejected)),
             ("3", Some(Status::Rejected)),
             ("chargeback", Some(Status::Chargeback)),
+            ("refund", Some(Status::Chargeback)),
+            ("reversed", Some(Status::Chargeback)),
             ("4", None),
             ("maybe", None),
         ] {
@@ -140,6 +150,46 @@ mod tests {
                 ever_final |= matches!(cur, Status::Rejected | Status::Chargeback);
                 prop_assert!((0..=1).contains(&paid));
                 prop_assert!(!(ever_final && cur.pays()), "paid after a final status");
+            }
+        }
+    }
+
+    #[test]
+    fn every_status_has_its_name_and_parses_back_from_it() {
+        let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["pending", "approved", "rejected", "chargeback"]);
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+
+    /// (status) -> (pays, what the router learns).
+    #[test]
+    fn only_an_approved_conversion_pays_and_the_router_hears_a_chargeback_as_a_rejection() {
+        for (status, pays, router) in [
+            (Status::Pending, false, ConversionStatus::Pending),
+            (Status::Approved, true, ConversionStatus::Approved),
+            (Status::Rejected, false, ConversionStatus::Rejected),
+            (Status::Chargeback, false, ConversionStatus::Rejected),
+        ] {
+            assert_eq!((status.pays(), status.for_router()), (pays, router), "{status:?}");
+        }
+    }
+
+    /// Every (from, to) pair.
+    #[test]
+    fn every_status_change_is_a_duplicate_a_legal_change_or_forbidden() {
+        use Status::*;
+        use Transition::*;
+        let table = [
+            [Duplicate, Change, Change, Forbidden],       // from pending
+            [Forbidden, Duplicate, Forbidden, Change],    // from approved
+            [Forbidden, Forbidden, Duplicate, Forbidden], // from rejected
+            [Forbidden, Forbidden, Forbidden, Duplicate], // from chargeback
+        ];
+        for (from, row) in [Pending, Approved, Rejected, Chargeback].into_iter().zip(table) {
+            for (to, want) in [Pending, Approved, Rejected, Chargeback].into_iter().zip(row) {
+                assert_eq!(from.transition(to), want, "{from:?} -> {to:?}");
             }
         }
     }

@@ -224,4 +224,144 @@ mod tests {
         let v = visitor("US", Device::Mobile, Os::Ios, Browser::Chrome, None);
         assert_eq!(t.check(&v, 0), Err(Mismatch::Language));
     }
+
+    fn check(t: &Targeting, v: &Visitor, hour: u8, want: Result<(), Mismatch>) {
+        assert_eq!(t.check(v, hour), want, "{t:?} at {hour}h for {v:?}");
+        assert_eq!(t.matches(v, hour), want.is_ok(), "{t:?} at {hour}h for {v:?}");
+    }
+
+    fn every_country() -> Vec<Country> {
+        let letters = b'A'..=b'Z';
+        letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| [a, b]))
+            .filter_map(|b| Country::parse(std::str::from_utf8(&b).unwrap()).ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_country_set_holds_exactly_the_countries_put_in_it() {
+        let all = every_country();
+        for &c in &all {
+            let one = CountrySet::from_iter([c]);
+            for &other in &all {
+                assert_eq!(one.contains(other), other == c, "{{{c}}} contains {other}");
+            }
+        }
+        let some = CountrySet::from_iter(["AD", "US", "ZW", "ZZ", "US"].map(|c| Country::parse(c).unwrap()));
+        let held: Vec<String> = all.iter().filter(|&&c| some.contains(c)).map(|c| c.to_string()).collect();
+        assert_eq!(held, ["AD", "US", "ZW", "ZZ"]);
+        assert!(all.iter().all(|&c| !CountrySet::default().contains(c)));
+    }
+
+    /// (countries accepted, countries excluded) -> whether a US click matches.
+    #[test]
+    fn country_lists_accept_and_exclude() {
+        let set = |cs: &[&str]| Some(CountrySet::from_iter(cs.iter().map(|c| Country::parse(c).unwrap())));
+        let v = us_mobile_ios_en_chrome();
+        let t = |countries, exclude_countries| Targeting { countries, exclude_countries, ..Default::default() };
+        check(&t(None, None), &v, 0, Ok(()));
+        check(&t(set(&["US"]), None), &v, 0, Ok(()));
+        check(&t(set(&["CA", "US"]), set(&["DE"])), &v, 0, Ok(()));
+        check(&t(set(&[]), None), &v, 0, Err(Mismatch::Country));
+        check(&t(set(&["CA"]), None), &v, 0, Err(Mismatch::Country));
+        check(&t(None, set(&["US"])), &v, 0, Err(Mismatch::Country));
+        check(&t(None, set(&["CA"])), &v, 0, Ok(()));
+        check(&t(set(&["US"]), set(&["US"])), &v, 0, Err(Mismatch::Country));
+    }
+
+    #[test]
+    fn each_device_mask_accepts_exactly_its_devices() {
+        let v = |device| Visitor {
+            segment: Segment { device, ..us_mobile_ios_en_chrome().segment },
+            ..us_mobile_ios_en_chrome()
+        };
+        let t = |devices: &[Device]| Targeting { devices: Targeting::device_mask(devices), ..Default::default() };
+        for &accepted in Device::ALL {
+            for &d in Device::ALL {
+                check(&t(&[accepted]), &v(d), 0, if d == accepted { Ok(()) } else { Err(Mismatch::Device) });
+                check(&t(&[accepted, accepted]), &v(d), 0, if d == accepted { Ok(()) } else { Err(Mismatch::Device) });
+                check(&t(Device::ALL), &v(d), 0, Ok(()));
+                check(&t(&[]), &v(d), 0, Err(Mismatch::Device));
+            }
+        }
+        assert_eq!(Targeting::device_mask(&[Device::Tablet, Device::Desktop]), 0b101);
+    }
+
+    #[test]
+    fn each_os_mask_accepts_exactly_its_systems() {
+        let v =
+            |os| Visitor { segment: Segment { os, ..us_mobile_ios_en_chrome().segment }, ..us_mobile_ios_en_chrome() };
+        let t = |os: &[Os]| Targeting { os: Targeting::os_mask(os), ..Default::default() };
+        for &accepted in Os::ALL {
+            for &o in Os::ALL {
+                check(&t(&[accepted]), &v(o), 0, if o == accepted { Ok(()) } else { Err(Mismatch::Os) });
+                check(&t(&[accepted, accepted]), &v(o), 0, if o == accepted { Ok(()) } else { Err(Mismatch::Os) });
+                check(&t(Os::ALL), &v(o), 0, Ok(()));
+                check(&t(&[]), &v(o), 0, Err(Mismatch::Os));
+            }
+        }
+        assert_eq!(Targeting::os_mask(&[Os::Other, Os::Windows]), 0b100_0001);
+    }
+
+    #[test]
+    fn each_browser_mask_accepts_exactly_its_browsers() {
+        let v = |browser| Visitor { browser, ..us_mobile_ios_en_chrome() };
+        let t = |browsers: &[Browser]| Targeting { browsers: Targeting::browser_mask(browsers), ..Default::default() };
+        for &accepted in Browser::ALL {
+            for &b in Browser::ALL {
+                check(&t(&[accepted]), &v(b), 0, if b == accepted { Ok(()) } else { Err(Mismatch::Browser) });
+                check(&t(&[accepted, accepted]), &v(b), 0, if b == accepted { Ok(()) } else { Err(Mismatch::Browser) });
+                check(&t(Browser::ALL), &v(b), 0, Ok(()));
+                check(&t(&[]), &v(b), 0, Err(Mismatch::Browser));
+            }
+        }
+        assert_eq!(Targeting::browser_mask(&[Browser::Other, Browser::Chrome]), 0b10_0000_0001);
+    }
+
+    #[test]
+    fn each_hour_mask_accepts_exactly_its_hours() {
+        let v = us_mobile_ios_en_chrome();
+        let t = |hours: &[u8]| Targeting { hours: Targeting::mask(hours, |h| h as usize), ..Default::default() };
+        let every: Vec<u8> = (0..24).collect();
+        for accepted in 0..24u8 {
+            for h in 0..24u8 {
+                check(&t(&[accepted]), &v, h, if h == accepted { Ok(()) } else { Err(Mismatch::Hour) });
+                check(&t(&every), &v, h, Ok(()));
+                check(&Targeting::default(), &v, h, Ok(()));
+                check(&t(&[]), &v, h, Err(Mismatch::Hour));
+            }
+        }
+        assert_eq!(Targeting::default().hours, t(&every).hours);
+    }
+
+    /// A visitor failing several checks is told the first: country, device,
+    /// OS, browser, language, hour.
+    #[test]
+    fn the_first_failing_check_names_the_mismatch() {
+        let v = us_mobile_ios_en_chrome();
+        let none = Targeting {
+            countries: Some(CountrySet::default()),
+            exclude_countries: None,
+            devices: 0,
+            os: 0,
+            browsers: 0,
+            languages: Some(vec![]),
+            hours: 0,
+            timezone: chrono_tz::UTC,
+        };
+        check(&none, &v, 0, Err(Mismatch::Country));
+        check(&Targeting { countries: None, ..none.clone() }, &v, 0, Err(Mismatch::Device));
+        check(&Targeting { countries: None, devices: u8::MAX, ..none.clone() }, &v, 0, Err(Mismatch::Os));
+        check(
+            &Targeting { countries: None, devices: u8::MAX, os: u8::MAX, ..none.clone() },
+            &v,
+            0,
+            Err(Mismatch::Browser),
+        );
+        let open = Targeting { countries: None, devices: u8::MAX, os: u8::MAX, browsers: u16::MAX, ..none.clone() };
+        check(&open, &v, 0, Err(Mismatch::Language));
+        check(&Targeting { languages: None, ..open.clone() }, &v, 0, Err(Mismatch::Hour));
+        check(&Targeting { languages: None, hours: ALL_HOURS, ..open }, &v, 0, Ok(()));
+    }
 }

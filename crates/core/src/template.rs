@@ -326,4 +326,115 @@ mod tests {
             proptest::prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
         }
     }
+
+    /// (name) -> (macro, allowed in redirect URLs, allowed in postback URLs).
+    const MACROS: [(&str, Macro, bool, bool); 18] = [
+        ("click_id", Macro::ClickId, true, true),
+        ("sub1", Macro::Sub(1), true, true),
+        ("sub2", Macro::Sub(2), true, true),
+        ("sub3", Macro::Sub(3), true, true),
+        ("sub4", Macro::Sub(4), true, true),
+        ("sub5", Macro::Sub(5), true, true),
+        ("country", Macro::Country, true, true),
+        ("device", Macro::Device, true, false),
+        ("os", Macro::Os, true, false),
+        ("browser", Macro::Browser, true, false),
+        ("offer_id", Macro::OfferId, true, true),
+        ("smartlink", Macro::Smartlink, true, true),
+        ("affiliate", Macro::Affiliate, true, false),
+        ("payout", Macro::Payout, true, true),
+        ("currency", Macro::Currency, true, true),
+        ("status", Macro::Status, false, true),
+        ("event", Macro::Event, false, true),
+        ("txid", Macro::Txid, false, true),
+    ];
+
+    #[test]
+    fn every_macro_name_parses_to_its_own_value() {
+        for (name, m, _, _) in MACROS {
+            assert_eq!(Macro::parse(name), Some(m), "{name}");
+        }
+        for name in ["", "sub", "sub0", "sub6", "Country", "click-id", "offer", "{sub1}", " sub1"] {
+            assert_eq!(Macro::parse(name), None, "{name:?}");
+        }
+    }
+
+    /// Each macro in each kind of template: accepted where it has a value,
+    /// refused elsewhere with an error that lists the macros allowed there.
+    #[test]
+    fn each_template_kind_takes_exactly_its_macros_and_names_them_when_refusing() {
+        for (name, m, redirect, postback) in MACROS {
+            for (set, allowed) in [(MacroSet::Redirect, redirect), (MacroSet::Postback, postback)] {
+                let listed = set
+                    .names()
+                    .split(' ')
+                    .any(|n| n == format!("{{{name}}}") || (n == "{sub1}..{sub5}" && matches!(m, Macro::Sub(_))));
+                assert_eq!(listed, allowed, "{name} listed for {set:?}");
+                match Template::parse(&format!("https://a.example/p?v={{{name}}}"), set) {
+                    Ok(t) => {
+                        assert!(allowed, "{name} accepted in a {set:?} URL");
+                        assert!(t.uses(m), "{name}");
+                    }
+                    Err(e) => {
+                        assert!(!allowed, "{name} refused in a {set:?} URL: {e}");
+                        assert_eq!(e, TemplateError::UnknownMacro { name: name.to_string(), allowed: set.names() });
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_uses_exactly_the_macros_it_names_and_keeps_its_source() {
+        let src = "https://a.example/{sub2}/lp?c={click_id}&geo={country}";
+        let t = Template::parse(src, MacroSet::Redirect).unwrap();
+        assert_eq!(t.as_str(), src);
+        for (_, m, _, _) in MACROS {
+            assert_eq!(t.uses(m), matches!(m, Macro::Sub(2) | Macro::ClickId | Macro::Country), "{m:?}");
+        }
+        let plain = Template::parse("https://a.example/lp?x=1", MacroSet::Redirect).unwrap();
+        assert!(MACROS.iter().all(|&(_, m, _, _)| !plain.uses(m)));
+    }
+
+    /// (URL) -> whether it is accepted as a template.
+    #[test]
+    fn only_absolute_http_urls_with_a_plain_host_are_templates() {
+        let check = |src: &str, want: Result<(), TemplateError>| {
+            assert_eq!(Template::parse(src, MacroSet::Redirect).map(|_| ()), want, "{src}");
+        };
+        check("https://a.example", Ok(()));
+        check("http://a.example/", Ok(()));
+        check("https://a.example?x={sub1}", Ok(()));
+        check("https://a.example#{sub1}", Ok(()));
+        check("https://a-b_c.example:8080/p", Ok(()));
+        check("https://user:pw@a.example/p", Ok(()));
+        check("https://[::1]:8080/p", Ok(()));
+        check("https://10.0.0.1/p", Ok(()));
+        check("https://", Err(TemplateError::NotHttp));
+        check("https://:8080/p", Err(TemplateError::NotHttp));
+        check("https://user@/p", Err(TemplateError::NotHttp));
+        check("https://a%2e.example/p", Err(TemplateError::NotHttp));
+        check("https://a!.example/p", Err(TemplateError::NotHttp));
+        check("https://a.example/\u{7f}", Err(TemplateError::BadChar));
+        check("https://a.example/\tp", Err(TemplateError::BadChar));
+        check("https://a.{sub1}/p", Err(TemplateError::MacroInHost));
+        check("https://a.example/{sub1}{sub2", Err(TemplateError::Unclosed(24)));
+    }
+
+    /// (template, values) -> expansion: literals are kept byte for byte,
+    /// adjacent macros and multi-byte characters included.
+    #[test]
+    fn literals_around_macros_are_kept_exactly() {
+        type Case<'a> = (&'a str, &'a [(Macro, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("https://a.example", &[], "https://a.example"),
+            ("https://a.example/{sub1}{sub2}", &[(Macro::Sub(1), "x"), (Macro::Sub(2), "y")], "https://a.example/xy"),
+            ("https://a.example/é{sub1}ü/", &[(Macro::Sub(1), "é")], "https://a.example/é%C3%A9ü/"),
+            ("https://a.example/?a={sub1}&b={sub1}", &[(Macro::Sub(1), "~._-")], "https://a.example/?a=~._-&b=~._-"),
+            ("https://a.example/?k={sub1}", &[(Macro::Sub(1), "\u{0}\u{10}/+")], "https://a.example/?k=%00%10%2F%2B"),
+        ];
+        for (t, vals, want) in cases {
+            assert_eq!(&expand(t, vals), want, "{t}");
+        }
+    }
 }

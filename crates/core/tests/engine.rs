@@ -1,17 +1,21 @@
-//! Properties of the whole per-click decision (`engine::decide`).
+//! Properties of the whole per-click decision (`engine::decide`), of
+//! diverted clicks (`engine::divert`) and of conversions
+//! (`engine::apply_conversion`).
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::SeedableRng;
 use smartlink_core::caps::OfferCounters;
-use smartlink_core::clickid::ClickIdCodec;
-use smartlink_core::engine::{decide, ClickInput, FallbackReason, Outcome};
+use smartlink_core::clickid::{ClickFacts, ClickIdCodec};
+use smartlink_core::engine::{
+    apply_conversion, decide, divert, ClickInput, ConversionEffect, Decision, FallbackReason, Outcome,
+};
 use smartlink_core::model::{
-    Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
+    Affiliate, Browser, Caps, Catalog, Country, Currency, Device, Id, Offer, Os, Override, Segment, Smartlink, Status,
     Strategy as Routing,
 };
-use smartlink_core::router::{Reason, SharedRouter};
+use smartlink_core::router::{ConversionStatus, Reason, SharedRouter};
 use smartlink_core::targeting::{CountrySet, Targeting, Visitor};
 use smartlink_core::template::{MacroSet, Template};
 
@@ -354,4 +358,425 @@ fn clicks_decided_on_many_threads_at_once_are_all_learned() {
     assert_eq!(routed, threads * per_thread as u64, "every click had an eligible offer");
     // Clicks that found the lock held were learned by a later holder.
     assert_eq!(sl.router.lock().events(), routed);
+}
+
+/// The local day of `T0` in UTC (2026-01-05).
+const DAY: u32 = 20458;
+
+/// An active offer with no targeting and no cap.
+fn open() -> OfferGen {
+    OfferGen { paused: false, countries: None, devices: None, cap: None, payout: 1.0 }
+}
+
+/// A counted human click from `visitor(0, 0)` (US, desktop, Android, Chrome).
+fn click_at(now_ms: i64) -> ClickInput<'static> {
+    ClickInput { now_ms, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0 }
+}
+
+fn rng() -> rand_pcg::Pcg64Mcg {
+    rand_pcg::Pcg64Mcg::seed_from_u64(1)
+}
+
+/// A random number generator whose every draw is the same number: it pins
+/// a weighted pick to one point of the cumulative weights (at `draw / 2^64`
+/// of the total).
+struct Draw(u64);
+
+impl rand::RngCore for Draw {
+    fn next_u32(&mut self) -> u32 {
+        self.0 as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.fill(0);
+    }
+}
+
+#[test]
+fn fallback_reasons_have_stable_distinct_names() {
+    let names: Vec<&str> = FallbackReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names, ["empty_pool", "all_paused", "no_targeting_match", "all_capped", "quality"]);
+}
+
+#[test]
+fn a_click_with_nowhere_to_go_falls_back_for_the_first_reason_that_applies() {
+    let paused = || OfferGen { paused: true, ..open() };
+    let german = || OfferGen { countries: Some(vec![1]), ..open() };
+    let capped = || OfferGen { cap: Some(0), ..open() };
+    let check = |pool: &[OfferGen], want: FallbackReason| {
+        for strategy in [Routing::Priority, Routing::Auto, Routing::Weighted(vec![1.0; 4])] {
+            let cat = catalog(pool, strategy.clone());
+            let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &ClickIdCodec::new(b"k"), &mut rng());
+            assert_eq!(d.outcome, Outcome::Fallback(want), "{pool:?} {strategy:?}");
+            assert_eq!((d.reason, d.propensity, d.facts.offer), (Reason::Fallback, 1.0, None));
+            assert_eq!(d.url, "https://fallback.example/?c=US");
+        }
+    };
+    check(&[], FallbackReason::EmptyPool);
+    check(&[paused()], FallbackReason::AllPaused);
+    check(&[paused(), paused()], FallbackReason::AllPaused);
+    check(&[german()], FallbackReason::NoTargetingMatch);
+    check(&[paused(), german()], FallbackReason::NoTargetingMatch);
+    check(&[capped()], FallbackReason::AllCapped);
+    check(&[paused(), german(), capped(), capped()], FallbackReason::AllCapped);
+}
+
+/// Pools of up to 64 eligible offers are gathered on the stack and larger
+/// ones on the heap; the same pick must land on the same offer either way.
+#[test]
+fn a_pool_of_more_than_64_offers_routes_like_a_small_one() {
+    const HALF: u64 = 1 << 63;
+    let codec = ClickIdCodec::new(b"k");
+    for n in [1usize, 2, 3, 63, 64, 65, 66, 100, 129] {
+        let mut last_only = vec![0.0; n];
+        last_only[n - 1] = 1.0;
+        // (strategy, offer chosen by a draw half-way through, propensity)
+        let cases = [
+            ("weight on the last offer only", Routing::Weighted(last_only), n - 1, 1.0),
+            ("equal weights", Routing::Weighted(vec![1.0; n]), n / 2, 1.0 / n as f64),
+            ("priority", Routing::Priority, 0, 1.0),
+        ];
+        for (name, strategy, want, propensity) in cases {
+            let cat = catalog(&vec![open(); n], strategy);
+            let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut Draw(HALF));
+            assert_eq!((d.outcome, d.propensity), (Outcome::Offer(want), propensity), "{n} offers, {name}");
+            assert_eq!(d.facts.offer, Some(cat.offers[want].key), "{n} offers, {name}");
+            assert_eq!(cat.offers[want].counters.clicks(DAY), 1, "{n} offers, {name}");
+        }
+        let cat = catalog(&vec![open(); n], Routing::Auto);
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut rng());
+        let Outcome::Offer(k) = d.outcome else { panic!("{n} offers, auto: fell back") };
+        assert!(matches!(d.reason, Reason::BestScore | Reason::Exploration), "{n} offers, auto: {:?}", d.reason);
+        assert_eq!(d.facts.offer, Some(cat.offers[k].key), "{n} offers, auto");
+        assert_eq!(cat.smartlinks[0].router.lock().events(), 1, "{n} offers, auto: the click is learned");
+    }
+}
+
+/// A weighted pick takes the offer whose stretch of the cumulative weights
+/// holds the draw; zero, negative and missing weights are never picked
+/// unless every weight is zero, and then the pick is uniform.
+#[test]
+fn a_weighted_pick_lands_where_the_draw_falls_in_the_cumulative_weights() {
+    const HALF: u64 = 1 << 63;
+    let check = |offers: usize, weights: &[f64], draw: u64, want: usize, propensity: f64| {
+        let cat = catalog(&vec![open(); offers], Routing::Weighted(weights.to_vec()));
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(T0), &ClickIdCodec::new(b"k"), &mut Draw(draw));
+        let got = (d.outcome, d.reason, d.propensity);
+        assert_eq!(got, (Outcome::Offer(want), Reason::Weighted, propensity), "{weights:?} drawn at {draw:#x}");
+    };
+    check(3, &[1.0, 0.0, 3.0], 0, 0, 0.25);
+    check(3, &[1.0, 0.0, 3.0], HALF, 2, 0.75);
+    check(3, &[1.0, 0.0, 3.0], u64::MAX, 2, 0.75);
+    // A zero weight at the start is skipped even by the lowest draw.
+    check(2, &[0.0, 1.0], 0, 1, 1.0);
+    // A draw exactly on a boundary belongs to the next offer; just below, to the one before.
+    check(2, &[1.0, 1.0], HALF, 1, 0.5);
+    check(2, &[1.0, 1.0], HALF - (1 << 11), 0, 0.5);
+    // A negative weight counts as zero, and so does a missing one.
+    check(2, &[-1.0, 2.0], 0, 1, 1.0);
+    check(3, &[0.0, 2.0], u64::MAX, 1, 1.0);
+    // All zero (or none at all): uniform, the draw modulo the pool size.
+    check(3, &[0.0, 0.0, 0.0], 5, 2, 1.0 / 3.0);
+    check(3, &[], 4, 1, 1.0 / 3.0);
+    // 0.1 + 0.2 + 0.3 rounds up, so the largest draw runs past every offer:
+    // the last offer with a weight takes it, never the zero-weight one after it.
+    check(4, &[0.1, 0.2, 0.3, 0.0], u64::MAX, 2, 0.3 / (0.1 + 0.2 + 0.3));
+}
+
+/// `cat` rebuilt with `affiliates` (the catalog indexes them when built).
+fn with_affiliates(mut cat: Catalog, affiliates: Vec<Affiliate>) -> Catalog {
+    Catalog::new(std::mem::take(&mut cat.offers), std::mem::take(&mut cat.smartlinks), affiliates)
+}
+
+fn affiliate(key: u32, id: &str) -> Affiliate {
+    Affiliate { key, id: Id::parse(id).unwrap() }
+}
+
+/// Targeting hours and daily caps follow each offer's own clock, also in a
+/// pool spread over more timezones than one click's clock caches.
+#[test]
+fn each_offer_is_targeted_and_capped_by_its_own_local_clock() {
+    // At T0 + 3 h (2026-01-05 03:00 UTC): (timezone, local hour, local day).
+    let zones: [(&str, u32, u32); 6] = [
+        ("UTC", 3, DAY),
+        ("Asia/Tokyo", 12, DAY),
+        ("America/New_York", 22, DAY - 1),
+        ("Europe/Berlin", 4, DAY),
+        ("Asia/Kolkata", 8, DAY),
+        ("Australia/Sydney", 14, DAY),
+    ];
+    let now = T0 + 3 * 3_600_000;
+    for (open_zone, &(tz, _, day)) in zones.iter().enumerate() {
+        // Every offer accepts only its local hour, except that all but one
+        // accept the hour after it.
+        let mut cat = catalog(&vec![open(); zones.len()], Routing::Priority);
+        for (k, (o, &(zone, hour, _))) in cat.offers.iter_mut().zip(&zones).enumerate() {
+            o.targeting.timezone = zone.parse().unwrap();
+            o.targeting.hours = 1 << if k == open_zone { hour } else { (hour + 1) % 24 };
+        }
+        let d = decide(&cat, &cat.smartlinks[0], &click_at(now), &ClickIdCodec::new(b"k"), &mut rng());
+        assert_eq!(d.outcome, Outcome::Offer(open_zone), "only the {tz} offer is in its hour");
+        assert_eq!(cat.offers[open_zone].counters.clicks(day), 1, "the click counts on {tz}'s day");
+    }
+}
+
+/// (macro in the offer and fallback URLs, whether the click reaches the
+/// offer, the `aff` parameter) -> what the macro expands to.
+#[test]
+fn every_redirect_macro_expands_to_the_clicks_own_value() {
+    let visitor = Visitor {
+        segment: Segment { country: Country::parse("DE").unwrap(), device: Device::Mobile, os: Os::Ios },
+        browser: Browser::Safari,
+        language: None,
+    };
+    let check = |name: &str, routed: bool, aff: Option<&str>, want: &str| {
+        let url = |host: &str| Template::parse(&format!("https://{host}.example/?v={{{name}}}"), MacroSet::Redirect);
+        let mut cat = catalog(&[OfferGen { paused: !routed, ..open() }], Routing::Priority);
+        cat.offers[0].url = url("offer").unwrap();
+        cat.offers[0].payout = 2.5;
+        cat.offers[0].currency = Currency::parse("EUR").unwrap();
+        cat.smartlinks[0].fallback_url = url("fallback").unwrap();
+        let cat = with_affiliates(cat, vec![affiliate(7, "a7")]);
+        let subs = ["one", "two", "three", "four", "five"];
+        let input = ClickInput { now_ms: T0, visitor, subs, aff, counted: true, flags: 0 };
+        let d = decide(&cat, &cat.smartlinks[0], &input, &ClickIdCodec::new(b"k"), &mut rng());
+        let host = if routed { "offer" } else { "fallback" };
+        let want = want.replace("<click id>", &d.click_id);
+        assert_eq!(d.url, format!("https://{host}.example/?v={want}"), "{{{name}}}, routed: {routed}, aff: {aff:?}");
+    };
+    check("click_id", true, None, "<click id>");
+    check("click_id", false, None, "<click id>");
+    check("sub1", true, None, "one");
+    check("sub2", true, None, "two");
+    check("sub3", true, None, "three");
+    check("sub4", true, None, "four");
+    check("sub5", true, None, "five");
+    check("sub5", false, None, "five");
+    check("country", true, None, "DE");
+    check("device", true, None, "mobile");
+    check("os", true, None, "ios");
+    check("browser", true, None, "safari");
+    check("browser", false, None, "safari");
+    check("offer_id", true, None, "o0");
+    check("offer_id", false, None, "");
+    check("smartlink", true, None, "s");
+    check("affiliate", true, Some("a7"), "a7");
+    check("affiliate", false, Some("a7"), "a7");
+    check("affiliate", true, Some("nobody"), "");
+    check("affiliate", true, None, "");
+    check("payout", true, None, "2.5");
+    check("payout", false, None, "");
+    check("currency", true, None, "EUR");
+    check("currency", false, None, "");
+}
+
+/// (aff parameter, smartlink owner, target URL, flags) -> (URL, affiliate
+/// credited, whether the aff was unknown, flags in the click id).
+#[test]
+fn a_diverted_click_is_signed_credited_and_sent_to_its_target() {
+    type Want<'a> = (&'a str, Option<usize>, bool, u8);
+    let safe = Template::parse("https://safe.example/?c={country}", MacroSet::Redirect).unwrap();
+    let codec = ClickIdCodec::new(b"k");
+    let check = |aff: Option<&str>, owner: Option<usize>, target: Option<&Template>, flags: u8, want: Want| {
+        let mut cat = catalog(&[open()], Routing::Auto);
+        cat.smartlinks[0].affiliate = owner;
+        let cat = with_affiliates(cat, vec![affiliate(7, "a7"), affiliate(8, "b8")]);
+        let sl = &cat.smartlinks[0];
+        let d = divert(&cat, sl, &ClickInput { aff, flags, ..click_at(T0) }, target, &codec, &mut rng());
+        let case = format!("aff {aff:?}, owner {owner:?}, flags {flags:#06b}");
+        assert_eq!((d.url.as_str(), d.affiliate, d.unknown_aff, d.facts.flags), want, "{case}");
+        let routing = (d.outcome, d.reason, d.propensity);
+        assert_eq!(routing, (Outcome::Fallback(FallbackReason::Quality), Reason::Fallback, 1.0), "{case}");
+        assert_eq!(codec.decode(&d.click_id), Ok(d.facts), "{case}");
+        assert_eq!(d.facts.offer, None, "{case}");
+        assert_eq!(d.facts.affiliate, d.affiliate.map(|a| cat.affiliates[a].key), "{case}");
+        assert_eq!(cat.offers[0].counters.clicks(DAY), 0, "{case}: no cap unit is taken");
+        assert_eq!(sl.router.lock().events(), 0, "{case}: the router learns nothing");
+    };
+    const FALLBACK: &str = "https://fallback.example/?c=US";
+    const SAFE: &str = "https://safe.example/?c=US";
+    check(None, None, None, 0, (FALLBACK, None, false, 0));
+    check(None, None, Some(&safe), 0, (SAFE, None, false, 0));
+    check(Some("a7"), None, None, 0, (FALLBACK, Some(0), false, 0));
+    check(Some("b8"), Some(0), Some(&safe), 0, (SAFE, Some(1), false, 0));
+    check(None, Some(1), None, 0, (FALLBACK, Some(1), false, 0));
+    check(Some("nobody"), Some(1), None, 0, (FALLBACK, Some(1), true, 0));
+    check(Some("nobody"), None, None, 0, (FALLBACK, None, true, 0));
+    check(None, None, None, 0b0110, (FALLBACK, None, false, 0b0110));
+    check(None, None, None, 0b1111, (FALLBACK, None, false, 0b1111));
+    // Only the four flag bits travel.
+    check(None, None, None, 0xf2, (FALLBACK, None, false, 0b0010));
+}
+
+/// (strategy, whether the click counts) -> clicks the router learns when an
+/// override routes the click.
+#[test]
+fn an_override_teaches_an_auto_router_only_about_counted_clicks() {
+    let check = |strategy: Routing, counted: bool, learned: u64| {
+        let mut cat = catalog(&[open(), open()], strategy.clone());
+        cat.smartlinks[0].overrides.push(Override { countries: None, devices: None, os: None, offer: 1 });
+        let sl = &cat.smartlinks[0];
+        let d = decide(&cat, sl, &ClickInput { counted, ..click_at(T0) }, &ClickIdCodec::new(b"k"), &mut rng());
+        assert_eq!((d.outcome, d.reason), (Outcome::Offer(1), Reason::Override), "{strategy:?}, counted: {counted}");
+        assert_eq!(sl.router.lock().events(), learned, "{strategy:?}, counted: {counted}");
+    };
+    check(Routing::Auto, true, 1);
+    check(Routing::Auto, false, 0);
+    check(Routing::Priority, true, 0);
+    check(Routing::Weighted(vec![1.0, 1.0]), true, 0);
+}
+
+#[test]
+fn an_auto_smartlink_routes_by_its_router_and_learns_each_counted_click() {
+    let cat = catalog(&[open(), open(), open()], Routing::Auto);
+    let sl = &cat.smartlinks[0];
+    let (codec, mut rng) = (ClickIdCodec::new(b"k"), rng());
+    for i in 1..=20u64 {
+        let d = decide(&cat, sl, &click_at(T0 + i as i64 * 1000), &codec, &mut rng);
+        assert!(matches!(d.reason, Reason::BestScore | Reason::Exploration), "click {i}: {:?}", d.reason);
+        assert_eq!(sl.router.lock().events(), i);
+    }
+}
+
+/// Polls `ready` until it holds. The click on the other thread is meant to
+/// be waiting meanwhile: an answer from it fails the test. Bounded only so
+/// that a broken path fails instead of hanging.
+fn wait_until(ready: impl Fn() -> bool, answer: &std::sync::mpsc::Receiver<Decision>) {
+    use std::sync::mpsc::TryRecvError;
+    for _ in 0..60_000 {
+        if ready() {
+            return;
+        }
+        match answer.try_recv() {
+            Ok(d) => panic!("the click was answered without waiting for the router: {:?}", d.outcome),
+            Err(TryRecvError::Disconnected) => panic!("the click's thread died"),
+            Err(TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    panic!("the click never waited for the router");
+}
+
+/// A click that waits for the router lock can find, once it has it, that
+/// other clicks took the last unit of a cap it counted on: it tries the
+/// other candidates and falls back when none is left, never exceeding a cap.
+/// (Offers whose last unit goes while the click waits) -> where it goes.
+#[test]
+fn a_click_that_loses_the_last_cap_unit_while_it_waits_for_the_router_tries_the_others() {
+    let check = |taken: &[usize], want: Outcome| {
+        let cat = Arc::new(catalog(
+            &[OfferGen { cap: Some(1), ..open() }, OfferGen { cap: Some(1), ..open() }],
+            Routing::Auto,
+        ));
+        let codec = ClickIdCodec::new(b"k");
+        let held = cat.smartlinks[0].router.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let clicker = {
+            let (cat, codec) = (cat.clone(), codec.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(decide(&cat, &cat.smartlinks[0], &click_at(T0), &codec, &mut rng()));
+            })
+        };
+        // Both offers were open when the click gathered its candidates;
+        // nothing is published for two candidates, so it waits for the lock.
+        wait_until(|| cat.smartlinks[0].router.busy().waited == 1, &rx);
+        for &k in taken {
+            let o = &cat.offers[k];
+            assert!(o.counters.try_reserve_click(&o.caps, DAY));
+        }
+        drop(held);
+        let d = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the click is answered");
+        clicker.join().unwrap();
+        assert_eq!(d.outcome, want, "units taken meanwhile: {taken:?}");
+        for o in &cat.offers {
+            assert_eq!(o.counters.clicks(DAY), 1, "{taken:?}: each cap is reached and none exceeded");
+        }
+    };
+    check(&[0, 1], Outcome::Fallback(FallbackReason::AllCapped));
+    check(&[0], Outcome::Offer(1));
+    check(&[1], Outcome::Offer(0));
+}
+
+/// What a click id says about a click at `T0` on smartlink 0 of `cat`.
+fn facts_of(cat: &Catalog, offer: Option<usize>, flags: u8) -> ClickFacts {
+    ClickFacts {
+        time_secs: (T0 / 1000) as u32,
+        smartlink: cat.smartlinks[0].key,
+        offer: offer.map(|k| cat.offers[k].key),
+        affiliate: None,
+        segment: visitor(0, 0).segment,
+        browser: Browser::Chrome,
+        language: None,
+        flags,
+        nonce: [0; 6],
+    }
+}
+
+/// (approved conversions today, the status the router was last told, the
+/// new status) -> approved conversions today after it; each one adds its
+/// payout to today's spend.
+#[test]
+fn a_conversion_status_change_moves_todays_approved_count_and_spend() {
+    use ConversionStatus::{Approved, Pending, Rejected};
+    let check = |before: u64, previous: Option<ConversionStatus>, status: ConversionStatus, after: u64| {
+        let cat = catalog(&[open()], Routing::Priority);
+        let counters = &cat.offers[0].counters;
+        counters.seed(DAY, 0, before, before as f64 * 2.5);
+        let effect = apply_conversion(&cat, &facts_of(&cat, Some(0), 0), T0 + 60_000, previous, status, 2.5);
+        let case = format!("{before} approved, then {previous:?} -> {status:?}");
+        assert_eq!((counters.conversions(DAY), counters.spent(DAY)), (after, after as f64 * 2.5), "{case}");
+        assert_eq!(effect, ConversionEffect { over_cap: false }, "{case}");
+    };
+    check(0, None, Approved, 1);
+    check(0, None, Pending, 0);
+    check(0, None, Rejected, 0);
+    check(0, Some(Pending), Approved, 1);
+    check(0, Some(Pending), Pending, 0);
+    check(0, Some(Pending), Rejected, 0);
+    check(1, Some(Approved), Approved, 1);
+    check(1, Some(Approved), Rejected, 0);
+    check(1, Some(Approved), Pending, 0);
+    check(1, Some(Rejected), Rejected, 1);
+}
+
+#[test]
+fn a_conversion_counts_on_its_offers_local_day_and_reports_a_cap_already_reached() {
+    let mut cat = catalog(&[open()], Routing::Priority);
+    cat.offers[0].targeting.timezone = "America/New_York".parse().unwrap();
+    cat.offers[0].caps = Caps { daily_conversions: Some(1), ..Default::default() };
+    let facts = facts_of(&cat, Some(0), 0);
+    // At T0 + 3 h it is still Jan 4 in New York.
+    let now = T0 + 3 * 3_600_000;
+    let approve = || apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0).over_cap;
+    assert!(!approve(), "the first conversion is under the cap");
+    assert!(approve(), "the second arrives with the cap reached, and is still counted");
+    let counters = &cat.offers[0].counters;
+    assert_eq!((counters.conversions(DAY - 1), counters.conversions(DAY)), (2, 0));
+
+    // A click id naming no offer of this catalog changes nothing.
+    for offer in [None, Some(999)] {
+        let facts = ClickFacts { offer, ..facts };
+        let effect = apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0);
+        assert_eq!(effect, ConversionEffect { over_cap: false });
+        assert_eq!(counters.conversions(DAY - 1), 2);
+    }
+}
+
+/// (flags of the click) -> whether the router learns from its conversion:
+/// bot and preview clicks were never exposure, so their conversions teach
+/// nothing; the others teach exactly what the postback says.
+#[test]
+fn a_conversion_teaches_the_router_only_when_its_click_counted() {
+    let now = T0 + 600_000;
+    for (flags, learns) in [(0b0000, true), (0b0001, true), (0b0010, false), (0b0100, false), (0b0101, false)] {
+        let cat = catalog(&[open()], Routing::Auto);
+        let facts = facts_of(&cat, Some(0), flags);
+        apply_conversion(&cat, &facts, now, None, ConversionStatus::Approved, 1.0);
+        let told = SharedRouter::default();
+        if learns {
+            told.lock().on_conversion(cat.offers[0].key, facts.segment, T0, now, None, ConversionStatus::Approved);
+        }
+        assert!(cat.smartlinks[0].router.lock().same_learning(&told.lock()), "flags {flags:#06b}");
+    }
 }
