@@ -118,9 +118,9 @@ pub async fn serve(
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body));
     let shared = Arc::new(Shared { app, http, clicks, limits, metrics: metrics.clone() });
     let graceful = GracefulShutdown::new();
-    let (stop_tx, stop_rx) = watch::channel(());
-    // Bumped to ask idle fast-path connections to close (connection limit).
-    let (drain_tx, drain_rx) = watch::channel(0u64);
+    // Bumped to ask idle fast-path connections to close (the connection
+    // limit); dropped to stop every fast-path connection (shutdown).
+    let (signal_tx, signal_rx) = watch::channel(0u64);
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -137,7 +137,7 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
         if tasks.len() >= limits.max_connections {
             // Make room: idle keep-alive connections close, then look again.
-            drain_tx.send_modify(|n| *n += 1);
+            signal_tx.send_modify(|n| *n += 1);
             metrics.http_drains.fetch_add(1, Relaxed);
             tokio::time::sleep(Duration::from_millis(20)).await;
             while tasks.try_join_next().is_some() {}
@@ -150,11 +150,11 @@ pub async fn serve(
         }
         let shared = shared.clone();
         let watcher = graceful.watcher();
-        let (stop, drain) = (stop_rx.clone(), drain_rx.clone());
+        let signal = signal_rx.clone();
         tasks.spawn(async move {
             let _open = Open::new(&shared.metrics);
             if let Some(state) = &shared.clicks {
-                match fast_path(stream, peer, state, &shared.limits, stop, drain).await {
+                match fast_path(stream, peer, state, &shared.limits, signal).await {
                     Handoff::Done => {}
                     Handoff::Hyper(io) => shared.hyper(io, peer, watcher).await,
                 }
@@ -166,7 +166,7 @@ pub async fn serve(
     drop(listener);
     // Fast-path connections close when idle; hyper's finish their request;
     // whatever is still open after the grace period is cut.
-    drop(stop_tx);
+    drop(signal_tx);
     let finished = tokio::time::timeout(limits.shutdown_grace, async {
         graceful.shutdown().await;
         while tasks.join_next().await.is_some() {}
@@ -255,18 +255,23 @@ async fn fast_path(
     peer: SocketAddr,
     app: &AppState,
     limits: &Limits,
-    mut stop: watch::Receiver<()>,
-    mut drain: watch::Receiver<u64>,
+    mut signal: watch::Receiver<u64>,
 ) -> Handoff {
     let mut buf = vec![0u8; READ_BUF];
     let (mut start, mut end) = (0usize, 0usize);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let (mut waiting, mut since) = (Waiting::Head, Instant::now());
-    drain.mark_unchanged();
+    signal.mark_unchanged();
+    // One timer for the connection's life, moved only when it fires early
+    // or the deadline comes nearer (a partial head): a timer armed per
+    // request would cost every click a trip through the timer wheel.
+    let timer = tokio::time::sleep_until((since + limits.header).into());
+    tokio::pin!(timer);
     loop {
         // Answer every complete request in the buffer.
         let mut close = false;
         let mut handoff = false;
+        let mut answered = false;
         while start < end && !close {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
@@ -292,6 +297,7 @@ async fn fast_path(
                     answer.encode(&mut out, head, connection, &http_date());
                     close = c;
                     start += len;
+                    answered = true;
                 }
             }
         }
@@ -307,8 +313,15 @@ async fn fast_path(
                 }
             }
             out.clear();
-            (waiting, since) =
-                if start == end { (Waiting::Idle, Instant::now()) } else { (Waiting::Head, Instant::now()) };
+        }
+        // Idle once everything sent was answered; waiting for a head while
+        // part of one is here (its clock starts when it started coming).
+        if start == end {
+            if answered {
+                (waiting, since) = (Waiting::Idle, Instant::now());
+            }
+        } else if answered || waiting == Waiting::Idle {
+            (waiting, since) = (Waiting::Head, Instant::now());
         }
         if close {
             let _ = stream.shutdown().await;
@@ -318,7 +331,7 @@ async fn fast_path(
             app.metrics.http_handoffs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Handoff::Hyper(Prefixed::new(stream, buf, start..end));
         }
-        if stop.has_changed().is_err() {
+        if signal.has_changed().is_err() {
             return Handoff::Done; // shutting down: close while idle
         }
         // Keep the unparsed tail at the front of the buffer.
@@ -329,24 +342,32 @@ async fn fast_path(
             (start, end) = (0, end - start);
         }
         let deadline = since + if waiting == Waiting::Idle { limits.idle } else { limits.header };
+        if deadline < timer.deadline().into_std() {
+            timer.as_mut().reset(deadline.into());
+        }
         let n = tokio::select! {
             biased;
             r = stream.read(&mut buf[end..]) => match r {
                 Ok(0) | Err(_) => return Handoff::Done,
                 Ok(n) => n,
             },
-            _ = stop.changed() => return Handoff::Done,
-            // At the connection limit, idle connections make room.
-            _ = drain.changed(), if waiting == Waiting::Idle => return Handoff::Done,
-            () = tokio::time::sleep_until(deadline.into()) => {
+            // Shutdown (the sender is gone), or the connection limit asking
+            // idle connections to make room.
+            r = signal.changed() => match r {
+                Err(_) => return Handoff::Done,
+                Ok(()) if waiting == Waiting::Idle => return Handoff::Done,
+                Ok(()) => continue,
+            },
+            () = &mut timer => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline.into());
+                    continue;
+                }
                 let kind = if waiting == Waiting::Idle { 1 } else { 0 };
                 app.metrics.http_timeouts[kind].fetch_add(1, Relaxed);
                 return Handoff::Done;
             }
         };
-        if waiting == Waiting::Idle {
-            (waiting, since) = (Waiting::Head, Instant::now());
-        }
         end += n;
     }
 }
