@@ -280,42 +280,82 @@ fn clicks_journaled_before_a_crash_are_stored_and_still_count_toward_caps() {
     assert_eq!(stored_clicks(&d.path().join("data/smartlink.db")).len(), 3);
 }
 
+/// Who a journal record that a previous run left behind is for (the parts
+/// the tests vary).
+#[derive(Clone, Copy)]
+struct Left {
+    offer: &'static str,
+    affiliate: Option<&'static str>,
+    ip: &'static str,
+    country: &'static str,
+    device: smartlink_core::model::Device,
+    os: smartlink_core::model::Os,
+    browser: smartlink_core::model::Browser,
+    ua: &'static str,
+    reason: smartlink_core::router::Reason,
+}
+
+/// The stored numeric key of (kind, id) in the server's database.
+fn stored_key(db: &std::path::Path, kind: smartlink_store::Kind, id: &str) -> u32 {
+    use smartlink_store::Store;
+    let keys = smartlink_store::SqliteStore::open(db).unwrap().keys().unwrap();
+    keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2
+}
+
+/// Clicks on smartlink `main` for `l`, as the journal holds them.
+fn journal_clicks(db: &std::path::Path, l: &Left) -> impl Fn(String, i64) -> smartlink_clicklog::writer::ClickEvent {
+    use smartlink_store::Kind;
+    let smartlink = stored_key(db, Kind::Smartlink, "main");
+    let offer = stored_key(db, Kind::Offer, l.offer);
+    let affiliate = l.affiliate.map(|a| stored_key(db, Kind::Affiliate, a));
+    let l = *l;
+    move |click_id, ts_ms| smartlink_clicklog::writer::ClickEvent {
+        click_id,
+        ts_ms,
+        smartlink,
+        offer: Some(offer),
+        affiliate,
+        subs: Default::default(),
+        ip: Some(l.ip.parse().unwrap()),
+        country: smartlink_core::model::Country::parse(l.country).unwrap(),
+        device: l.device,
+        os: l.os,
+        browser: l.browser,
+        language: None,
+        referrer: "".into(),
+        user_agent: l.ua.into(),
+        reason: l.reason,
+        fallback_reason: None,
+        propensity: 1.0,
+        quality: smartlink_visitor::quality::Quality::HUMAN,
+        class: smartlink_visitor::quality::QualityClass::Human,
+    }
+}
+
 #[test]
 fn rows_a_crash_left_in_the_journal_are_loaded_at_start_up_and_count_toward_caps() {
-    use smartlink_clicklog::writer::ClickEvent;
-    use smartlink_core::model::{Browser, Country, Device, Os};
-    use smartlink_store::{Kind, Store};
+    use smartlink_core::model::{Browser, Device, Os};
     let (d, s) = start(POOL);
     s.stop();
     let db = d.path().join("data/smartlink.db");
-    let keys = smartlink_store::SqliteStore::open(&db).unwrap().keys().unwrap();
-    let key = |kind, id: &str| keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let left = Left {
+        offer: "capped",
+        affiliate: Some("aff1"),
+        ip: "89.160.20.112",
+        country: "SE",
+        device: Device::Desktop,
+        os: Os::Windows,
+        browser: Browser::Chrome,
+        ua: WINDOWS,
+        reason: smartlink_core::router::Reason::Override,
+    };
+    let click_of = journal_clicks(&db, &left);
     // What a crash leaves: two whole records and half of a third.
     let mut seg = smartlink_clicklog::journal::MAGIC.to_vec();
     let mut torn = Vec::new();
     for i in 0..3 {
-        let e = ClickEvent {
-            click_id: format!("crash-left-{i}"),
-            ts_ms: now - 1_000 + i,
-            smartlink: key(Kind::Smartlink, "main"),
-            offer: Some(key(Kind::Offer, "capped")),
-            affiliate: Some(key(Kind::Affiliate, "aff1")),
-            subs: Default::default(),
-            ip: Some("89.160.20.112".parse().unwrap()),
-            country: Country::parse("SE").unwrap(),
-            device: Device::Desktop,
-            os: Os::Windows,
-            browser: Browser::Chrome,
-            language: None,
-            referrer: "".into(),
-            user_agent: WINDOWS.into(),
-            reason: smartlink_core::router::Reason::Override,
-            fallback_reason: None,
-            propensity: 1.0,
-            quality: smartlink_visitor::quality::Quality::HUMAN,
-            class: smartlink_visitor::quality::QualityClass::Human,
-        };
+        let e = click_of(format!("crash-left-{i}"), now - 1_000 + i);
         smartlink_clicklog::journal::encode(&e, if i < 2 { &mut seg } else { &mut torn });
     }
     seg.extend_from_slice(&torn[..torn.len() / 2]);
@@ -393,15 +433,23 @@ fn a_bad_trusted_proxy_entry_stops_start_up_naming_it() {
 
 #[test]
 fn a_damaged_journal_record_costs_only_itself_at_start_up_and_is_counted() {
-    use smartlink_clicklog::writer::ClickEvent;
-    use smartlink_core::model::{Browser, Country, Device, Os};
-    use smartlink_store::{Kind, Store};
+    use smartlink_core::model::{Browser, Device, Os};
     let (d, s) = start(POOL);
     s.stop();
     let db = d.path().join("data/smartlink.db");
-    let keys = smartlink_store::SqliteStore::open(&db).unwrap().keys().unwrap();
-    let key = |kind, id: &str| keys.iter().find(|k| k.0 == kind && k.1 == id).unwrap().2;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let left = Left {
+        offer: "ios-offer",
+        affiliate: None,
+        ip: "216.160.83.56",
+        country: "US",
+        device: Device::Mobile,
+        os: Os::Ios,
+        browser: Browser::Safari,
+        ua: IPHONE,
+        reason: smartlink_core::router::Reason::BestScore,
+    };
+    let click_of = journal_clicks(&db, &left);
     // 500 journaled clicks left by a previous run, one byte of record 100 flipped.
     let mut seg = smartlink_clicklog::journal::MAGIC.to_vec();
     let mut damaged_at = 0;
@@ -409,28 +457,7 @@ fn a_damaged_journal_record_costs_only_itself_at_start_up_and_is_counted() {
         if i == 100 {
             damaged_at = seg.len() + 30;
         }
-        let e = ClickEvent {
-            click_id: format!("left-{i}"),
-            ts_ms: now - 10_000 + i,
-            smartlink: key(Kind::Smartlink, "main"),
-            offer: Some(key(Kind::Offer, "ios-offer")),
-            affiliate: None,
-            subs: Default::default(),
-            ip: Some("216.160.83.56".parse().unwrap()),
-            country: Country::parse("US").unwrap(),
-            device: Device::Mobile,
-            os: Os::Ios,
-            browser: Browser::Safari,
-            language: None,
-            referrer: "".into(),
-            user_agent: IPHONE.into(),
-            reason: smartlink_core::router::Reason::BestScore,
-            fallback_reason: None,
-            propensity: 1.0,
-            quality: smartlink_visitor::quality::Quality::HUMAN,
-            class: smartlink_visitor::quality::QualityClass::Human,
-        };
-        smartlink_clicklog::journal::encode(&e, &mut seg);
+        smartlink_clicklog::journal::encode(&click_of(format!("left-{i}"), now - 10_000 + i), &mut seg);
     }
     seg[damaged_at] ^= 0x5a;
     std::fs::write(d.path().join("data/journal/clicks-00000000000000000999.log"), seg).unwrap();
