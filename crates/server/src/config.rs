@@ -610,10 +610,6 @@ fn duplicate_ids(defs: &Definitions) -> Vec<FieldError> {
     errs.0
 }
 
-/// The largest click-rate threshold the counters can tell apart (they
-/// count to 4,095 per window and saturate there).
-pub const MAX_RATE_THRESHOLD: u32 = 4_095;
-
 /// Every server setting out of its range, each with its key path. The
 /// ranges keep values that would crash, exhaust memory or silently act
 /// as something else out.
@@ -676,7 +672,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
             &format!("server.quality.{key}"),
             v,
             0,
-            MAX_RATE_THRESHOLD,
+            smartlink_visitor::quality::Behaviour::MAX_THRESHOLD,
             "clicks per window (0 turns it off; the counters saturate at 4095)",
         );
     }

@@ -165,24 +165,22 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,
     };
-    let request_slice_us = match eff.settings.request_slice_us.unwrap_or(config::DEFAULT_REQUEST_SLICE_US) {
-        s @ (0 | 100..=100_000) => s,
-        s => anyhow::bail!(
-            "server.request_slice_us: {s} is out of range; expected 0 (the kernel's default) or 100 to 100000"
-        ),
+    // Ranges are checked in one place, with key paths (`load_file` already
+    // did for a file; settings can also come from defaults only).
+    let invalid = config::validate_settings(&eff.settings);
+    if !invalid.is_empty() {
+        let file = eff.file.as_ref().map_or("server settings".into(), |(p, _)| p.display().to_string());
+        bail!(config::ConfigError::Invalid { file, errors: invalid });
+    }
+    let request_slice_us = eff.settings.request_slice_us.unwrap_or(config::DEFAULT_REQUEST_SLICE_US);
+    let cidrs = |list: &[String]| {
+        list.iter().map(|c| config::Cidr::parse(c).map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()
     };
     let q = &eff.settings.quality;
-    let mut blocked = Vec::new();
-    for (i, c) in q.block_ips.iter().enumerate() {
-        blocked.push(config::Cidr::parse(c).map_err(|e| anyhow::anyhow!("server.quality.block_ips[{i}]: {e}"))?);
-    }
+    let blocked = cidrs(&q.block_ips)?;
     let proxies = if eff.settings.trust_proxy {
         let listed = eff.settings.trusted_proxies.clone().unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1".into()]);
-        let mut cidrs = Vec::new();
-        for (i, c) in listed.iter().enumerate() {
-            cidrs.push(config::Cidr::parse(c).map_err(|e| anyhow::anyhow!("server.trusted_proxies[{i}]: {e}"))?);
-        }
-        click::Proxies::new(cidrs)
+        click::Proxies::new(cidrs(&listed)?)
     } else {
         click::Proxies::default()
     };
@@ -190,16 +188,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         network::Network::open(q.asn_db.as_deref(), q.anonymous_ip_db.as_deref(), &q.datacenter_asns, blocked)?;
     let d = smartlink_visitor::quality::BehaviourConfig::default();
     use smartlink_visitor::quality::Behaviour;
-    let capacity = q.capacity_ips.unwrap_or(config::DEFAULT_RATE_CAPACITY);
-    let capacity =
-        usize::try_from(capacity).ok().filter(|c| Behaviour::CAPACITY_RANGE.contains(c)).ok_or_else(|| {
-            let r = Behaviour::CAPACITY_RANGE;
-            anyhow::anyhow!(
-                "server.quality.capacity_ips: {capacity} is out of range; expected {} to {}",
-                r.start(),
-                r.end()
-            )
-        })?;
+    let capacity = q.capacity_ips.unwrap_or(config::DEFAULT_RATE_CAPACITY) as usize;
     let behaviour = Behaviour::with_capacity(
         smartlink_visitor::quality::BehaviourConfig {
             window_secs: q.window_secs.unwrap_or(d.window_secs).max(1),

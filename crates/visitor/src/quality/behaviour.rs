@@ -127,6 +127,9 @@ struct Bucket([AtomicU64; SLOTS]);
 impl Behaviour {
     /// The number of distinct IPs per window [`Behaviour::new`] is sized for.
     pub const DEFAULT_CAPACITY: usize = 100_000;
+    /// The largest click-rate threshold the counters can tell apart: they
+    /// count to this per window and saturate there.
+    pub const MAX_THRESHOLD: u32 = MAX_COUNT;
     /// The capacities [`Behaviour::with_capacity`] accepts (others are
     /// clamped into this range).
     pub const CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 1_000..=100_000_000;
