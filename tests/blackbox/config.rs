@@ -262,13 +262,7 @@ fn import_into_the_data_directory_of_a_running_server_is_refused_and_changes_not
     let s = Server::start(dir.path(), &cfg);
     let file = dir.path().join("other.yaml");
     std::fs::write(&file, OTHER).unwrap();
-    let out = std::process::Command::new(bin())
-        .arg("import")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = import(&file, Some(&dir.path().join("data")));
     assert!(!out.status.success(), "import into a running server's data directory exited 0");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a running smartlink server owns this data directory"), "{err}");
@@ -277,22 +271,25 @@ fn import_into_the_data_directory_of_a_running_server_is_refused_and_changes_not
     assert_eq!(offer_ids(&s), vec!["o1".to_string()]);
     drop(s);
     // With the server stopped, the same import works.
-    let out = std::process::Command::new(bin())
-        .arg("import")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = import(&file, Some(&dir.path().join("data")));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `smartlink import FILE [--data-dir DIR]`.
+fn import(file: &std::path::Path, data_dir: Option<&std::path::Path>) -> std::process::Output {
+    let mut c = std::process::Command::new(bin());
+    c.arg("import").arg(file);
+    if let Some(d) = data_dir {
+        c.arg("--data-dir").arg(d);
+    }
+    c.output().unwrap()
 }
 
 /// Runs `smartlink import` on `yaml` (with the test's `server:` section)
 /// and returns its exit code and stderr.
 fn import_exit(yaml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), yaml);
-    let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+    let out = import(&write_config(dir.path(), yaml), None);
     (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
@@ -308,7 +305,7 @@ fn a_bad_setting_exits_2_naming_its_key_at_import_and_at_start_up() {
         let cfg = write_config(dir.path(), ONE);
         let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", &format!("server:\n  {line}\n"), 1);
         std::fs::write(&cfg, &text).unwrap();
-        let out = std::process::Command::new(bin()).arg("import").arg(&cfg).output().unwrap();
+        let out = import(&cfg, None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{line}: {err}");
         assert!(err.contains(key), "{line}: {err}");

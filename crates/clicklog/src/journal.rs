@@ -911,7 +911,7 @@ pub(crate) mod tests {
 
     #[test]
     fn live_ingest_skips_only_the_damaged_record() {
-        let Fixture { d: _d, jdir, s, mut j, mut ing, .. } = fixture();
+        let Fixture { d: _d, s, mut j, mut ing, .. } = fixture();
         let mut buf = Vec::new();
         let mut offsets = Vec::new();
         for i in 0..400 {
@@ -923,7 +923,6 @@ pub(crate) mod tests {
         while !ing.caught_up() {
             ing.step(1000).unwrap();
         }
-        let _ = jdir;
         assert_eq!(s.count_clicks().unwrap(), 399);
         assert_eq!(ing.corrupt, 1);
     }
