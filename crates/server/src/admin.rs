@@ -155,12 +155,8 @@ fn position(defs: &Definitions, s: Section, id: &str) -> Option<usize> {
     }
 }
 
-/// What a change request does to the definitions, computed from them as they
-/// are under the definitions lock: the proposed set, and a value for the
-/// answer.
-type Change<'a, T> = Box<dyn FnOnce(&Definitions) -> Result<(Definitions, T), ApiError> + Send + 'a>;
-
-/// Applies one change. The proposed set is built by `change` from the
+/// Applies one change. `change` says what a request does to the definitions:
+/// the proposed set, and a value for the answer. The proposed set is built by it from the
 /// definitions *under the lock* that serialises every change, validated as a
 /// whole, persisted, and swapped in before the lock is released; so
 /// concurrent requests apply one after the other, each to what the one
@@ -173,7 +169,7 @@ async fn apply<T>(
     app: &Arc<AppState>,
     s: Section,
     id: &str,
-    change: Change<'_, T>,
+    change: impl FnOnce(&Definitions) -> Result<(Definitions, T), ApiError> + Send,
 ) -> Result<(T, Option<(Value, String)>), ApiError> {
     let mut state = app.defs.lock().await;
     let (new, out) = change(&state.defs)?;
@@ -343,7 +339,7 @@ async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body
     let id = doc.get(s.id_field()).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
         ApiError::Invalid(vec![FieldError { path: s.id_field().into(), message: "missing field".into() }])
     })?;
-    let change = Box::new(|defs: &Definitions| {
+    let change = |defs: &Definitions| {
         if position(defs, s, &id).is_some() {
             return Err(ApiError::Conflict(
                 format!("{} {id:?} already exists; use PUT or PATCH to change it", s.singular()),
@@ -351,7 +347,7 @@ async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body
             ));
         }
         Ok((with_doc(defs, s, &id, Some(doc))?, ()))
-    });
+    };
     let ((), after) = apply(&app, s, &id, change).await?;
     changed(StatusCode::CREATED, after)
 }
@@ -379,11 +375,11 @@ async fn put(
     let s = Section::parse(&kind)?;
     let mut doc = parse_body(&body)?;
     check_id_matches(s, &id, &mut doc)?;
-    let change = Box::new(|defs: &Definitions| {
+    let change = |defs: &Definitions| {
         check_if_match(&headers, defs, s, &id)?;
         let existed = position(defs, s, &id).is_some();
         Ok((with_doc(defs, s, &id, Some(doc))?, existed))
-    });
+    };
     let (existed, after) = apply(&app, s, &id, change).await?;
     changed(if existed { StatusCode::OK } else { StatusCode::CREATED }, after)
 }
@@ -412,14 +408,14 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let s = Section::parse(&kind)?;
     let p = parse_body(&body)?;
-    let change = Box::new(|defs: &Definitions| {
+    let change = |defs: &Definitions| {
         check_if_match(&headers, defs, s, &id)?;
         let mut doc =
             stored_value(defs, s, &id).ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", s.singular())))?;
         merge_patch(&mut doc, &p);
         check_id_matches(s, &id, &mut doc)?;
         Ok((with_doc(defs, s, &id, Some(doc))?, ()))
-    });
+    };
     let ((), after) = apply(&app, s, &id, change).await?;
     changed(StatusCode::OK, after)
 }
@@ -437,14 +433,14 @@ async fn add_override(
         return Err(ApiError::BadRequest("expected a JSON object: {countries, devices, os, offer}".into()));
     }
     let s = Section::Smartlinks;
-    let change = Box::new(|defs: &Definitions| {
+    let change = |defs: &Definitions| {
         let mut doc =
             stored_value(defs, s, &slug).ok_or_else(|| ApiError::NotFound(format!("no smartlink {slug:?}")))?;
         let mut list = doc.get("overrides").and_then(Value::as_array).cloned().unwrap_or_default();
         list.insert(0, ov);
         doc["overrides"] = Value::Array(list);
         Ok((with_doc(defs, s, &slug, Some(doc))?, ()))
-    });
+    };
     let ((), after) = apply(&app, s, &slug, change).await?;
     changed(StatusCode::CREATED, after)
 }
@@ -455,13 +451,13 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let s = Section::parse(&kind)?;
-    let change = Box::new(|defs: &Definitions| {
+    let change = |defs: &Definitions| {
         if position(defs, s, &id).is_none() {
             return Err(ApiError::NotFound(format!("no {} {id:?}", s.singular())));
         }
         check_if_match(&headers, defs, s, &id)?;
         Ok((with_doc(defs, s, &id, None)?, ()))
-    });
+    };
     apply(&app, s, &id, change).await?;
     Ok(StatusCode::NO_CONTENT)
 }
