@@ -76,9 +76,15 @@ impl Proxies {
 /// nginx's `real_ip_recursive`). A request from anyone else is its socket
 /// peer, whatever headers it sends.
 pub fn client_ip(proxies: &Proxies, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> Option<IpAddr> {
-    let peer = peer?;
+    client(proxies, headers, peer).0
+}
+
+/// [`client_ip`], and whether the request came from a trusted proxy (whose
+/// `CF-IPCountry` is believed too): the peer is looked up once.
+fn client(proxies: &Proxies, headers: &(impl ClickHeaders + ?Sized), peer: Option<IpAddr>) -> (Option<IpAddr>, bool) {
+    let Some(peer) = peer else { return (None, false) };
     if !proxies.trusts(peer) {
-        return Some(peer);
+        return (Some(peer), false);
     }
     let mut client = peer;
     if let Some(xff) = headers.get_str(&X_FORWARDED_FOR) {
@@ -92,7 +98,7 @@ pub fn client_ip(proxies: &Proxies, headers: &(impl ClickHeaders + ?Sized), peer
             }
         }
     }
-    Some(client)
+    (Some(client), true)
 }
 
 /// Whether `bytes` make a valid header value, by `HeaderValue`'s rule (no
@@ -274,12 +280,8 @@ pub fn click_answer(
             return ClickAnswer::BadRequest(msg);
         }
     };
-    let ip = client_ip(&app.proxies, headers, peer);
-    let cf_country = if peer.is_some_and(|p| app.proxies.trusts(p)) {
-        headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok())
-    } else {
-        None
-    };
+    let (ip, via_proxy) = client(&app.proxies, headers, peer);
+    let cf_country = if via_proxy { headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
     let country = cf_country.or_else(|| ip.map(|ip| app.geo.country(ip))).unwrap_or(Country::UNKNOWN);
     let ua = headers.get_str(&header::USER_AGENT).unwrap_or("");
     let hints =
