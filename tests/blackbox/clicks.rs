@@ -67,7 +67,7 @@ fn click_redirects_to_an_eligible_offer_with_expanded_encoded_macros() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     let cid = loc.split("cid=").nth(1).unwrap().split('&').next().unwrap();
-    assert_eq!(cid.len(), 48);
+    assert_eq!(cid.len(), 52);
     s.stop();
     let rows = stored_clicks(&_d.path().join("data/smartlink.db"));
     assert_eq!(rows.len(), 1);
@@ -329,6 +329,8 @@ fn journal_clicks(db: &std::path::Path, l: &Left) -> impl Fn(String, i64) -> sma
         propensity: 1.0,
         quality: smartlink_visitor::quality::Quality::HUMAN,
         class: smartlink_visitor::quality::QualityClass::Human,
+        cost: 0.0,
+        source: None,
     }
 }
 

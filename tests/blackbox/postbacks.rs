@@ -132,6 +132,7 @@ fn forged_unknown_and_expired_click_ids_get_their_own_answers() {
         smartlink,
         offer,
         affiliate: None,
+        source: None,
         segment: seg,
         browser: Browser::Safari,
         language: None,

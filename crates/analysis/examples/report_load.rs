@@ -178,6 +178,7 @@ fn fill(store: &SqliteStore, clicks: usize, days: i64, now: i64) {
                 default_payout_base: 1.0,
                 source: "report_load".into(),
                 outbound: vec![],
+                cost_base: 0.0,
             });
         }
         batch.push(row);

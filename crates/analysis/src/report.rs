@@ -46,8 +46,9 @@ pub struct ReportRequest {
 }
 
 /// Query parameters that filter a report (comma-separated values).
-pub const FILTERS: [&str; 15] = [
+pub const FILTERS: [&str; 16] = [
     "smartlink",
+    "source",
     "offer",
     "affiliate",
     "country",
@@ -64,8 +65,9 @@ pub const FILTERS: [&str; 15] = [
     "sub5",
 ];
 
-const GROUPS: [&str; 16] = [
+const GROUPS: [&str; 17] = [
     "smartlink",
+    "source",
     "offer",
     "affiliate",
     "country",
@@ -82,7 +84,7 @@ const GROUPS: [&str; 16] = [
     "sub4",
     "sub5",
 ];
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 15] = [
     "clicks",
     "fallback_clicks",
     "conversions",
@@ -90,6 +92,11 @@ const COLUMNS: [&str; 10] = [
     "rejected",
     "chargebacks",
     "revenue",
+    "cost",
+    "profit",
+    "roi",
+    "cpa",
+    "cpc",
     "cr",
     "epc",
     "blended_epc",
@@ -98,6 +105,7 @@ const COLUMNS: [&str; 10] = [
 fn dim_of(name: &str) -> Option<Dim> {
     Some(match name {
         "smartlink" => Dim::Smartlink,
+        "source" => Dim::Source,
         "offer" => Dim::Offer,
         "affiliate" => Dim::Affiliate,
         "country" => Dim::Country,
@@ -121,6 +129,7 @@ fn kind_of(d: Dim) -> Option<Kind> {
         Dim::Smartlink => Some(Kind::Smartlink),
         Dim::Offer => Some(Kind::Offer),
         Dim::Affiliate => Some(Kind::Affiliate),
+        Dim::Source => Some(Kind::Source),
         _ => None,
     }
 }
@@ -277,6 +286,7 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         obj.insert("rejected".into(), m.rejected.into());
         obj.insert("chargebacks".into(), m.chargebacks.into());
         obj.insert("revenue".into(), round(m.revenue).into());
+        money_columns(m, obj);
         obj.insert("cr".into(), if c > 0.0 { m.approved as f64 / c } else { 0.0 }.into());
         obj.insert("epc".into(), if c > 0.0 { round(m.revenue / c) } else { 0.0 }.into());
         obj.insert("blended_epc".into(), round(blended).into());
@@ -315,10 +325,25 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
     row(&totals, &mut t);
     let excluded = excluded.map(|m| {
         json!({ "quality": ["bot", "preview"], "clicks": m.clicks, "conversions": m.approved,
-                "revenue": round(m.revenue) })
+                "revenue": round(m.revenue), "cost": round(m.cost) })
     });
     Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t,
                "excluded": excluded }))
+}
+
+/// `cost`, `profit` (revenue − cost), `roi` (profit / cost as a ratio:
+/// 0.5 is +50%; `null` without cost), `cpa` (cost per approved
+/// conversion; `null` without one) and `cpc` (cost per click).
+pub fn money_columns(m: &Measures, obj: &mut Map<String, Value>) {
+    let per = |n: f64| if n > 0.0 { Value::from(round(m.cost / n)) } else { Value::Null };
+    obj.insert("cost".into(), round(m.cost).into());
+    obj.insert("profit".into(), round(m.revenue - m.cost).into());
+    obj.insert(
+        "roi".into(),
+        if m.cost > 0.0 { Value::from(round((m.revenue - m.cost) / m.cost)) } else { Value::Null },
+    );
+    obj.insert("cpa".into(), per(m.approved as f64));
+    obj.insert("cpc".into(), if m.clicks > 0 { Value::from(round(m.cost / m.clicks as f64)) } else { 0.0.into() });
 }
 
 fn round(v: f64) -> f64 {

@@ -80,6 +80,7 @@ impl Traffic<'_> {
                 default_payout_base: r,
                 source: "test".into(),
                 outbound: vec![],
+                cost_base: 0.0,
             });
         }
     }

@@ -100,6 +100,9 @@ fn put_opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
     }
 }
 
+/// Tags the trailer with the click's cost and source.
+const COST_TRAILER: u8 = 1;
+
 /// Appends one framed record for `e` to `out`.
 pub fn encode(e: &ClickEvent, out: &mut Vec<u8>) {
     let start = out.len();
@@ -146,6 +149,11 @@ pub fn encode(e: &ClickEvent, out: &mut Vec<u8>) {
     }
     let n = (out.len() - at - 2) as u16;
     out[at..at + 2].copy_from_slice(&n.to_le_bytes());
+    // Since costs: a tagged trailer (records without it decode with no
+    // cost and no source, so a journal left by an older version replays).
+    out.push(COST_TRAILER);
+    out.extend_from_slice(&e.cost.to_le_bytes());
+    put_opt_u32(out, e.source);
 
     let len = (out.len() - start - 8) as u32;
     let crc = crc32fast::hash(&out[start + 8..]);
@@ -228,7 +236,17 @@ pub fn decode(payload: &[u8]) -> Option<ClickRow> {
         quality: c.string()?,
         quality_score: c.u8()?,
         quality_reasons: c.string()?,
+        cost: 0.0,
+        source: None,
     };
+    let mut row = row;
+    if !c.0.is_empty() {
+        if c.u8()? != COST_TRAILER {
+            return None;
+        }
+        row.cost = f64::from_bits(c.u64()?);
+        row.source = c.opt_u32()?;
+    }
     c.0.is_empty().then_some(row)
 }
 
@@ -720,6 +738,8 @@ pub(crate) mod tests {
             propensity: 0.125 + i as f64,
             quality: Quality::from_reasons(reasons),
             class: if !i.is_multiple_of(2) { QualityClass::Bot } else { QualityClass::Human },
+            cost: i as f64 * 0.0125,
+            source: (!i.is_multiple_of(2)).then_some(4),
         }
     }
 
@@ -757,6 +777,23 @@ pub(crate) mod tests {
             decode(&b[8..]).unwrap()
         };
         assert_eq!((f.offer, f.fallback_reason.as_deref(), f.reason.as_str()), (None, Some("all_capped"), "fallback"));
+        assert_eq!((r.cost, r.source, f.cost, f.source), (0.0125, Some(4), 3.0 * 0.0125, Some(4)));
+    }
+
+    #[test]
+    fn a_record_from_before_costs_decodes_with_no_cost_and_no_source() {
+        let mut buf = Vec::new();
+        encode(&event(1), &mut buf);
+        // The old format: the same record without the trailer, re-framed.
+        let trailer = 1 + 8 + 5;
+        let payload = buf[8..buf.len() - trailer].to_vec();
+        let row = decode(&payload).expect("an old record decodes");
+        assert_eq!((row.cost, row.source, row.click_id), (0.0, None, event(1).click_id));
+        // An unknown trailer tag is damage, not a record.
+        let mut bad = buf[8..].to_vec();
+        let at = bad.len() - trailer;
+        bad[at] = 7;
+        assert_eq!(decode(&bad), None);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct ClickEvent {
     pub propensity: f64,
     pub quality: Quality,
     pub class: QualityClass,
+    /// What the click cost, base currency.
+    pub cost: f64,
+    /// The traffic source's key.
+    pub source: Option<u32>,
 }
 
 /// Bytes of a journal record besides its variable strings: header,

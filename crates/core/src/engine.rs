@@ -26,6 +26,9 @@ pub struct ClickInput<'a> {
     pub subs: [&'a str; 5],
     /// The `aff` query parameter, if sent.
     pub aff: Option<&'a str>,
+    /// The traffic source the click came from (index into
+    /// [`Catalog::sources`]), carried in the click id.
+    pub source: Option<usize>,
     /// Whether the click counts: human and suspect clicks reserve click caps
     /// and train the router; bot and preview clicks are still routed (when
     /// the smartlink's quality action allows it) but do neither.
@@ -243,6 +246,7 @@ pub fn decide(
         smartlink: sl.key,
         offer: offer.map(|o| o.key),
         affiliate: affiliate.map(|a| cat.affiliates[a].key),
+        source: input.source.map(|i| cat.sources[i].key),
         segment: seg,
         browser: input.visitor.browser,
         language: input.visitor.language,
@@ -250,8 +254,11 @@ pub fn decide(
         nonce,
     };
     let click_id = codec.encode(&facts);
-    let template = offer.map_or(&sl.fallback_url, |o| &o.url);
-    let url = template.expand(&Values { cat, sl, offer, input, affiliate, click_id: &click_id });
+    let values = Values { cat, sl, offer, input, affiliate, click_id: &click_id };
+    let url = match offer {
+        Some(o) => o.url.expand(&values),
+        None => fallback_url(None, &values),
+    };
     Decision { outcome, reason, propensity, affiliate, unknown_aff, facts, click_id, url }
 }
 
@@ -279,6 +286,7 @@ pub fn divert(
         smartlink: sl.key,
         offer: None,
         affiliate: affiliate.map(|a| cat.affiliates[a].key),
+        source: input.source.map(|i| cat.sources[i].key),
         segment: input.visitor.segment,
         browser: input.visitor.browser,
         language: input.visitor.language,
@@ -286,8 +294,7 @@ pub fn divert(
         nonce,
     };
     let click_id = codec.encode(&facts);
-    let template = target.unwrap_or(&sl.fallback_url);
-    let url = template.expand(&Values { cat, sl, offer: None, input, affiliate, click_id: &click_id });
+    let url = fallback_url(target, &Values { cat, sl, offer: None, input, affiliate, click_id: &click_id });
     Decision {
         outcome: Outcome::Fallback(FallbackReason::Quality),
         reason: Reason::Fallback,
@@ -298,6 +305,38 @@ pub fn divert(
         click_id,
         url,
     }
+}
+
+/// Where a click that no offer takes goes: `target` when given (a safe
+/// page); else the link's fallback URL (always set on a smartlink; on a
+/// direct link, its offer's); else, on a direct link, the credited
+/// affiliate's `fallback_url`; else the direct link's fallback smartlink,
+/// to which the visitor is handed with the affiliate, source and sub-ids
+/// (a relative `/s/{slug}?...` URL; the cost stays with the direct click).
+/// Empty when there is nowhere to go.
+fn fallback_url(target: Option<&Template>, v: &Values<'_>) -> String {
+    let affiliate_url = || v.affiliate.and_then(|a| v.cat.affiliates[a].fallback_url.as_ref());
+    if let Some(t) = target.or(v.sl.fallback_url.as_ref()).or_else(affiliate_url) {
+        return t.expand(v);
+    }
+    let Some(link) = v.sl.fallback_link.and_then(|i| v.cat.smartlinks.get(i)) else { return String::new() };
+    let mut url = format!("/s/{}", link.slug);
+    let mut sep = '?';
+    let mut param = |name: &str, value: &str| {
+        if !value.is_empty() {
+            url.push(sep);
+            url.push_str(name);
+            url.push('=');
+            crate::template::encode_into(value, &mut url);
+            sep = '&';
+        }
+    };
+    param("aff", v.affiliate.map_or("", |a| v.cat.affiliates[a].id.as_str()));
+    param("src", v.input.source.map_or("", |i| v.cat.sources[i].id.as_str()));
+    for (i, name) in ["sub1", "sub2", "sub3", "sub4", "sub5"].iter().enumerate() {
+        param(name, v.input.subs[i]);
+    }
+    url
 }
 
 /// Overrides first, then the smartlink's strategy; reserves the click cap of

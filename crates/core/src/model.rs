@@ -168,15 +168,94 @@ pub enum Strategy {
     Priority,
 }
 
+/// Smartlink keys below this bit are smartlinks; a key with it set is the
+/// direct link of the offer whose key is in the low bits (`/o/{offer}`).
+/// Click ids, click rows and reports carry both in one "link" field.
+pub const DIRECT_LINK_BIT: u32 = 1 << 23;
+
+/// The link key of the direct link to the offer with key `offer_key`.
+pub fn direct_link_key(offer_key: u32) -> u32 {
+    DIRECT_LINK_BIT | offer_key
+}
+
+/// The offer key of a direct link's key; `None` for a smartlink's key.
+pub fn direct_link_offer(link_key: u32) -> Option<u32> {
+    (link_key & DIRECT_LINK_BIT != 0).then_some(link_key & !DIRECT_LINK_BIT)
+}
+
+/// How a link's clicks are costed when the click URL carries no `cost`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CostModel {
+    /// This much per click, in the base currency.
+    Cpc(f64),
+    /// This much per 1,000 clicks, in the base currency.
+    Cpm(f64),
+    /// This much per approved conversion, in the base currency (charged
+    /// when the conversion is approved, taken back if it is reversed).
+    Cpa(f64),
+}
+
+impl CostModel {
+    /// What one click costs under this model (CPA clicks cost nothing).
+    pub fn per_click(self) -> f64 {
+        match self {
+            CostModel::Cpc(v) => v,
+            CostModel::Cpm(v) => v / 1000.0,
+            CostModel::Cpa(_) => 0.0,
+        }
+    }
+
+    /// What one approved conversion costs under this model.
+    pub fn per_conversion(self) -> f64 {
+        match self {
+            CostModel::Cpa(v) => v,
+            _ => 0.0,
+        }
+    }
+}
+
+/// A traffic source: where clicks are bought. It names the click-URL
+/// parameters it fills, how its clicks cost, and is told about
+/// conversions by its own postback.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub key: u32,
+    pub id: Id,
+    /// The source's own parameter name for `sub1`..`sub5` (`None`: the
+    /// standard name `subN`).
+    pub sub_params: [Option<Box<str>>; 5],
+    /// The source's parameter carrying the click's cost (default `cost`).
+    pub cost_param: Box<str>,
+    /// Value of one unit of the source's currency in the base currency:
+    /// what a `cost` parameter is multiplied by.
+    pub cost_rate: f64,
+    pub cost_model: Option<CostModel>,
+}
+
 #[derive(Debug)]
 pub struct Smartlink {
+    /// For a direct link, [`direct_link_key`] of its offer.
     pub key: u32,
+    /// For a direct link, its offer's id.
     pub slug: Id,
     /// Owner, if any; also the affiliate credited when the click has no `aff`.
     pub affiliate: Option<usize>,
     /// Indices into [`Catalog::offers`].
     pub offers: Vec<usize>,
-    pub fallback_url: Template,
+    /// Where clicks go when no offer can take them. Always set on a
+    /// smartlink; on a direct link, its offer's `fallback_url` if any
+    /// (then the credited affiliate's, then [`Smartlink::fallback_link`]).
+    pub fallback_url: Option<Template>,
+    /// A direct link's fallback smartlink (index into
+    /// [`Catalog::smartlinks`]): the visitor is handed to it.
+    pub fallback_link: Option<usize>,
+    /// The traffic source of clicks that name none (index into
+    /// [`Catalog::sources`]).
+    pub source: Option<usize>,
+    /// The link's own cost model (before the source's).
+    pub cost_model: Option<CostModel>,
+    /// Value of one unit of the link's cost currency in the base currency.
+    pub cost_rate: f64,
     pub overrides: Vec<Override>,
     pub strategy: Strategy,
     /// What to do with bot, suspect and link-preview clicks.
@@ -246,6 +325,9 @@ impl Default for QualityActions {
 pub struct Affiliate {
     pub key: u32,
     pub id: Id,
+    /// Where this affiliate's direct-link clicks go when the offer cannot
+    /// take them and the offer names no fallback of its own.
+    pub fallback_url: Option<Template>,
 }
 
 /// The immutable set of definitions the click path reads. A change builds a
@@ -255,9 +337,15 @@ pub struct Affiliate {
 pub struct Catalog {
     pub offers: Vec<Offer>,
     pub smartlinks: Vec<Smartlink>,
+    /// One direct link per offer (`/o/{offer}`), in the order of `offers`
+    /// (the direct link of `offers[i]` is `direct_links[i]`), or none.
+    pub direct_links: Vec<Smartlink>,
     pub affiliates: Vec<Affiliate>,
+    pub sources: Vec<Source>,
     pub slug_index: std::collections::HashMap<Id, usize>,
     pub affiliate_index: std::collections::HashMap<Id, usize>,
+    pub source_index: std::collections::HashMap<Id, usize>,
+    direct_index: std::collections::HashMap<Id, usize>,
     /// Numeric key → position, for attribution from click ids.
     offer_keys: std::collections::HashMap<u32, usize>,
     smartlink_keys: std::collections::HashMap<u32, usize>,
@@ -267,11 +355,36 @@ impl Catalog {
     /// Builds a catalog and its indexes. Offers' and smartlinks' `key`s must
     /// be unique (the store guarantees it).
     pub fn new(offers: Vec<Offer>, smartlinks: Vec<Smartlink>, affiliates: Vec<Affiliate>) -> Catalog {
+        Catalog::with_direct_links(offers, smartlinks, Vec::new(), affiliates, Vec::new())
+    }
+
+    /// A catalog with direct links and traffic sources too.
+    pub fn with_direct_links(
+        offers: Vec<Offer>,
+        smartlinks: Vec<Smartlink>,
+        direct_links: Vec<Smartlink>,
+        affiliates: Vec<Affiliate>,
+        sources: Vec<Source>,
+    ) -> Catalog {
         let slug_index = smartlinks.iter().enumerate().map(|(i, s)| (s.slug.clone(), i)).collect();
+        let direct_index = direct_links.iter().enumerate().map(|(i, s)| (s.slug.clone(), i)).collect();
         let affiliate_index = affiliates.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
+        let source_index = sources.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
         let offer_keys = offers.iter().enumerate().map(|(i, o)| (o.key, i)).collect();
         let smartlink_keys = smartlinks.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
-        Catalog { offers, smartlinks, affiliates, slug_index, affiliate_index, offer_keys, smartlink_keys }
+        Catalog {
+            offers,
+            smartlinks,
+            direct_links,
+            affiliates,
+            sources,
+            slug_index,
+            affiliate_index,
+            source_index,
+            direct_index,
+            offer_keys,
+            smartlink_keys,
+        }
     }
 
     /// Takes over the live counters and learned router state of `prev` for
@@ -294,8 +407,25 @@ impl Catalog {
         self.slug_index.get(slug).map(|&i| &self.smartlinks[i])
     }
 
+    /// The direct link of the offer with this id (`/o/{offer}`).
+    pub fn direct_link(&self, offer: &str) -> Option<&Smartlink> {
+        self.direct_index.get(offer).map(|&i| &self.direct_links[i])
+    }
+
+    /// A smartlink or a direct link by its key.
     pub fn smartlink_by_key(&self, key: u32) -> Option<&Smartlink> {
-        self.smartlink_keys.get(&key).map(|&i| &self.smartlinks[i])
+        match direct_link_offer(key) {
+            Some(offer) => self.offer_keys.get(&offer).and_then(|&i| self.direct_links.get(i)),
+            None => self.smartlink_keys.get(&key).map(|&i| &self.smartlinks[i]),
+        }
+    }
+
+    pub fn source(&self, id: &str) -> Option<&Source> {
+        self.source_index.get(id).map(|&i| &self.sources[i])
+    }
+
+    pub fn source_by_key(&self, key: u32) -> Option<&Source> {
+        self.sources.iter().find(|s| s.key == key)
     }
 
     pub fn offer_by_key(&self, key: u32) -> Option<&Offer> {

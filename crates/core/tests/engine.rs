@@ -77,7 +77,11 @@ fn catalog(gens: &[OfferGen], strategy: Routing) -> Catalog {
         slug: Id::parse("s").unwrap(),
         affiliate: None,
         offers: (0..gens.len()).collect(),
-        fallback_url: Template::parse("https://fallback.example/?c={country}", MacroSet::Redirect).unwrap(),
+        fallback_url: Some(Template::parse("https://fallback.example/?c={country}", MacroSet::Redirect).unwrap()),
+        fallback_link: None,
+        source: None,
+        cost_model: None,
+        cost_rate: 1.0,
         overrides: vec![],
         strategy,
         quality: Default::default(),
@@ -128,7 +132,7 @@ proptest! {
         let mut taken = vec![0u64; gens.len()];
         for (i, (c, d)) in clicks.into_iter().enumerate() {
             let v = visitor(c, d);
-            let input = ClickInput { now_ms: T0 + i as i64 * 1000, visitor: v, subs: [""; 5], aff: None, counted: true, flags: 0 };
+            let input = ClickInput { now_ms: T0 + i as i64 * 1000, visitor: v, subs: [""; 5], aff: None, counted: true, flags: 0, source: None };
             let dec = decide(&cat, sl, &input, &codec, &mut rng);
             let open: Vec<usize> = (0..gens.len()).filter(|&k| eligible(&gens[k], &v) && gens[k].cap.is_none_or(|cap| taken[k] < cap)).collect();
             match dec.outcome {
@@ -177,8 +181,15 @@ fn override_wins_when_its_offer_is_eligible_and_yields_when_not() {
     let sl = &cat.smartlinks[0];
     let codec = ClickIdCodec::new(b"k");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-    let click =
-        |c| ClickInput { now_ms: T0, visitor: visitor(c, 0), subs: [""; 5], aff: None, counted: true, flags: 0 };
+    let click = |c| ClickInput {
+        now_ms: T0,
+        visitor: visitor(c, 0),
+        subs: [""; 5],
+        aff: None,
+        counted: true,
+        flags: 0,
+        source: None,
+    };
     let d = decide(&cat, sl, &click(0), &codec, &mut rng);
     assert_eq!((d.outcome, d.reason, d.propensity), (Outcome::Offer(0), Reason::Override, 1.0));
     // The override's offer is now capped: routing falls through to the pool.
@@ -201,7 +212,15 @@ fn weighted_strategy_follows_weights_and_reports_them_as_propensity() {
         let d = decide(
             &cat,
             sl,
-            &ClickInput { now_ms: T0 + i, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0 },
+            &ClickInput {
+                now_ms: T0 + i,
+                visitor: visitor(0, 0),
+                subs: [""; 5],
+                aff: None,
+                counted: true,
+                flags: 0,
+                source: None,
+            },
             &codec,
             &mut rng,
         );
@@ -226,6 +245,7 @@ fn macros_in_the_redirect_are_expanded_and_encoded() {
         aff: None,
         counted: true,
         flags: 0,
+        source: None,
     };
     let d = decide(&cat, &cat.smartlinks[0], &input, &codec, &mut rng);
     assert_eq!(d.url, format!("https://o0.example/?c={}&s=%26x%3D1%23", d.click_id));
@@ -238,8 +258,15 @@ fn clicks_that_do_not_count_take_no_cap_unit_and_teach_the_router_nothing() {
     let sl = &cat.smartlinks[0];
     let codec = ClickIdCodec::new(b"k");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
-    let click =
-        |counted, flags| ClickInput { now_ms: T0, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted, flags };
+    let click = |counted, flags| ClickInput {
+        now_ms: T0,
+        visitor: visitor(0, 0),
+        subs: [""; 5],
+        aff: None,
+        counted,
+        flags,
+        source: None,
+    };
     for _ in 0..5 {
         let d = decide(&cat, sl, &click(false, 0b0110), &codec, &mut rng);
         assert_eq!(d.outcome, Outcome::Offer(0), "a bot click is routed but takes no unit of the cap");
@@ -281,6 +308,7 @@ fn a_click_that_finds_the_router_lock_held_is_routed_from_the_published_policy_a
         aff: None,
         counted: true,
         flags: 0,
+        source: None,
     };
     // The board is set up the first time a click finds the lock held.
     let ctx = smartlink_core::router::Context { segment: visitor(0, 0).segment, hour: 0, now_ms: T0 + 60_000 };
@@ -346,6 +374,7 @@ fn clicks_decided_on_many_threads_at_once_are_all_learned() {
                             aff: None,
                             counted: true,
                             flags: 0,
+                            source: None,
                         };
                         routed += matches!(decide(cat, sl, &input, codec, &mut rng).outcome, Outcome::Offer(_)) as u64;
                     }
@@ -370,7 +399,7 @@ fn open() -> OfferGen {
 
 /// A counted human click from `visitor(0, 0)` (US, desktop, Android, Chrome).
 fn click_at(now_ms: i64) -> ClickInput<'static> {
-    ClickInput { now_ms, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0 }
+    ClickInput { now_ms, visitor: visitor(0, 0), subs: [""; 5], aff: None, counted: true, flags: 0, source: None }
 }
 
 fn rng() -> rand_pcg::Pcg64Mcg {
@@ -491,7 +520,7 @@ fn with_affiliates(mut cat: Catalog, affiliates: Vec<Affiliate>) -> Catalog {
 }
 
 fn affiliate(key: u32, id: &str) -> Affiliate {
-    Affiliate { key, id: Id::parse(id).unwrap() }
+    Affiliate { key, id: Id::parse(id).unwrap(), fallback_url: None }
 }
 
 /// Targeting hours and daily caps follow each offer's own clock, also in a
@@ -537,10 +566,10 @@ fn every_redirect_macro_expands_to_the_clicks_own_value() {
         cat.offers[0].url = url("offer").unwrap();
         cat.offers[0].payout = 2.5;
         cat.offers[0].currency = Currency::parse("EUR").unwrap();
-        cat.smartlinks[0].fallback_url = url("fallback").unwrap();
+        cat.smartlinks[0].fallback_url = Some(url("fallback").unwrap());
         let cat = with_affiliates(cat, vec![affiliate(7, "a7")]);
         let subs = ["one", "two", "three", "four", "five"];
-        let input = ClickInput { now_ms: T0, visitor, subs, aff, counted: true, flags: 0 };
+        let input = ClickInput { now_ms: T0, visitor, subs, aff, counted: true, flags: 0, source: None };
         let d = decide(&cat, &cat.smartlinks[0], &input, &ClickIdCodec::new(b"k"), &mut rng());
         let host = if routed { "offer" } else { "fallback" };
         let want = want.replace("<click id>", &d.click_id);
@@ -705,6 +734,7 @@ fn facts_of(cat: &Catalog, offer: Option<usize>, flags: u8) -> ClickFacts {
         smartlink: cat.smartlinks[0].key,
         offer: offer.map(|k| cat.offers[k].key),
         affiliate: None,
+        source: None,
         segment: visitor(0, 0).segment,
         browser: Browser::Chrome,
         language: None,

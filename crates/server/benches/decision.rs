@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
                 visitor,
                 subs: ["src-42", "", "", "", ""],
                 aff: None,
+                source: None,
                 counted: true,
                 flags: 0,
             };

@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
                 smartlink: 1,
                 offer: Some(1),
                 affiliate: Some(1),
+                source: None,
                 segment: seg,
                 browser: Browser::Chrome,
                 language: None,

@@ -37,6 +37,7 @@ enum Section {
     Affiliates,
     Offers,
     Smartlinks,
+    Sources,
 }
 
 impl Section {
@@ -46,9 +47,10 @@ impl Section {
             "affiliates" => Section::Affiliates,
             "offers" => Section::Offers,
             "smartlinks" => Section::Smartlinks,
+            "sources" => Section::Sources,
             _ => {
                 return Err(ApiError::NotFound(format!(
-                    "unknown collection {s:?}; expected advertisers, affiliates, offers or smartlinks"
+                    "unknown collection {s:?}; expected advertisers, affiliates, offers, smartlinks or sources"
                 )))
             }
         })
@@ -59,6 +61,7 @@ impl Section {
             Section::Affiliates => "affiliates",
             Section::Offers => "offers",
             Section::Smartlinks => "smartlinks",
+            Section::Sources => "sources",
         }
     }
     fn id_field(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Section {
             Section::Affiliates => "affiliate",
             Section::Offers => "offer",
             Section::Smartlinks => "smartlink",
+            Section::Sources => "source",
         }
     }
 }
@@ -100,6 +104,7 @@ fn section_values(defs: &Definitions, s: Section) -> Vec<Value> {
             .collect(),
         Section::Offers => to_values(&defs.offers),
         Section::Smartlinks => to_values(&defs.smartlinks),
+        Section::Sources => to_values(&defs.sources),
     }
 }
 
@@ -110,6 +115,7 @@ fn stored_value(defs: &Definitions, s: Section, id: &str) -> Option<Value> {
         Section::Affiliates => to_values(&defs.affiliates),
         Section::Offers => to_values(&defs.offers),
         Section::Smartlinks => to_values(&defs.smartlinks),
+        Section::Sources => to_values(&defs.sources),
     };
     v.into_iter().find(|v| v.get(s.id_field()).and_then(Value::as_str) == Some(id))
 }
@@ -142,6 +148,7 @@ fn with_doc(defs: &Definitions, s: Section, id: &str, doc: Option<Value>) -> Res
         Section::Affiliates => set(&mut d.affiliates, id, |a| &a.id, doc.map(parse_doc).transpose()?),
         Section::Offers => set(&mut d.offers, id, |o| &o.id, doc.map(parse_doc).transpose()?),
         Section::Smartlinks => set(&mut d.smartlinks, id, |x| &x.slug, doc.map(parse_doc).transpose()?),
+        Section::Sources => set(&mut d.sources, id, |x| &x.id, doc.map(parse_doc).transpose()?),
     }
     Ok(d)
 }
@@ -152,6 +159,7 @@ fn position(defs: &Definitions, s: Section, id: &str) -> Option<usize> {
         Section::Affiliates => defs.affiliates.iter().position(|a| a.id == id),
         Section::Offers => defs.offers.iter().position(|o| o.id == id),
         Section::Smartlinks => defs.smartlinks.iter().position(|x| x.slug == id),
+        Section::Sources => defs.sources.iter().position(|x| x.id == id),
     }
 }
 

@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 use std::io::Write as _;
 
 use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
-use smartlink_core::model::{Country, Language, QualityAction, Segment};
+use smartlink_core::model::{Country, Language, QualityAction, Segment, Source};
 use smartlink_core::targeting::Visitor;
 use smartlink_visitor::quality::{judge_classified, RequestSignals};
 use smartlink_visitor::ua::{apply_hints, ClientHints};
@@ -131,22 +131,49 @@ fn text(status: StatusCode, body: &'static str) -> Response {
 struct ClickParams {
     subs: [String; 5],
     aff: Option<String>,
+    src: Option<String>,
+    /// The `cost` parameter (or the source's name for it), in the
+    /// source's currency.
+    cost: Option<f64>,
 }
 
-fn parse_params(query: Option<&str>) -> Result<ClickParams, String> {
+/// The `src` parameter, if any (read before the rest: it says which names
+/// the other parameters go by).
+fn source_param(query: Option<&str>) -> Option<String> {
+    let q = query.filter(|q| q.contains("src="))?;
+    form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "src").map(|(_, v)| v.into_owned())
+}
+
+const SUB_NAMES: [&str; 5] = ["sub1", "sub2", "sub3", "sub4", "sub5"];
+
+/// Reads the click's parameters: `sub1`..`sub5`, `aff`, `src` and `cost`,
+/// or the names `source` gives them. The first occurrence of each wins.
+fn parse_params(query: Option<&str>, source: Option<&Source>) -> Result<ClickParams, String> {
     let mut p = ClickParams::default();
+    let cost_name = source.map_or("cost", |s| &s.cost_param);
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let slot = match &*k {
-            "sub1" => 0,
-            "sub2" => 1,
-            "sub3" => 2,
-            "sub4" => 3,
-            "sub5" => 4,
-            "aff" => {
-                p.aff.get_or_insert_with(|| v.into_owned());
-                continue;
-            }
-            _ => continue, // traffic sources append their own parameters
+        let slot = match source.and_then(|s| s.sub_params.iter().position(|n| n.as_deref() == Some(&*k))) {
+            Some(slot) => slot,
+            None => match &*k {
+                "aff" => {
+                    p.aff.get_or_insert_with(|| v.into_owned());
+                    continue;
+                }
+                "src" => {
+                    p.src.get_or_insert_with(|| v.into_owned());
+                    continue;
+                }
+                name if name == cost_name || name == "cost" => {
+                    if p.cost.is_none() && !v.is_empty() {
+                        p.cost = Some(parse_cost(&k, &v)?);
+                    }
+                    continue;
+                }
+                name => match SUB_NAMES.iter().position(|s| *s == name) {
+                    Some(slot) => slot,
+                    None => continue, // traffic sources append their own parameters
+                },
+            },
         };
         if v.len() > MAX_SUB_LEN {
             return Err(format!("{k} is {} bytes; at most {MAX_SUB_LEN} are accepted", v.len()));
@@ -156,6 +183,19 @@ fn parse_params(query: Option<&str>) -> Result<ClickParams, String> {
         }
     }
     Ok(p)
+}
+
+/// A click's cost as the source sent it: a plain decimal from 0 to
+/// [`MAX_COST`](crate::config::MAX_COST).
+fn parse_cost(name: &str, v: &str) -> Result<f64, String> {
+    let ok = v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match v.parse::<f64>() {
+        Ok(c) if ok && (0.0..=crate::config::MAX_COST).contains(&c) => Ok(c),
+        _ => Err(format!(
+            "{name}: expected the click's cost as a decimal number from 0 to {}, such as 0.0125; got {v:?}",
+            crate::config::MAX_COST
+        )),
+    }
 }
 
 pub(crate) async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
@@ -182,6 +222,8 @@ pub enum ClickAnswer {
 
 const NOT_FOUND_PAGE: &str = "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n";
 const FORBIDDEN_PAGE: &str = "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n";
+const UNAVAILABLE_PAGE: &str =
+    "<!doctype html><title>Unavailable</title><p>This offer is not available right now.</p>\n";
 const MISCONFIGURED_PAGE: &str = "<!doctype html><title>Error</title><p>This link is misconfigured.</p>\n";
 
 impl IntoResponse for ClickAnswer {
@@ -267,18 +309,38 @@ pub fn click_answer(
     peer: Option<IpAddr>,
 ) -> ClickAnswer {
     let started = Instant::now();
-    let slug = path.strip_prefix("/s/").unwrap_or("");
     let catalog = app.catalog.load();
-    let Some(sl) = catalog.smartlink(slug) else {
+    // A smartlink (`/s/{slug}`) or an offer's direct link (`/o/{offer}`).
+    let link = match path.strip_prefix("/s/") {
+        Some(slug) => catalog.smartlink(slug),
+        None => path.strip_prefix("/o/").and_then(|offer| catalog.direct_link(offer)),
+    };
+    let Some(sl) = link else {
         app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
         return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE);
     };
-    let params = match parse_params(query) {
+    // The traffic source: the one `src` names, else the link's.
+    let named = source_param(query);
+    let source = match named.as_deref() {
+        Some(id) => catalog.source_index.get(id).copied().or_else(|| {
+            app.metrics.unknown_source.fetch_add(1, Relaxed);
+            sl.source
+        }),
+        None => sl.source,
+    };
+    let src = source.map(|i| &catalog.sources[i]);
+    let params = match parse_params(query, src) {
         Ok(p) => p,
         Err(msg) => {
             app.metrics.clicks_bad_request.fetch_add(1, Relaxed);
             return ClickAnswer::BadRequest(msg);
         }
+    };
+    // What the click cost, in the base currency: as the source sent it,
+    // else the link's cost model, else the source's.
+    let cost = match params.cost {
+        Some(c) => c * src.map_or(sl.cost_rate, |s| s.cost_rate),
+        None => sl.cost_model.or(src.and_then(|s| s.cost_model)).map_or(0.0, |m| m.per_click()),
     };
     let (ip, via_proxy) = client(&app.proxies, headers, peer);
     let cf_country = if via_proxy { headers.get_str(&CF_IPCOUNTRY).and_then(|c| Country::parse(c).ok()) } else { None };
@@ -328,6 +390,7 @@ pub fn click_answer(
         visitor,
         subs: [&params.subs[0], &params.subs[1], &params.subs[2], &params.subs[3], &params.subs[4]],
         aff: params.aff.as_deref(),
+        source,
         counted: quality.counts(),
         flags: quality.flags(),
     };
@@ -383,6 +446,8 @@ pub fn click_answer(
         propensity: d.propensity,
         quality,
         class,
+        cost,
+        source: src.map(|s| s.key),
     });
 
     if blocked {
@@ -396,6 +461,11 @@ pub fn click_answer(
     if !url_ok {
         tracing::error!(smartlink = %sl.slug, "expanded URL is not a valid header value");
         return ClickAnswer::Page(StatusCode::BAD_GATEWAY, MISCONFIGURED_PAGE);
+    }
+    if d.url.is_empty() {
+        // A direct link whose offer cannot take the click and that has no
+        // fallback (the offer's, the affiliate's or a smartlink).
+        return ClickAnswer::Page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_PAGE);
     }
     ClickAnswer::Redirect(d.url)
 }
@@ -442,10 +512,58 @@ mod tests {
 
     #[test]
     fn sub_ids_are_limited_and_first_occurrence_wins() {
-        let p = parse_params(Some("sub1=a%26b&sub1=zzz&aff=x&utm=1")).unwrap();
+        let p = parse_params(Some("sub1=a%26b&sub1=zzz&aff=x&utm=1"), None).unwrap();
         assert_eq!(p.subs[0], "a&b");
         assert_eq!(p.aff.as_deref(), Some("x"));
         let long = format!("sub3={}", "x".repeat(257));
-        assert!(parse_params(Some(&long)).unwrap_err().contains("sub3"));
+        assert!(parse_params(Some(&long), None).unwrap_err().contains("sub3"));
+    }
+
+    fn source() -> Source {
+        Source {
+            key: 1,
+            id: smartlink_core::model::Id::parse("pop").unwrap(),
+            sub_params: [Some("zoneid".into()), None, Some("cid".into()), None, None],
+            cost_param: "price".into(),
+            cost_rate: 1.0,
+            cost_model: None,
+        }
+    }
+
+    /// What parsing a query should give: (subs, cost) or the error's start.
+    type Want = Result<([&'static str; 5], Option<f64>), &'static str>;
+
+    /// (query, source) -> (subs, cost) or the error's start.
+    #[test]
+    fn a_source_names_its_own_parameters_and_the_standard_names_still_work() {
+        let pop = source();
+        let cases: &[(&str, Option<&Source>, Want)] = &[
+            ("zoneid=z7&cid=c1&price=0.002", Some(&pop), Ok((["z7", "", "c1", "", ""], Some(0.002)))),
+            ("sub2=s2&cost=0.5", Some(&pop), Ok((["", "s2", "", "", ""], Some(0.5)))),
+            ("zoneid=z7&sub1=ignored", Some(&pop), Ok((["z7", "", "", "", ""], None))),
+            ("zoneid=z7&price=1", None, Ok((["", "", "", "", ""], None))),
+            ("sub1=a&cost=0.0125&src=pop", None, Ok((["a", "", "", "", ""], Some(0.0125)))),
+            ("cost=", None, Ok((["", "", "", "", ""], None))),
+            ("cost=0", None, Ok((["", "", "", "", ""], Some(0.0)))),
+            ("cost=-1", None, Err("cost: expected")),
+            ("cost={cost}", None, Err("cost: expected")),
+            ("cost=1e3", None, Err("cost: expected")),
+            ("cost=NaN", None, Err("cost: expected")),
+            ("cost=100001", None, Err("cost: expected")),
+            ("price=abc", Some(&pop), Err("price: expected")),
+        ];
+        for (q, src, want) in cases {
+            let got = parse_params(Some(q), *src);
+            match (got, want) {
+                (Ok(p), Ok((subs, cost))) => {
+                    assert_eq!(p.subs.iter().map(String::as_str).collect::<Vec<_>>(), subs.to_vec(), "{q}");
+                    assert_eq!(p.cost, *cost, "{q}");
+                }
+                (Err(e), Err(start)) => assert!(e.starts_with(start), "{q}: {e}"),
+                (got, want) => panic!("{q}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert_eq!(source_param(Some("a=1&src=pop&src=other")).as_deref(), Some("pop"));
+        assert_eq!(source_param(Some("a=1")), None);
     }
 }

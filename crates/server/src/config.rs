@@ -208,6 +208,57 @@ pub struct AffiliateSpec {
     /// conversions and smartlinks, scoped to this affiliate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+    /// Where this affiliate's direct-link clicks go when the offer cannot
+    /// take them (paused, capped, not targeted) and names no fallback of
+    /// its own. Same macros as a smartlink's `fallback_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<String>,
+}
+
+/// How a link's or source's clicks cost when the click URL carries no
+/// `cost`: `{model: cpc|cpm|cpa, amount: 0.02, currency: EUR}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostSpec {
+    pub model: CostModelSpec,
+    /// Per click (CPC), per 1,000 clicks (CPM) or per approved conversion
+    /// (CPA).
+    pub amount: f64,
+    /// Default: the source's currency, else the base currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostModelSpec {
+    Cpc,
+    Cpm,
+    Cpa,
+}
+
+/// A traffic source: where clicks are bought.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub id: String,
+    /// The source's own names for the click-URL parameters it fills:
+    /// `{sub1: zoneid, cost: price}` reads its `zoneid` into `sub1` and its
+    /// `price` as the click's cost. Keys: `sub1`..`sub5`, `cost`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// The currency its `cost` parameter is in. Default: the base currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// How its clicks cost when it passes no `cost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
+    /// Outbound postback to the source on its clicks' conversions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_url: Option<String>,
+    /// Which statuses fire it. Default `[approved]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_statuses: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -272,6 +323,15 @@ pub struct OfferSpec {
     /// `short_ctit`. Default 5; 0 disables the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ctit_secs: Option<u32>,
+    /// Where the offer's direct link (`/o/{id}`) sends a click the offer
+    /// cannot take (paused, capped, not targeted). Same macros as a
+    /// smartlink's `fallback_url`. At most one of this and
+    /// `fallback_smartlink`; with neither, the affiliate's `fallback_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<String>,
+    /// A smartlink the direct link hands such a click to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_smartlink: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,6 +379,13 @@ pub struct SmartlinkSpec {
     /// What to do with bot, suspect and link-preview clicks.
     #[serde(default, skip_serializing_if = "is_default")]
     pub quality: QualitySpec,
+    /// The traffic source of clicks whose URL names none (`src`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// How this link's clicks cost when the URL carries no `cost` (before
+    /// the source's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
 }
 
 /// `quality:` on a smartlink: `{bot: block, suspect: allow, preview: block,
@@ -388,6 +455,8 @@ pub struct Definitions {
     pub offers: Vec<OfferSpec>,
     #[serde(default)]
     pub smartlinks: Vec<SmartlinkSpec>,
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
 }
 
 /// The whole file: server settings plus definitions (read by
@@ -808,6 +877,7 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
     check_ids(&mut errs, "affiliates", defs.affiliates.iter().map(|a| a.id.as_str()), "id");
     check_ids(&mut errs, "offers", defs.offers.iter().map(|o| o.id.as_str()), "id");
     check_ids(&mut errs, "smartlinks", defs.smartlinks.iter().map(|s| s.slug.as_str()), "slug");
+    check_ids(&mut errs, "sources", defs.sources.iter().map(|s| s.id.as_str()), "id");
     let advertisers: HashSet<&str> = defs.advertisers.iter().map(|a| a.id.as_str()).collect();
 
     let key_of = |kind: Kind, id: &str| keys.get(&(kind, id.to_string())).copied();
@@ -836,11 +906,78 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
     }
 
     let mut affiliates = Vec::new();
-    for a in &defs.affiliates {
+    for (i, a) in defs.affiliates.iter().enumerate() {
+        let fallback_url = redirect_template(&mut errs, &format!("affiliates[{i}].fallback_url"), &a.fallback_url);
         if let (Ok(id), Some(key)) = (Id::parse(&a.id), key_of(Kind::Affiliate, &a.id)) {
-            affiliates.push(Affiliate { key, id });
+            affiliates.push(Affiliate { key, id, fallback_url });
         }
     }
+    let rate_of = |errs: &mut Errs, p: &str, c: &Option<String>| -> f64 {
+        let Some(c) = c else { return 1.0 };
+        match Currency::parse(c) {
+            Ok(c) => rates.get(&c).copied().unwrap_or_else(|| {
+                errs.push(p, format!("no exchange rate for {c}; add it under currencies"));
+                1.0
+            }),
+            Err(e) => {
+                errs.push(p, e.0);
+                1.0
+            }
+        }
+    };
+    let cost_model = |errs: &mut Errs, p: &str, c: &Option<CostSpec>, default_rate: f64| -> Option<CostModel> {
+        let c = c.as_ref()?;
+        let rate =
+            if c.currency.is_some() { rate_of(errs, &format!("{p}.currency"), &c.currency) } else { default_rate };
+        if !(c.amount.is_finite() && (0.0..=MAX_COST).contains(&c.amount)) {
+            errs.push(format!("{p}.amount"), format!("expected an amount from 0 to {MAX_COST}"));
+            return None;
+        }
+        let v = c.amount * rate;
+        Some(match c.model {
+            CostModelSpec::Cpc => CostModel::Cpc(v),
+            CostModelSpec::Cpm => CostModel::Cpm(v),
+            CostModelSpec::Cpa => CostModel::Cpa(v),
+        })
+    };
+    let mut sources = Vec::new();
+    for (i, src) in defs.sources.iter().enumerate() {
+        let p = format!("sources[{i}]");
+        let cost_rate = rate_of(&mut errs, &format!("{p}.currency"), &src.currency);
+        let model = cost_model(&mut errs, &format!("{p}.cost"), &src.cost, cost_rate);
+        let mut sub_params: [Option<Box<str>>; 5] = Default::default();
+        let mut cost_param: Box<str> = "cost".into();
+        for (ours, theirs) in &src.params {
+            let ok = !theirs.is_empty()
+                && theirs.len() <= 64
+                && theirs.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b));
+            if !ok {
+                errs.push(
+                    format!("{p}.params.{ours}"),
+                    "expected a parameter name of 1 to 64 characters from A-Z a-z 0-9 _ - . [ ]",
+                );
+                continue;
+            }
+            match ours.as_str() {
+                "cost" => cost_param = theirs.as_str().into(),
+                s => {
+                    match s.strip_prefix("sub").and_then(|n| n.parse::<usize>().ok()).filter(|n| (1..=5).contains(n)) {
+                        Some(n) => sub_params[n - 1] = Some(theirs.as_str().into()),
+                        None => errs
+                            .push(format!("{p}.params.{ours}"), "expected one of sub1, sub2, sub3, sub4, sub5, cost"),
+                    }
+                }
+            }
+        }
+        if ["aff", "src"].iter().any(|r| src.params.values().any(|v| v == r)) {
+            errs.push(format!("{p}.params"), "aff and src are smartlink's own parameters; map other names");
+        }
+        outbound_checks(&mut errs, &p, &src.postback_url, &src.postback_statuses);
+        if let (Ok(id), Some(key)) = (Id::parse(&src.id), key_of(Kind::Source, &src.id)) {
+            sources.push(Source { key, id, sub_params, cost_param, cost_rate, cost_model: model });
+        }
+    }
+    let source_pos: HashMap<&str, usize> = sources.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
 
     let mut offers = Vec::new();
     let mut offer_index: HashMap<&str, usize> = HashMap::new();
@@ -882,6 +1019,15 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
         let c = &o.caps;
         if c.daily_budget.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
             errs.push(format!("{p}.caps.daily_budget"), "expected a budget of zero or more");
+        }
+        if o.fallback_url.is_some() && o.fallback_smartlink.is_some() {
+            errs.push(format!("{p}.fallback_smartlink"), "give fallback_url or fallback_smartlink, not both");
+        }
+        redirect_template(&mut errs, &format!("{p}.fallback_url"), &o.fallback_url);
+        if let Some(sl) = &o.fallback_smartlink {
+            if !defs.smartlinks.iter().any(|s| &s.slug == sl) {
+                errs.push(format!("{p}.fallback_smartlink"), format!("unknown smartlink {sl:?}"));
+            }
         }
         let key = key_of(Kind::Offer, &o.id);
         if errs.0.len() > before {
@@ -975,6 +1121,21 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             errs.push(format!("{p}.weights"), "weights are only used with strategy: weighted");
         }
         let quality = quality_actions(&mut errs, &format!("{p}.quality"), &s.quality);
+        let source = s.source.as_ref().and_then(|src| {
+            let pos = source_pos.get(src.as_str()).copied();
+            if pos.is_none() {
+                errs.push(format!("{p}.source"), format!("unknown source {src:?}; define it under sources"));
+            }
+            pos
+        });
+        let source_rate = source.map_or(1.0, |i| sources[i].cost_rate);
+        let cost_currency_rate = match s.cost.as_ref().and_then(|c| c.currency.as_ref()) {
+            Some(_) => {
+                rate_of(&mut errs, &format!("{p}.cost.currency"), &s.cost.as_ref().and_then(|c| c.currency.clone()))
+            }
+            None => source_rate,
+        };
+        let link_cost = cost_model(&mut errs, &format!("{p}.cost"), &s.cost, source_rate);
         let key = key_of(Kind::Smartlink, &s.slug);
         if errs.0.len() > before {
             continue;
@@ -987,7 +1148,11 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             slug,
             affiliate,
             offers: pool,
-            fallback_url,
+            fallback_url: Some(fallback_url),
+            fallback_link: None,
+            source,
+            cost_model: link_cost,
+            cost_rate: cost_currency_rate,
             overrides,
             strategy,
             quality,
@@ -995,11 +1160,50 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
         });
     }
 
+    // One direct link per offer (`/o/{id}`): the same click path with a
+    // pool of one, no routing, and the offer's fallback.
+    let slug_pos: HashMap<&str, usize> = smartlinks.iter().enumerate().map(|(i, s)| (s.slug.as_str(), i)).collect();
+    let direct_links = offers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let spec = defs.offers.iter().find(|s| s.id == o.id.as_str());
+            let fallback_url =
+                spec.and_then(|s| s.fallback_url.as_ref()).and_then(|u| Template::parse(u, MacroSet::Redirect).ok());
+            let fallback_link =
+                spec.and_then(|s| s.fallback_smartlink.as_ref()).and_then(|sl| slug_pos.get(sl.as_str()).copied());
+            Smartlink {
+                key: smartlink_core::model::direct_link_key(o.key),
+                slug: o.id.clone(),
+                affiliate: None,
+                offers: vec![i],
+                fallback_url,
+                fallback_link,
+                source: None,
+                cost_model: None,
+                cost_rate: 1.0,
+                overrides: Vec::new(),
+                strategy: Strategy::Priority,
+                quality: QualityActions::default(),
+                router: Arc::new(SharedRouter::default()),
+            }
+        })
+        .collect();
+
     if errs.0.is_empty() {
-        Ok(Catalog::new(offers, smartlinks, affiliates))
+        Ok(Catalog::with_direct_links(offers, smartlinks, direct_links, affiliates, sources))
     } else {
         Err(errs.0)
     }
+}
+
+/// The largest cost of one click or model amount, in its currency.
+pub const MAX_COST: f64 = 100_000.0;
+
+/// An optional redirect URL template, checked.
+fn redirect_template(errs: &mut Errs, p: &str, url: &Option<String>) -> Option<Template> {
+    let u = url.as_ref()?;
+    Template::parse(u, MacroSet::Redirect).map_err(|e| errs.push(p, e.to_string())).ok()
 }
 
 fn outbound_checks(errs: &mut Errs, p: &str, url: &Option<String>, statuses: &Option<Vec<String>>) {
@@ -1111,7 +1315,8 @@ fn targeting(errs: &mut Errs, p: &str, t: &TargetingSpec) -> Option<Targeting> {
 pub fn provisional_keys(defs: &Definitions, keys: &Keys) -> Keys {
     let mut out = keys.clone();
     let mut next: HashMap<Kind, u32> = HashMap::new();
-    for ((k, _), v) in keys {
+    // Direct links (listed with the smartlinks' keys) are not assigned.
+    for ((k, _), v) in keys.iter().filter(|(_, v)| smartlink_core::model::direct_link_offer(**v).is_none()) {
         let e = next.entry(*k).or_insert(0);
         *e = (*e).max(*v);
     }
@@ -1126,6 +1331,7 @@ pub fn provisional_keys(defs: &Definitions, keys: &Keys) -> Keys {
     defs.affiliates.iter().for_each(|a| add(Kind::Affiliate, &a.id));
     defs.offers.iter().for_each(|o| add(Kind::Offer, &o.id));
     defs.smartlinks.iter().for_each(|s| add(Kind::Smartlink, &s.slug));
+    defs.sources.iter().for_each(|s| add(Kind::Source, &s.id));
     out
 }
 

@@ -179,6 +179,7 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
         smartlink: row.smartlink,
         offer: Some(row.offer),
         affiliate: row.affiliate,
+        source: None,
         segment: Segment {
             country: Country::parse(&row.country).unwrap_or(Country::UNKNOWN),
             device: Device::parse(&row.device).unwrap_or(Device::Desktop),
@@ -205,13 +206,8 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
     let pbc = app.postbacks.load_full();
-    let mut outbound = Vec::new();
-    if let Some(t) = row.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
-        outbound.push(t.clone());
-    }
-    if let Some(t) = pbc.smartlinks.get(&row.smartlink) {
-        outbound.push(t.clone());
-    }
+    let source = app.codec.decode(&row.click_id).ok().and_then(|f| f.source);
+    let outbound = pbc.outbound(row.affiliate, row.smartlink, source);
     let input = PostbackIn {
         click_id: row.click_id.clone(),
         event: row.event.clone(),
@@ -237,6 +233,8 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
         default_payout_base: row.payout_base,
         source: format!("admin:{}", b.by.unwrap_or_else(|| "api".into())),
         outbound,
+        // A status change keeps the recorded cost.
+        cost_base: 0.0,
     };
     match crate::postback::record_and_learn(&app, input, &facts_of(&row)).await {
         Ok(r) => Ok(r),

@@ -95,6 +95,7 @@ pub fn load_defs(store: &dyn Store) -> anyhow::Result<DefsState> {
             Kind::Affiliate => defs.affiliates.push(serde_json::from_str(&e.spec).with_context(ctx)?),
             Kind::Offer => defs.offers.push(serde_json::from_str(&e.spec).with_context(ctx)?),
             Kind::Smartlink => defs.smartlinks.push(serde_json::from_str(&e.spec).with_context(ctx)?),
+            Kind::Source => defs.sources.push(serde_json::from_str(&e.spec).with_context(ctx)?),
         }
     }
     let keys = store.keys()?.into_iter().map(|(k, id, key)| ((k, id), key)).collect();
@@ -126,6 +127,7 @@ fn changes_between(old: &Definitions, new: &Definitions) -> anyhow::Result<Vec<C
     diff(Kind::Affiliate, &old.affiliates, &new.affiliates, |a| &a.id, &mut out)?;
     diff(Kind::Offer, &old.offers, &new.offers, |o| &o.id, &mut out)?;
     diff(Kind::Smartlink, &old.smartlinks, &new.smartlinks, |s| &s.slug, &mut out)?;
+    diff(Kind::Source, &old.sources, &new.sources, |s| &s.id, &mut out)?;
     Ok(out)
 }
 
@@ -189,6 +191,7 @@ pub fn merge(base: &Definitions, file: &Definitions) -> Definitions {
     upsert(&mut out.affiliates, &file.affiliates, |a| &a.id);
     upsert(&mut out.offers, &file.offers, |o| &o.id);
     upsert(&mut out.smartlinks, &file.smartlinks, |s| &s.slug);
+    upsert(&mut out.sources, &file.sources, |s| &s.id);
     out
 }
 

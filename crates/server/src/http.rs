@@ -383,8 +383,9 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    // `/s/{slug}`: one non-empty segment, as the axum route matches.
-    let Some(slug) = path.strip_prefix("/s/") else { return Plan::Hyper };
+    // `/s/{slug}` or `/o/{offer}`: one non-empty segment, as the axum
+    // routes match.
+    let Some(slug) = path.strip_prefix("/s/").or_else(|| path.strip_prefix("/o/")) else { return Plan::Hyper };
     if slug.is_empty() || slug.contains('/') || !target.bytes().all(uri_byte) {
         return Plan::Hyper;
     }
@@ -466,7 +467,7 @@ pub fn check_against_hyper(raw: &[u8]) {
         let uri: axum::http::Uri = target.parse().unwrap_or_else(|e| panic!("hyper would refuse {target:?}: {e}"));
         assert_eq!(uri.path(), path, "path");
         assert_eq!(uri.query(), query, "query");
-        assert!(path.starts_with("/s/") && path.len() > 3 && !path[3..].contains('/'));
+        assert!((path.starts_with("/s/") || path.starts_with("/o/")) && path.len() > 3 && !path[3..].contains('/'));
         assert!(valid_headers, "the fast path answered a request whose headers hyper would refuse");
     }
 }
@@ -642,6 +643,7 @@ mod tests {
     fn only_bodiless_get_and_head_clicks_take_the_fast_path() {
         assert_eq!(plan_of("GET /s/main?sub1=a HTTP/1.1\r\nHost: x\r\n\r\n"), Some((false, false, None)));
         assert_eq!(plan_of("HEAD /s/main HTTP/1.1\r\nHost: x\r\n\r\n"), Some((true, false, None)));
+        assert_eq!(plan_of("GET /o/offer-1?cost=0.01 HTTP/1.1\r\nHost: x\r\n\r\n"), Some((false, false, None)));
         assert_eq!(plan_of("GET /s/main HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), Some((false, false, None)));
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let raw = b"GET /s/main?sub1=a&sub2=b HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -653,6 +655,8 @@ mod tests {
             "POST /s/main HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /s/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /o/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /x/main HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /s/a/b HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET http://host/s/main HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /s/main?x=\"q\" HTTP/1.1\r\nHost: x\r\n\r\n",

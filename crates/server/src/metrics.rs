@@ -29,6 +29,7 @@ pub struct Metrics {
     pub quality: [AtomicU64; 4],
     pub fallback: [AtomicU64; 5],
     pub unknown_affiliate: AtomicU64,
+    pub unknown_source: AtomicU64,
     /// The click log's counters (queue, journal, store loads).
     pub log: Arc<LogMetrics>,
     /// Clicks the rate counters saw in the last whole window, and the
@@ -92,8 +93,9 @@ impl Metrics {
             let _ = writeln!(s, "smartlink_fallback_clicks_total{{reason=\"{}\"}} {}", r.as_str(), g(v));
         }
         // One-sample metrics: (name, type, help, value).
-        let single: [(&str, &str, &str, i64); 11] = [
+        let single: [(&str, &str, &str, i64); 12] = [
             ("smartlink_unknown_affiliate_total", "counter", "Clicks whose aff parameter named no known affiliate.", g(&self.unknown_affiliate) as i64),
+            ("smartlink_unknown_source_total", "counter", "Clicks whose src parameter named no known traffic source.", g(&self.unknown_source) as i64),
             ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.log.queue_depth.load(Relaxed)),
             ("smartlink_clicks_dropped_total", "counter", "Click rows dropped because the write queue was full (the redirect was still served).", g(&self.log.clicks_dropped) as i64),
             ("smartlink_clicks_written_total", "counter", "Click rows committed to the store.", g(&self.log.clicks_written) as i64),

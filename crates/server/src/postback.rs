@@ -321,13 +321,14 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     let day = smartlink_core::time::local(offer.targeting.timezone, now_ms).day;
     let over_cap = status.pays()
         && offer.counters.reached(&offer.caps, day).is_some_and(|k| k != smartlink_core::caps::CapKind::Clicks);
-    let mut outbound = Vec::new();
-    if let Some(t) = facts.affiliate.and_then(|a| pbc.affiliates.get(&a)) {
-        outbound.push(t.clone());
-    }
-    if let Some(t) = pbc.smartlinks.get(&facts.smartlink) {
-        outbound.push(t.clone());
-    }
+    let outbound = pbc.outbound(facts.affiliate, facts.smartlink, facts.source);
+    // A CPA cost model (the link's, else its source's) charges each
+    // approved conversion.
+    let cost_base = catalog
+        .smartlink_by_key(facts.smartlink)
+        .and_then(|l| l.cost_model)
+        .or_else(|| facts.source.and_then(|s| catalog.source_by_key(s)).and_then(|s| s.cost_model))
+        .map_or(0.0, |m| m.per_conversion());
     // Conversion-side quality: the click's class travels in its id; a
     // conversion sooner after its click than the offer allows is too fast
     // for a person.
@@ -364,6 +365,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         default_payout_base: offer.payout_base,
         source: "postback".into(),
         outbound,
+        cost_base,
     };
     let recorded = record_and_learn(&app, input, &facts).await?;
     app.metrics.postbacks_ok.fetch_add(1, Relaxed);

@@ -18,6 +18,8 @@ pub struct PostbackConfig {
     pub affiliates: HashMap<u32, OutboundTarget>,
     /// By smartlink key.
     pub smartlinks: HashMap<u32, OutboundTarget>,
+    /// By traffic source key.
+    pub sources: HashMap<u32, OutboundTarget>,
     pub base_currency: String,
     /// Units of base currency per unit of each currency (base included).
     pub rates: HashMap<String, f64>,
@@ -42,6 +44,14 @@ fn statuses(list: &Option<Vec<String>>) -> Vec<ConvStatus> {
 }
 
 impl PostbackConfig {
+    /// The outbound postbacks a conversion of this click fires: its
+    /// affiliate's, its smartlink's and its traffic source's.
+    pub fn outbound(&self, affiliate: Option<u32>, link: u32, source: Option<u32>) -> Vec<OutboundTarget> {
+        let affiliate = affiliate.and_then(|a| self.affiliates.get(&a));
+        let source = source.and_then(|s| self.sources.get(&s));
+        affiliate.into_iter().chain(self.smartlinks.get(&link)).chain(source).cloned().collect()
+    }
+
     /// Builds from definitions already validated by `build_catalog`.
     pub fn from_defs(defs: &Definitions, keys: &crate::config::Keys) -> PostbackConfig {
         use smartlink_store::Kind;
@@ -102,6 +112,24 @@ impl PostbackConfig {
                             url,
                             statuses: statuses(&s.postback_statuses),
                             payout_share: owner_share,
+                        },
+                    ))
+                })
+                .collect(),
+            sources: defs
+                .sources
+                .iter()
+                .filter_map(|s| {
+                    let url = s.postback_url.clone()?;
+                    Some((
+                        key(Kind::Source, &s.id)?,
+                        OutboundTarget {
+                            target: format!("source:{}", s.id),
+                            url,
+                            statuses: statuses(&s.postback_statuses),
+                            // A source is told what the conversion paid the
+                            // network, unless it is also the affiliate.
+                            payout_share: 1.0,
                         },
                     ))
                 })

@@ -365,8 +365,13 @@ fn build_catalog(prep: &Prepared, rt: &[OfferRt], prev: Option<&Catalog>) -> Cat
         slug: Id::parse("sim").expect("valid id"),
         affiliate: None,
         offers: (0..n).collect(),
-        fallback_url: Template::parse("https://fallback.example/{click_id}", MacroSet::Redirect)
-            .expect("valid template"),
+        fallback_url: Some(
+            Template::parse("https://fallback.example/{click_id}", MacroSet::Redirect).expect("valid template"),
+        ),
+        fallback_link: None,
+        source: None,
+        cost_model: None,
+        cost_rate: 1.0,
         overrides: Vec::new(),
         strategy: model::Strategy::Auto,
         quality: Default::default(),
@@ -468,6 +473,7 @@ impl Agent {
                     visitor: Visitor { segment: seg, browser: Browser::Other, language: None },
                     subs: [""; 5],
                     aff: None,
+                    source: None,
                     counted: true,
                     flags: 0,
                 };

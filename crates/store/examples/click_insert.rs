@@ -36,6 +36,8 @@ fn main() {
         quality: "human".into(),
         quality_score: 0,
         quality_reasons: String::new(),
+        cost: 0.0,
+        source: None,
     };
     let all: Vec<ClickRow> = (0..rows).map(make).collect();
     let started = std::time::Instant::now();

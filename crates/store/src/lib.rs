@@ -49,10 +49,12 @@ pub enum Kind {
     Affiliate,
     Offer,
     Smartlink,
+    /// A traffic source.
+    Source,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Advertiser, Kind::Affiliate, Kind::Offer, Kind::Smartlink];
+    pub const ALL: [Kind; 5] = [Kind::Advertiser, Kind::Affiliate, Kind::Offer, Kind::Smartlink, Kind::Source];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,9 +62,21 @@ impl Kind {
             Kind::Affiliate => "affiliate",
             Kind::Offer => "offer",
             Kind::Smartlink => "smartlink",
+            Kind::Source => "source",
         }
     }
 }
+
+/// The name a link key is reported under: a smartlink's slug, or
+/// `direct:{offer}` for the direct link of an offer
+/// (`smartlink_core::model::DIRECT_LINK_BIT`). [`Store::keys`] lists
+/// every direct link under [`Kind::Smartlink`] with this name.
+pub fn direct_link_name(offer_id: &str) -> String {
+    format!("{DIRECT_LINK_PREFIX}{offer_id}")
+}
+
+/// How a direct link's name starts (`:` is not allowed in a slug).
+pub const DIRECT_LINK_PREFIX: &str = "direct:";
 
 /// A stored definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +142,12 @@ pub struct ClickRow {
     pub quality_score: u8,
     /// Comma-separated quality reason codes.
     pub quality_reasons: String,
+    /// What the click cost, in the base currency: the click URL's `cost`,
+    /// else the link's or source's CPC/CPM model, until a cost import for
+    /// its period replaces it with its share of the billed amount.
+    pub cost: f64,
+    /// The traffic source's key, when the click came from a known one.
+    pub source: Option<u32>,
 }
 
 /// The quality class a row is rolled up under (`human` when unset).
@@ -145,7 +165,9 @@ pub fn quality_class(q: &str) -> &str {
 pub trait Store: ConversionStore + RollupStore + QualityStore + AlertStore + Send + Sync + 'static {
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
-    /// The numeric keys of every (kind, id) ever seen, including deleted ones.
+    /// The numeric keys of every (kind, id) ever seen, including deleted
+    /// ones; and, under [`Kind::Smartlink`], every offer's direct link as
+    /// [`direct_link_name`] with its link key.
     fn keys(&self) -> Result<Vec<(Kind, String, u32)>>;
     /// Applies changes in one transaction, assigning keys to new ids, and
     /// records each effective change (old and new spec, `actor`, time) in
@@ -171,6 +193,57 @@ pub trait Store: ConversionStore + RollupStore + QualityStore + AlertStore + Sen
     /// `after = Some(id)`: the page after the row (`from_ms`, `id`); pass
     /// the last row's `ts_ms` and `click_id` to read the next page.
     fn clicks_since(&self, from_ms: i64, after: Option<&str>, limit: usize) -> Result<Vec<ClickRow>>;
+    /// Spreads a billed amount over the clicks it covers, replacing their
+    /// cost (see [`CostImport`]), in one transaction with the rollups.
+    fn import_costs(&self, import: &CostImport) -> Result<CostImported>;
+    /// Cost imports, newest first.
+    fn cost_imports(&self, limit: usize) -> Result<Vec<CostImportRow>>;
+}
+
+/// A billed amount for a period, from a source that reports costs after
+/// the fact. It covers the clicks with `from_ms <= ts_ms < to_ms` that
+/// match `filters` (a link, a source, segment dimensions, sub-ids; at
+/// least a link or a source). Each covered click's cost becomes its share
+/// of `amount`: the amount in millionths split as evenly as integers
+/// allow, the remainder one millionth each to the earliest clicks, so the
+/// shares add up to the amount exactly and every breakdown of those
+/// clicks reconciles with it. Importing the same scope again replaces the
+/// shares; clicks not covered keep their cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostImport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub filters: Vec<(Dim, Vec<DimValue>)>,
+    /// In the base currency.
+    pub amount: f64,
+    /// What the import said, for the record (link, source, segment as
+    /// given, the amount in its own currency).
+    pub description: String,
+    pub actor: String,
+    pub ts_ms: i64,
+}
+
+/// What a cost import did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostImported {
+    pub id: i64,
+    /// Clicks the amount was spread over.
+    pub clicks: u64,
+    /// Their cost before the import (base currency).
+    pub replaced: f64,
+}
+
+/// A recorded cost import.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostImportRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub description: String,
+    pub amount: f64,
+    pub clicks: u64,
 }
 
 pub use smartlink_core::conversion::Status as ConvStatus;
@@ -217,6 +290,9 @@ pub struct PostbackIn {
     pub default_payout_base: f64,
     /// `postback`, or `admin` for a manual change.
     pub source: String,
+    /// What the conversion costs when approved (a CPA cost model), in the
+    /// base currency; a status change keeps the recorded cost.
+    pub cost_base: f64,
     /// Outbound postbacks to queue if the resulting status is one they fire on.
     pub outbound: Vec<OutboundTarget>,
 }
@@ -282,6 +358,8 @@ pub struct ConversionRow {
     pub language: String,
     pub quality: String,
     pub quality_flags: String,
+    /// CPA cost, base currency (counted while approved).
+    pub cost: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -392,6 +470,9 @@ pub enum Dim {
     /// An affiliate sub-id (1..=5). Not a rollup key (unbounded values):
     /// queries using one are answered from raw rows.
     Sub(u8),
+    /// The traffic source (key, 0 = none). Not a rollup key yet: queries
+    /// using it are answered from raw rows.
+    Source,
     /// The UTC hour (epoch ms of its start); local hours and days are
     /// derived from it by the caller.
     Hour,
@@ -417,6 +498,7 @@ impl Dim {
             Dim::Sub(3) => "sub3",
             Dim::Sub(4) => "sub4",
             Dim::Sub(_) => "sub5",
+            Dim::Source => "source",
             Dim::Hour => "hour_ms",
             Dim::Day => "day_ms",
         }
@@ -443,6 +525,9 @@ pub struct Measures {
     pub chargebacks: u64,
     /// Approved payout, base currency.
     pub revenue: f64,
+    /// What the clicks cost plus the CPA cost of approved conversions,
+    /// base currency.
+    pub cost: f64,
 }
 
 impl Measures {
@@ -454,6 +539,7 @@ impl Measures {
         self.rejected += o.rejected;
         self.chargebacks += o.chargebacks;
         self.revenue += o.revenue;
+        self.cost += o.cost;
     }
 }
 
@@ -472,11 +558,15 @@ pub struct RollupQuery {
 }
 
 impl RollupQuery {
-    /// Whether the rollup cannot answer this query (quality reasons or
-    /// sub-ids), so it is computed from raw rows.
+    /// Whether the rollup cannot answer this query (quality reasons,
+    /// sub-ids or the traffic source), so it is computed from raw rows.
     pub fn needs_raw_rows(&self) -> bool {
         !self.reasons.is_empty()
-            || self.group.iter().chain(self.filters.iter().map(|(d, _)| d)).any(|d| matches!(d, Dim::Sub(_)))
+            || self
+                .group
+                .iter()
+                .chain(self.filters.iter().map(|(d, _)| d))
+                .any(|d| matches!(d, Dim::Sub(_) | Dim::Source))
     }
 }
 

@@ -16,9 +16,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     quality_class, AlertRow, AlertStore, Attempt, AuditClickRow, Change, ClickRow, ConvStatus, ConversionFilter,
-    ConversionRow, ConversionStore, Dim, DimValue, Entity, HistoryEntry, HistoryRow, Kind, Measures, OutboxItem,
-    OutboxState, PostbackIn, QualityStore, Recorded, Result, RollupQuery, RollupStore, SourceCounts, SourceQuery,
-    Store, StoreError,
+    ConversionRow, ConversionStore, CostImport, CostImportRow, CostImported, Dim, DimValue, Entity, HistoryEntry,
+    HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded, Result, RollupQuery,
+    RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
 use smartlink_core::conversion::Transition;
 
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS clicks (
     browser TEXT NOT NULL, language TEXT NOT NULL, referrer TEXT NOT NULL, user_agent TEXT NOT NULL,
     reason TEXT NOT NULL, fallback_reason TEXT, propensity REAL NOT NULL,
     quality TEXT NOT NULL DEFAULT 'human', quality_score INTEGER NOT NULL DEFAULT 0,
-    quality_reasons TEXT NOT NULL DEFAULT '');
+    quality_reasons TEXT NOT NULL DEFAULT '', cost REAL NOT NULL DEFAULT 0, source INTEGER);
 -- Clicks are keyed by (second, click id): the click id carries its second,
 -- so lookups stay exact, and a batch of new clicks lands at the right edge
 -- of the index instead of dirtying one random page per row.
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     click_ts_ms INTEGER NOT NULL, ts_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, approved_ms INTEGER,
     over_cap INTEGER NOT NULL, ctit_secs INTEGER NOT NULL,
     quality TEXT NOT NULL DEFAULT 'human', quality_flags TEXT NOT NULL DEFAULT '',
+    cost REAL NOT NULL DEFAULT 0,
     UNIQUE (click_id, event, txid));
 CREATE INDEX IF NOT EXISTS conversions_ts ON conversions (ts_ms);
 CREATE INDEX IF NOT EXISTS conversions_approved ON conversions (approved_ms);
@@ -93,7 +94,7 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
     quality TEXT NOT NULL DEFAULT 'human',
     clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
     approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0,
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language, quality))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entity_history (
@@ -106,12 +107,16 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS cost_imports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
+    from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL, description TEXT NOT NULL,
+    amount REAL NOT NULL, clicks INTEGER NOT NULL);
 ";
 
 /// The measure columns every rollup table has.
 const MEASURE_COLUMNS: &str = "clicks INTEGER NOT NULL DEFAULT 0, fallback_clicks INTEGER NOT NULL DEFAULT 0,
     approved INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0";
+    chargebacks INTEGER NOT NULL DEFAULT 0, revenue REAL NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0";
 
 /// Adds a row's measures to the existing cell (every rollup upsert ends so).
 macro_rules! add_measures {
@@ -119,7 +124,8 @@ macro_rules! add_measures {
         " ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks,
            fallback_clicks = fallback_clicks + excluded.fallback_clicks, approved = approved + excluded.approved,
            pending = pending + excluded.pending, rejected = rejected + excluded.rejected,
-           chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue"
+           chargebacks = chargebacks + excluded.chargebacks, revenue = revenue + excluded.revenue,
+           cost = cost + excluded.cost"
     };
 }
 
@@ -184,7 +190,7 @@ fn row_key(r: &rusqlite::Row<'_>, group: &[Dim]) -> rusqlite::Result<Vec<DimValu
         .enumerate()
         .map(|(i, d)| {
             Ok(match d {
-                Dim::Smartlink | Dim::Offer | Dim::Affiliate => DimValue::Key(r.get(i)?),
+                Dim::Smartlink | Dim::Offer | Dim::Affiliate | Dim::Source => DimValue::Key(r.get(i)?),
                 Dim::Hour | Dim::Day => DimValue::Hour(r.get(i)?),
                 _ => DimValue::Text(r.get(i)?),
             })
@@ -194,7 +200,8 @@ fn row_key(r: &rusqlite::Row<'_>, group: &[Dim]) -> rusqlite::Result<Vec<DimValu
 
 const CONVERSION_COLS: &str = "c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
-    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags";
+    c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags,
+    c.cost";
 
 fn status_of(s: &str) -> rusqlite::Result<ConvStatus> {
     ConvStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
@@ -233,29 +240,30 @@ fn row_to_conversion(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversionRow> {
         language: r.get(25)?,
         quality: r.get(26)?,
         quality_flags: r.get(27)?,
+        cost: r.get(28)?,
     })
 }
 
 fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
         conversion: row_to_conversion(r)?,
-        id: r.get(28)?,
-        status: status_of(&r.get::<_, String>(29)?)?,
-        target: r.get(30)?,
-        url: r.get(31)?,
-        payout_share: r.get(32)?,
-        state: OutboxState::parse(&r.get::<_, String>(33)?).unwrap_or(OutboxState::Failed),
-        attempts: r.get(34)?,
-        next_at_ms: r.get(35)?,
-        last_http_status: r.get(36)?,
-        last_error: r.get(37)?,
+        id: r.get(29)?,
+        status: status_of(&r.get::<_, String>(30)?)?,
+        target: r.get(31)?,
+        url: r.get(32)?,
+        payout_share: r.get(33)?,
+        state: OutboxState::parse(&r.get::<_, String>(34)?).unwrap_or(OutboxState::Failed),
+        attempts: r.get(35)?,
+        next_at_ms: r.get(36)?,
+        last_http_status: r.get(37)?,
+        last_error: r.get(38)?,
     })
 }
 
 const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
     c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags,
-    o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
+    c.cost, o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
     FROM outbox o JOIN conversions c ON c.id = o.conversion_id LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id";
 
 pub struct SqliteStore {
@@ -442,6 +450,31 @@ fn migrate_quality(c: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Adds the cost columns (and the click's traffic source) to stores created
+/// before costs: their clicks and conversions cost nothing.
+fn migrate_costs(c: &mut Connection) -> Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut adds = Vec::new();
+    if !has_column(&tx, "clicks", "cost")? {
+        adds.push("ALTER TABLE clicks ADD COLUMN cost REAL NOT NULL DEFAULT 0".to_string());
+        adds.push("ALTER TABLE clicks ADD COLUMN source INTEGER".to_string());
+    }
+    if !has_column(&tx, "conversions", "cost")? {
+        adds.push("ALTER TABLE conversions ADD COLUMN cost REAL NOT NULL DEFAULT 0".to_string());
+    }
+    let coarse = LEVELS.iter().flat_map(|(name, _)| [coarse_table(name, false).0, coarse_table(name, true).0]);
+    for table in std::iter::once("rollup_hour".to_string()).chain(coarse) {
+        if !has_column(&tx, &table, "cost")? {
+            adds.push(format!("ALTER TABLE {table} ADD COLUMN cost REAL NOT NULL DEFAULT 0"));
+        }
+    }
+    for sql in adds {
+        tx.execute_batch(&sql)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// `{"event": "..."}` without a JSON dependency in the store.
 fn event_json(event: &str) -> String {
     let escaped: String = event
@@ -541,15 +574,16 @@ impl SqliteStore {
         migrate_quality(&mut write)?;
         migrate_clicks_key(&mut write)?;
         write.execute_batch(&schema())?;
+        migrate_costs(&mut write)?;
         // Stores from before the coarse rollups: derive them from the hourly one.
         for (table, time, dims) in missing {
             let cols = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
             let unit = if time == "day_ms" { DAY_MS } else { HOUR_MS };
             write.execute_batch(&format!(
                 "INSERT INTO {table} ({time}, {cols}, clicks, fallback_clicks, approved, pending, rejected, chargebacks,
-                   revenue)
+                   revenue, cost)
                  SELECT (hour_ms / {unit}) * {unit}, {cols}, SUM(clicks), SUM(fallback_clicks), SUM(approved),
-                   SUM(pending), SUM(rejected), SUM(chargebacks), SUM(revenue)
+                   SUM(pending), SUM(rejected), SUM(chargebacks), SUM(revenue), SUM(cost)
                  FROM rollup_hour GROUP BY 1, {cols}"
             ))?;
         }
@@ -595,6 +629,8 @@ fn row_to_click(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClickRow> {
         quality: r.get(21)?,
         quality_score: r.get(22)?,
         quality_reasons: r.get(23)?,
+        cost: r.get(24)?,
+        source: r.get(25)?,
     })
 }
 
@@ -627,6 +663,10 @@ impl Store for SqliteStore {
         for row in rows {
             let (kind, id, key) = row?;
             if let Some(kind) = kind_of(&kind) {
+                if kind == Kind::Offer {
+                    let link = smartlink_core::model::direct_link_key(key);
+                    out.push((Kind::Smartlink, crate::direct_link_name(&id), link));
+                }
                 out.push((kind, id, key));
             }
         }
@@ -672,8 +712,11 @@ impl Store for SqliteStore {
                             params![kind.as_str()],
                             |r| r.get(0),
                         )?;
-                        // Click ids carry keys in 24 bits.
-                        if next >= 1 << 24 {
+                        // Click ids carry keys in 24 bits; a link key uses the
+                        // top one to tell a direct link (an offer's) from a
+                        // smartlink, so offers and smartlinks get 23.
+                        let bits = if matches!(kind, Kind::Offer | Kind::Smartlink) { 23 } else { 24 };
+                        if next >= 1 << bits {
                             return Err(StoreError::KeysExhausted(kind.as_str()));
                         }
                         tx.execute(
@@ -748,7 +791,7 @@ impl Store for SqliteStore {
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO clicks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
             )?;
             let mut cells: std::collections::HashMap<CellKey, Measures> = std::collections::HashMap::new();
             for k in batch {
@@ -777,6 +820,8 @@ impl Store for SqliteStore {
                     quality_class(&k.quality),
                     k.quality_score,
                     k.quality_reasons,
+                    k.cost,
+                    k.source,
                 ])?;
                 // A replayed row (already stored) must not count twice.
                 if inserted == 1 {
@@ -795,6 +840,7 @@ impl Store for SqliteStore {
                     let m = cells.entry(key).or_default();
                     m.clicks += 1;
                     m.fallback_clicks += k.offer.is_none() as u64;
+                    m.cost += k.cost;
                 }
             }
             drop(st);
@@ -820,6 +866,100 @@ impl Store for SqliteStore {
     fn count_clicks(&self) -> Result<u64> {
         let c = self.read.lock();
         Ok(c.query_row("SELECT COUNT(*) FROM clicks", [], |r| r.get(0))?)
+    }
+
+    fn import_costs(&self, imp: &CostImport) -> Result<CostImported> {
+        use rusqlite::types::Value;
+        if !(imp.amount.is_finite() && imp.amount >= 0.0 && imp.amount < 1e12) {
+            return Err(StoreError::Invalid(format!("amount: expected 0 or more, got {}", imp.amount)));
+        }
+        if imp.to_ms <= imp.from_ms {
+            return Err(StoreError::Invalid("the period is empty: `to` must be after `from`".into()));
+        }
+        let mut c = self.clicks.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut sql = String::from(
+            "SELECT rowid, ts_ms, smartlink, COALESCE(offer, 0), COALESCE(affiliate, 0), country, device, os,
+             browser, language, quality, cost FROM clicks k
+             WHERE ts_ms / 1000 BETWEEN ?1 / 1000 AND ?2 / 1000 AND ts_ms >= ?1 AND ts_ms < ?2",
+        );
+        let mut args: Vec<Value> = vec![Value::Integer(imp.from_ms), Value::Integer(imp.to_ms)];
+        push_filters(&mut sql, &mut args, &imp.filters, |d| raw_dim(d, "k"));
+        sql.push_str(" ORDER BY ts_ms / 1000, click_id");
+        let covered: Vec<(i64, CellKey, f64)> = {
+            let mut st = tx.prepare(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+                let ts: i64 = r.get(1)?;
+                let key: CellKey = (
+                    ts.div_euclid(HOUR_MS) * HOUR_MS,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    quality_class(&r.get::<_, String>(10)?).to_string(),
+                );
+                Ok((r.get(0)?, key, r.get(11)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if covered.is_empty() {
+            return Err(StoreError::Invalid(
+                "no clicks match this period and scope: there is nothing to spread the amount over".into(),
+            ));
+        }
+        // Shares in millionths: as even as integers allow, the remainder one
+        // millionth each to the earliest clicks; they add up to the amount.
+        let total = (imp.amount * 1e6).round() as i64;
+        let n = covered.len() as i64;
+        let (each, rest) = (total / n, total % n);
+        let mut deltas: HashMap<CellKey, Measures> = HashMap::new();
+        let mut replaced = 0.0;
+        {
+            let mut up = tx.prepare_cached("UPDATE clicks SET cost = ?2 WHERE rowid = ?1")?;
+            for (i, (rowid, key, old)) in covered.iter().enumerate() {
+                let share = (each + ((i as i64) < rest) as i64) as f64 / 1e6;
+                up.execute(params![rowid, share])?;
+                replaced += old;
+                deltas.entry(key.clone()).or_default().cost += share - old;
+            }
+        }
+        for (key, m) in &deltas {
+            add_to_hour_rollup(&tx, key, m, 1)?;
+        }
+        add_to_coarse_rollups(&tx, deltas.iter().map(|(k, m)| (k, *m, 1)))?;
+        tx.execute(
+            "INSERT INTO cost_imports (ts_ms, actor, from_ms, to_ms, description, amount, clicks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![imp.ts_ms, imp.actor, imp.from_ms, imp.to_ms, imp.description, total as f64 / 1e6, n],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(CostImported { id, clicks: n as u64, replaced })
+    }
+
+    fn cost_imports(&self, limit: usize) -> Result<Vec<CostImportRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(
+            "SELECT id, ts_ms, actor, from_ms, to_ms, description, amount, clicks FROM cost_imports
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit as i64], |r| {
+            Ok(CostImportRow {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                actor: r.get(2)?,
+                from_ms: r.get(3)?,
+                to_ms: r.get(4)?,
+                description: r.get(5)?,
+                amount: r.get(6)?,
+                clicks: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn clicks_since(&self, from_ms: i64, after: Option<&str>, limit: usize) -> Result<Vec<ClickRow>> {
@@ -877,7 +1017,7 @@ fn add_to_coarse_rollups<'a>(
     cells: impl IntoIterator<Item = (&'a CellKey, Measures, i64)>,
 ) -> rusqlite::Result<()> {
     use rusqlite::types::Value;
-    let mut agg: HashMap<CoarseKey<'a>, ([i64; 6], f64)> = HashMap::new();
+    let mut agg: HashMap<CoarseKey<'a>, ([i64; 6], f64, f64)> = HashMap::new();
     for (k, m, sign) in cells {
         for day in [false, true] {
             let unit = if day { DAY_MS } else { HOUR_MS };
@@ -887,7 +1027,7 @@ fn add_to_coarse_rollups<'a>(
                 CoarseKey::Offer { day, t, sl: k.1, offer: k.2, aff: k.3, q },
                 CoarseKey::Geo { day, t, sl: k.1, country: &k.4, device: &k.5, q },
             ] {
-                let s = agg.entry(key).or_insert(([0; 6], 0.0));
+                let s = agg.entry(key).or_insert(([0; 6], 0.0, 0.0));
                 for (i, v) in [m.clicks, m.fallback_clicks, m.approved, m.pending, m.rejected, m.chargebacks]
                     .into_iter()
                     .enumerate()
@@ -895,6 +1035,7 @@ fn add_to_coarse_rollups<'a>(
                     s.0[i] += sign * v as i64;
                 }
                 s.1 += sign as f64 * m.revenue;
+                s.2 += sign as f64 * m.cost;
             }
         }
     }
@@ -906,13 +1047,13 @@ fn add_to_coarse_rollups<'a>(
                 let names = dims.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ");
                 format!(
                     "INSERT INTO {table} ({time}, {names}, clicks, fallback_clicks, approved, pending, rejected,
-                     chargebacks, revenue) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12){}",
+                     chargebacks, revenue, cost) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13){}",
                     add_measures!()
                 )
             })
         })
         .collect();
-    for (key, (n, rev)) in agg {
+    for (key, (n, rev, cost)) in agg {
         let (i, mut args) = match key {
             CoarseKey::Offer { day, t, sl, offer, aff, q } => {
                 (day as usize, vec![t.into(), sl.into(), offer.into(), aff.into(), Value::Text(q.into())])
@@ -930,6 +1071,7 @@ fn add_to_coarse_rollups<'a>(
         };
         args.extend(n.map(Value::Integer));
         args.push(Value::Real(rev));
+        args.push(Value::Real(cost));
         tx.prepare_cached(&sql[i])?.execute(rusqlite::params_from_iter(args))?;
     }
     Ok(())
@@ -943,8 +1085,8 @@ fn add_to_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign: i64
 fn add_to_hour_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(concat!(
         "INSERT INTO rollup_hour (hour_ms, smartlink, offer, affiliate, country, device, os, browser, language,
-         quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         quality, clicks, fallback_clicks, approved, pending, rejected, chargebacks, revenue, cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         add_measures!()
     ))?
     .execute(params![
@@ -965,17 +1107,20 @@ fn add_to_hour_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign
         sign * m.rejected as i64,
         sign * m.chargebacks as i64,
         sign as f64 * m.revenue,
+        sign as f64 * m.cost,
     ])?;
     Ok(())
 }
 
-/// The rollup measures one conversion contributes in a status.
-fn conversion_measures(status: ConvStatus, payout_base: f64) -> Measures {
+/// The rollup measures one conversion contributes in a status: an
+/// approved one its payout as revenue and its CPA cost as cost.
+fn conversion_measures(status: ConvStatus, payout_base: f64, cost_base: f64) -> Measures {
     let mut m = Measures::default();
     match status {
         ConvStatus::Approved => {
             m.approved = 1;
             m.revenue = payout_base;
+            m.cost = cost_base;
         }
         ConvStatus::Pending => m.pending = 1,
         ConvStatus::Rejected => m.rejected = 1,
@@ -1017,11 +1162,11 @@ fn queue_outbound(tx: &rusqlite::Connection, id: i64, p: &PostbackIn, status: Co
 }
 
 fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
-    let existing: Option<(i64, String, f64)> = tx
+    let existing: Option<(i64, String, f64, f64)> = tx
         .prepare_cached(
-            "SELECT id, status, payout_base FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
+            "SELECT id, status, payout_base, cost FROM conversions WHERE click_id = ?1 AND event = ?2 AND txid = ?3",
         )?
-        .query_row(params![p.click_id, p.event, p.txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![p.click_id, p.event, p.txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     let history = |id: i64, from: Option<ConvStatus>| {
         exec(tx,
@@ -1035,9 +1180,9 @@ fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
             exec(tx,
                 "INSERT INTO conversions (click_id, event, txid, status, payout, currency, payout_base, smartlink, offer,
                  affiliate, country, device, os, click_ts_ms, ts_ms, updated_ms, approved_ms, over_cap, ctit_secs,
-                 browser, language, quality, quality_flags)
+                 browser, language, quality, quality_flags, cost)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22)",
+                 ?21, ?22, ?23)",
                 params![
                     p.click_id,
                     p.event,
@@ -1061,6 +1206,7 @@ fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
                     p.language,
                     quality_class(&p.quality),
                     p.quality_flags,
+                    p.cost_base,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -1068,13 +1214,13 @@ fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
             add_to_rollup(
                 tx,
                 &conversion_cell(p),
-                &conversion_measures(p.status, p.payout_base.unwrap_or(p.default_payout_base)),
+                &conversion_measures(p.status, p.payout_base.unwrap_or(p.default_payout_base), p.cost_base),
                 1,
             )?;
             queue_outbound(tx, id, p, p.status)?;
             Ok(Recorded::New { id })
         }
-        Some((id, cur, base)) => {
+        Some((id, cur, base, cost)) => {
             let cur = status_of(&cur)?;
             match cur.transition(p.status) {
                 Transition::Duplicate => Ok(Recorded::Duplicate { id }),
@@ -1098,8 +1244,8 @@ fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
                     )?;
                     history(id, Some(cur))?;
                     let cell = conversion_cell(p);
-                    add_to_rollup(tx, &cell, &conversion_measures(cur, base), -1)?;
-                    add_to_rollup(tx, &cell, &conversion_measures(p.status, p.payout_base.unwrap_or(base)), 1)?;
+                    add_to_rollup(tx, &cell, &conversion_measures(cur, base, cost), -1)?;
+                    add_to_rollup(tx, &cell, &conversion_measures(p.status, p.payout_base.unwrap_or(base), cost), 1)?;
                     queue_outbound(tx, id, p, p.status)?;
                     Ok(Recorded::Updated { id, previous: cur, payout_base: p.payout_base.unwrap_or(base) })
                 }
@@ -1218,6 +1364,7 @@ fn raw_dim(d: Dim, t: &str) -> String {
     match d {
         Dim::Offer => format!("COALESCE({t}.offer, 0)"),
         Dim::Affiliate => format!("COALESCE({t}.affiliate, 0)"),
+        Dim::Source => format!("COALESCE({t}.source, 0)"),
         Dim::Hour => format!("({t}.ts_ms / {HOUR_MS}) * {HOUR_MS}"),
         Dim::Day => format!("({t}.ts_ms / {DAY_MS}) * {DAY_MS}"),
         other => format!("{t}.{}", other.column()),
@@ -1266,21 +1413,23 @@ impl SqliteStore {
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut found = Vec::new();
         {
-            let mut st = c.prepare(&select("COUNT(*), SUM(k.offer IS NULL)", "clicks k"))?;
+            let mut st = c.prepare(&select("COUNT(*), SUM(k.offer IS NULL), SUM(k.cost)", "clicks k"))?;
             let mut rows = st.query(rusqlite::params_from_iter(args.clone()))?;
             while let Some(r) = rows.next()? {
-                found.push((
-                    row_key(r, &q.group)?,
-                    r.get::<_, u64>(n)?,
-                    r.get::<_, Option<u64>>(n + 1)?.unwrap_or(0),
-                    None,
-                ));
+                let m = Measures {
+                    clicks: r.get::<_, u64>(n)?,
+                    fallback_clicks: r.get::<_, Option<u64>>(n + 1)?.unwrap_or(0),
+                    cost: r.get::<_, Option<f64>>(n + 2)?.unwrap_or(0.0),
+                    ..Default::default()
+                };
+                found.push((row_key(r, &q.group)?, m));
             }
         }
         {
             let mut st = c.prepare(&select(
                 "SUM(c.status = 'approved'), SUM(c.status = 'pending'), SUM(c.status = 'rejected'),
-                 SUM(c.status = 'chargeback'), SUM(CASE WHEN c.status = 'approved' THEN c.payout_base ELSE 0 END)",
+                 SUM(c.status = 'chargeback'), SUM(CASE WHEN c.status = 'approved' THEN c.payout_base ELSE 0 END),
+                 SUM(CASE WHEN c.status = 'approved' THEN c.cost ELSE 0 END)",
                 "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id",
             ))?;
             let mut rows = st.query(rusqlite::params_from_iter(args))?;
@@ -1292,22 +1441,18 @@ impl SqliteStore {
                     rejected: g(2)?,
                     chargebacks: g(3)?,
                     revenue: r.get::<_, Option<f64>>(n + 4)?.unwrap_or(0.0),
+                    cost: r.get::<_, Option<f64>>(n + 5)?.unwrap_or(0.0),
                     ..Default::default()
                 };
-                found.push((row_key(r, &q.group)?, 0, 0, Some(m)));
+                found.push((row_key(r, &q.group)?, m));
             }
         }
-        for (key, clicks, fallback, conv) in found {
+        for (key, m) in found {
             let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
                 cells.push((key, Measures::default()));
                 cells.len() - 1
             });
-            let m = &mut cells[i].1;
-            m.clicks += clicks;
-            m.fallback_clicks += fallback;
-            if let Some(cm) = conv {
-                m.add(&cm);
-            }
+            cells[i].1.add(&m);
         }
         if cells.is_empty() && q.group.is_empty() {
             cells.push((Vec::new(), Measures::default()));
@@ -1419,7 +1564,7 @@ impl SqliteStore {
         }
         sql.push_str(&format!(
             "SUM(clicks), SUM(fallback_clicks), SUM(approved), SUM(pending), SUM(rejected), SUM(chargebacks), \
-             SUM(revenue) FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
+             SUM(revenue), SUM(cost) FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
         ));
         let mut args: Vec<Value> = vec![Value::Integer(from), Value::Integer(to)];
         push_filters(&mut sql, &mut args, &q.filters, col);
@@ -1442,6 +1587,7 @@ impl SqliteStore {
                 rejected: g(4)?,
                 chargebacks: g(5)?,
                 revenue: r.get::<_, Option<f64>>(n + 6)?.unwrap_or(0.0),
+                cost: r.get::<_, Option<f64>>(n + 7)?.unwrap_or(0.0),
             };
             Ok((key, m))
         })?;
@@ -1642,6 +1788,77 @@ mod tests {
         assert_eq!(since, vec!["y", "z", "w"]);
     }
 
+    /// The rollup and the raw rows (a sub-id filter forces them) agree.
+    fn cost_by(s: &SqliteStore, group: Vec<Dim>, filters: Vec<(Dim, Vec<DimValue>)>) -> Vec<(Vec<DimValue>, f64)> {
+        let q = RollupQuery { from_ms: 0, to_ms: 10 * HOUR_MS, filters, group, reasons: vec![] };
+        let mut out: Vec<_> =
+            s.rollup(&q).unwrap().into_iter().map(|(k, m)| (k, (m.cost * 1e6).round() / 1e6)).collect();
+        out.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        out
+    }
+
+    #[test]
+    fn a_cost_import_spreads_the_amount_over_its_clicks_exactly_and_replaces_their_cost() {
+        let (_d, s) = store();
+        let click = |i: usize, link: u32, country: &str, quality: &str| ClickRow {
+            click_id: format!("c{i:03}"),
+            ts_ms: 1_000 + i as i64 * 60_000,
+            smartlink: link,
+            country: country.into(),
+            quality: quality.into(),
+            subs: ["z1".into(), String::new(), String::new(), String::new(), String::new()],
+            cost: 0.5,
+            ..Default::default()
+        };
+        // 7 clicks of link 1 (one a bot), 2 of link 2, all in the first hours.
+        let mut batch: Vec<ClickRow> = (0..7).map(|i| click(i, 1, if i < 4 { "US" } else { "DE" }, "human")).collect();
+        batch[6].quality = "bot".into();
+        batch.extend((7..9).map(|i| click(i, 2, "US", "human")));
+        s.insert_clicks(&batch).unwrap();
+        let link = |k| vec![(Dim::Smartlink, vec![DimValue::Key(k)])];
+        assert_eq!(cost_by(&s, vec![], link(1)), vec![(vec![], 3.5)]);
+
+        let imp = CostImport {
+            from_ms: 0,
+            to_ms: 10 * HOUR_MS,
+            filters: link(1),
+            amount: 10.0,
+            description: "link 1".into(),
+            actor: "test".into(),
+            ts_ms: 5,
+        };
+        let done = s.import_costs(&imp).unwrap();
+        assert_eq!((done.clicks, done.replaced), (7, 3.5));
+        // 10 / 7: three clicks carry one millionth more; the total is exact,
+        // bots included (they were paid for), link 2 untouched.
+        assert_eq!(cost_by(&s, vec![], link(1)), vec![(vec![], 10.0)]);
+        assert_eq!(cost_by(&s, vec![], link(2)), vec![(vec![], 1.0)]);
+        let by_country = cost_by(&s, vec![Dim::Country], link(1));
+        assert_eq!(
+            by_country,
+            vec![(vec![DimValue::Text("DE".into())], 4.285713), (vec![DimValue::Text("US".into())], 5.714287)]
+        );
+        // The raw rows say the same as the rollups (a sub-id filter reads them).
+        let mut raw = link(1);
+        raw.push((Dim::Sub(1), vec![DimValue::Text("z1".into())]));
+        assert_eq!(cost_by(&s, vec![Dim::Country], raw), by_country);
+        // Importing the same scope again replaces, never adds.
+        s.import_costs(&CostImport { amount: 7.0, ..imp.clone() }).unwrap();
+        assert_eq!(cost_by(&s, vec![], link(1)), vec![(vec![], 7.0)]);
+        assert_eq!(s.cost_imports(10).unwrap().len(), 2);
+        assert_eq!(s.cost_imports(10).unwrap()[0].amount, 7.0);
+        // Nothing to spread over, or a bad amount: refused, nothing changed.
+        for bad in [
+            CostImport { filters: link(9), ..imp.clone() },
+            CostImport { amount: -1.0, ..imp.clone() },
+            CostImport { amount: f64::NAN, ..imp.clone() },
+            CostImport { to_ms: 0, ..imp.clone() },
+        ] {
+            assert!(matches!(s.import_costs(&bad), Err(StoreError::Invalid(_))), "{bad:?}");
+        }
+        assert_eq!(cost_by(&s, vec![], link(1)), vec![(vec![], 7.0)]);
+    }
+
     #[test]
     fn click_pages_cover_every_row_once_even_within_one_second() {
         let (_d, s) = store();
@@ -1788,6 +2005,7 @@ mod conversion_tests {
                 statuses: vec![ConvStatus::Approved, ConvStatus::Chargeback],
                 payout_share: 0.5,
             }],
+            cost_base: 0.0,
         }
     }
 
@@ -2031,6 +2249,7 @@ mod rollup_tests {
                     default_payout_base: 2.0,
                     source: "postback".into(),
                     outbound: vec![],
+                    cost_base: 0.0,
                 });
                 let last = pbs.last_mut().unwrap();
                 last.payout_base = last.payout;
@@ -2234,6 +2453,7 @@ mod dedup_properties {
                     default_payout_base: 1.0,
                     source: "postback".into(),
                     outbound: vec![],
+                    cost_base: 0.0,
                 }
             }).collect();
             for chunk in pbs.chunks(split) {
