@@ -9,6 +9,7 @@ mod clicks;
 mod config;
 mod coverage;
 mod http;
+mod money;
 mod postbacks;
 mod quality;
 mod scoping;
