@@ -10,6 +10,7 @@ mod config;
 mod coverage;
 mod http;
 mod money;
+mod pixel;
 mod postbacks;
 mod quality;
 mod scoping;
