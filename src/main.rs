@@ -242,6 +242,13 @@ impl Window {
     }
 }
 
+/// The affiliates' payout shares as the stored definitions set them (the
+/// CLI is the operator: it sees the gross figures and the affiliates' part).
+fn payout_shares(store: &SqliteStore) -> anyhow::Result<smartlink_analysis::report::PayoutShares> {
+    let defs = smartlink_server::defs::load_defs(store)?;
+    Ok(smartlink_server::postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys).shares)
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve { config, listen, data_dir } => {
@@ -345,7 +352,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 include_bots,
             };
-            let out = smartlink_analysis::report::run(&store, &req, smartlink_server::state::system_clock())?;
+            let shares = payout_shares(&store)?;
+            let out = smartlink_analysis::report::run_as(
+                &store,
+                &req,
+                smartlink_analysis::report::Money::Admin(&shares),
+                smartlink_server::state::system_clock(),
+            )?;
             match format.as_str() {
                 "json" => println!("{out}"),
                 "csv" => print!("{}", smartlink_analysis::report::render(&out, true)),
@@ -433,9 +446,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let f = filter(&store, &q).map_err(|e| anyhow::anyhow!("{e}"))?;
             let rows = store.conversions(&f)?;
             let names = Names::load(&store)?;
+            let shares = payout_shares(&store)?;
+            let money = smartlink_analysis::report::Money::Admin(&shares);
             if json {
                 for c in &rows {
-                    println!("{}", conversion_json(c, &names));
+                    println!("{}", conversion_json(c, &names, money));
                 }
             } else {
                 println!(
@@ -443,7 +458,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     "id", "status", "offer", "smartlink", "affiliate", "payout", "cur", "segment", "ctit_s"
                 );
                 for c in &rows {
-                    let v = conversion_json(c, &names);
+                    let v = conversion_json(c, &names, money);
                     println!(
                         "{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9.2}  {:<3}  {:<7}  {:>8}  {}",
                         c.id,

@@ -9,6 +9,8 @@ mod clicks;
 mod config;
 mod coverage;
 mod http;
+mod money;
+mod pixel;
 mod postbacks;
 mod quality;
 mod scoping;

@@ -9,7 +9,7 @@
 //! (in `tz`) are derived from UTC hours after the query, so any IANA zone
 //! works; a zone with a non-whole-hour offset is rounded to the UTC hour.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Timelike};
 use serde_json::{json, Map, Value};
@@ -84,6 +84,8 @@ const GROUPS: [&str; 17] = [
     "sub4",
     "sub5",
 ];
+/// Columns only the admin's reports have.
+const ADMIN_COLUMNS: [&str; 2] = ["payout", "margin"];
 const COLUMNS: [&str; 15] = [
     "clicks",
     "fallback_clicks",
@@ -134,6 +136,111 @@ fn kind_of(d: Dim) -> Option<Kind> {
     }
 }
 
+/// Affiliates' payout shares: the part of a conversion's gross payout its
+/// affiliate earns, per affiliate (numeric key) with per-offer overrides.
+/// Traffic of an affiliate not listed (or of none) earns a share of 1.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PayoutShares {
+    /// Affiliate key → its share (`payout_share`).
+    pub affiliates: HashMap<u32, f64>,
+    /// (affiliate key, offer key) → the share on that offer (`payout_shares`).
+    pub offers: HashMap<(u32, u32), f64>,
+}
+
+impl PayoutShares {
+    /// The share an affiliate earns on an offer (offer key 0: its default).
+    pub fn share(&self, affiliate: u32, offer: u32) -> f64 {
+        self.offers.get(&(affiliate, offer)).or_else(|| self.affiliates.get(&affiliate)).copied().unwrap_or(1.0)
+    }
+}
+
+/// Whose money a report shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Money<'a> {
+    /// The network's gross figures only.
+    Gross,
+    /// The admin: gross `revenue`, plus `payout` (what the affiliates earn
+    /// of it: gross × share of each conversion's affiliate and offer) and
+    /// `margin` (revenue − payout).
+    Admin(&'a PayoutShares),
+    /// An affiliate's key: forced to its own rows, and every money figure
+    /// (revenue, EPC and what derives from them) is its own: gross × share.
+    Affiliate { key: u32, shares: &'a PayoutShares },
+}
+
+impl Money<'_> {
+    /// Dimensions a rollup query must also be grouped by so that each row
+    /// has one share (the report folds them back afterwards).
+    fn share_dims(&self) -> Vec<Dim> {
+        match self {
+            Money::Gross => vec![],
+            Money::Admin(s) if !s.offers.is_empty() => vec![Dim::Affiliate, Dim::Offer],
+            Money::Admin(s) if s.affiliates.values().any(|v| *v != 1.0) => vec![Dim::Affiliate],
+            Money::Admin(_) => vec![],
+            Money::Affiliate { key, shares } if shares.offers.keys().any(|(a, _)| a == key) => vec![Dim::Offer],
+            Money::Affiliate { .. } => vec![],
+        }
+    }
+
+    /// The share of a rollup row with these affiliate and offer keys (when
+    /// grouped by them).
+    fn share(&self, affiliate: Option<u32>, offer: Option<u32>) -> f64 {
+        match self {
+            Money::Gross => 1.0,
+            Money::Admin(s) => s.share(affiliate.unwrap_or(0), offer.unwrap_or(0)),
+            Money::Affiliate { key, shares } => shares.share(*key, offer.unwrap_or(0)),
+        }
+    }
+}
+
+/// A rollup row's measures and the affiliates' payout of its revenue. In
+/// the affiliate view `m.revenue` already is the affiliate's payout.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cell {
+    m: Measures,
+    payout: f64,
+}
+
+impl Cell {
+    fn add(&mut self, o: &Cell) {
+        self.m.add(&o.m);
+        self.payout += o.payout;
+    }
+}
+
+/// Runs a rollup query with the payout shares applied: the one place a
+/// report's money is scaled. The query is grouped additionally by what the
+/// shares vary with (affiliate, offer), appended after `q.group`, so every
+/// row has one share; callers fold those rows back by their own keys.
+fn rollup_money(
+    store: &dyn Store,
+    mut q: RollupQuery,
+    money: &Money,
+) -> Result<Vec<(Vec<DimValue>, Cell)>, ReportError> {
+    for d in money.share_dims() {
+        if !q.group.contains(&d) {
+            q.group.push(d);
+        }
+    }
+    let pos = |d: Dim| q.group.iter().position(|x| *x == d);
+    let (aff, offer) = (pos(Dim::Affiliate), pos(Dim::Offer));
+    let key = |k: &[DimValue], p: Option<usize>| match p.map(|p| &k[p]) {
+        Some(DimValue::Key(v)) => Some(*v),
+        _ => None,
+    };
+    Ok(store
+        .rollup(&q)?
+        .into_iter()
+        .map(|(k, mut m)| {
+            let payout = m.revenue * money.share(key(&k, aff), key(&k, offer));
+            if let Money::Affiliate { .. } = money {
+                m.revenue = payout;
+            }
+            (k, Cell { m, payout })
+        })
+        .collect())
+}
+
 /// Parses `from`/`to`: unix ms, RFC 3339, `today`, `yesterday`, `Nd`, `Nh`.
 pub fn parse_time(s: &str, tz: chrono_tz::Tz, now_ms: i64, param: &'static str) -> Result<i64, ReportError> {
     let local_midnight = |days_back: i64| -> i64 {
@@ -160,8 +267,13 @@ pub fn parse_time(s: &str, tz: chrono_tz::Tz, now_ms: i64, param: &'static str) 
         .map_err(|_| bad(param, format!("expected unix ms, RFC 3339, today, yesterday, 7d or 24h; got {s:?}")))
 }
 
-/// Runs a report and returns the API's JSON shape.
+/// Runs a report with the network's gross figures (see [`run_as`]).
 pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value, ReportError> {
+    run_as(store, req, Money::Gross, now_ms)
+}
+
+/// Runs a report for `money`'s viewer and returns the API's JSON shape.
+pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64) -> Result<Value, ReportError> {
     let tz: chrono_tz::Tz = match &req.tz {
         None => chrono_tz::UTC,
         Some(z) => z.parse().map_err(|_| bad("tz", format!("expected an IANA timezone, got {z:?}")))?,
@@ -216,6 +328,11 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         }
         filters.push((d, vs));
     }
+    // An affiliate's view is its own rows, whatever was asked for.
+    if let Money::Affiliate { key, .. } = money {
+        filters.retain(|(d, _)| *d != Dim::Affiliate);
+        filters.push((Dim::Affiliate, vec![DimValue::Key(key)]));
+    }
     // Bots and previews are left out unless asked for (or filtered on).
     let text = |xs: &[&str]| xs.iter().map(|x| DimValue::Text(x.to_string())).collect::<Vec<_>>();
     let excluded = if req.include_bots || filters.iter().any(|(d, _)| *d == Dim::Quality) {
@@ -231,7 +348,11 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
             group: vec![],
             reasons: reasons.clone(),
         };
-        Some(store.rollup(&q)?.into_iter().next().map(|(_, m)| m).unwrap_or_default())
+        let mut sum = Cell::default();
+        for (_, c) in rollup_money(store, q, &money)? {
+            sum.add(&c);
+        }
+        Some(sum.m)
     };
     // Whole UTC days can come from the daily rollups; local days and hours
     // are derived from hours.
@@ -246,11 +367,12 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         group: dims.clone(),
         reasons,
     };
-    let raw = store.rollup(&q)?;
+    let raw = rollup_money(store, q, &money)?;
 
-    // Re-key: entity names, local hour/day; merge rows that map together.
-    let mut merged: BTreeMap<String, (Vec<(String, Value)>, Measures)> = BTreeMap::new();
-    let mut totals = Measures::default();
+    // Re-key: entity names, local hour/day; merge rows that map together
+    // (rows split only by the share dimensions fold back here).
+    let mut merged: BTreeMap<String, (Vec<(String, Value)>, Cell)> = BTreeMap::new();
+    let mut totals = Cell::default();
     for (key, m) in raw {
         totals.add(&m);
         let mut out = Vec::new();
@@ -274,10 +396,12 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
             out.push((g.to_string(), v));
         }
         let k = serde_json::to_string(&out).unwrap_or_default();
-        merged.entry(k).or_insert_with(|| (out, Measures::default())).1.add(&m);
+        merged.entry(k).or_insert_with(|| (out, Cell::default())).1.add(&m);
     }
-    let blended = if totals.clicks > 0 { totals.revenue / totals.clicks as f64 } else { 0.0 };
-    let row = |m: &Measures, obj: &mut Map<String, Value>| {
+    let blended = if totals.m.clicks > 0 { totals.m.revenue / totals.m.clicks as f64 } else { 0.0 };
+    let admin = matches!(money, Money::Admin(_));
+    let row = |cell: &Cell, obj: &mut Map<String, Value>| {
+        let m = &cell.m;
         let c = m.clicks as f64;
         obj.insert("clicks".into(), m.clicks.into());
         obj.insert("fallback_clicks".into(), m.fallback_clicks.into());
@@ -290,6 +414,12 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         obj.insert("cr".into(), if c > 0.0 { m.approved as f64 / c } else { 0.0 }.into());
         obj.insert("epc".into(), if c > 0.0 { round(m.revenue / c) } else { 0.0 }.into());
         obj.insert("blended_epc".into(), round(blended).into());
+        if admin {
+            // Rounded parts, so the three shown add up exactly.
+            let (revenue, payout) = (round(m.revenue), round(cell.payout));
+            obj.insert("payout".into(), payout.into());
+            obj.insert("margin".into(), round(revenue - payout).into());
+        }
     };
     let mut rows: Vec<Value> = merged
         .into_iter()
@@ -307,7 +437,10 @@ pub fn run(store: &dyn Store, req: &ReportRequest, now_ms: i64) -> Result<Value,
         Some(c) => (true, c.to_string()),
         None => (false, sort.clone()),
     };
-    if !COLUMNS.contains(&col.as_str()) && !group.contains(&col.as_str()) {
+    let known = COLUMNS.contains(&col.as_str())
+        || (admin && ADMIN_COLUMNS.contains(&col.as_str()))
+        || group.contains(&col.as_str());
+    if !known {
         return Err(bad("sort", format!("unknown column {col:?}")));
     }
     rows.sort_by(|a, b| {
@@ -363,7 +496,9 @@ pub fn render(report: &Value, csv: bool) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let cols: Vec<String> = group.iter().cloned().chain(COLUMNS.iter().map(|c| c.to_string())).collect();
+    let columns: Vec<&str> =
+        COLUMNS.iter().chain(ADMIN_COLUMNS.iter()).copied().filter(|c| !report["totals"][*c].is_null()).collect();
+    let cols: Vec<String> = group.iter().cloned().chain(columns.iter().map(|c| c.to_string())).collect();
     let cell = |v: &Value| match v {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
@@ -376,7 +511,7 @@ pub fn render(report: &Value, csv: bool) -> String {
     }
     let mut total: Vec<String> =
         group.iter().enumerate().map(|(i, _)| if i == 0 { "TOTAL".into() } else { String::new() }).collect();
-    total.extend(COLUMNS.iter().map(|c| cell(&report["totals"][*c])));
+    total.extend(columns.iter().map(|c| cell(&report["totals"][*c])));
     lines.push(total);
     if csv {
         return lines

@@ -79,6 +79,7 @@ impl Traffic<'_> {
                 default_payout: r,
                 default_payout_base: r,
                 source: "test".into(),
+                reason: None,
                 outbound: vec![],
                 cost_base: 0.0,
             });

@@ -92,7 +92,10 @@ fn section_values(defs: &Definitions, s: Section) -> Vec<Value> {
         Section::Advertisers => defs
             .advertisers
             .iter()
-            .map(|a| serde_json::json!({ "id": a.id, "postback_token_set": a.postback_token.is_some() }))
+            .map(|a| {
+                serde_json::json!({ "id": a.id, "postback_token_set": a.postback_token.is_some(),
+                                    "allow_pixel": a.allow_pixel == Some(true) })
+            })
             .collect(),
         Section::Affiliates => to_values(&defs.affiliates)
             .into_iter()

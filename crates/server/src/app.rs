@@ -16,6 +16,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/s/{slug}", get(crate::click::click))
         .route("/postback", get(crate::postback::postback).post(crate::postback::postback))
+        .route("/pixel", get(crate::pixel::pixel))
+        .route("/pixel.js", get(crate::pixel::script))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .nest("/api/v1", crate::conversions::routes(state.clone()).merge(crate::admin::routes(state.clone())))

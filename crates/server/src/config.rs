@@ -189,6 +189,12 @@ pub struct AdvertiserSpec {
     /// When set, postbacks are accepted only from these addresses (CIDRs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postback_ips: Option<Vec<String>>,
+    /// Accept the browser conversion pixel (`/pixel`) for this advertiser's
+    /// offers, authenticated by `postback_token` alone (a browser can sign
+    /// nothing and comes from anywhere, so `postback_secret` and
+    /// `postback_ips` do not apply to it). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_pixel: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,6 +210,9 @@ pub struct AffiliateSpec {
     /// The affiliate's cut of the payout reported in `{payout}`. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_share: Option<f64>,
+    /// Per-offer cuts that override `payout_share`: offer id → share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_shares: Option<BTreeMap<String, f64>>,
     /// Bearer key for the affiliate's own read-only API access (reports,
     /// conversions and smartlinks, scoped to this affiliate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -883,6 +892,12 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
     let key_of = |kind: Kind, id: &str| keys.get(&(kind, id.to_string())).copied();
 
     for (i, a) in defs.advertisers.iter().enumerate() {
+        if a.allow_pixel == Some(true) && a.postback_token.as_ref().is_none_or(|t| t.expose().is_empty()) {
+            errs.push(
+                format!("advertisers[{i}].allow_pixel"),
+                "the pixel authenticates with postback_token alone: set postback_token too",
+            );
+        }
         for (j, c) in a.postback_ips.iter().flatten().enumerate() {
             if let Err(e) = Cidr::parse(c) {
                 errs.push(format!("advertisers[{i}].postback_ips[{j}]"), e);
@@ -897,8 +912,16 @@ pub fn build_catalog(defs: &Definitions, keys: &Keys) -> Result<Catalog, Vec<Fie
             }
         }
         outbound_checks(&mut errs, &format!("affiliates[{i}]"), &a.postback_url, &a.postback_statuses);
-        if a.payout_share.is_some_and(|s| !(s.is_finite() && s > 0.0 && s <= 1.0)) {
+        let share_ok = |s: f64| s.is_finite() && s > 0.0 && s <= 1.0;
+        if a.payout_share.is_some_and(|s| !share_ok(s)) {
             errs.push(format!("affiliates[{i}].payout_share"), "expected a share in (0, 1], e.g. 0.7");
+        }
+        for (offer, share) in a.payout_shares.iter().flatten() {
+            if !defs.offers.iter().any(|o| &o.id == offer) {
+                errs.push(format!("affiliates[{i}].payout_shares.{offer}"), format!("unknown offer {offer:?}"));
+            } else if !share_ok(*share) {
+                errs.push(format!("affiliates[{i}].payout_shares.{offer}"), "expected a share in (0, 1], e.g. 0.8");
+            }
         }
     }
     for (i, s) in defs.smartlinks.iter().enumerate() {
@@ -1370,6 +1393,14 @@ smartlinks:
     }
 
     #[test]
+    fn per_offer_payout_shares_and_pixel_permission_are_accepted_when_valid() {
+        let yaml = GOOD
+            .replace("affiliates: [{id: aff1}]", "affiliates: [{id: aff1, payout_share: 0.5, payout_shares: {o1: 1}}]")
+            .replace("{id: adv1, postback_token: s3cret}", "{id: adv1, postback_token: s3cret, allow_pixel: true}");
+        assert!(check(&yaml).is_ok(), "{:?}", check(&yaml).err());
+    }
+
+    #[test]
     fn the_documented_example_is_valid() {
         let cat = check(GOOD).unwrap();
         assert_eq!(cat.offers.len(), 1);
@@ -1412,6 +1443,22 @@ smartlinks:
             (("advertisers: [", "max_payout: .nan\nadvertisers: ["), "max_payout: expected a positive amount"),
             (("advertisers: [", "max_payout: -1\nadvertisers: ["), "max_payout: expected a positive amount"),
             (("advertisers: [", "currencies: {GBP: 1.0e300}\nadvertisers: ["), "currencies.GBP: expected a positive"),
+            (
+                ("affiliates: [{id: aff1}]", "affiliates: [{id: aff1, payout_shares: {o1: 1.5}}]"),
+                "affiliates[0].payout_shares.o1: expected a share in (0, 1]",
+            ),
+            (
+                ("affiliates: [{id: aff1}]", "affiliates: [{id: aff1, payout_shares: {o1: 0}}]"),
+                "affiliates[0].payout_shares.o1: expected a share in (0, 1]",
+            ),
+            (
+                ("affiliates: [{id: aff1}]", "affiliates: [{id: aff1, payout_shares: {o9: 0.5}}]"),
+                "affiliates[0].payout_shares.o9: unknown offer \"o9\"",
+            ),
+            (
+                ("[{id: adv1, postback_token: s3cret}]", "[{id: adv1, postback_secret: s3cret, allow_pixel: true}]"),
+                "advertisers[0].allow_pixel: the pixel authenticates with postback_token alone",
+            ),
         ];
         for (edit, want) in cases {
             let errs = errors_of(*edit);
@@ -1432,7 +1479,13 @@ smartlinks:
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "<redacted>");
-        let a = AdvertiserSpec { id: "a".into(), postback_token: Some(s), postback_secret: None, postback_ips: None };
+        let a = AdvertiserSpec {
+            id: "a".into(),
+            postback_token: Some(s),
+            postback_secret: None,
+            postback_ips: None,
+            allow_pixel: None,
+        };
         assert!(!format!("{a:?}").contains("hunter2"));
     }
 

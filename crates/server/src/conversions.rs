@@ -14,11 +14,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use smartlink_analysis::report::{Money, PayoutShares};
 use smartlink_core::clickid::ClickFacts;
 use smartlink_core::conversion::Status as ConvStatus;
 use smartlink_core::model::{Country, Device, Os, Segment};
-use smartlink_store::{ConversionFilter, ConversionRow, OutboxItem, OutboxState, PostbackIn, Store};
+use smartlink_store::{ConversionFilter, ConversionRow, HistoryEntry, OutboxItem, OutboxState, PostbackIn, Store};
 
+use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -82,17 +84,34 @@ pub fn filter(store: &dyn Store, q: &ListQuery) -> Result<ConversionFilter, ApiE
     })
 }
 
-/// A conversion as the API and CLI show it (ids, not numeric keys).
-pub fn conversion_json(c: &ConversionRow, names: &Names) -> Value {
-    json!({
+/// Whose money the caller sees: the admin the gross payout and what the
+/// affiliate earns of it, an affiliate key its own share only.
+pub fn money_of<'a>(scope: &Scope, shares: &'a PayoutShares) -> Money<'a> {
+    match scope {
+        Scope::Admin => Money::Admin(shares),
+        Scope::Affiliate { key, .. } => Money::Affiliate { key: *key, shares },
+    }
+}
+
+/// A conversion as the API and CLI show it (ids, not numeric keys), its
+/// money as `money`'s viewer sees it: the one place conversions are scaled.
+pub fn conversion_json(c: &ConversionRow, names: &Names, money: Money) -> Value {
+    // Scaled amounts are rounded to millionths, as reports round theirs.
+    let scaled =
+        |v: f64, shares: &PayoutShares| (v * shares.share(c.affiliate.unwrap_or(0), c.offer) * 1e6).round() / 1e6;
+    let (payout, payout_base) = match money {
+        Money::Affiliate { shares, .. } => (scaled(c.payout, shares), scaled(c.payout_base, shares)),
+        _ => (c.payout, c.payout_base),
+    };
+    let mut v = json!({
         "id": c.id,
         "click_id": c.click_id,
         "event": c.event,
         "txid": if c.txid.is_empty() { Value::Null } else { c.txid.clone().into() },
         "status": c.status.as_str(),
-        "payout": c.payout,
+        "payout": payout,
         "currency": c.currency,
-        "payout_base": c.payout_base,
+        "payout_base": payout_base,
         "offer": names.get(smartlink_store::Kind::Offer, c.offer),
         "smartlink": names.get(smartlink_store::Kind::Smartlink, c.smartlink),
         "affiliate": c.affiliate.map(|a| names.get(smartlink_store::Kind::Affiliate, a)),
@@ -107,7 +126,30 @@ pub fn conversion_json(c: &ConversionRow, names: &Names) -> Value {
         "over_cap": c.over_cap,
         "quality": c.quality,
         "quality_flags": if c.quality_flags.is_empty() { Vec::new() } else { c.quality_flags.split(',').collect() },
-    })
+    });
+    if let Money::Admin(shares) = money {
+        v["affiliate_payout"] = scaled(c.payout, shares).into();
+        v["affiliate_payout_base"] = scaled(c.payout_base, shares).into();
+    }
+    v
+}
+
+/// One status change as the caller sees it: who (`actor`: `postback`,
+/// `pixel`, `admin`; `by`: the name an admin gave) and why (`reason`). An
+/// affiliate sees what changed and why, not the network's staff names.
+fn history_json(h: &HistoryEntry, scope: &Scope) -> Value {
+    let (ts, from, to, source, reason) = h;
+    let (actor, by) = match source.split_once(':') {
+        Some((actor, by)) => (actor, Some(by)),
+        None => (source.as_str(), None),
+    };
+    let mut v = json!({"time_ms": ts, "from": from.map(|f| f.as_str()), "to": to.as_str(), "actor": actor,
+                       "reason": reason});
+    if *scope == Scope::Admin {
+        v["source"] = source.as_str().into();
+        v["by"] = by.into();
+    }
+    v
 }
 
 /// Numeric key → id, for every entity ever stored.
@@ -128,22 +170,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
 
 async fn list(
     State(app): State<Arc<AppState>>,
+    axum::Extension(scope): axum::Extension<Scope>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let store = app.store.clone();
-    let f = filter(&*store, &q)?;
+    let mut f = filter(&*store, &q)?;
+    if let Scope::Affiliate { key, .. } = scope {
+        f.affiliate = Some(key);
+    }
     let (rows, names) = blocking(move || Ok((store.conversions(&f)?, Names::load(&*store)?))).await?;
     let next = (rows.len() == q.limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
+    let pbc = app.postbacks.load();
+    let money = money_of(&scope, &pbc.shares);
     Ok(Json(json!({
-        "conversions": rows.iter().map(|c| conversion_json(c, &names)).collect::<Vec<_>>(),
+        "conversions": rows.iter().map(|c| conversion_json(c, &names, money)).collect::<Vec<_>>(),
         "next": next,
     })))
 }
 
 async fn get_one(
     State(app): State<Arc<AppState>>,
-    axum::Extension(scope): axum::Extension<crate::auth::Scope>,
+    axum::Extension(scope): axum::Extension<Scope>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = app.store.clone();
@@ -151,15 +199,13 @@ async fn get_one(
         blocking(move || Ok((store.conversion(id)?, store.conversion_history(id)?, Names::load(&*store)?))).await?;
     let row = row
         .filter(|r| match &scope {
-            crate::auth::Scope::Admin => true,
-            crate::auth::Scope::Affiliate { key, .. } => r.affiliate == Some(*key),
+            Scope::Admin => true,
+            Scope::Affiliate { key, .. } => r.affiliate == Some(*key),
         })
         .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
-    let mut v = conversion_json(&row, &names);
-    v["history"] = history
-        .into_iter()
-        .map(|(ts, from, to, source)| json!({"time_ms": ts, "from": from.map(|f| f.as_str()), "to": to.as_str(), "source": source}))
-        .collect();
+    let pbc = app.postbacks.load();
+    let mut v = conversion_json(&row, &names, money_of(&scope, &pbc.shares));
+    v["history"] = history.iter().map(|h| history_json(h, &scope)).collect();
     Ok(Json(v))
 }
 
@@ -167,9 +213,30 @@ async fn get_one(
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     status: String,
-    /// Who made the change, for the audit trail.
+    /// Why, kept in the status history.
+    #[serde(default)]
+    reason: Option<String>,
+    /// Who made the change (a name), for the audit trail.
     #[serde(default)]
     by: Option<String>,
+}
+
+/// The longest `reason` and `by` a status change may carry, in bytes.
+const MAX_REASON: usize = 1000;
+const MAX_BY: usize = 100;
+
+/// The statuses the network sets by hand (`reversal` is a chargeback).
+fn manual_status(s: &str) -> Option<ConvStatus> {
+    match s {
+        "approved" => Some(ConvStatus::Approved),
+        "rejected" => Some(ConvStatus::Rejected),
+        "chargeback" | "reversal" => Some(ConvStatus::Chargeback),
+        _ => None,
+    }
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![crate::config::FieldError { path: path.into(), message: message.into() }])
 }
 
 /// Facts for the router and counters, rebuilt from a stored conversion.
@@ -192,22 +259,32 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
     }
 }
 
+/// A manual status change by the network (admin only: affiliate keys are
+/// refused before this), recorded with its actor, name and reason.
 async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Bytes) -> Result<Response, ApiError> {
-    let b: PatchBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body must be {{\"status\": ..., \"by\": ...}}: {e}")))?;
-    let status = ConvStatus::ALL.into_iter().find(|s| s.as_str() == b.status).ok_or_else(|| {
-        ApiError::Invalid(vec![crate::config::FieldError {
-            path: "status".into(),
-            message: "expected pending, approved, rejected or chargeback".into(),
-        }])
+    let b: PatchBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("body must be {{\"status\": ..., \"reason\": ..., \"by\": ...}}: {e}"))
     })?;
+    let status = manual_status(&b.status).ok_or_else(|| {
+        invalid("status", format!("expected approved, rejected or chargeback (reversal), got {:?}", b.status))
+    })?;
+    let reason = b.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON || r.chars().any(char::is_control)) {
+        return Err(invalid(
+            "reason",
+            format!("expected at most {MAX_REASON} bytes of text without control characters"),
+        ));
+    }
+    let by = b.by.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| "api".into());
+    if by.len() > MAX_BY || by.chars().any(char::is_control) {
+        return Err(invalid("by", format!("expected a name of at most {MAX_BY} bytes without control characters")));
+    }
     let store = app.store.clone();
     let row = blocking(move || Ok(store.conversion(id)?))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no conversion {id}")))?;
-    let pbc = app.postbacks.load_full();
     let source = app.codec.decode(&row.click_id).ok().and_then(|f| f.source);
-    let outbound = pbc.outbound(row.affiliate, row.smartlink, source);
+    let outbound = app.postbacks.load().outbound(row.affiliate, row.smartlink, row.offer, source);
     let input = PostbackIn {
         click_id: row.click_id.clone(),
         event: row.event.clone(),
@@ -231,16 +308,15 @@ async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Byte
         over_cap: false,
         default_payout: row.payout,
         default_payout_base: row.payout_base,
-        source: format!("admin:{}", b.by.unwrap_or_else(|| "api".into())),
+        source: format!("admin:{by}"),
+        reason,
         outbound,
         // A status change keeps the recorded cost.
         cost_base: 0.0,
     };
     match crate::postback::record_and_learn(&app, input, &facts_of(&row)).await {
-        Ok(r) => Ok(r),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            Err(ApiError::Invalid(vec![crate::config::FieldError { path: "status".into(), message: e.message }]))
-        }
+        Ok(r) => Ok(r.into_response()),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => Err(invalid("status", e.message)),
         Err(e) => Err(ApiError::Unexpected(anyhow::anyhow!(e.message))),
     }
 }
@@ -296,6 +372,7 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
 
 async fn report(
     State(app): State<Arc<AppState>>,
+    axum::Extension(scope): axum::Extension<Scope>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let mut req = smartlink_analysis::report::ReportRequest::default();
@@ -323,7 +400,8 @@ async fn report(
     }
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || smartlink_analysis::report::run(&*store, &req, now)).await
+    let pbc = app.postbacks.load_full();
+    analysis(move || smartlink_analysis::report::run_as(&*store, &req, money_of(&scope, &pbc.shares), now)).await
 }
 
 async fn quality(

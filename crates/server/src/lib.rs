@@ -23,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
+pub mod pixel;
 pub mod postback;
 pub mod postback_config;
 pub mod postback_writer;

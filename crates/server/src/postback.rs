@@ -145,17 +145,44 @@ pub fn sign(secret: &str, canonical: &str) -> String {
 
 pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
     match handle(app, req).await {
-        Ok(r) => r,
+        Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackError> {
-    let now_ms = (app.clock)();
+/// How a conversion reached the server, which decides how it is trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The advertiser's server (`/postback`): token, IP list, signature.
+    Postback,
+    /// A browser pixel (`/pixel`): the token alone, for advertisers that
+    /// allow it (`allow_pixel`).
+    Pixel,
+}
+
+impl Channel {
+    fn source(self) -> &'static str {
+        match self {
+            Channel::Postback => "postback",
+            Channel::Pixel => "pixel",
+        }
+    }
+}
+
+/// The query string's parameters.
+pub fn query_params(req: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+/// The client address, through trusted proxies.
+pub fn client_ip(app: &AppState, req: &Request) -> Option<IpAddr> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let ip = crate::click::client_ip(&app.proxies, req.headers(), peer);
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    crate::click::client_ip(&app.proxies, req.headers(), peer)
+}
+
+async fn handle(app: Arc<AppState>, req: Request) -> Result<Converted, PostbackError> {
+    let ip = client_ip(&app, &req);
+    let mut params = query_params(&req);
     if req.method() == Method::POST {
         let is_form = req
             .headers()
@@ -174,9 +201,21 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             .map_err(|_| err(StatusCode::BAD_REQUEST, None, "request body is unreadable or larger than 64 KiB"))?;
         params.extend(form_urlencoded::parse(&body).into_owned());
     }
+    convert(&app, &params, ip, Channel::Postback).await
+}
 
+/// Authenticates, attributes and records one conversion from its
+/// parameters (a postback's or a pixel's), answering only once it is
+/// durably stored.
+pub async fn convert(
+    app: &Arc<AppState>,
+    params: &[(String, String)],
+    ip: Option<IpAddr>,
+    channel: Channel,
+) -> Result<Converted, PostbackError> {
+    let now_ms = (app.clock)();
     let click_id =
-        param(&params, &["click_id", "clickid", "subid", "cid"]).filter(|v| !v.is_empty()).ok_or_else(|| {
+        param(params, &["click_id", "clickid", "subid", "cid"]).filter(|v| !v.is_empty()).ok_or_else(|| {
             err(StatusCode::BAD_REQUEST, Some("click_id"), "click_id is required (aliases: clickid, subid, cid)")
         })?;
     let facts = app.codec.decode(click_id).map_err(|e| match e {
@@ -213,14 +252,32 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             ))
         }
     };
-    if let Some(t) = &auth.token {
-        let given = param(&params, &["token"]).unwrap_or("");
+    if channel == Channel::Pixel {
+        // A browser can sign nothing and comes from anywhere: the pixel is
+        // the token alone, and only where the advertiser allows that.
+        let token = auth.token.as_ref().filter(|_| auth.allow_pixel).ok_or_else(|| {
+            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+            err(
+                StatusCode::FORBIDDEN,
+                None,
+                format!("advertiser {} accepts no conversion pixel (allow_pixel is not set)", offer.advertiser),
+            )
+        })?;
+        if !token_matches(param(params, &["token"]).unwrap_or(""), token.expose()) {
+            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
+            return Err(err(StatusCode::UNAUTHORIZED, Some("token"), "token is missing or wrong"));
+        }
+    } else if let Some(t) = &auth.token {
+        let given = param(params, &["token"]).unwrap_or("");
         if !token_matches(given, t.expose()) {
             app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(err(StatusCode::UNAUTHORIZED, Some("token"), "token is missing or wrong"));
         }
     }
-    if !auth.ips.is_empty() && !ip.is_some_and(|ip| auth.ips.iter().any(|c| c.contains(ip))) {
+    if channel == Channel::Postback
+        && !auth.ips.is_empty()
+        && !ip.is_some_and(|ip| auth.ips.iter().any(|c| c.contains(ip)))
+    {
         app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
         let shown = ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
         return Err(err(
@@ -229,12 +286,12 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             format!("postbacks from {shown} are not allowed for this advertiser"),
         ));
     }
-    if let Some(secret) = &auth.secret {
-        if let Some(e) = signed_shape_error(&params) {
+    if let Some(secret) = auth.secret.as_ref().filter(|_| channel == Channel::Postback) {
+        if let Some(e) = signed_shape_error(params) {
             app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(e);
         }
-        let ts: i64 = param(&params, &["ts"])
+        let ts: i64 = param(params, &["ts"])
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| err(StatusCode::FORBIDDEN, Some("ts"), "signed postbacks need ts (unix seconds)"))?;
         if !fresh(now_ms, ts, app.signed_window_secs) {
@@ -244,8 +301,8 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
                 "ts is outside the accepted window (replayed or clock skew)",
             ));
         }
-        let sig = param(&params, &["sig"]).unwrap_or("");
-        if !token_matches(&sign(secret.expose(), &canonical_query(&params)), &sig.to_ascii_lowercase()) {
+        let sig = param(params, &["sig"]).unwrap_or("");
+        if !token_matches(&sign(secret.expose(), &canonical_query(params)), &sig.to_ascii_lowercase()) {
             app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(err(
                 StatusCode::FORBIDDEN,
@@ -259,7 +316,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     if now_ms - click_ms > offer.attribution_window_secs as i64 * 1000 {
         return Err(err(StatusCode::GONE, Some("click_id"), "the click is older than the offer's attribution window"));
     }
-    let status = match param(&params, &["status"]) {
+    let status = match param(params, &["status"]) {
         None => ConvStatus::Approved,
         Some(s) => ConvStatus::parse(s).ok_or_else(|| {
             err(
@@ -269,7 +326,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             )
         })?,
     };
-    let currency = match param(&params, &["currency"]) {
+    let currency = match param(params, &["currency"]) {
         None | Some("") => offer.currency.as_str().to_string(),
         Some(c) => c.to_ascii_uppercase(),
     };
@@ -280,7 +337,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             format!("unknown currency {currency:?}: add its rate under currencies"),
         )
     })?;
-    let payout = match param(&params, &["payout", "sum", "amount"]) {
+    let payout = match param(params, &["payout", "sum", "amount"]) {
         None | Some("") => None,
         Some(p) => Some(p.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
             err(
@@ -290,11 +347,11 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
             )
         })?),
     };
-    let event = param(&params, &["event", "goal"]).filter(|e| !e.is_empty()).unwrap_or("conversion");
+    let event = param(params, &["event", "goal"]).filter(|e| !e.is_empty()).unwrap_or("conversion");
     if event.len() > 64 {
         return Err(err(StatusCode::UNPROCESSABLE_ENTITY, Some("event"), "event is longer than 64 bytes"));
     }
-    let txid = param(&params, &["txid", "transaction_id", "tid"]).unwrap_or("");
+    let txid = param(params, &["txid", "transaction_id", "tid"]).unwrap_or("");
     if txid.len() > 256 {
         return Err(err(StatusCode::UNPROCESSABLE_ENTITY, Some("txid"), "txid is longer than 256 bytes"));
     }
@@ -321,7 +378,7 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
     let day = smartlink_core::time::local(offer.targeting.timezone, now_ms).day;
     let over_cap = status.pays()
         && offer.counters.reached(&offer.caps, day).is_some_and(|k| k != smartlink_core::caps::CapKind::Clicks);
-    let outbound = pbc.outbound(facts.affiliate, facts.smartlink, facts.source);
+    let outbound = pbc.outbound(facts.affiliate, facts.smartlink, offer_key, facts.source);
     // A CPA cost model (the link's, else its source's) charges each
     // approved conversion.
     let cost_base = catalog
@@ -363,13 +420,29 @@ async fn handle(app: Arc<AppState>, req: Request) -> Result<Response, PostbackEr
         over_cap,
         default_payout: offer.payout,
         default_payout_base: offer.payout_base,
-        source: "postback".into(),
+        source: channel.source().into(),
+        reason: None,
         outbound,
         cost_base,
     };
-    let recorded = record_and_learn(&app, input, &facts).await?;
+    let recorded = record_and_learn(app, input, &facts).await?;
     app.metrics.postbacks_ok.fetch_add(1, Relaxed);
     Ok(recorded)
+}
+
+/// A conversion durably stored: what was done (`recorded`, `duplicate`,
+/// `updated`) and its id. Answers `200` with both as JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct Converted {
+    pub result: &'static str,
+    pub conversion_id: i64,
+}
+
+impl IntoResponse for Converted {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "result": self.result, "conversion_id": self.conversion_id });
+        (StatusCode::OK, Json(body)).into_response()
+    }
 }
 
 /// Commits a postback (or admin change) and, once durable, feeds it to the
@@ -378,7 +451,7 @@ pub async fn record_and_learn(
     app: &Arc<AppState>,
     input: PostbackIn,
     facts: &smartlink_core::clickid::ClickFacts,
-) -> Result<Response, PostbackError> {
+) -> Result<Converted, PostbackError> {
     let now_ms = input.ts_ms;
     let status = input.status;
     let sent_payout_base = input.payout_base;
@@ -413,7 +486,7 @@ pub async fn record_and_learn(
             ))
         }
     };
-    Ok((StatusCode::OK, Json(serde_json::json!({ "result": result, "conversion_id": id }))).into_response())
+    Ok(Converted { result, conversion_id: id })
 }
 
 /// Is this an address a redirect must never lead to?

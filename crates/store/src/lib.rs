@@ -288,11 +288,14 @@ pub struct PostbackIn {
     /// current payout, in `currency` and in the base currency).
     pub default_payout: f64,
     pub default_payout_base: f64,
-    /// `postback`, or `admin` for a manual change.
+    /// `postback`, `pixel`, or `admin:NAME` for a manual change.
     pub source: String,
     /// What the conversion costs when approved (a CPA cost model), in the
     /// base currency; a status change keeps the recorded cost.
     pub cost_base: f64,
+    /// Why the status changed (a manual change's reason), kept in the
+    /// status history; `None` for postbacks.
+    pub reason: Option<String>,
     /// Outbound postbacks to queue if the resulting status is one they fire on.
     pub outbound: Vec<OutboundTarget>,
 }
@@ -426,8 +429,8 @@ pub struct Attempt {
     pub next_at_ms: i64,
 }
 
-/// One status change of a conversion: (ts_ms, from, to, source).
-pub type HistoryEntry = (i64, Option<ConvStatus>, ConvStatus, String);
+/// One status change of a conversion: (ts_ms, from, to, source, reason).
+pub type HistoryEntry = (i64, Option<ConvStatus>, ConvStatus, String, Option<String>);
 
 /// Conversion tracking storage (same object as [`Store`]).
 pub trait ConversionStore: Send + Sync + 'static {

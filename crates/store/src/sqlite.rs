@@ -79,7 +79,7 @@ CREATE INDEX IF NOT EXISTS conversions_ts ON conversions (ts_ms);
 CREATE INDEX IF NOT EXISTS conversions_approved ON conversions (approved_ms);
 CREATE TABLE IF NOT EXISTS conversion_history (
     conversion_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, from_status TEXT, to_status TEXT NOT NULL,
-    source TEXT NOT NULL);
+    source TEXT NOT NULL, reason TEXT);
 CREATE INDEX IF NOT EXISTS conversion_history_id ON conversion_history (conversion_id);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, conversion_id INTEGER NOT NULL, status TEXT NOT NULL,
@@ -475,6 +475,20 @@ fn migrate_costs(c: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Adds the `reason` column to the status history of stores created before
+/// manual status changes carried one (their rows read as no reason).
+fn migrate_history_reason(c: &mut Connection) -> Result<()> {
+    let exists: i64 = c.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'conversion_history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists > 0 && !has_column(c, "conversion_history", "reason")? {
+        c.execute_batch("ALTER TABLE conversion_history ADD COLUMN reason TEXT;")?;
+    }
+    Ok(())
+}
+
 /// `{"event": "..."}` without a JSON dependency in the store.
 fn event_json(event: &str) -> String {
     let escaped: String = event
@@ -573,6 +587,7 @@ impl SqliteStore {
             .collect();
         migrate_quality(&mut write)?;
         migrate_clicks_key(&mut write)?;
+        migrate_history_reason(&mut write)?;
         write.execute_batch(&schema())?;
         migrate_costs(&mut write)?;
         // Stores from before the coarse rollups: derive them from the hourly one.
@@ -1169,9 +1184,11 @@ fn record_one(tx: &rusqlite::Connection, p: &PostbackIn) -> Result<Recorded> {
         .query_row(params![p.click_id, p.event, p.txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     let history = |id: i64, from: Option<ConvStatus>| {
-        exec(tx,
-            "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, p.ts_ms, from.map(|f| f.as_str()), p.status.as_str(), p.source],
+        exec(
+            tx,
+            "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, p.ts_ms, from.map(|f| f.as_str()), p.status.as_str(), p.source, p.reason],
         )
     };
     let approved_ms = p.status.pays().then_some(p.ts_ms);
@@ -1655,11 +1672,18 @@ impl ConversionStore for SqliteStore {
     fn conversion_history(&self, id: i64) -> Result<Vec<HistoryEntry>> {
         let c = self.read.lock();
         let mut st = c.prepare_cached(
-            "SELECT ts_ms, from_status, to_status, source FROM conversion_history WHERE conversion_id = ?1 ORDER BY rowid",
+            "SELECT ts_ms, from_status, to_status, source, reason FROM conversion_history WHERE conversion_id = ?1
+             ORDER BY rowid",
         )?;
         let rows = st.query_map(params![id], |r| {
             let from: Option<String> = r.get(1)?;
-            Ok((r.get(0)?, from.map(|f| status_of(&f)).transpose()?, status_of(&r.get::<_, String>(2)?)?, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                from.map(|f| status_of(&f)).transpose()?,
+                status_of(&r.get::<_, String>(2)?)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -1999,6 +2023,7 @@ mod conversion_tests {
             default_payout: 9.0,
             default_payout_base: 9.0,
             source: "postback".into(),
+            reason: None,
             outbound: vec![OutboundTarget {
                 target: "affiliate:a".into(),
                 url: "https://a.example/?c={click_id}".into(),
@@ -2072,6 +2097,41 @@ mod conversion_tests {
     }
 
     #[test]
+    fn a_status_change_keeps_its_source_and_reason_in_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        let mut change = pb("c1", "", ConvStatus::Rejected, None, 6_000);
+        change.source = "admin:alice".into();
+        change.reason = Some("duplicate lead, same e-mail as #12".into());
+        s.record_postbacks(&[pb("c1", "", ConvStatus::Pending, Some(2.0), 5_000), change]).unwrap();
+        let h = s.conversion_history(1).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].3.as_str(), h[0].4.as_deref()), ("postback", None));
+        assert_eq!((h[1].3.as_str(), h[1].4.as_deref()), ("admin:alice", Some("duplicate lead, same e-mail as #12")));
+    }
+
+    #[test]
+    fn a_store_from_before_history_reasons_gains_the_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smartlink.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&SCHEMA.replace("source TEXT NOT NULL, reason TEXT);", "source TEXT NOT NULL);")).unwrap();
+            c.execute(
+                "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source)
+                 VALUES (1, 5000, NULL, 'approved', 'postback')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.conversion_history(1).unwrap(), vec![(5000, None, ConvStatus::Approved, "postback".into(), None)]);
+        drop(s);
+        // Opening again is a no-op.
+        assert_eq!(SqliteStore::open(&path).unwrap().conversion_history(1).unwrap().len(), 1);
+    }
+
+    #[test]
     fn dedup_transitions_history_and_outbox_are_consistent() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open_dir(dir.path()).unwrap();
@@ -2104,7 +2164,7 @@ mod conversion_tests {
         );
         let c1 = s.conversion(1).unwrap().unwrap();
         assert_eq!((c1.status, c1.payout, c1.ctit_secs), (Chargeback, 2.0, 4));
-        let h: Vec<_> = s.conversion_history(1).unwrap().into_iter().map(|(_, f, t, _)| (f, t)).collect();
+        let h: Vec<_> = s.conversion_history(1).unwrap().into_iter().map(|(_, f, t, _, _)| (f, t)).collect();
         assert_eq!(h, vec![(None, Pending), (Some(Pending), Approved), (Some(Approved), Chargeback)]);
         // One outbox row per (conversion, status): approved and chargeback of
         // c1, approved of the second txid; repeats added nothing.
@@ -2248,6 +2308,7 @@ mod rollup_tests {
                     default_payout: 2.0,
                     default_payout_base: 2.0,
                     source: "postback".into(),
+                    reason: None,
                     outbound: vec![],
                     cost_base: 0.0,
                 });
@@ -2452,6 +2513,7 @@ mod dedup_properties {
                     default_payout: 1.0,
                     default_payout_base: 1.0,
                     source: "postback".into(),
+                    reason: None,
                     outbound: vec![],
                     cost_base: 0.0,
                 }
