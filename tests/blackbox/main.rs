@@ -11,6 +11,7 @@ mod coverage;
 mod http;
 mod money;
 mod pixel;
+mod playbook;
 mod postbacks;
 mod quality;
 mod scoping;

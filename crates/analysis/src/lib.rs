@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod costs;
 pub mod coverage;
 pub mod explain;
 pub mod history;

@@ -8,6 +8,7 @@ pub struct QualityRequest {
     pub smartlink: String,
     /// `7d`, `24h`, `today`, ... (the report's `from` syntax). Default 7d.
     pub period: Option<String>,
+    /// `affiliate` (default), `source` (the traffic sources), or
     /// `sub1`..`sub5`: split each affiliate's traffic by this sub-id.
     pub by: Option<String>,
 }
@@ -56,14 +57,15 @@ pub fn report(
         .ok_or_else(|| bad("smartlink", format!("unknown smartlink {:?}", req.smartlink)))?;
     let period = req.period.as_deref().unwrap_or("7d");
     let from = crate::report::parse_time(period, chrono_tz::UTC, now_ms, "period")?;
+    let by_source = req.by.as_deref() == Some("source");
     let sub = match req.by.as_deref() {
-        None | Some("") | Some("affiliate") => None,
+        None | Some("") | Some("affiliate") | Some("source") => None,
         Some(s) => match s.strip_prefix("sub").and_then(|n| n.parse::<u8>().ok()) {
             Some(n @ 1..=5) => Some(n),
-            _ => return Err(bad("by", format!("expected affiliate or sub1..sub5, got {s:?}"))),
+            _ => return Err(bad("by", format!("expected affiliate, source or sub1..sub5, got {s:?}"))),
         },
     };
-    let sources = store.source_counts(&SourceQuery { smartlink, from_ms: from, to_ms: now_ms + 1, sub })?;
+    let sources = store.source_counts(&SourceQuery { smartlink, from_ms: from, to_ms: now_ms + 1, sub, by_source })?;
     let mut total = SourceCounts::default();
     for s in &sources {
         total.clicks += s.clicks;
@@ -75,8 +77,9 @@ pub fn report(
         total.chargebacks += s.chargebacks;
         total.short_ctit += s.short_ctit;
     }
-    let affiliate_name =
-        |key: u32| keys.iter().find(|(k, _, v)| *k == Kind::Affiliate && *v == key).map(|(_, id, _)| id.clone());
+    let name_of =
+        |kind: Kind, key: u32| keys.iter().find(|(k, _, v)| *k == kind && *v == key).map(|(_, id, _)| id.clone());
+    let affiliate_name = |key: u32| if by_source { None } else { name_of(Kind::Affiliate, key) };
     let ratio = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
     let mut rows = Vec::new();
     for s in &sources {
@@ -145,6 +148,7 @@ pub fn report(
         let median_ctit = sorted.get(sorted.len() / 2).copied();
         rows.push(json!({
             "affiliate": affiliate_name(s.affiliate),
+            "source": if by_source { json!(name_of(Kind::Source, s.affiliate)) } else { serde_json::Value::Null },
             "sub": if sub.is_some() { json!(s.sub) } else { serde_json::Value::Null },
             "clicks": s.clicks,
             "human": s.classes[0],

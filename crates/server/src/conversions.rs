@@ -29,6 +29,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/conversions", get(list))
         .route("/conversions/{id}", get(get_one).patch(patch))
         .route("/report", get(report))
+        .route("/costs", get(cost_imports).post(import_costs))
         .route("/quality", get(quality))
         .route("/coverage", get(coverage))
         .route("/history", get(history))
@@ -474,6 +475,72 @@ async fn analysis(
 ) -> Result<Json<Value>, ApiError> {
     let out = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?;
     Ok(Json(out?))
+}
+
+/// `POST /api/v1/costs`: one billed amount (a JSON object) or several (an
+/// array), each spread over the clicks it covers; applied one by one, the
+/// answer lists what each did. A line that fails stops the request with
+/// its error (naming its index); the lines before it stay applied.
+async fn import_costs(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    use smartlink_analysis::costs::CostLine;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be a cost line or an array of them: {e}")))?;
+    let many = v.is_array();
+    let items = if many { v.as_array().cloned().unwrap_or_default() } else { vec![v] };
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let line: CostLine = serde_path_to_error::deserialize(item).map_err(|e| {
+            let at = if many { format!("[{i}].") } else { String::new() };
+            ApiError::Invalid(vec![crate::config::FieldError {
+                path: format!("{at}{}", e.path()),
+                message: e.into_inner().to_string(),
+            }])
+        })?;
+        lines.push(line);
+    }
+    let store = app.store.clone();
+    let pbc = app.postbacks.load_full();
+    let now = (app.clock)();
+    let out = tokio::task::spawn_blocking(move || {
+        let rate = |c: Option<&str>| match c {
+            None => Some(1.0),
+            Some(c) => pbc.rates.get(&c.to_ascii_uppercase()).copied(),
+        };
+        let mut done = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            match smartlink_analysis::costs::import(&*store, line, &rate, "api", now) {
+                Ok(v) => done.push(v),
+                Err(smartlink_analysis::costs::CostError::Bad { field, message }) if many => {
+                    return Err(smartlink_analysis::costs::CostError::Bad { field: format!("[{i}].{field}"), message })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    })
+    .await
+    .map_err(|e| ApiError::Unexpected(e.into()))??;
+    let body = if many { json!({ "imports": out }) } else { out.into_iter().next().unwrap_or(Value::Null) };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /api/v1/costs`: recorded cost imports, newest first.
+async fn cost_imports(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut limit = 100usize;
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => {
+                limit = v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let store = app.store.clone();
+    let rows = blocking(move || Ok(store.cost_imports(limit.clamp(1, 10_000))?)).await?;
+    Ok(Json(json!({ "imports": rows.iter().map(smartlink_analysis::costs::row_json).collect::<Vec<_>>() })))
 }
 
 /// The `smartlink` parameter the per-smartlink analyses need.

@@ -81,6 +81,18 @@ impl From<ReportError> for ApiError {
     }
 }
 
+impl From<smartlink_analysis::costs::CostError> for ApiError {
+    fn from(e: smartlink_analysis::costs::CostError) -> Self {
+        use smartlink_analysis::costs::CostError;
+        match e {
+            CostError::Bad { field, message } => {
+                ApiError::Invalid(vec![crate::config::FieldError { path: field, message }])
+            }
+            CostError::Store(e) => ApiError::Unexpected(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

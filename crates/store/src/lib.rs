@@ -591,12 +591,16 @@ pub struct SourceQuery {
     /// Sub-id (1..=5) that splits an affiliate's traffic into sources;
     /// `None`: one source per affiliate.
     pub sub: Option<u8>,
+    /// Group by traffic source instead of affiliate: each
+    /// [`SourceCounts::affiliate`] is then a traffic source's key.
+    pub by_source: bool,
 }
 
 /// Raw counts for one traffic source (affiliate × sub-id).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceCounts {
-    /// Affiliate key, 0 for none.
+    /// Affiliate key (traffic source key with [`SourceQuery::by_source`]),
+    /// 0 for none.
     pub affiliate: u32,
     /// The sub-id value (empty when `sub` is `None` or the click had none).
     pub sub: String,
@@ -617,16 +621,28 @@ pub struct SourceCounts {
     pub ctit_secs: Vec<i64>,
 }
 
-/// One logged click for the audit: (country, device, os, offer key,
-/// propensity, approved revenue).
-pub type AuditClickRow = (String, String, String, Option<u32>, f64, f64);
+/// One logged click for the audit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditClickRow {
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    /// The offer key, `None` for a fallback click.
+    pub offer: Option<u32>,
+    /// The logged probability of its routing.
+    pub propensity: f64,
+    /// Approved revenue of its conversions, base currency.
+    pub revenue: f64,
+    /// What it cost: the click's cost plus its approved conversions' CPA
+    /// cost, base currency.
+    pub cost: f64,
+}
 
 /// Per-source quality data, read from raw click and conversion rows.
 pub trait QualityStore {
     fn source_counts(&self, q: &SourceQuery) -> Result<Vec<SourceCounts>>;
-    /// Every human or suspect click of one smartlink in `[from_ms, to_ms)`
-    /// with what the audit needs: (country, device, os, offer key or None,
-    /// logged propensity, approved revenue of its conversions).
+    /// Every human or suspect click of one link (a smartlink or a direct
+    /// link) in `[from_ms, to_ms)` with what the audit needs.
     fn audit_clicks(&self, smartlink: u32, from_ms: i64, to_ms: i64) -> Result<Vec<AuditClickRow>>;
     /// Clicks of one smartlink in `[from_ms, to_ms)` of the given quality
     /// classes, per (country, device, fallback reason or "" when routed).

@@ -1280,9 +1280,10 @@ impl QualityStore for SqliteStore {
             Some(n) => return Err(StoreError::Invalid(format!("sub{n}: expected sub1..sub5"))),
         };
         let c = self.read.lock();
+        let owner = if q.by_source { "source" } else { "affiliate" };
         let mut out: BTreeMap<(u32, String), SourceCounts> = BTreeMap::new();
         let mut st = c.prepare(&format!(
-            "SELECT COALESCE(affiliate, 0), {sub_col}, quality, quality_reasons, COUNT(*) FROM clicks
+            "SELECT COALESCE({owner}, 0), {sub_col}, quality, quality_reasons, COUNT(*) FROM clicks
              WHERE ts_ms / 1000 BETWEEN ?2 / 1000 AND ?3 / 1000 AND ts_ms >= ?2 AND ts_ms < ?3 AND smartlink = ?1
              GROUP BY 1, 2, 3, 4"
         ))?;
@@ -1306,9 +1307,10 @@ impl QualityStore for SqliteStore {
         drop(rows);
         let sub_k = if q.sub.is_some() { format!("COALESCE(k.{sub_col}, '')") } else { "''".into() };
         let mut st = c.prepare(&format!(
-            "SELECT COALESCE(c.affiliate, 0), {sub_k}, c.status, c.quality_flags, c.ctit_secs FROM conversions c
+            "SELECT COALESCE({}, 0), {sub_k}, c.status, c.quality_flags, c.ctit_secs FROM conversions c
              LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id
-             WHERE c.smartlink = ?1 AND c.click_ts_ms >= ?2 AND c.click_ts_ms < ?3"
+             WHERE c.smartlink = ?1 AND c.click_ts_ms >= ?2 AND c.click_ts_ms < ?3",
+            if q.by_source { "k.source" } else { "c.affiliate" }
         ))?;
         let mut rows = st.query(params![q.smartlink, q.from_ms, q.to_ms])?;
         while let Some(r) = rows.next()? {
@@ -1338,13 +1340,23 @@ impl QualityStore for SqliteStore {
         let mut st = c.prepare(
             "SELECT k.country, k.device, k.os, k.offer, k.propensity,
                COALESCE((SELECT SUM(c.payout_base) FROM conversions c
+                         WHERE c.click_id = k.click_id AND c.status = 'approved'), 0.0),
+               k.cost + COALESCE((SELECT SUM(c.cost) FROM conversions c
                          WHERE c.click_id = k.click_id AND c.status = 'approved'), 0.0)
              FROM clicks k
              WHERE k.ts_ms / 1000 BETWEEN ?2 / 1000 AND ?3 / 1000 AND k.ts_ms >= ?2 AND k.ts_ms < ?3
                AND k.smartlink = ?1 AND k.quality IN ('human', 'suspect')",
         )?;
         let rows = st.query_map(params![smartlink, from_ms, to_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok(AuditClickRow {
+                country: r.get(0)?,
+                device: r.get(1)?,
+                os: r.get(2)?,
+                offer: r.get(3)?,
+                propensity: r.get(4)?,
+                revenue: r.get(5)?,
+                cost: r.get(6)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
