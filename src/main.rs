@@ -172,6 +172,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The digest of one smartlink for one week (or day), computed on demand
+    /// from the store (not stored, not sent): breakdowns with changes
+    /// against the period before, recommendations, why EPC changed, new
+    /// coverage gaps and flagged sources.
+    Digest {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        smartlink: String,
+        /// Any day of the ISO week (Monday to Monday) to digest, YYYY-MM-DD.
+        /// Default: the last complete week.
+        #[arg(long)]
+        week: Option<String>,
+        /// One day instead of a week, YYYY-MM-DD.
+        #[arg(long, conflicts_with = "week")]
+        day: Option<String>,
+        /// IANA timezone of the period (default UTC).
+        #[arg(long)]
+        tz: Option<String>,
+        /// text, html or json (the document, with both bodies)
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
@@ -425,6 +448,37 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 smartlink_server::state::system_clock(),
             )?;
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_audit)
+        }
+        Cmd::Digest { data_dir: dd, smartlink, week, day, tz, format } => {
+            use smartlink_analysis::digest::{Every, Schedule};
+            if !["text", "html", "json"].contains(&format.as_str()) {
+                anyhow::bail!("--format: expected text, html or json, got {format:?}");
+            }
+            let tz: chrono_tz::Tz = match tz.as_deref() {
+                None => chrono_tz::UTC,
+                Some(z) => z.parse().map_err(|_| anyhow::anyhow!("--tz: expected an IANA timezone, got {z:?}"))?,
+            };
+            let every = if day.is_some() { Every::Daily } else { Every::Weekly };
+            let schedule = Schedule { every, hour: 0, tz, ..Schedule::default() };
+            let now = smartlink_server::state::system_clock();
+            let period = match week.as_deref().or(day.as_deref()) {
+                None => schedule.latest_due(now),
+                Some(d) => schedule.period_containing(
+                    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                        .map_err(|_| anyhow::anyhow!("--week/--day: expected YYYY-MM-DD, got {d:?}"))?,
+                ),
+            };
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let defs = defs::load_defs(&store)?;
+            let catalog = config::build_catalog(&defs.defs, &defs.keys)
+                .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
+            let out = smartlink_analysis::digest::digest(&store, &catalog, &smartlink, period, tz, now)?;
+            match format.as_str() {
+                "json" => println!("{out}"),
+                "html" => print!("{}", out["html"].as_str().unwrap_or("")),
+                _ => print!("{}", out["text"].as_str().unwrap_or("")),
+            }
+            Ok(())
         }
         Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
             let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;

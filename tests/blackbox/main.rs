@@ -8,6 +8,7 @@ mod alerts;
 mod clicks;
 mod config;
 mod coverage;
+mod digests;
 mod http;
 mod money;
 mod pixel;

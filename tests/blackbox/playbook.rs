@@ -162,7 +162,7 @@ fn a_smartlink_and_direct_links_report_cost_profit_and_roi_to_the_cent_and_the_a
     assert_eq!(cents(&d["epc"]), 100);
     assert_eq!(cents(&d["vs_smartlink_epc_per_1000"]), 50_000, "1.00 vs 0.50 per click: {d}");
     assert_eq!(cents(&d["profit_per_click"]), 97);
-    assert_eq!(cents(&seg["smartlink_profit_per_click"]), (((300.0 - 38.0) / 6.0) as f64).round() as i64);
+    assert_eq!(cents(&seg["smartlink_profit_per_click"]), ((300.0_f64 - 38.0) / 6.0).round() as i64);
     assert_eq!(d["better"], "unclear", "three clicks prove nothing: {d}");
     // A direct link can be audited on its own too.
     let own = s.admin("GET", "/api/v1/audit?smartlink=direct:o1&period=1h", None);

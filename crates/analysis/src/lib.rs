@@ -5,8 +5,9 @@
 //! the best hand-picked offer ([`audit`], off-policy estimates with
 //! confidence intervals), why EPC changed ([`explain`], an exact Shapley
 //! decomposition), drift-alert detection ([`alerts`]), the change history in
-//! plain words ([`history`]) and the per-source quality report
-//! ([`quality`]). [`insight`] is the glue from the store to `audit` and
+//! plain words ([`history`]), the per-source quality report
+//! ([`quality`]) and the scheduled digest that gathers them for one period
+//! ([`digest`]). [`insight`] is the glue from the store to `audit` and
 //! `explain`.
 //!
 //! **Architecture invariant:** no HTTP, no async runtime, no clock: inputs
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod audit;
 pub mod costs;
 pub mod coverage;
+pub mod digest;
 pub mod explain;
 pub mod history;
 pub mod insight;

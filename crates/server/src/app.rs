@@ -20,7 +20,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pixel.js", get(crate::pixel::script))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", crate::conversions::routes(state.clone()).merge(crate::admin::routes(state.clone())))
+        .nest(
+            "/api/v1",
+            crate::conversions::routes(state.clone())
+                .merge(crate::admin::routes(state.clone()))
+                .merge(crate::digests::routes(state.clone())),
+        )
         .layer(axum::middleware::from_fn(require_host))
         .with_state(state)
 }

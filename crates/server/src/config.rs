@@ -107,6 +107,9 @@ pub struct ServerSettings {
     /// The drift-alert detector.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// The scheduled per-smartlink digest.
+    #[serde(default)]
+    pub digests: DigestSettings,
 }
 
 /// `server.ingest_priority`.
@@ -126,6 +129,71 @@ pub struct AlertSettings {
     pub interval_secs: Option<u64>,
     /// Each new alert is POSTed here as JSON.
     pub webhook_url: Option<Secret>,
+}
+
+/// `server.digests`: every key optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSettings {
+    /// `weekly` (default), `daily` or `off`.
+    pub every: Option<DigestEvery>,
+    /// Weekly: the weekday periods start and end on, `mon` .. `sun`.
+    /// Default `mon` (ISO weeks).
+    pub weekday: Option<String>,
+    /// Local hour (0..23) on the day a period ends when its digest is
+    /// made and sent. Default 8.
+    pub hour: Option<u32>,
+    /// IANA timezone of the periods. Default UTC.
+    pub timezone: Option<String>,
+    /// Each new digest is POSTed here as JSON (retried with backoff).
+    pub webhook_url: Option<Secret>,
+    /// `all` (default) or a list of smartlink slugs.
+    pub smartlinks: Option<DigestSmartlinks>,
+}
+
+/// `server.digests.every`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestEvery {
+    Weekly,
+    Daily,
+    Off,
+}
+
+/// `server.digests.smartlinks`: `all` or a list of slugs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DigestSmartlinks {
+    All(String),
+    Only(Vec<String>),
+}
+
+impl DigestSettings {
+    /// The schedule, or `None` when digests are off. Call on validated
+    /// settings (an invalid weekday or zone reads as the default).
+    pub fn schedule(&self) -> Option<smartlink_analysis::digest::Schedule> {
+        use smartlink_analysis::digest::{Every, Schedule};
+        let d = Schedule::default();
+        let every = match self.every.unwrap_or(DigestEvery::Weekly) {
+            DigestEvery::Off => return None,
+            DigestEvery::Weekly => Every::Weekly,
+            DigestEvery::Daily => Every::Daily,
+        };
+        Some(Schedule {
+            every,
+            weekday: self.weekday.as_deref().and_then(smartlink_analysis::digest::parse_weekday).unwrap_or(d.weekday),
+            hour: self.hour.unwrap_or(d.hour),
+            tz: self.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(d.tz),
+        })
+    }
+
+    /// Whether digests are made for `slug`.
+    pub fn includes(&self, slug: &str) -> bool {
+        match &self.smartlinks {
+            None | Some(DigestSmartlinks::All(_)) => true,
+            Some(DigestSmartlinks::Only(list)) => list.iter().any(|s| s == slug),
+        }
+    }
 }
 
 /// Default `server.request_slice_us`.
@@ -761,12 +829,33 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     );
     range(&mut e, "server.quality.capacity_ips", q.capacity_ips, lo, hi, "clicks per window");
     range(&mut e, "server.alerts.interval_secs", s.alerts.interval_secs, 0, 86_400, "seconds");
-    if let Some(u) = &s.alerts.webhook_url {
-        let u = u.expose();
-        let ok = (u.starts_with("https://") || u.starts_with("http://"))
-            && u.parse::<axum::http::Uri>().is_ok_and(|p| p.host().is_some_and(|h| !h.is_empty()));
-        if !ok {
-            e.push("server.alerts.webhook_url", "expected an absolute http:// or https:// URL");
+    let d = &s.digests;
+    if let Some(w) = &d.weekday {
+        if smartlink_analysis::digest::parse_weekday(w).is_none() {
+            e.push("server.digests.weekday", format!("expected mon, tue, wed, thu, fri, sat or sun, got {w:?}"));
+        }
+    }
+    range(&mut e, "server.digests.hour", d.hour, 0, 23, "an hour");
+    if let Some(z) = &d.timezone {
+        if z.parse::<chrono_tz::Tz>().is_err() {
+            e.push("server.digests.timezone", format!("expected an IANA timezone such as Europe/Berlin, got {z:?}"));
+        }
+    }
+    if let Some(DigestSmartlinks::All(a)) = &d.smartlinks {
+        if a != "all" {
+            e.push("server.digests.smartlinks", format!("expected all or a list of smartlink slugs, got {a:?}"));
+        }
+    }
+    for (key, url) in
+        [("server.alerts.webhook_url", &s.alerts.webhook_url), ("server.digests.webhook_url", &d.webhook_url)]
+    {
+        if let Some(u) = url {
+            let u = u.expose();
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && u.parse::<axum::http::Uri>().is_ok_and(|p| p.host().is_some_and(|h| !h.is_empty()));
+            if !ok {
+                e.push(key, "expected an absolute http:// or https:// URL");
+            }
         }
     }
     e.0
@@ -1599,6 +1688,12 @@ mod file_tests {
             ("alerts: {webhook_url: 'not a url'}", "server.alerts.webhook_url"),
             ("alerts: {webhook_url: 'ftp://x.example/'}", "server.alerts.webhook_url"),
             ("ingest_catch_up_mib: 18446744073709551615", "server.ingest_catch_up_mib"),
+            ("digests: {hour: 24}", "server.digests.hour"),
+            ("digests: {weekday: funday}", "server.digests.weekday"),
+            ("digests: {timezone: Mars/Olympus}", "server.digests.timezone"),
+            ("digests: {smartlinks: some}", "server.digests.smartlinks"),
+            ("digests: {every: hourly}", "server.digests.every"),
+            ("digests: {webhook_url: 'mailto:x@example.com'}", "server.digests.webhook_url"),
         ];
         for (line, key) in cases {
             let e = parse(&format!("server:\n  {line}\n")).unwrap_err();
@@ -1606,6 +1701,26 @@ mod file_tests {
         }
         let ok = "server:\n  queue_capacity: 200000\n  outbound_retry_base_secs: 1.5\n  quality: {ip_bot: 4095}\n  alerts: {webhook_url: 'https://hooks.example/x'}\n";
         parse(ok).unwrap();
+    }
+
+    #[test]
+    fn digests_are_weekly_by_default_and_follow_their_settings() {
+        use smartlink_analysis::digest::{Every, Schedule};
+        let f = parse("server: {}\n").unwrap();
+        assert_eq!(f.server.digests.schedule(), Some(Schedule::default()));
+        assert!(f.server.digests.includes("any"));
+        let f = parse(
+            "server:\n  digests: {every: daily, hour: 6, timezone: Europe/Berlin, weekday: fri, smartlinks: [a, b]}\n",
+        )
+        .unwrap();
+        let s = f.server.digests.schedule().unwrap();
+        assert_eq!(
+            (s.every, s.hour, s.tz, s.weekday),
+            (Every::Daily, 6, chrono_tz::Europe::Berlin, chrono::Weekday::Fri)
+        );
+        assert!(f.server.digests.includes("b") && !f.server.digests.includes("c"));
+        assert!(parse("server: {digests: {smartlinks: all}}\n").unwrap().server.digests.includes("c"));
+        assert_eq!(parse("server: {digests: {every: off}}\n").unwrap().server.digests.schedule(), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod click;
 pub mod config;
 pub mod conversions;
 pub mod defs;
+pub mod digests;
 pub mod error;
 pub mod geo;
 pub mod http;
@@ -140,6 +141,7 @@ pub struct Prepared {
     /// Timeouts, the connection limit and the shutdown grace period.
     pub limits: http::Limits,
     pub alerts: config::AlertSettings,
+    pub digests: config::DigestSettings,
     pub listen: String,
     /// Time slice for request threads, µs (0: the kernel's default).
     pub request_slice_us: u32,
@@ -295,6 +297,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         retry,
         limits: limits(&eff.settings),
         alerts: eff.settings.alerts.clone(),
+        digests: eff.settings.digests.clone(),
         listen: eff.listen.clone(),
         request_slice_us,
         journal_lock,
@@ -384,7 +387,7 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, postback_writer, retry, alerts, journal_lock, limits, .. } = prepared;
+    let Prepared { state, writer, postback_writer, retry, alerts, digests, journal_lock, limits, .. } = prepared;
     let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
     let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
     let detector = match alerts.interval_secs.unwrap_or(300) {
@@ -396,12 +399,15 @@ pub async fn run(
         ))),
     };
     let rate_load = tokio::spawn(rate_load::watch_rate_load(state.clone()));
+    let digest_task = tokio::spawn(digests::run(state.clone(), digests, retry, poll));
     let app = router(state.clone());
     http::serve(listener, app, Some(state.clone()), limits, state.metrics.clone(), shutdown).await;
     outbound.abort();
     let _ = outbound.await;
     rate_load.abort();
     let _ = rate_load.await;
+    digest_task.abort();
+    let _ = digest_task.await;
     if let Some(d) = detector {
         d.abort();
         let _ = d.await;

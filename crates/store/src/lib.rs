@@ -162,7 +162,9 @@ pub fn quality_class(q: &str) -> &str {
 /// Everything smartlink persists. Implementations must be usable from
 /// several threads; calls may block (the server calls them off the async
 /// runtime's worker threads).
-pub trait Store: ConversionStore + RollupStore + QualityStore + AlertStore + Send + Sync + 'static {
+pub trait Store:
+    ConversionStore + RollupStore + QualityStore + AlertStore + DigestStore + Send + Sync + 'static
+{
     /// All live definitions, ordered by kind then key.
     fn entities(&self) -> Result<Vec<Entity>>;
     /// The numeric keys of every (kind, id) ever seen, including deleted
@@ -674,4 +676,53 @@ pub trait AlertStore {
     fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>>;
     /// Newest first.
     fn alerts(&self, limit: usize) -> Result<Vec<AlertRow>>;
+}
+
+/// A stored digest: one smartlink's summary of one period, with its
+/// webhook delivery state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DigestRow {
+    pub id: i64,
+    pub smartlink: String,
+    /// The period `[period_start_ms, period_end_ms)`.
+    pub period_start_ms: i64,
+    pub period_end_ms: i64,
+    pub created_ms: i64,
+    /// The digest document as JSON (its HTML and text bodies included).
+    pub body: String,
+    /// Webhook delivery: `None` when no webhook was configured when it
+    /// was made; otherwise pending (with `next_at_ms`), delivered or failed.
+    pub delivery: Option<OutboxState>,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub last_http_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_ms: Option<i64>,
+}
+
+/// The result of one webhook delivery attempt of a digest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DigestAttempt {
+    pub ts_ms: i64,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub next: OutboxState,
+    /// For `Pending`: when to try again.
+    pub next_at_ms: i64,
+}
+
+/// Scheduled digests, one per (smartlink, period start).
+pub trait DigestStore {
+    /// Stores `d` (its `id` is ignored) unless a digest of the same
+    /// smartlink and period start exists. Returns the stored digest's id
+    /// and whether it was new.
+    fn insert_digest(&self, d: &DigestRow) -> Result<(i64, bool)>;
+    fn has_digest(&self, smartlink: &str, period_start_ms: i64) -> Result<bool>;
+    /// Newest period first, optionally of one smartlink.
+    fn digests(&self, smartlink: Option<&str>, limit: usize) -> Result<Vec<DigestRow>>;
+    fn digest(&self, id: i64) -> Result<Option<DigestRow>>;
+    /// Digests whose delivery is pending and due at `now_ms`, oldest first.
+    fn due_digests(&self, now_ms: i64, limit: usize) -> Result<Vec<DigestRow>>;
+    /// Records a delivery attempt: counts it and moves the state.
+    fn record_digest_attempt(&self, id: i64, attempt: &DigestAttempt) -> Result<()>;
 }

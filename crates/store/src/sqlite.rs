@@ -20,6 +20,7 @@ use crate::{
     HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded, Result, RollupQuery,
     RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
+use crate::{DigestAttempt, DigestRow, DigestStore};
 use smartlink_core::conversion::Transition;
 
 /// `std::sync::Mutex` wrapper that survives poisoning: a panic in one
@@ -104,6 +105,15 @@ CREATE INDEX IF NOT EXISTS entity_history_entity ON entity_history (kind, entity
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, smartlink TEXT NOT NULL,
     offer TEXT, segment TEXT, message TEXT NOT NULL, dedup TEXT NOT NULL UNIQUE);
+-- Scheduled digests (added after the first release: created on open like
+-- every table here, so an older store gains it empty).
+CREATE TABLE IF NOT EXISTS digests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, smartlink TEXT NOT NULL, period_start_ms INTEGER NOT NULL,
+    period_end_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, body TEXT NOT NULL,
+    delivery TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL,
+    last_http_status INTEGER, last_error TEXT, delivered_ms INTEGER,
+    UNIQUE (smartlink, period_start_ms));
+CREATE INDEX IF NOT EXISTS digests_due ON digests (delivery, next_at_ms);
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
@@ -1527,6 +1537,107 @@ impl AlertStore for SqliteStore {
     }
 }
 
+const DIGEST_COLS: &str =
+    "id, smartlink, period_start_ms, period_end_ms, created_ms, body, delivery, attempts, next_at_ms,
+    last_http_status, last_error, delivered_ms";
+
+fn row_to_digest(r: &rusqlite::Row<'_>) -> rusqlite::Result<DigestRow> {
+    let delivery: Option<String> = r.get(6)?;
+    Ok(DigestRow {
+        id: r.get(0)?,
+        smartlink: r.get(1)?,
+        period_start_ms: r.get(2)?,
+        period_end_ms: r.get(3)?,
+        created_ms: r.get(4)?,
+        body: r.get(5)?,
+        delivery: delivery.as_deref().and_then(OutboxState::parse),
+        attempts: r.get(7)?,
+        next_at_ms: r.get(8)?,
+        last_http_status: r.get(9)?,
+        last_error: r.get(10)?,
+        delivered_ms: r.get(11)?,
+    })
+}
+
+impl DigestStore for SqliteStore {
+    fn insert_digest(&self, d: &DigestRow) -> Result<(i64, bool)> {
+        let mut c = self.write.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO digests (smartlink, period_start_ms, period_end_ms, created_ms, body, delivery,
+               attempts, next_at_ms, last_http_status, last_error, delivered_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                d.smartlink,
+                d.period_start_ms,
+                d.period_end_ms,
+                d.created_ms,
+                d.body,
+                d.delivery.map(OutboxState::as_str),
+                d.attempts,
+                d.next_at_ms,
+                d.last_http_status,
+                d.last_error,
+                d.delivered_ms
+            ],
+        )?;
+        let id = tx.query_row(
+            "SELECT id FROM digests WHERE smartlink = ?1 AND period_start_ms = ?2",
+            params![d.smartlink, d.period_start_ms],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok((id, n == 1))
+    }
+
+    fn has_digest(&self, smartlink: &str, period_start_ms: i64) -> Result<bool> {
+        let c = self.read.lock();
+        let n: i64 = c.query_row(
+            "SELECT COUNT(*) FROM digests WHERE smartlink = ?1 AND period_start_ms = ?2",
+            params![smartlink, period_start_ms],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    fn digests(&self, smartlink: Option<&str>, limit: usize) -> Result<Vec<DigestRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {DIGEST_COLS} FROM digests WHERE ?1 IS NULL OR smartlink = ?1
+             ORDER BY period_start_ms DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![smartlink, limit as i64], row_to_digest)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn digest(&self, id: i64) -> Result<Option<DigestRow>> {
+        let c = self.read.lock();
+        Ok(c.query_row(&format!("SELECT {DIGEST_COLS} FROM digests WHERE id = ?1"), params![id], row_to_digest)
+            .optional()?)
+    }
+
+    fn due_digests(&self, now_ms: i64, limit: usize) -> Result<Vec<DigestRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {DIGEST_COLS} FROM digests WHERE delivery = 'pending' AND next_at_ms <= ?1
+             ORDER BY next_at_ms, id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![now_ms, limit as i64], row_to_digest)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn record_digest_attempt(&self, id: i64, a: &DigestAttempt) -> Result<()> {
+        let c = self.write.lock();
+        c.execute(
+            "UPDATE digests SET attempts = attempts + 1, delivery = ?2, next_at_ms = ?3, last_http_status = ?4,
+               last_error = ?5, delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_ms END
+             WHERE id = ?1",
+            params![id, a.next.as_str(), a.next_at_ms, a.http_status, a.error, a.ts_ms],
+        )?;
+        Ok(())
+    }
+}
+
 impl RollupStore for SqliteStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         if q.needs_raw_rows() {
@@ -1775,6 +1886,64 @@ mod tests {
 
     fn put(kind: Kind, id: &str, spec: &str) -> Change {
         Change::Put { kind, id: id.into(), spec: spec.into() }
+    }
+
+    #[test]
+    fn a_digest_is_stored_once_per_smartlink_and_period_and_its_delivery_moves_through_states() {
+        let (_d, s) = store();
+        let d = DigestRow {
+            id: 0,
+            smartlink: "s".into(),
+            period_start_ms: 1_000,
+            period_end_ms: 2_000,
+            created_ms: 2_500,
+            body: "{}".into(),
+            delivery: Some(OutboxState::Pending),
+            attempts: 0,
+            next_at_ms: 2_500,
+            last_http_status: None,
+            last_error: None,
+            delivered_ms: None,
+        };
+        let (id, new) = s.insert_digest(&d).unwrap();
+        assert!(new);
+        assert_eq!(s.insert_digest(&DigestRow { body: "{\"second\":1}".into(), ..d.clone() }).unwrap(), (id, false));
+        let (other, _) =
+            s.insert_digest(&DigestRow { period_start_ms: 2_000, period_end_ms: 3_000, ..d.clone() }).unwrap();
+        assert!(s.has_digest("s", 1_000).unwrap() && !s.has_digest("t", 1_000).unwrap());
+        assert_eq!(s.digest(id).unwrap().unwrap().body, "{}", "the first one is kept");
+        let listed: Vec<i64> = s.digests(Some("s"), 10).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(listed, [other, id], "newest period first");
+        assert!(s.digests(Some("t"), 10).unwrap().is_empty());
+        assert_eq!(s.due_digests(2_499, 10).unwrap().len(), 0);
+        assert_eq!(s.due_digests(2_500, 10).unwrap().len(), 2);
+        let attempt =
+            |next, http_status| DigestAttempt { ts_ms: 2_600, http_status, error: None, next, next_at_ms: 9_000 };
+        s.record_digest_attempt(id, &attempt(OutboxState::Pending, Some(500))).unwrap();
+        s.record_digest_attempt(id, &attempt(OutboxState::Delivered, Some(200))).unwrap();
+        let r = s.digest(id).unwrap().unwrap();
+        assert_eq!(
+            (r.delivery, r.attempts, r.last_http_status, r.delivered_ms),
+            (Some(OutboxState::Delivered), 2, Some(200), Some(2_600))
+        );
+        assert_eq!(s.due_digests(i64::MAX, 10).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+    }
+
+    #[test]
+    fn a_store_from_before_digests_gains_an_empty_digest_table_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            let (head, rest) = SCHEMA.split_once("-- Scheduled digests").unwrap();
+            let tail = &rest[rest.find("CREATE TABLE IF NOT EXISTS outbox_attempts").unwrap()..];
+            c.execute_batch(&format!("{head}{tail}")).unwrap();
+            let n: i64 =
+                c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'digests'", [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 0);
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(s.digests(None, 10).unwrap().is_empty());
     }
 
     #[test]
