@@ -78,6 +78,7 @@ pub fn filter(store: &dyn Store, q: &ListQuery) -> Result<ConversionFilter, ApiE
         affiliate: q.affiliate.as_deref().map(|a| key_of(store, Kind::Affiliate, a)).transpose()?,
         status,
         before: q.before,
+        click_id: None,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     })
 }
