@@ -6,8 +6,9 @@
 //! confidence intervals), why EPC changed ([`explain`], an exact Shapley
 //! decomposition), drift-alert detection ([`alerts`]), the change history in
 //! plain words ([`history`]) and the per-source quality report
-//! ([`quality`]). [`insight`] is the glue from the store to `audit` and
-//! `explain`.
+//! ([`quality`]) and the click log ([`clicks`]). [`insight`] is the glue
+//! from the store to `audit` and `explain`; [`export`] writes every table
+//! as CSV; [`names`] shows entity keys as ids.
 //!
 //! **Architecture invariant:** no HTTP, no async runtime, no clock: inputs
 //! come from the [`smartlink_store::Store`] trait and an explicit `now_ms`,
@@ -18,9 +19,12 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod clicks;
 pub mod coverage;
 pub mod explain;
+pub mod export;
 pub mod history;
 pub mod insight;
+pub mod names;
 pub mod quality;
 pub mod report;
