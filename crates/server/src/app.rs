@@ -18,7 +18,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/postback", get(crate::postback::postback).post(crate::postback::postback))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", crate::conversions::routes(state.clone()).merge(crate::admin::routes(state.clone())))
+        .nest(
+            "/api/v1",
+            crate::conversions::routes(state.clone())
+                .merge(crate::clicks::routes(state.clone()))
+                .merge(crate::admin::routes(state.clone())),
+        )
         .layer(axum::middleware::from_fn(require_host))
         .with_state(state)
 }
