@@ -278,15 +278,26 @@ impl Filters {
             sub4,
             sub5,
         } = self;
-        let values = [
-            smartlink, offer, affiliate, country, device, os, browser, language, quality, reason, sub1, sub2, sub3,
-            sub4, sub5,
-        ];
-        smartlink_analysis::report::FILTERS
-            .iter()
-            .zip(values)
-            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-            .collect()
+        [
+            ("smartlink", smartlink),
+            ("offer", offer),
+            ("affiliate", affiliate),
+            ("country", country),
+            ("device", device),
+            ("os", os),
+            ("browser", browser),
+            ("language", language),
+            ("quality", quality),
+            ("reason", reason),
+            ("sub1", sub1),
+            ("sub2", sub2),
+            ("sub3", sub3),
+            ("sub4", sub4),
+            ("sub5", sub5),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
     }
 }
 
