@@ -67,35 +67,20 @@ enum Cmd {
     Report {
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// unix ms, RFC 3339, today, yesterday, 7d, 30d, 24h (default 7d)
+        /// 2026-12-01, 2026-12-01T10:00[:00], RFC 3339, 7d, 24h, 30m, today, yesterday, now or unix ms (default 7d)
         #[arg(long)]
         from: Option<String>,
+        /// Same forms as --from (default now).
         #[arg(long)]
         to: Option<String>,
-        /// IANA timezone for hour/day grouping and today/yesterday.
+        /// IANA timezone for hour/day grouping, dates and today/yesterday.
         #[arg(long)]
         tz: Option<String>,
-        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,quality,hour,day
+        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,quality,hour,day,sub1..sub5
         #[arg(long, value_delimiter = ',')]
         group_by: Vec<String>,
-        #[arg(long)]
-        smartlink: Option<String>,
-        #[arg(long)]
-        offer: Option<String>,
-        #[arg(long)]
-        affiliate: Option<String>,
-        #[arg(long)]
-        country: Option<String>,
-        #[arg(long)]
-        device: Option<String>,
-        #[arg(long)]
-        os: Option<String>,
-        /// human, suspect, bot or preview (comma-separated).
-        #[arg(long)]
-        quality: Option<String>,
-        /// Quality reason codes (comma-separated): only clicks carrying one.
-        #[arg(long)]
-        reason: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
         /// Count bot and link-preview clicks too (left out by default).
         #[arg(long)]
         include_bots: bool,
@@ -195,16 +180,45 @@ enum Cmd {
         #[arg(long, default_value = "text")]
         format: String,
     },
+    /// The click log: clicks newest first, with the report's filters and a
+    /// cursor for the next page.
+    Clicks {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Clicks at or after this time: 2026-12-01, 2026-12-01T10:00[:00], RFC 3339, 7d, 24h, 30m, today, now or unix ms.
+        #[arg(long)]
+        from: Option<String>,
+        /// Clicks before this time (same forms as --from).
+        #[arg(long)]
+        to: Option<String>,
+        /// IANA timezone of dates and local times in --from/--to (default UTC).
+        #[arg(long)]
+        tz: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
+        /// Clicks per page, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The next cursor printed with the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// table | csv | json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// List conversions, newest first.
     Conversions {
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Only conversions that arrived at or after this time (unix ms).
+        /// Only conversions that arrived at or after this time: 2026-12-01, 2026-12-01T10:00[:00], RFC 3339, 7d, 24h, 30m, today, now or unix ms.
         #[arg(long)]
-        from: Option<i64>,
-        /// Only conversions that arrived before this time (unix ms).
+        from: Option<String>,
+        /// Only conversions that arrived before this time (same forms as --from).
         #[arg(long)]
-        to: Option<i64>,
+        to: Option<String>,
+        /// IANA timezone of dates and local times in --from/--to (default UTC).
+        #[arg(long)]
+        tz: Option<String>,
         #[arg(long)]
         offer: Option<String>,
         #[arg(long)]
@@ -214,12 +228,106 @@ enum Cmd {
         /// pending | approved | rejected | chargeback
         #[arg(long)]
         status: Option<String>,
+        /// Only conversions with a smaller id (the `next` of the previous page).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// One JSON object per line instead of a table.
+        /// table | csv | json (one JSON object per line)
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Same as --format json.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The filters the report and the click log take, as on the API
+/// (comma-separated values).
+#[derive(clap::Args)]
+struct Filters {
+    /// A smartlink's slug or a direct link, `direct:OFFER`.
+    #[arg(long)]
+    smartlink: Option<String>,
+    /// A traffic source's id.
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    offer: Option<String>,
+    #[arg(long)]
+    affiliate: Option<String>,
+    /// ISO country codes.
+    #[arg(long)]
+    country: Option<String>,
+    #[arg(long)]
+    device: Option<String>,
+    #[arg(long)]
+    os: Option<String>,
+    #[arg(long)]
+    browser: Option<String>,
+    #[arg(long)]
+    language: Option<String>,
+    /// human, suspect, bot or preview.
+    #[arg(long)]
+    quality: Option<String>,
+    /// Quality reason codes: only clicks carrying one.
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    sub1: Option<String>,
+    #[arg(long)]
+    sub2: Option<String>,
+    #[arg(long)]
+    sub3: Option<String>,
+    #[arg(long)]
+    sub4: Option<String>,
+    #[arg(long)]
+    sub5: Option<String>,
+}
+
+impl Filters {
+    /// (name, values) pairs as `report::FILTERS` names them.
+    fn pairs(self) -> Vec<(String, String)> {
+        let Filters {
+            smartlink,
+            source,
+            offer,
+            affiliate,
+            country,
+            device,
+            os,
+            browser,
+            language,
+            quality,
+            reason,
+            sub1,
+            sub2,
+            sub3,
+            sub4,
+            sub5,
+        } = self;
+        [
+            ("smartlink", smartlink),
+            ("source", source),
+            ("offer", offer),
+            ("affiliate", affiliate),
+            ("country", country),
+            ("device", device),
+            ("os", os),
+            ("browser", browser),
+            ("language", language),
+            ("quality", quality),
+            ("reason", reason),
+            ("sub1", sub1),
+            ("sub2", sub2),
+            ("sub3", sub3),
+            ("sub4", sub4),
+            ("sub5", sub5),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
+    }
 }
 
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
@@ -331,40 +439,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Report {
-            data_dir: dd,
-            from,
-            to,
-            tz,
-            group_by,
-            smartlink,
-            offer,
-            affiliate,
-            country,
-            device,
-            os,
-            quality,
-            reason,
-            include_bots,
-            sort,
-            limit,
-            format,
-        } => {
+        Cmd::Report { data_dir: dd, from, to, tz, group_by, filters, include_bots, sort, limit, format } => {
             let dir = data_dir(dd, None)?;
             let store = SqliteStore::open_dir(&dir)?;
-            let filters = [
-                ("smartlink", smartlink),
-                ("offer", offer),
-                ("affiliate", affiliate),
-                ("country", country),
-                ("device", device),
-                ("os", os),
-                ("quality", quality),
-                ("reason", reason),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-            .collect();
+            let filters = filters.pairs();
             let req = smartlink_analysis::report::ReportRequest {
                 from,
                 to,
@@ -492,20 +570,77 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             )?;
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_explain)
         }
-        Cmd::Conversions { data_dir: dd, from, to, offer, smartlink, affiliate, status, limit, json } => {
-            use smartlink_server::conversions::{conversion_json, filter, ListQuery, Names};
+        Cmd::Clicks { data_dir: dd, from, to, tz, filters, limit, cursor, format } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let req = smartlink_analysis::clicks::ClickLogRequest {
+                from,
+                to,
+                tz,
+                filters: filters.pairs(),
+                limit: Some(limit),
+                cursor,
+            };
+            // The operator's own store: every field, the IP included.
+            let page = smartlink_analysis::clicks::log(&store, &req, smartlink_server::state::system_clock(), true)?;
+            match format.as_str() {
+                "json" => println!("{page}"),
+                "csv" => print!("{}", smartlink_analysis::clicks::csv(&page, true)),
+                "table" => print!("{}", smartlink_analysis::clicks::render(&page)),
+                other => anyhow::bail!("--format: expected table, csv or json, got {other:?}"),
+            }
+            if format != "json" {
+                match page["next_cursor"].as_str() {
+                    Some(c) => eprintln!("next page: --cursor {c}"),
+                    None => eprintln!("last page"),
+                }
+            }
+            Ok(())
+        }
+        Cmd::Conversions {
+            data_dir: dd,
+            from,
+            to,
+            tz,
+            offer,
+            smartlink,
+            affiliate,
+            status,
+            before,
+            limit,
+            format,
+            json,
+        } => {
+            use smartlink_server::conversions::{conversion_json, conversions_csv, filter, ListQuery, Names};
+            let format = if json { "json".to_string() } else { format };
+            if !["table", "csv", "json"].contains(&format.as_str()) {
+                anyhow::bail!("--format: expected table, csv or json, got {format:?}");
+            }
             let dir = data_dir(dd, None)?;
             let store = SqliteStore::open_dir(&dir)?;
-            let q = ListQuery { from, to, offer, smartlink, affiliate, status, before: None, limit: Some(limit) };
-            let f = filter(&store, &q).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let q = ListQuery {
+                from,
+                to,
+                tz,
+                offer,
+                smartlink,
+                affiliate,
+                status,
+                before,
+                limit: Some(limit),
+                format: None,
+            };
+            let f = filter(&store, &q, smartlink_server::state::system_clock()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let rows = store.conversions(&f)?;
             let names = Names::load(&store)?;
             let shares = payout_shares(&store)?;
             let money = smartlink_analysis::report::Money::Admin(&shares);
-            if json {
+            if format == "json" {
                 for c in &rows {
                     println!("{}", conversion_json(c, &names, money));
                 }
+            } else if format == "csv" {
+                let rows: Vec<serde_json::Value> = rows.iter().map(|c| conversion_json(c, &names, money)).collect();
+                print!("{}", conversions_csv(&rows));
             } else {
                 println!(
                     "{:>6}  {:<10}  {:<14}  {:<12}  {:<10}  {:>9}  {:<3}  {:<7}  {:>8}  click_id",

@@ -246,3 +246,32 @@ pub fn render(r: &Value) -> String {
     }
     out
 }
+
+/// The coverage gaps as CSV (the API's `format=csv`), largest estimated
+/// missed revenue first; each gap's fallback reasons as `reason=n` pairs
+/// joined with `; `. The daily offer shares are in the JSON only.
+pub fn csv(r: &Value) -> String {
+    const COLUMNS: [&str; 10] = [
+        "country",
+        "device",
+        "clicks",
+        "share_of_clicks",
+        "fallback_clicks",
+        "fallback_share",
+        "eligible_offers",
+        "reference_epc",
+        "reference",
+        "missed_revenue_estimate",
+    ];
+    let records = r["gaps"].as_array().into_iter().flatten().map(|g| {
+        let mut rec: Vec<String> = COLUMNS.iter().map(|c| crate::export::cell(&g[*c])).collect();
+        let reasons: Vec<String> = match &g["reasons"] {
+            Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            other => vec![crate::export::cell(other)],
+        };
+        rec.push(reasons.join("; "));
+        rec.push(crate::export::cell(&g["advice"]));
+        rec
+    });
+    crate::export::csv(COLUMNS.iter().chain(&["reasons", "advice"]), records)
+}

@@ -6,9 +6,10 @@
 //! confidence intervals), why EPC changed ([`explain`], an exact Shapley
 //! decomposition), drift-alert detection ([`alerts`]), the change history in
 //! plain words ([`history`]), the per-source quality report
-//! ([`quality`]) and the scheduled digest that gathers them for one period
-//! ([`digest`]). [`insight`] is the glue from the store to `audit` and
-//! `explain`.
+//! ([`quality`]), the click log ([`clicks`]), cost imports ([`costs`]) and
+//! the scheduled digest that gathers them for one period ([`digest`]).
+//! [`insight`] is the glue from the store to `audit` and `explain`;
+//! [`export`] writes every table as CSV; [`names`] shows entity keys as ids.
 //!
 //! **Architecture invariant:** no HTTP, no async runtime, no clock: inputs
 //! come from the [`smartlink_store::Store`] trait and an explicit `now_ms`,
@@ -19,11 +20,14 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod clicks;
 pub mod costs;
 pub mod coverage;
 pub mod digest;
 pub mod explain;
+pub mod export;
 pub mod history;
 pub mod insight;
+pub mod names;
 pub mod quality;
 pub mod report;

@@ -257,3 +257,46 @@ pub fn render(report: &serde_json::Value) -> String {
         .join("\n")
         + "\n"
 }
+
+/// The sources as CSV (the API's `format=csv`): one row per source, its
+/// reason counts as `code=n` pairs and its flags as `signal value vs rest`,
+/// each list joined with `; `.
+pub fn csv(report: &serde_json::Value) -> String {
+    const COLUMNS: [&str; 20] = [
+        "affiliate",
+        "sub",
+        "clicks",
+        "human",
+        "suspect",
+        "bot",
+        "preview",
+        "bot_share",
+        "suspect_share",
+        "conversions",
+        "approved",
+        "rejected",
+        "chargebacks",
+        "rejection_rate",
+        "chargeback_rate",
+        "short_ctit",
+        "bot_click_conversions",
+        "median_ctit_secs",
+        "flagged",
+        "flags",
+    ];
+    let records = report["sources"].as_array().into_iter().flatten().map(|r| {
+        let mut rec: Vec<String> = COLUMNS[..COLUMNS.len() - 1].iter().map(|c| crate::export::cell(&r[*c])).collect();
+        let flags: Vec<String> = r["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| format!("{} {} vs {}", crate::export::cell(&f["signal"]), f["value"], f["rest"]))
+            .collect();
+        rec.push(flags.join("; "));
+        let reasons: Vec<String> =
+            r["reasons"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+        rec.push(reasons.join("; "));
+        rec
+    });
+    crate::export::csv(COLUMNS.iter().chain(&["reasons"]), records)
+}

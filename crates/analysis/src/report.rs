@@ -241,14 +241,23 @@ fn rollup_money(
         .collect())
 }
 
-/// Parses `from`/`to`: unix ms, RFC 3339, `today`, `yesterday`, `Nd`, `Nh`.
+/// What [`parse_time`] accepts, for its error message and the docs.
+pub const TIME_FORMS: &str = "a date (2026-12-01, midnight in tz), a local date and time (2026-12-01T10:00 or \
+     2026-12-01T10:00:30), RFC 3339 with an offset (2026-12-01T10:00:00+01:00), a time ago (7d, 24h, 30m), now, today, \
+     yesterday or unix milliseconds (1764547200000)";
+
+/// Parses a point in time (`from`, `to`, `period`, ... everywhere, API
+/// and CLI alike): see [`TIME_FORMS`]. Dates and local times are read in
+/// `tz`; relative times count back from `now_ms`.
 pub fn parse_time(s: &str, tz: chrono_tz::Tz, now_ms: i64, param: &'static str) -> Result<i64, ReportError> {
     let local_midnight = |days_back: i64| -> i64 {
         let day = smartlink_core::time::local(tz, now_ms).day as i64 - days_back;
         smartlink_core::time::day_range_ms(tz, day.max(0) as u32).0
     };
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
+    let s = s.trim();
+    let fail = || bad(param, format!("expected {TIME_FORMS}; got {s:?}"));
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|_| fail());
     }
     match s {
         "now" => return Ok(now_ms),
@@ -256,15 +265,67 @@ pub fn parse_time(s: &str, tz: chrono_tz::Tz, now_ms: i64, param: &'static str) 
         "yesterday" => return Ok(local_midnight(1)),
         _ => {}
     }
-    if let Some(n) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 86_400_000);
+    for (unit, ms) in [('d', 86_400_000i64), ('h', 3_600_000), ('m', 60_000)] {
+        if let Some(n) = s.strip_suffix(unit).filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            let ago = n.parse::<i64>().ok().and_then(|n| n.checked_mul(ms)).ok_or_else(fail)?;
+            return Ok(now_ms.saturating_sub(ago));
+        }
     }
-    if let Some(n) = s.strip_suffix('h').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 3_600_000);
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
     }
-    chrono::DateTime::parse_from_rfc3339(s)
+    let local = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").ok())
+        .ok_or_else(fail)?;
+    // A local time that a DST change skips reads as the first valid one
+    // after it; one it repeats, as the earlier.
+    (0..=2 * 60)
+        .find_map(|m| tz.from_local_datetime(&(local + chrono::Duration::minutes(m))).earliest())
         .map(|t| t.timestamp_millis())
-        .map_err(|_| bad(param, format!("expected unix ms, RFC 3339, today, yesterday, 7d or 24h; got {s:?}")))
+        .ok_or_else(fail)
+}
+
+/// Parses report filters (name → comma-separated values, names from
+/// [`FILTERS`]) into store filters, entity ids resolved to their keys (an
+/// unknown id matches nothing), and the quality reasons asked for.
+#[allow(clippy::type_complexity)]
+pub fn parse_filters(
+    keys: &[(Kind, String, u32)],
+    given: &[(String, String)],
+) -> Result<(Vec<(Dim, Vec<DimValue>)>, Vec<String>), ReportError> {
+    let key_of = |kind: Kind, id: &str| keys.iter().find(|(k, i, _)| *k == kind && i == id).map(|(_, _, v)| *v);
+    let mut filters = Vec::new();
+    let mut reasons = Vec::new();
+    for (name, values) in given {
+        if name == "reason" {
+            for v in values.split(',').filter(|v| !v.is_empty()) {
+                if smartlink_visitor::quality::Reason::parse(v).is_none() {
+                    return Err(bad("reason", format!("unknown quality reason {v:?}")));
+                }
+                reasons.push(v.to_string());
+            }
+            continue;
+        }
+        let d = dim_of(name)
+            .filter(|d| *d != Dim::Hour)
+            .ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
+        let mut vs = Vec::new();
+        for v in values.split(',').filter(|v| !v.is_empty()) {
+            if d == Dim::Quality && smartlink_visitor::quality::QualityClass::parse(v).is_none() {
+                return Err(bad("quality", format!("unknown quality {v:?}; expected human, suspect, bot or preview")));
+            }
+            vs.push(match kind_of(d) {
+                // An unknown id matches nothing (key 0 is "none").
+                Some(kind) => DimValue::Key(key_of(kind, v).unwrap_or(u32::MAX)),
+                None => DimValue::Text(v.to_string()),
+            });
+        }
+        filters.push((d, vs));
+    }
+    Ok((filters, reasons))
 }
 
 /// Runs a report with the network's gross figures (see [`run_as`]).
@@ -298,36 +359,8 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let keys = store.keys()?;
     let name_of =
         |kind: Kind, key: u32| keys.iter().find(|(k, _, v)| *k == kind && *v == key).map(|(_, id, _)| id.clone());
-    let key_of = |kind: Kind, id: &str| keys.iter().find(|(k, i, _)| *k == kind && i == id).map(|(_, _, v)| *v);
 
-    let mut filters = Vec::new();
-    let mut reasons = Vec::new();
-    for (name, values) in &req.filters {
-        if name == "reason" {
-            for v in values.split(',').filter(|v| !v.is_empty()) {
-                if smartlink_visitor::quality::Reason::parse(v).is_none() {
-                    return Err(bad("reason", format!("unknown quality reason {v:?}")));
-                }
-                reasons.push(v.to_string());
-            }
-            continue;
-        }
-        let d = dim_of(name)
-            .filter(|d| *d != Dim::Hour)
-            .ok_or_else(|| bad("filter", format!("cannot filter by {name:?}")))?;
-        let mut vs = Vec::new();
-        for v in values.split(',').filter(|v| !v.is_empty()) {
-            if d == Dim::Quality && smartlink_visitor::quality::QualityClass::parse(v).is_none() {
-                return Err(bad("quality", format!("unknown quality {v:?}; expected human, suspect, bot or preview")));
-            }
-            vs.push(match kind_of(d) {
-                // An unknown id matches nothing (key 0 is "none").
-                Some(kind) => DimValue::Key(key_of(kind, v).unwrap_or(u32::MAX)),
-                None => DimValue::Text(v.to_string()),
-            });
-        }
-        filters.push((d, vs));
-    }
+    let (mut filters, reasons) = parse_filters(&keys, &req.filters)?;
     // An affiliate's view is its own rows, whatever was asked for.
     if let Money::Affiliate { key, .. } = money {
         filters.retain(|(d, _)| *d != Dim::Affiliate);
@@ -490,7 +523,10 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-/// Renders a report as a text table or CSV (the CLI's formats).
+/// Renders a report as a text table or CSV (the CLI's formats; CSV is the
+/// API's `format=csv` too): the `group_by` columns, the measures, and a
+/// last `TOTAL` row. CSV cells are exact (null is empty), table cells
+/// rounded for reading.
 pub fn render(report: &Value, csv: bool) -> String {
     let group: Vec<String> = report["group_by"]
         .as_array()
@@ -500,12 +536,13 @@ pub fn render(report: &Value, csv: bool) -> String {
         COLUMNS.iter().chain(ADMIN_COLUMNS.iter()).copied().filter(|c| !report["totals"][*c].is_null()).collect();
     let cols: Vec<String> = group.iter().cloned().chain(columns.iter().map(|c| c.to_string())).collect();
     let cell = |v: &Value| match v {
+        _ if csv => crate::export::cell(v),
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
         Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
         other => other.to_string(),
     };
-    let mut lines: Vec<Vec<String>> = vec![cols.clone()];
+    let mut lines: Vec<Vec<String>> = Vec::new();
     for r in report["rows"].as_array().into_iter().flatten() {
         lines.push(cols.iter().map(|c| cell(&r[c])).collect());
     }
@@ -514,23 +551,90 @@ pub fn render(report: &Value, csv: bool) -> String {
     total.extend(columns.iter().map(|c| cell(&report["totals"][*c])));
     lines.push(total);
     if csv {
-        return lines
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .map(|c| if c.contains([',', '"']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n";
+        return crate::export::csv(&cols, lines);
     }
-    let widths: Vec<usize> = (0..cols.len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    lines.insert(0, cols.clone());
+    let widths: Vec<usize> =
+        (0..cols.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
     lines
         .iter()
         .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  "))
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_590_400_000; // 2025-12-01T12:00:00Z
+
+    #[test]
+    fn every_time_form_parses_and_a_bad_one_names_the_parameter_and_the_forms() {
+        let utc = chrono_tz::UTC;
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let cases: [(&str, chrono_tz::Tz, i64); 14] = [
+            ("1764547200000", utc, 1_764_547_200_000),
+            ("now", utc, NOW),
+            ("today", utc, 1_764_547_200_000),
+            ("yesterday", utc, 1_764_547_200_000 - 86_400_000),
+            ("7d", utc, NOW - 7 * 86_400_000),
+            ("24h", utc, NOW - 86_400_000),
+            ("30m", utc, NOW - 1_800_000),
+            ("2025-12-01", utc, 1_764_547_200_000),
+            ("2025-12-01", berlin, 1_764_547_200_000 - 3_600_000),
+            ("2025-12-01T10:00", utc, 1_764_583_200_000),
+            ("2025-12-01T10:00:30", utc, 1_764_583_230_000),
+            ("2025-12-01T10:00", berlin, 1_764_583_200_000 - 3_600_000),
+            ("2025-12-01T10:00:00+01:00", utc, 1_764_583_200_000 - 3_600_000),
+            ("2025-12-01T10:00:00Z", berlin, 1_764_583_200_000),
+        ];
+        for (s, tz, want) in cases {
+            assert_eq!(parse_time(s, tz, NOW, "from").unwrap(), want, "{s} in {tz}");
+        }
+        // A local time a DST change skips reads as the first one after it.
+        assert_eq!(
+            parse_time("2026-03-29T02:30", berlin, NOW, "from").unwrap(),
+            parse_time("2026-03-29T03:00", berlin, NOW, "from").unwrap()
+        );
+        for bad in ["", "soon", "7w", "-5d", "d", "2025-13-01", "2025-12-01T25:00", "99999999999999999999", "1.5h"] {
+            let e = parse_time(bad, utc, NOW, "to").unwrap_err().to_string();
+            assert!(e.starts_with("to: expected a date (2026-12-01"), "{bad:?}: {e}");
+            assert!(e.contains("7d, 24h, 30m") && e.contains("unix milliseconds"), "{e}");
+            assert!(e.ends_with(&format!("got {bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn report_csv_round_trips_sub_ids_with_commas_quotes_and_line_breaks() {
+        let d = tempfile::tempdir().unwrap();
+        let s = smartlink_store::SqliteStore::open_dir(d.path()).unwrap();
+        let nasty = ["a,b", "say \"hi\"", "two\nlines", "plain"];
+        let rows: Vec<smartlink_store::ClickRow> = nasty
+            .iter()
+            .enumerate()
+            .map(|(i, v)| smartlink_store::ClickRow {
+                click_id: format!("c{i}"),
+                ts_ms: NOW - 60_000 * (i as i64 + 1),
+                smartlink: 1,
+                subs: [v.to_string(), String::new(), String::new(), String::new(), String::new()],
+                quality: "human".into(),
+                ..Default::default()
+            })
+            .collect();
+        s.insert_clicks(&rows).unwrap();
+        let req = ReportRequest { from: Some("1h".into()), group_by: vec!["sub1".into()], ..Default::default() };
+        let out = render(&run(&s, &req, NOW).unwrap(), true);
+        let mut r = csv::Reader::from_reader(out.as_bytes());
+        assert_eq!(&r.headers().unwrap()[0], "sub1");
+        let recs: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        let mut subs: Vec<&str> = recs.iter().map(|rec| &rec[0]).collect();
+        assert_eq!(subs.pop(), Some("TOTAL"));
+        subs.sort();
+        let mut want = nasty.to_vec();
+        want.sort();
+        assert_eq!(subs, want);
+        assert!(recs.iter().all(|rec| &rec[1] == "1" || &rec[0] == "TOTAL"));
+    }
 }

@@ -23,6 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest(
             "/api/v1",
             crate::conversions::routes(state.clone())
+                .merge(crate::clicks::routes(state.clone()))
                 .merge(crate::admin::routes(state.clone()))
                 .merge(crate::digests::routes(state.clone())),
         )

@@ -62,19 +62,26 @@ pub enum Scope {
     Affiliate { key: u32, id: String },
 }
 
-/// What an affiliate key may do: read reports and conversions (forced to
-/// its own affiliate) and its own smartlinks. Anything else is 403.
+/// What an affiliate key may do: read reports, clicks and conversions
+/// (forced to its own affiliate) and its own smartlinks. Anything else is
+/// 403.
 fn scope_request(req: &mut axum::extract::Request, affiliate: &str) -> Result<(), ApiError> {
     let forbidden =
-        || ApiError::Forbidden("an affiliate key may only read its reports, conversions and smartlinks".into());
+        || ApiError::Forbidden("an affiliate key may only read its reports, clicks, conversions and smartlinks".into());
     if req.method() != axum::http::Method::GET {
         return Err(forbidden());
     }
     let path = req.uri().path().to_string();
     let rel = path.strip_prefix("/api/v1").unwrap_or(&path);
     let force_filter = match rel {
-        "/report" | "/conversions" => true,
-        p if p.starts_with("/conversions/") || p == "/smartlinks" || p.starts_with("/smartlinks/") => false,
+        "/report" | "/conversions" | "/clicks" => true,
+        p if p.starts_with("/conversions/")
+            || p.starts_with("/clicks/")
+            || p == "/smartlinks"
+            || p.starts_with("/smartlinks/") =>
+        {
+            false
+        }
         _ => return Err(forbidden()),
     };
     if force_filter {

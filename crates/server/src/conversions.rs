@@ -45,8 +45,11 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    pub from: Option<i64>,
-    pub to: Option<i64>,
+    /// Arrival time bounds, in any of `report::parse_time`'s forms.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Timezone of dates and local times in `from`/`to` (default UTC).
+    pub tz: Option<String>,
     pub offer: Option<String>,
     pub smartlink: Option<String>,
     pub affiliate: Option<String>,
@@ -54,6 +57,8 @@ pub struct ListQuery {
     /// Pagination cursor: the `next` value of the previous page.
     pub before: Option<i64>,
     pub limit: Option<usize>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
 }
 
 fn key_of(store: &dyn Store, kind: smartlink_store::Kind, id: &str) -> Result<u32, ApiError> {
@@ -64,8 +69,9 @@ fn key_of(store: &dyn Store, kind: smartlink_store::Kind, id: &str) -> Result<u3
         .ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", kind.as_str())))
 }
 
-/// Turns a list query into a store filter (names resolved to keys).
-pub fn filter(store: &dyn Store, q: &ListQuery) -> Result<ConversionFilter, ApiError> {
+/// Turns a list query into a store filter (names resolved to keys, times
+/// read at `now_ms`).
+pub fn filter(store: &dyn Store, q: &ListQuery, now_ms: i64) -> Result<ConversionFilter, ApiError> {
     use smartlink_store::Kind;
     let status = match &q.status {
         None => None,
@@ -73,16 +79,71 @@ pub fn filter(store: &dyn Store, q: &ListQuery) -> Result<ConversionFilter, ApiE
             ApiError::BadRequest(format!("status must be pending, approved, rejected or chargeback, got {s:?}"))
         })?),
     };
+    let tz: chrono_tz::Tz = match &q.tz {
+        None => chrono_tz::UTC,
+        Some(z) => z.parse().map_err(|_| ApiError::BadRequest(format!("tz: expected an IANA timezone, got {z:?}")))?,
+    };
+    let time = |v: &Option<String>, param| {
+        v.as_deref().map(|s| smartlink_analysis::report::parse_time(s, tz, now_ms, param)).transpose()
+    };
     Ok(ConversionFilter {
-        from_ms: q.from,
-        to_ms: q.to,
+        from_ms: time(&q.from, "from")?,
+        to_ms: time(&q.to, "to")?,
         offer: q.offer.as_deref().map(|o| key_of(store, Kind::Offer, o)).transpose()?,
         smartlink: q.smartlink.as_deref().map(|s| key_of(store, Kind::Smartlink, s)).transpose()?,
         affiliate: q.affiliate.as_deref().map(|a| key_of(store, Kind::Affiliate, a)).transpose()?,
         status,
         before: q.before,
+        click_id: None,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     })
+}
+
+/// The CSV columns of a conversion (`format=csv`): [`conversion_json`]'s
+/// fields, its sub-ids as `sub1..sub5`.
+pub const CONVERSION_COLUMNS: [&str; 27] = [
+    "id",
+    "click_id",
+    "event",
+    "txid",
+    "status",
+    "payout",
+    "currency",
+    "payout_base",
+    "offer",
+    "smartlink",
+    "affiliate",
+    "country",
+    "device",
+    "os",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+    "click_time_ms",
+    "time_ms",
+    "updated_ms",
+    "ctit_secs",
+    "over_cap",
+    "quality",
+    "quality_flags",
+    "cost",
+];
+
+/// Conversions (as [`conversion_json`] shows them) as CSV.
+pub fn conversions_csv(rows: &[Value]) -> String {
+    use smartlink_analysis::export::cell;
+    let records = rows.iter().map(|c| {
+        CONVERSION_COLUMNS
+            .iter()
+            .map(|col| match col.strip_prefix("sub").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => cell(&c["subs"][n - 1]),
+                None => cell(&c[*col]),
+            })
+            .collect::<Vec<_>>()
+    });
+    smartlink_analysis::export::csv(CONVERSION_COLUMNS, records)
 }
 
 /// Whose money the caller sees: the admin the gross payout and what the
@@ -131,6 +192,9 @@ pub fn conversion_json(c: &ConversionRow, names: &Names, money: Money) -> Value 
     if let Money::Admin(shares) = money {
         v["affiliate_payout"] = scaled(c.payout, shares).into();
         v["affiliate_payout_base"] = scaled(c.payout_base, shares).into();
+        // What the conversion costs while approved (a CPA model): the
+        // network's cost, not the affiliate's business.
+        v["cost"] = c.cost.into();
     }
     v
 }
@@ -153,19 +217,11 @@ fn history_json(h: &HistoryEntry, scope: &Scope) -> Value {
     v
 }
 
-/// Numeric key → id, for every entity ever stored.
-pub struct Names(std::collections::HashMap<(smartlink_store::Kind, u32), String>);
+pub use smartlink_analysis::names::Names;
 
-impl Names {
-    pub fn load(store: &dyn Store) -> anyhow::Result<Names> {
-        Ok(Names(store.keys()?.into_iter().map(|(k, id, key)| ((k, key), id)).collect()))
-    }
-    pub fn get(&self, kind: smartlink_store::Kind, key: u32) -> String {
-        self.0.get(&(kind, key)).cloned().unwrap_or_else(|| format!("#{key}"))
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?.map_err(ApiError::Unexpected)
 }
 
@@ -173,10 +229,11 @@ async fn list(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let format = Format::parse(q.format.as_deref())?;
     let store = app.store.clone();
-    let mut f = filter(&*store, &q)?;
+    let mut f = filter(&*store, &q, (app.clock)())?;
     if let Scope::Affiliate { key, .. } = scope {
         f.affiliate = Some(key);
     }
@@ -184,10 +241,42 @@ async fn list(
     let next = (rows.len() == q.limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
     let pbc = app.postbacks.load();
     let money = money_of(&scope, &pbc.shares);
-    Ok(Json(json!({
-        "conversions": rows.iter().map(|c| conversion_json(c, &names, money)).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    let rows: Vec<Value> = rows.iter().map(|c| conversion_json(c, &names, money)).collect();
+    Ok(match format {
+        Format::Csv => csv_response(conversions_csv(&rows)),
+        Format::Json => Json(json!({ "conversions": rows, "next": next })).into_response(),
+    })
+}
+
+/// How a listing or report is answered: JSON (default) or CSV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+impl Format {
+    /// The `format` parameter; absent is JSON.
+    pub fn parse(v: Option<&str>) -> Result<Format, ApiError> {
+        match v {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(other) => Err(ApiError::BadRequest(format!("format: expected json or csv, got {other:?}"))),
+        }
+    }
+}
+
+/// A CSV answer (`text/csv; charset=utf-8`).
+pub fn csv_response(body: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+}
+
+/// An analysis as JSON, or as CSV by `csv`.
+fn respond(v: Value, format: Format, csv: fn(&Value) -> String) -> Response {
+    match format {
+        Format::Json => Json(v).into_response(),
+        Format::Csv => csv_response(csv(&v)),
+    }
 }
 
 async fn get_one(
@@ -375,10 +464,12 @@ async fn report(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut req = smartlink_analysis::report::ReportRequest::default();
+    let mut format = Format::Json;
     for (k, v) in q {
         match k.as_str() {
+            "format" => format = Format::parse(Some(&v))?,
             "from" => req.from = Some(v),
             "to" => req.to = Some(v),
             "tz" => req.tz = Some(v),
@@ -402,16 +493,20 @@ async fn report(
     let store = app.store.clone();
     let now = (app.clock)();
     let pbc = app.postbacks.load_full();
-    analysis(move || smartlink_analysis::report::run_as(&*store, &req, money_of(&scope, &pbc.shares), now)).await
+    let out =
+        analysis(move || smartlink_analysis::report::run_as(&*store, &req, money_of(&scope, &pbc.shares), now)).await?;
+    Ok(respond(out.0, format, |v| smartlink_analysis::report::render(v, true)))
 }
 
 async fn quality(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut req = smartlink_analysis::quality::QualityRequest::default();
+    let mut format = Format::Json;
     for (k, v) in q {
         match k.as_str() {
+            "format" => format = Format::parse(Some(&v))?,
             "smartlink" => req.smartlink = v,
             "period" => req.period = Some(v),
             "by" => req.by = Some(v),
@@ -421,16 +516,19 @@ async fn quality(
     required_smartlink(&req.smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || smartlink_analysis::quality::report(&*store, &req, now)).await
+    let out = analysis(move || smartlink_analysis::quality::report(&*store, &req, now)).await?;
+    Ok(respond(out.0, format, smartlink_analysis::quality::csv))
 }
 
 async fn coverage(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut req = smartlink_analysis::coverage::CoverageRequest::default();
+    let mut format = Format::Json;
     for (k, v) in q {
         match k.as_str() {
+            "format" => format = Format::parse(Some(&v))?,
             "smartlink" => req.smartlink = v,
             "period" => req.period = Some(v),
             "tz" => req.tz = Some(v),
@@ -441,7 +539,8 @@ async fn coverage(
     let store = app.store.clone();
     let catalog = app.catalog.load_full();
     let now = (app.clock)();
-    analysis(move || smartlink_analysis::coverage::report(&*store, &catalog, &req, now)).await
+    let out = analysis(move || smartlink_analysis::coverage::report(&*store, &catalog, &req, now)).await?;
+    Ok(respond(out.0, format, smartlink_analysis::coverage::csv))
 }
 
 async fn history(
@@ -470,7 +569,7 @@ async fn history(
 
 /// Runs an analysis (report, quality, coverage, audit, explain) off the
 /// async workers; its errors name the parameter at fault.
-async fn analysis(
+pub(crate) async fn analysis(
     f: impl FnOnce() -> Result<Value, smartlink_analysis::report::ReportError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let out = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?;

@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod click;
+pub mod clicks;
 pub mod config;
 pub mod conversions;
 pub mod defs;

@@ -200,6 +200,14 @@ pub trait Store:
     fn import_costs(&self, import: &CostImport) -> Result<CostImported>;
     /// Cost imports, newest first.
     fn cost_imports(&self, limit: usize) -> Result<Vec<CostImportRow>>;
+    /// The click log: at most `q.limit` clicks matching `q`, newest first
+    /// in (`ts_ms`, `click_id`) order, all strictly before `q.before` when
+    /// given (the last row of the previous page). A click inserted later
+    /// with a newer key never shifts a later page.
+    fn click_log(&self, q: &ClickQuery) -> Result<Vec<ClickRow>>;
+    /// One click by id; `second` is the time its id carries (the click's
+    /// `ts_ms / 1000`), which keys the lookup.
+    fn click(&self, second: i64, click_id: &str) -> Result<Option<ClickRow>>;
 }
 
 /// A billed amount for a period, from a source that reports costs after
@@ -246,6 +254,23 @@ pub struct CostImportRow {
     pub description: String,
     pub amount: f64,
     pub clicks: u64,
+}
+
+/// A click-log query: a time window, report filters and a page position.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClickQuery {
+    /// Clicks with `from_ms <= ts_ms`, when given.
+    pub from_ms: Option<i64>,
+    /// Clicks with `ts_ms < to_ms`, when given.
+    pub to_ms: Option<i64>,
+    /// Equality filters as in [`RollupQuery::filters`] (several values of
+    /// one dimension are OR-ed; `Key(0)` is "none" for offer/affiliate).
+    pub filters: Vec<(Dim, Vec<DimValue>)>,
+    /// Only clicks carrying any of these quality reason codes.
+    pub reasons: Vec<String>,
+    /// Only clicks strictly before this (`ts_ms`, `click_id`) key.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
 }
 
 pub use smartlink_core::conversion::Status as ConvStatus;
@@ -377,6 +402,8 @@ pub struct ConversionFilter {
     pub status: Option<ConvStatus>,
     /// Return conversions with `id < before` (pagination cursor).
     pub before: Option<i64>,
+    /// Only the conversions of this click.
+    pub click_id: Option<String>,
     pub limit: usize,
 }
 

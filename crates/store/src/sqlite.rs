@@ -15,10 +15,10 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    quality_class, AlertRow, AlertStore, Attempt, AuditClickRow, Change, ClickRow, ConvStatus, ConversionFilter,
-    ConversionRow, ConversionStore, CostImport, CostImportRow, CostImported, Dim, DimValue, Entity, HistoryEntry,
-    HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded, Result, RollupQuery,
-    RollupStore, SourceCounts, SourceQuery, Store, StoreError,
+    quality_class, AlertRow, AlertStore, Attempt, AuditClickRow, Change, ClickQuery, ClickRow, ConvStatus,
+    ConversionFilter, ConversionRow, ConversionStore, CostImport, CostImportRow, CostImported, Dim, DimValue, Entity,
+    HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded, Result,
+    RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
 };
 use crate::{DigestAttempt, DigestRow, DigestStore};
 use smartlink_core::conversion::Transition;
@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS clicks (
 -- so lookups stay exact, and a batch of new clicks lands at the right edge
 -- of the index instead of dirtying one random page per row.
 CREATE UNIQUE INDEX IF NOT EXISTS clicks_key ON clicks (ts_ms / 1000, click_id);
+-- The click log of one affiliate (an affiliate key always filters by it),
+-- newest first, without walking every other affiliate's clicks. Kept small
+-- (no click id): it costs the click loader about 1 µs a row, a key with
+-- the click id about twice that.
+CREATE INDEX IF NOT EXISTS clicks_affiliate ON clicks (affiliate, ts_ms);
 CREATE TABLE IF NOT EXISTS conversions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, click_id TEXT NOT NULL, event TEXT NOT NULL, txid TEXT NOT NULL,
     status TEXT NOT NULL, payout REAL NOT NULL, currency TEXT NOT NULL, payout_base REAL NOT NULL,
@@ -1007,6 +1012,103 @@ impl Store for SqliteStore {
         };
         Ok(rows)
     }
+
+    fn click_log(&self, q: &ClickQuery) -> Result<Vec<ClickRow>> {
+        let (sql, args) = click_log_sql(q);
+        let c = self.read.lock();
+        let mut st = c.prepare_cached(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), row_to_click)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn click(&self, second: i64, click_id: &str) -> Result<Option<ClickRow>> {
+        let c = self.read.lock();
+        let mut st = c.prepare_cached("SELECT * FROM clicks WHERE ts_ms / 1000 = ?1 AND click_id = ?2")?;
+        Ok(st.query_row(params![second, click_id], row_to_click).optional()?)
+    }
+}
+
+/// The click log's SQL and its parameters (see [`Store::click_log`]).
+fn click_log_sql(q: &ClickQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    // Newest first by (ts_ms, click_id). The second is a prefix of that
+    // order, so `clicks_key` serves it and only the rows of one second at a
+    // time are sorted; for one affiliate `clicks_affiliate` (affiliate,
+    // ts_ms) does, sorting only clicks of one millisecond. Both are given
+    // ranges (always, so the planner walks an index even with no bound
+    // asked for); integer division truncates in SQL as in Rust.
+    let lo = q.from_ms.unwrap_or(i64::MIN);
+    let hi = [q.to_ms.map(|t| t.saturating_sub(1)), q.before.as_ref().map(|(t, _)| *t)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(i64::MAX);
+    let mut sql = String::from("SELECT * FROM clicks WHERE ts_ms / 1000 BETWEEN ? AND ? AND ts_ms BETWEEN ? AND ?");
+    let mut args: Vec<Value> =
+        vec![Value::Integer(lo / 1000), Value::Integer(hi / 1000), Value::Integer(lo), Value::Integer(hi)];
+    if let Some(to) = q.to_ms {
+        sql.push_str(" AND ts_ms < ?");
+        args.push(Value::Integer(to));
+    }
+    if let Some((ts, id)) = &q.before {
+        sql.push_str(" AND (ts_ms < ? OR (ts_ms = ? AND click_id < ?))");
+        args.extend([Value::Integer(*ts), Value::Integer(*ts), Value::Text(id.clone())]);
+    }
+    let one_affiliate =
+        q.filters.iter().any(|(d, vs)| *d == Dim::Affiliate && vs.len() == 1 && vs[0] != DimValue::Key(0));
+    push_filters(&mut sql, &mut args, &q.filters, |d| match d {
+        Dim::Affiliate | Dim::Offer => {
+            let none = q.filters.iter().any(|(x, vs)| *x == d && vs.contains(&DimValue::Key(0)));
+            match (none, d) {
+                (true, _) => raw_dim(d, "clicks"),
+                (false, Dim::Affiliate) if one_affiliate => "affiliate".into(),
+                // Several affiliates: the time index (`+` keeps SQLite
+                // from sorting all their clicks).
+                (false, _) => format!("+{}", d.column()),
+            }
+        }
+        other => raw_dim(other, "clicks"),
+    });
+    if !q.reasons.is_empty() {
+        sql.push_str(" AND (");
+        for (i, r) in q.reasons.iter().enumerate() {
+            sql.push_str(if i == 0 { "" } else { " OR " });
+            sql.push_str("(',' || quality_reasons || ',') LIKE ?");
+            args.push(Value::Text(format!("%,{r},%")));
+        }
+        sql.push(')');
+    }
+    sql.push_str(if one_affiliate {
+        " ORDER BY ts_ms DESC, click_id DESC LIMIT ?"
+    } else {
+        " ORDER BY ts_ms / 1000 DESC, ts_ms DESC, click_id DESC LIMIT ?"
+    });
+    args.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
+    (sql, args)
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// EXPLAIN QUERY PLAN of the click log's query, one line per step.
+    fn click_log_plan(&self, q: &ClickQuery) -> String {
+        let (sql, args) = click_log_sql(q);
+        self.plan(&sql, args)
+    }
+
+    /// EXPLAIN QUERY PLAN of the lookup of one click.
+    fn click_plan(&self) -> String {
+        self.plan(
+            "SELECT * FROM clicks WHERE ts_ms / 1000 = ?1 AND click_id = ?2",
+            vec![rusqlite::types::Value::Integer(1), rusqlite::types::Value::Text("x".into())],
+        )
+    }
+
+    fn plan(&self, sql: &str, args: Vec<rusqlite::types::Value>) -> String {
+        let c = self.read.lock();
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+    }
 }
 
 /// One rollup cell's key: (hour, smartlink, offer or 0, affiliate or 0,
@@ -1765,7 +1867,9 @@ impl ConversionStore for SqliteStore {
             "SELECT {CONVERSION_COLS} FROM conversions c LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id
              WHERE (?1 IS NULL OR c.ts_ms >= ?1) AND (?2 IS NULL OR c.ts_ms < ?2) AND (?3 IS NULL OR c.offer = ?3)
              AND (?4 IS NULL OR c.smartlink = ?4) AND (?5 IS NULL OR c.affiliate = ?5) AND (?6 IS NULL OR c.status = ?6)
-             AND (?7 IS NULL OR c.id < ?7) ORDER BY c.id DESC LIMIT ?8"
+             AND (?7 IS NULL OR c.id < ?7) {} ORDER BY c.id DESC LIMIT ?8",
+            // A plain equality when given, so the (click_id, ...) index serves it.
+            if f.click_id.is_some() { "AND c.click_id = ?9" } else { "AND ?9 IS NULL" }
         );
         let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map(
@@ -1777,7 +1881,8 @@ impl ConversionStore for SqliteStore {
                 f.affiliate,
                 f.status.map(|s| s.as_str()),
                 f.before,
-                f.limit as i64
+                f.limit as i64,
+                f.click_id,
             ],
             row_to_conversion,
         )?;
@@ -2083,6 +2188,138 @@ mod tests {
         assert_eq!(seen, want);
         // The lower bound is exact to the millisecond on the first page.
         assert_eq!(s.clicks_since(5_401, None, 100).unwrap().len(), 8);
+    }
+
+    /// Reads the whole click log newest first in pages of `limit`.
+    fn click_log_pages(s: &SqliteStore, q: &ClickQuery) -> Vec<ClickRow> {
+        let (mut q, mut out) = (q.clone(), Vec::new());
+        loop {
+            let page = s.click_log(&q).unwrap();
+            let Some(last) = page.last() else { return out };
+            q.before = Some((last.ts_ms, last.click_id.clone()));
+            out.extend(page);
+        }
+    }
+
+    #[test]
+    fn click_log_pages_are_exact_under_concurrent_inserts() {
+        let (_d, s) = store();
+        let s = std::sync::Arc::new(s);
+        // Many clicks share a second and some a millisecond.
+        let rows: Vec<ClickRow> = (0..300)
+            .map(|i| ClickRow {
+                click_id: format!("c{:03}", (i * 37) % 300),
+                ts_ms: 5_000 + (i / 4) * 7,
+                ..Default::default()
+            })
+            .collect();
+        s.insert_clicks(&rows).unwrap();
+        let mut q = ClickQuery { limit: 7, ..Default::default() };
+        let first = s.click_log(&q).unwrap();
+        q.before = first.last().map(|c| (c.ts_ms, c.click_id.clone()));
+        // New clicks arrive while the later pages are read.
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for b in 0..50 {
+                    let batch: Vec<ClickRow> = (0..5)
+                        .map(|i| ClickRow {
+                            click_id: format!("n{b:02}{i}"),
+                            ts_ms: 10_000 + b * 10,
+                            ..Default::default()
+                        })
+                        .collect();
+                    s.insert_clicks(&batch).unwrap();
+                }
+            })
+        };
+        let mut seen = first;
+        seen.extend(click_log_pages(&s, &q));
+        writer.join().unwrap();
+        let keys: Vec<(i64, String)> = seen.iter().map(|c| (c.ts_ms, c.click_id.clone())).collect();
+        assert!(keys.windows(2).all(|w| w[0] > w[1]), "strictly newest first, no row twice");
+        for r in &rows {
+            assert_eq!(seen.iter().filter(|c| c.click_id == r.click_id).count(), 1, "{} exactly once", r.click_id);
+        }
+        // Clicks inserted while paging are newer than page one: they land
+        // before it, never in a later page.
+        let new_seen: Vec<_> = seen.iter().filter(|c| c.click_id.starts_with('n')).collect();
+        assert!(new_seen.is_empty(), "{new_seen:?}");
+    }
+
+    #[test]
+    fn click_log_filters_by_time_entities_sub_ids_quality_and_reasons() {
+        let (_d, s) = store();
+        let click = |id: &str, ts: i64, aff: Option<u32>, sub1: &str, q: &str, reasons: &str| ClickRow {
+            click_id: id.into(),
+            ts_ms: ts,
+            smartlink: 1,
+            affiliate: aff,
+            subs: [sub1.into(), String::new(), String::new(), String::new(), String::new()],
+            quality: q.into(),
+            quality_reasons: reasons.into(),
+            ..Default::default()
+        };
+        s.insert_clicks(&[
+            click("a", 1_000, Some(1), "x", "human", ""),
+            click("b", 2_500, Some(2), "y", "bot", "bot_ua,headless"),
+            click("c", 3_999, None, "x", "suspect", "dup"),
+            click("d", 4_000, Some(1), "y", "human", ""),
+        ])
+        .unwrap();
+        let ids = |q: ClickQuery| -> Vec<String> {
+            s.click_log(&ClickQuery { limit: 100, ..q }).unwrap().into_iter().map(|c| c.click_id).collect()
+        };
+        assert_eq!(ids(ClickQuery::default()), ["d", "c", "b", "a"]);
+        assert_eq!(ids(ClickQuery { from_ms: Some(2_500), to_ms: Some(4_000), ..Default::default() }), ["c", "b"]);
+        let by = |d: Dim, v: Vec<DimValue>| ClickQuery { filters: vec![(d, v)], ..Default::default() };
+        assert_eq!(ids(by(Dim::Affiliate, vec![DimValue::Key(1)])), ["d", "a"]);
+        assert_eq!(ids(by(Dim::Affiliate, vec![DimValue::Key(0), DimValue::Key(2)])), ["c", "b"]);
+        assert_eq!(ids(by(Dim::Affiliate, vec![DimValue::Key(1), DimValue::Key(2)])), ["d", "b", "a"]);
+        assert_eq!(ids(by(Dim::Sub(1), vec![DimValue::Text("x".into())])), ["c", "a"]);
+        assert_eq!(ids(by(Dim::Quality, vec![DimValue::Text("bot".into())])), ["b"]);
+        assert_eq!(
+            ids(ClickQuery { reasons: vec!["headless".into(), "dup".into()], ..Default::default() }),
+            ["c", "b"]
+        );
+        assert_eq!(ids(ClickQuery { reasons: vec!["head".into()], ..Default::default() }), Vec::<String>::new());
+        assert_eq!(s.click(2, "b").unwrap().unwrap().quality_reasons, "bot_ua,headless");
+        assert_eq!(s.click(3, "b").unwrap(), None, "the id's second keys the lookup");
+    }
+
+    #[test]
+    fn click_log_queries_walk_an_index_instead_of_sorting_the_table() {
+        let (_d, s) = store();
+        let queries = [
+            ClickQuery { limit: 100, ..Default::default() },
+            ClickQuery {
+                from_ms: Some(1),
+                to_ms: Some(5_000),
+                before: Some((4_000, "x".into())),
+                limit: 100,
+                ..Default::default()
+            },
+            ClickQuery { filters: vec![(Dim::Affiliate, vec![DimValue::Key(3)])], limit: 100, ..Default::default() },
+            ClickQuery {
+                filters: vec![
+                    (Dim::Affiliate, vec![DimValue::Key(3), DimValue::Key(4)]),
+                    (Dim::Country, vec![DimValue::Text("US".into())]),
+                ],
+                limit: 100,
+                ..Default::default()
+            },
+        ];
+        for q in &queries {
+            let p = s.click_log_plan(q);
+            assert!(p.contains("USING INDEX clicks_"), "{q:?}: {p}");
+            // Sorting the last terms (the clicks of one second or one
+            // millisecond) is fine; sorting every match is not.
+            assert!(!p.contains("B-TREE FOR ORDER BY"), "{q:?}: {p}");
+        }
+        let one = s.click_log_plan(&queries[2]);
+        assert!(one.contains("clicks_affiliate"), "one affiliate reads its own index: {one}");
+        let lookup = s.click_plan();
+        assert!(lookup.contains("clicks_key"), "{lookup}");
     }
 
     #[test]
