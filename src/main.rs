@@ -63,6 +63,11 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Cost imports: what a traffic source billed, spread over its clicks.
+    Costs {
+        #[command(subcommand)]
+        cmd: CostsCmd,
+    },
     /// Clicks, conversions, revenue, CR and EPC from the hourly rollups.
     Report {
         #[arg(long)]
@@ -330,6 +335,27 @@ impl Filters {
     }
 }
 
+#[derive(Subcommand)]
+enum CostsCmd {
+    /// Imports a CSV of billed amounts (header:
+    /// link,source,from,to,amount,currency,country,device,os,sub1..sub5;
+    /// a link or a source, from, to and amount are required). Each line is
+    /// spread over the clicks it covers, replacing their cost; the lines
+    /// before a failing one stay applied.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Lists the recorded imports, newest first.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     let eff = smartlink_server::effective(&Options { config: file.cloned(), listen: None, data_dir: flag })?;
     Ok(eff.data_dir)
@@ -436,6 +462,34 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = report {
                 let page = smartlink_sim::write_html_report(&result, &dir)?;
                 eprintln!("report written to {}", page.display());
+            }
+            Ok(())
+        }
+        Cmd::Costs { cmd: CostsCmd::Import { file, data_dir: dd } } => {
+            use smartlink_analysis::costs;
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let lines = costs::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let defs = smartlink_server::defs::load_defs(&store)?;
+            let rates = smartlink_server::postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys).rates;
+            let rate = |c: Option<&str>| match c.filter(|c| !c.is_empty()) {
+                None => Some(1.0),
+                Some(c) => rates.get(&c.to_ascii_uppercase()).copied(),
+            };
+            let actor = format!("import:{}", file.display());
+            let now = smartlink_server::state::system_clock();
+            for (i, line) in lines.iter().enumerate() {
+                let done = costs::import(&store, line, &rate, &actor, now)
+                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", file.display(), i + 2))?;
+                println!("{done}");
+            }
+            eprintln!("{} cost line(s) imported", lines.len());
+            Ok(())
+        }
+        Cmd::Costs { cmd: CostsCmd::List { data_dir: dd, limit } } => {
+            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            for r in store.cost_imports(limit.clamp(1, 10_000))? {
+                println!("{}", smartlink_analysis::costs::row_json(&r));
             }
             Ok(())
         }

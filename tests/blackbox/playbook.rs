@@ -144,6 +144,14 @@ fn a_smartlink_and_direct_links_report_cost_profit_and_roi_to_the_cent_and_the_a
     assert_eq!((src["push"]["clicks"].as_u64(), cents(&src["push"]["cost"])), (Some(2), 30));
     assert_eq!((src["(none)"]["clicks"].as_u64(), cents(&src["(none)"]["cost"])), (Some(4), 13));
     assert_eq!(cents(&by_source["totals"]["cost"]), 51);
+    let quality = s.admin("GET", "/api/v1/quality?smartlink=sl&period=1h&by=source", None).json();
+    let per_source: std::collections::BTreeMap<String, u64> = quality["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["source"].as_str().unwrap_or("(none)").to_string(), r["clicks"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(per_source, [("pop".to_string(), 4), ("push".to_string(), 2)].into(), "{quality}");
     let pop_only = s.admin("GET", "/api/v1/report?source=pop&group_by=sub1&from=1h", None).json();
     assert_eq!(rows_by(&pop_only, "sub1")["z1"]["clicks"], 4, "the source's zoneid is sub1");
 
@@ -210,4 +218,54 @@ fn a_traffic_source_is_a_definition_the_api_validates() {
     assert_eq!(r["rows"][0]["source"], "pop");
     assert_eq!(r["rows"][0]["sub1"], "z");
     assert!((r["totals"]["cost"].as_f64().unwrap() - 0.006).abs() < 1e-9, "{}", r["totals"]);
+}
+
+#[test]
+fn the_cli_imports_a_cost_csv_with_dates_and_each_zone_reconciles_to_the_cent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        r#"currencies: {EUR: 2.0}
+advertisers: [{id: adv}]
+sources: [{id: pop, params: {sub1: zoneid}}]
+offers: [{id: o1, advertiser: adv, url: "https://o1.example/", payout: 1}]
+smartlinks: [{slug: sl, offers: [o1], fallback_url: "https://fb.example/", source: pop}]
+"#,
+    );
+    let s = Server::start(dir.path(), &cfg);
+    for zone in ["z1", "z1", "z1", "z2", "z2"] {
+        assert_eq!(s.get(&format!("/s/sl?zoneid={zone}"), &[("User-Agent", IPHONE)]).status, 302);
+    }
+    s.wait_stored(5);
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin()).args(args).arg("--data-dir").arg(&data).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let csv = dir.path().join("bills.csv");
+    std::fs::write(
+        &csv,
+        "source,from,to,amount,currency,sub1\npop,2020-01-01,2100-01-01T00:00,1.50,,z1\npop,2020-01-01,2100-01-01,0.75,EUR,z2\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["costs", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let report = s.admin("GET", "/api/v1/report?group_by=sub1&from=1h", None).json();
+    let zones = rows_by(&report, "sub1");
+    assert_eq!((zones["z1"]["clicks"].as_u64(), cents(&zones["z1"]["cost"])), (Some(3), 150));
+    assert_eq!((zones["z2"]["clicks"].as_u64(), cents(&zones["z2"]["cost"])), (Some(2), 150), "0.75 EUR at 2.0");
+    assert_eq!(cents(&report["totals"]["cost"]), 300);
+
+    // A bad line is refused naming its line and field; the ones before it stay.
+    std::fs::write(&csv, "source,from,to,amount\npop,2020-01-01,2100-01-01,1\nnope,2020-01-01,2100-01-01,1\n").unwrap();
+    let (ok, _, err) = run(&["costs", "import", csv.to_str().unwrap()]);
+    assert!(!ok && err.contains("line 3") && err.contains("source"), "{err}");
+    let (ok, out, _) = run(&["costs", "list"]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 3, "{out}");
 }

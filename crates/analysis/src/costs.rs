@@ -181,6 +181,19 @@ pub fn import(
     }))
 }
 
+/// Reads cost lines from CSV with a header row naming [`CostLine`]'s
+/// fields (`link,source,from,to,amount,currency,country,device,os,sub1..sub5`;
+/// only `from`, `to`, `amount` and a link or a source are required, empty
+/// cells are absent). An error names the line (the header is line 1).
+pub fn read_csv(text: &str) -> Result<Vec<CostLine>, CostError> {
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    for (i, rec) in r.deserialize::<CostLine>().enumerate() {
+        out.push(rec.map_err(|e| bad(&format!("line {}", i + 2), e.to_string()))?);
+    }
+    Ok(out)
+}
+
 /// A recorded import as the API shows it.
 pub fn row_json(r: &CostImportRow) -> Value {
     json!({

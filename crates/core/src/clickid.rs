@@ -3,7 +3,7 @@
 //! A click id carries everything a postback needs to attribute a conversion
 //! even when the click row was lost in a crash: the click time, smartlink,
 //! offer, affiliate and segment. It is authenticated with HMAC-SHA256 under
-//! a server secret (truncated to 96 bits) and encoded as 48 URL-safe base64
+//! a server secret (truncated to 80 bits) and encoded as 52 URL-safe base64
 //! characters.
 //!
 //! Layout (39 bytes, version 2): version (1) · unix seconds (4) ·
