@@ -309,17 +309,27 @@ pub fn divert(
 
 /// Where a click that no offer takes goes: `target` when given (a safe
 /// page); else the link's fallback URL (always set on a smartlink; on a
-/// direct link, its offer's); else, on a direct link, the credited
-/// affiliate's `fallback_url`; else the direct link's fallback smartlink,
-/// to which the visitor is handed with the affiliate, source and sub-ids
-/// (a relative `/s/{slug}?...` URL; the cost stays with the direct click).
-/// Empty when there is nowhere to go.
+/// direct link, its offer's); else, on a direct link, its fallback
+/// smartlink, to which the visitor is handed with the affiliate, source and
+/// sub-ids (a relative `/s/{slug}?...` URL; the cost stays with the direct
+/// click); else the credited affiliate's `fallback_url`. Empty when there
+/// is nowhere to go.
 fn fallback_url(target: Option<&Template>, v: &Values<'_>) -> String {
-    let affiliate_url = || v.affiliate.and_then(|a| v.cat.affiliates[a].fallback_url.as_ref());
-    if let Some(t) = target.or(v.sl.fallback_url.as_ref()).or_else(affiliate_url) {
+    if let Some(t) = target.or(v.sl.fallback_url.as_ref()) {
         return t.expand(v);
     }
-    let Some(link) = v.sl.fallback_link.and_then(|i| v.cat.smartlinks.get(i)) else { return String::new() };
+    if let Some(link) = v.sl.fallback_link.and_then(|i| v.cat.smartlinks.get(i)) {
+        return hand_off(link, v);
+    }
+    match v.affiliate.and_then(|a| v.cat.affiliates[a].fallback_url.as_ref()) {
+        Some(t) => t.expand(v),
+        None => String::new(),
+    }
+}
+
+/// `/s/{slug}?aff=..&src=..&sub1=..`: the click handed to smartlink `link`
+/// with what identifies its traffic (empty values left out).
+fn hand_off(link: &Smartlink, v: &Values<'_>) -> String {
     let mut url = format!("/s/{}", link.slug);
     let mut sep = '?';
     let mut param = |name: &str, value: &str| {
@@ -473,7 +483,9 @@ pub fn apply_conversion(
     // A conversion from a bot or preview click still counts toward the
     // offer's conversion caps (the advertiser counts it), but the router
     // never saw the click as exposure and must not learn from it either.
-    if let Some(sl) = cat.smartlink_by_key(facts.smartlink).filter(|_| Quality::flags_count(facts.flags)) {
+    // A direct link routes nothing: it has nothing to learn.
+    let learner = cat.smartlink_by_key(facts.smartlink).filter(|sl| !sl.is_direct());
+    if let Some(sl) = learner.filter(|_| Quality::flags_count(facts.flags)) {
         let click_ms = facts.time_secs as i64 * 1000;
         sl.router.lock().on_conversion(offer.key, facts.segment, click_ms, now_ms, previous, status);
     }

@@ -264,6 +264,13 @@ pub struct Smartlink {
     pub router: Arc<SharedRouter>,
 }
 
+impl Smartlink {
+    /// Whether this is an offer's direct link (no routing, nothing to learn).
+    pub fn is_direct(&self) -> bool {
+        direct_link_offer(self.key).is_some()
+    }
+}
+
 /// What a smartlink does with a click of one quality class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QualityAction {

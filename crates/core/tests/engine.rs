@@ -810,3 +810,71 @@ fn a_conversion_teaches_the_router_only_when_its_click_counted() {
         assert!(cat.smartlinks[0].router.lock().same_learning(&told.lock()), "flags {flags:#06b}");
     }
 }
+
+/// A catalog with `o0`'s direct link (paused or not), the smartlink `s`
+/// and affiliates `a7` (with a fallback URL) and `a8` (without).
+fn direct_catalog(paused: bool, offer_fallback: Option<&str>, hand_to_smartlink: bool) -> Catalog {
+    let mut cat = catalog(&[OfferGen { paused, ..open() }], Routing::Priority);
+    let offers = std::mem::take(&mut cat.offers);
+    let smartlinks = std::mem::take(&mut cat.smartlinks);
+    let direct = Smartlink {
+        key: smartlink_core::model::direct_link_key(offers[0].key),
+        slug: offers[0].id.clone(),
+        affiliate: None,
+        offers: vec![0],
+        fallback_url: offer_fallback.map(|u| Template::parse(u, MacroSet::Redirect).unwrap()),
+        fallback_link: hand_to_smartlink.then_some(0),
+        source: None,
+        cost_model: None,
+        cost_rate: 1.0,
+        overrides: vec![],
+        strategy: Routing::Priority,
+        quality: Default::default(),
+        router: Arc::new(SharedRouter::default()),
+    };
+    let a7 = Affiliate {
+        fallback_url: Some(Template::parse("https://a7.example/?c={click_id}", MacroSet::Redirect).unwrap()),
+        ..affiliate(7, "a7")
+    };
+    Catalog::with_direct_links(offers, smartlinks, vec![direct], vec![a7, affiliate(8, "a8")], vec![])
+}
+
+/// (offer paused, the offer's fallback URL, hand to the smartlink, `aff`)
+/// -> where the direct link's click goes.
+#[test]
+fn a_direct_link_sends_what_its_offer_cannot_take_down_the_fallback_chain() {
+    let cases: &[(bool, Option<&str>, bool, Option<&str>, &str)] = &[
+        (false, Some("https://of.example/"), true, Some("a7"), "https://o0.example/"),
+        (true, Some("https://of.example/"), true, Some("a7"), "https://of.example/"),
+        (true, None, true, Some("a7"), "/s/s?aff=a7&sub1=z%20z"),
+        (true, None, false, Some("a7"), "https://a7.example/?c="),
+        (true, None, false, Some("a8"), ""),
+        (true, None, false, None, ""),
+        (true, None, true, None, "/s/s?sub1=z%20z"),
+    ];
+    for &(paused, offer_fallback, hand, aff, want) in cases {
+        let cat = direct_catalog(paused, offer_fallback, hand);
+        let link = cat.direct_link("o0").expect("the direct link is found by its offer's id");
+        assert!(link.is_direct());
+        assert!(std::ptr::eq(cat.smartlink_by_key(link.key).unwrap(), link), "and by its link key");
+        let input = ClickInput { aff, subs: ["z z", "", "", "", ""], ..click_at(T0) };
+        let d = decide(&cat, link, &input, &ClickIdCodec::new(b"k"), &mut rng());
+        assert!(
+            d.url.starts_with(want) && (!want.is_empty() || d.url.is_empty()),
+            "{paused} {offer_fallback:?} {hand} {aff:?}: {}",
+            d.url
+        );
+        assert_eq!(d.facts.smartlink, link.key, "the click id names the direct link");
+        let routed = !paused;
+        assert_eq!(matches!(d.outcome, Outcome::Offer(0)), routed);
+        if !routed {
+            assert_eq!(d.outcome, Outcome::Fallback(FallbackReason::AllPaused));
+        }
+    }
+    // A direct link learns nothing from its conversions.
+    let cat = direct_catalog(false, None, false);
+    let link = cat.direct_link("o0").unwrap();
+    let d = decide(&cat, link, &click_at(T0), &ClickIdCodec::new(b"k"), &mut rng());
+    apply_conversion(&cat, &d.facts, T0 + 1000, None, ConversionStatus::Approved, 1.0);
+    assert_eq!(link.router.lock().events(), 0);
+}

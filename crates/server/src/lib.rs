@@ -340,7 +340,8 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
     let mut conv_iter = conversions.into_iter().peekable();
     let mut learn_until = |until_ms: i64| {
         while let Some(c) = conv_iter.next_if(|c| c.ts_ms <= until_ms) {
-            let (Some(sl), Ok(country)) = (catalog.smartlink_by_key(c.smartlink), Country::parse(&c.country)) else {
+            let sl = catalog.smartlink_by_key(c.smartlink).filter(|sl| !sl.is_direct());
+            let (Some(sl), Ok(country)) = (sl, Country::parse(&c.country)) else {
                 continue;
             };
             let segment = Segment {
@@ -362,7 +363,8 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         (from, after) = (last.ts_ms, Some(last.click_id.clone()));
         for c in &page {
             learn_until(c.ts_ms);
-            let (Some(offer), Some(sl)) = (c.offer, catalog.smartlink_by_key(c.smartlink)) else { continue };
+            let sl = catalog.smartlink_by_key(c.smartlink).filter(|sl| !sl.is_direct());
+            let (Some(offer), Some(sl)) = (c.offer, sl) else { continue };
             let segment = Segment {
                 country: Country::parse(&c.country).unwrap_or(Country::UNKNOWN),
                 device: Device::parse(&c.device).unwrap_or(Device::Desktop),
