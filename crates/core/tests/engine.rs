@@ -839,11 +839,15 @@ fn direct_catalog(paused: bool, offer_fallback: Option<&str>, hand_to_smartlink:
     Catalog::with_direct_links(offers, smartlinks, vec![direct], vec![a7, affiliate(8, "a8")], vec![])
 }
 
+/// (offer paused, the offer's fallback URL, hand to the smartlink, `aff`,
+/// where the click goes).
+type DirectCase = (bool, Option<&'static str>, bool, Option<&'static str>, &'static str);
+
 /// (offer paused, the offer's fallback URL, hand to the smartlink, `aff`)
 /// -> where the direct link's click goes.
 #[test]
 fn a_direct_link_sends_what_its_offer_cannot_take_down_the_fallback_chain() {
-    let cases: &[(bool, Option<&str>, bool, Option<&str>, &str)] = &[
+    let cases: &[DirectCase] = &[
         (false, Some("https://of.example/"), true, Some("a7"), "https://o0.example/"),
         (true, Some("https://of.example/"), true, Some("a7"), "https://of.example/"),
         (true, None, true, Some("a7"), "/s/s?aff=a7&sub1=z%20z"),
