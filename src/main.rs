@@ -68,7 +68,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CostsCmd,
     },
-    /// Clicks, conversions, revenue, CR and EPC from the hourly rollups.
+    /// Clicks, conversions, revenue, cost, profit, ROI, CR and EPC from the hourly rollups.
     Report {
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -81,7 +81,7 @@ enum Cmd {
         /// IANA timezone for hour/day grouping, dates and today/yesterday.
         #[arg(long)]
         tz: Option<String>,
-        /// Comma-separated: smartlink,offer,affiliate,country,device,os,browser,language,quality,hour,day,sub1..sub5
+        /// Comma-separated: smartlink,source,offer,affiliate,country,device,os,browser,language,quality,hour,day,sub1..sub5
         #[arg(long, value_delimiter = ',')]
         group_by: Vec<String>,
         #[command(flatten)]

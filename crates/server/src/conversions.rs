@@ -628,6 +628,15 @@ async fn cost_imports(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = only_limit(q)?;
+    let store = app.store.clone();
+    let rows = blocking(move || Ok(store.cost_imports(limit)?)).await?;
+    Ok(Json(json!({ "imports": rows.iter().map(smartlink_analysis::costs::row_json).collect::<Vec<_>>() })))
+}
+
+/// The query of a listing that takes only `limit` (default 100, clamped to
+/// 1..=10,000); anything else is a `400`.
+fn only_limit(q: Vec<(String, String)>) -> Result<usize, ApiError> {
     let mut limit = 100usize;
     for (k, v) in q {
         match k.as_str() {
@@ -637,9 +646,7 @@ async fn cost_imports(
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }
-    let store = app.store.clone();
-    let rows = blocking(move || Ok(store.cost_imports(limit.clamp(1, 10_000))?)).await?;
-    Ok(Json(json!({ "imports": rows.iter().map(smartlink_analysis::costs::row_json).collect::<Vec<_>>() })))
+    Ok(limit.clamp(1, 10_000))
 }
 
 /// The `smartlink` parameter the per-smartlink analyses need.
@@ -695,16 +702,8 @@ async fn alerts(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut limit = 100usize;
-    for (k, v) in q {
-        match k.as_str() {
-            "limit" => {
-                limit = v.parse().map_err(|_| ApiError::BadRequest(format!("limit: expected a number, got {v:?}")))?
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
-        }
-    }
+    let limit = only_limit(q)?;
     let store = app.store.clone();
-    let rows = blocking(move || Ok(store.alerts(limit.clamp(1, 10_000))?)).await?;
+    let rows = blocking(move || Ok(store.alerts(limit)?)).await?;
     Ok(Json(json!({ "alerts": rows.iter().map(smartlink_analysis::alerts::row_json).collect::<Vec<_>>() })))
 }
