@@ -89,7 +89,7 @@ pub fn report(store: &dyn Store, cat: &Catalog, req: &CoverageRequest, now_ms: i
     // Reference EPC of routed traffic, per country and overall (rollups).
     let quality = (Dim::Quality, counted.iter().map(|c| DimValue::Text(c.to_string())).collect());
     let base = RollupQuery {
-        from_ms: from.div_euclid(3_600_000) * 3_600_000,
+        from_ms: from,
         to_ms: to,
         filters: vec![(Dim::Smartlink, vec![DimValue::Key(sl_key)]), quality],
         group: vec![Dim::Country, Dim::Offer],

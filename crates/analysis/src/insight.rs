@@ -187,7 +187,7 @@ fn cells(
     keys: &[(Kind, String, u32)],
 ) -> Result<Vec<crate::explain::Cell>, ReportError> {
     let q = RollupQuery {
-        from_ms: from.div_euclid(3_600_000) * 3_600_000,
+        from_ms: from,
         to_ms: to,
         filters: vec![
             (Dim::Smartlink, vec![DimValue::Key(sl)]),

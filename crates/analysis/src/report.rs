@@ -374,13 +374,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         let mut f = filters.clone();
         f.push((Dim::Quality, text(&["bot", "preview"])));
         filters.push((Dim::Quality, text(&["human", "suspect"])));
-        let q = RollupQuery {
-            from_ms: from.div_euclid(3_600_000) * 3_600_000,
-            to_ms: to,
-            filters: f,
-            group: vec![],
-            reasons: reasons.clone(),
-        };
+        let q = RollupQuery { from_ms: from, to_ms: to, filters: f, group: vec![], reasons: reasons.clone() };
         let mut sum = Cell::default();
         for (_, c) in rollup_money(store, q, &money)? {
             sum.add(&c);
@@ -393,13 +387,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let dim_for = |g: &str| if g == "day" && utc_days { Some(Dim::Day) } else { dim_of(g) };
     let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_for(g)).collect();
     dims.dedup();
-    let q = RollupQuery {
-        from_ms: from.div_euclid(3_600_000) * 3_600_000,
-        to_ms: to,
-        filters,
-        group: dims.clone(),
-        reasons,
-    };
+    let q = RollupQuery { from_ms: from, to_ms: to, filters, group: dims.clone(), reasons };
     let raw = rollup_money(store, q, &money)?;
 
     // Re-key: entity names, local hour/day; merge rows that map together

@@ -575,7 +575,8 @@ impl Measures {
     }
 }
 
-/// A rollup query: `[from_ms, to_ms)` on click hours, equality filters
+/// A rollup query: clicks with `from_ms <= ts_ms < to_ms` (exactly: the
+/// partial hours at the edges are read from raw rows), equality filters
 /// (several values of one dimension are OR-ed), grouped by `group`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RollupQuery {

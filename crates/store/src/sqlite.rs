@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS conversions (
     UNIQUE (click_id, event, txid));
 CREATE INDEX IF NOT EXISTS conversions_ts ON conversions (ts_ms);
 CREATE INDEX IF NOT EXISTS conversions_approved ON conversions (approved_ms);
+-- Reports read the conversions of a window's partial edge hours by click time.
+CREATE INDEX IF NOT EXISTS conversions_click_ts ON conversions (click_ts_ms);
 CREATE TABLE IF NOT EXISTS conversion_history (
     conversion_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, from_status TEXT, to_status TEXT NOT NULL,
     source TEXT NOT NULL, reason TEXT);
@@ -1514,48 +1516,67 @@ fn raw_dim(d: Dim, t: &str) -> String {
 
 impl SqliteStore {
     /// [`RollupStore::rollup`] computed from raw rows, for what the rollup
-    /// cannot answer (quality reasons, sub-ids). Same cohort semantics:
-    /// conversions count under their click, with their latest status.
+    /// cannot answer (quality reasons, sub-ids, the traffic source) and for
+    /// the partial hours at a window's edges. Same cohort semantics:
+    /// conversions count under their click, with their latest status. A
+    /// conversion carries its click's time and segment itself, so unless
+    /// the query needs what only the click row has (sub-ids, source,
+    /// reasons) conversions are read from their own rows, and count even
+    /// when their click row was lost, as in the rollups.
     fn rollup_from_rows(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         use rusqlite::types::Value;
         use std::collections::HashMap;
-        let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
-        let mut cond =
-            String::from("k.ts_ms / 1000 BETWEEN ?1 / 1000 AND ?2 / 1000 AND k.ts_ms >= ?1 AND k.ts_ms < ?2");
-        push_filters(&mut cond, &mut args, &q.filters, |d| raw_dim(d, "k"));
-        if !q.reasons.is_empty() {
-            cond.push_str(" AND (");
-            for (i, r) in q.reasons.iter().enumerate() {
-                cond.push_str(if i == 0 { "" } else { " OR " });
-                cond.push_str("(',' || k.quality_reasons || ',') LIKE ?");
-                args.push(Value::Text(format!("%,{r},%")));
+        let click_only = !q.reasons.is_empty()
+            || q.group.iter().chain(q.filters.iter().map(|(d, _)| d)).any(|d| matches!(d, Dim::Sub(_) | Dim::Source));
+        // (time condition, dimension expression) over clicks `k`, or over
+        // conversions `c` alone.
+        let on_clicks = (
+            "k.ts_ms / 1000 BETWEEN ?1 / 1000 AND ?2 / 1000 AND k.ts_ms >= ?1 AND k.ts_ms < ?2",
+            &(|d: Dim| raw_dim(d, "k")) as &dyn Fn(Dim) -> String,
+        );
+        let on_conversions = (
+            "c.click_ts_ms >= ?1 AND c.click_ts_ms < ?2",
+            &(|d: Dim| match d {
+                Dim::Offer => "c.offer".to_string(),
+                Dim::Hour => format!("(c.click_ts_ms / {HOUR_MS}) * {HOUR_MS}"),
+                Dim::Day => format!("(c.click_ts_ms / {DAY_MS}) * {DAY_MS}"),
+                other => raw_dim(other, "c"),
+            }) as &dyn Fn(Dim) -> String,
+        );
+        let select = |measures: &str, from: &str, (time, col): (&str, &dyn Fn(Dim) -> String)| {
+            let mut args: Vec<Value> = vec![Value::Integer(q.from_ms), Value::Integer(q.to_ms)];
+            let mut cond = time.to_string();
+            push_filters(&mut cond, &mut args, &q.filters, col);
+            if !q.reasons.is_empty() {
+                cond.push_str(" AND (");
+                for (i, r) in q.reasons.iter().enumerate() {
+                    cond.push_str(if i == 0 { "" } else { " OR " });
+                    cond.push_str("(',' || k.quality_reasons || ',') LIKE ?");
+                    args.push(Value::Text(format!("%,{r},%")));
+                }
+                cond.push(')');
             }
-            cond.push(')');
-        }
-        let dims: Vec<String> = q.group.iter().map(|d| raw_dim(*d, "k")).collect();
-        let select = |measures: &str, from: &str| {
             let mut sql = String::from("SELECT ");
-            for d in &dims {
-                sql.push_str(d);
+            for d in &q.group {
+                sql.push_str(&col(*d));
                 sql.push_str(", ");
             }
             sql.push_str(&format!("{measures} FROM {from} WHERE {cond}"));
-            if !dims.is_empty() {
+            if !q.group.is_empty() {
                 sql.push_str(&format!(
                     " GROUP BY {}",
-                    (1..=dims.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                    (1..=q.group.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
                 ));
             }
-            sql
+            (sql, args)
         };
         let n = q.group.len();
         let c = self.read.lock();
-        let mut cells: Vec<(Vec<DimValue>, Measures)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
         let mut found = Vec::new();
         {
-            let mut st = c.prepare(&select("COUNT(*), SUM(k.offer IS NULL), SUM(k.cost)", "clicks k"))?;
-            let mut rows = st.query(rusqlite::params_from_iter(args.clone()))?;
+            let (sql, args) = select("COUNT(*), SUM(k.offer IS NULL), SUM(k.cost)", "clicks k", on_clicks);
+            let mut st = c.prepare(&sql)?;
+            let mut rows = st.query(rusqlite::params_from_iter(args))?;
             while let Some(r) = rows.next()? {
                 let m = Measures {
                     clicks: r.get::<_, u64>(n)?,
@@ -1567,12 +1588,17 @@ impl SqliteStore {
             }
         }
         {
-            let mut st = c.prepare(&select(
-                "SUM(c.status = 'approved'), SUM(c.status = 'pending'), SUM(c.status = 'rejected'),
+            let measures = "SUM(c.status = 'approved'), SUM(c.status = 'pending'), SUM(c.status = 'rejected'),
                  SUM(c.status = 'chargeback'), SUM(CASE WHEN c.status = 'approved' THEN c.payout_base ELSE 0 END),
-                 SUM(CASE WHEN c.status = 'approved' THEN c.cost ELSE 0 END)",
-                "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id",
-            ))?;
+                 SUM(CASE WHEN c.status = 'approved' THEN c.cost ELSE 0 END)";
+            let (sql, args) = if click_only {
+                let joined =
+                    "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id";
+                select(measures, joined, on_clicks)
+            } else {
+                select(measures, "conversions c", on_conversions)
+            };
+            let mut st = c.prepare(&sql)?;
             let mut rows = st.query(rusqlite::params_from_iter(args))?;
             while let Some(r) = rows.next()? {
                 let g = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, Option<u64>>(n + i)?.unwrap_or(0)) };
@@ -1588,6 +1614,8 @@ impl SqliteStore {
                 found.push((row_key(r, &q.group)?, m));
             }
         }
+        let mut cells: Vec<(Vec<DimValue>, Measures)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for (key, m) in found {
             let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
                 cells.push((key, Measures::default()));
@@ -1741,10 +1769,41 @@ impl DigestStore for SqliteStore {
 }
 
 impl RollupStore for SqliteStore {
+    /// Exact on any window: whole hours come from the rollups, the partial
+    /// hours at either edge from the raw rows (at most an hour of clicks
+    /// each), merged by key.
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        if q.needs_raw_rows() {
+        let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
+        if q.needs_raw_rows() || h1 >= h2 {
             return self.rollup_from_rows(q);
         }
+        let edges = [(q.from_ms, h1), (h2, q.to_ms)];
+        let mut parts = vec![self.rollup_whole_hours(&RollupQuery { from_ms: h1, to_ms: h2, ..q.clone() })?];
+        for (from_ms, to_ms) in edges.into_iter().filter(|(a, b)| a < b) {
+            parts.push(self.rollup_from_rows(&RollupQuery { from_ms, to_ms, ..q.clone() })?);
+        }
+        let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (key, m) in parts.into_iter().flatten() {
+            let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
+                out.push((key, Measures::default()));
+                out.len() - 1
+            });
+            out[i].1.add(&m);
+        }
+        // An ungrouped query over no rows still has one (zero) total.
+        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default());
+        if q.group.is_empty() && out.is_empty() {
+            out.push((Vec::new(), Measures::default()));
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    /// The rollup tables' rows for whole hours (`q.from_ms` and `q.to_ms` on
+    /// hour boundaries), one list per table read, not yet merged by key.
+    fn rollup_whole_hours(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         // The smallest daily level that has every dimension asked for
         // answers the whole days; the hourly rollup the partial days.
         let needed: Vec<Dim> =
@@ -1767,23 +1826,11 @@ impl RollupStore for SqliteStore {
             Some(l) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
             None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
         };
-        let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut rows = Vec::new();
         for (table, from, to) in parts {
-            for (key, m) in self.rollup_table(q, &table, from, to)? {
-                let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
-                    out.push((key, Measures::default()));
-                    out.len() - 1
-                });
-                out[i].1.add(&m);
-            }
+            rows.extend(self.rollup_table(q, &table, from, to)?);
         }
-        // An ungrouped query over no rows still has one (zero) total.
-        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default());
-        if q.group.is_empty() && out.is_empty() {
-            out.push((Vec::new(), Measures::default()));
-        }
-        Ok(out)
+        Ok(rows)
     }
 }
 
@@ -2107,6 +2154,63 @@ mod tests {
         out
     }
 
+    /// (window) -> clicks and revenue the rollup path gives, always equal to
+    /// what the raw rows give (a sub-id filter forces them).
+    #[test]
+    fn rollup_windows_are_exact_to_the_millisecond_at_both_edges() {
+        let (_d, s) = store();
+        // One click every 10 minutes for 3 hours, each with sub1 "s"; every
+        // third one converts (revenue 1 each).
+        let clicks: Vec<ClickRow> = (0..18)
+            .map(|i| ClickRow {
+                click_id: format!("k{i:02}"),
+                ts_ms: HOUR_MS + i * 600_000,
+                smartlink: 1,
+                offer: Some(1),
+                country: "US".into(),
+                subs: ["s".into(), String::new(), String::new(), String::new(), String::new()],
+                cost: 0.25,
+                ..Default::default()
+            })
+            .collect();
+        s.insert_clicks(&clicks).unwrap();
+        let convs: Vec<PostbackIn> = clicks
+            .iter()
+            .step_by(3)
+            .map(|c| PostbackIn {
+                click_ts_ms: c.ts_ms,
+                smartlink: 1,
+                country: "US".into(),
+                ..super::conversion_tests::pb(&c.click_id, "t", ConvStatus::Approved, Some(1.0), c.ts_ms + 1)
+            })
+            .collect();
+        for r in s.record_postbacks(&convs).unwrap() {
+            r.unwrap();
+        }
+        let window = |from_ms: i64, to_ms: i64, filters: Vec<(Dim, Vec<DimValue>)>| {
+            let q = RollupQuery { from_ms, to_ms, filters, group: vec![Dim::Country], reasons: vec![] };
+            let rows = s.rollup(&q).unwrap();
+            let m = rows.first().map(|(_, m)| *m).unwrap_or_default();
+            (m.clicks, m.approved, (m.cost * 100.0).round() as i64)
+        };
+        let raw = || vec![(Dim::Sub(1), vec![DimValue::Text("s".into())])];
+        let cases = [
+            // (from, to) relative to the first hour -> clicks, conversions
+            ((0, HOUR_MS), (6, 2)),
+            ((1, HOUR_MS), (5, 1)),         // the first click is at the hour's start
+            ((600_000, 1_200_001), (2, 0)), // inside one hour
+            ((30 * 60_000, HOUR_MS + 30 * 60_000), (6, 2)), // across a boundary, partial at both edges
+            ((-HOUR_MS, 4 * HOUR_MS), (18, 6)),
+            ((HOUR_MS + 1, 2 * HOUR_MS + 1), (6, 2)),
+        ];
+        for ((a, b), (n, conv)) in cases {
+            let (from, to) = (HOUR_MS + a, HOUR_MS + b);
+            let got = window(from, to, vec![]);
+            assert_eq!((got.0, got.1, got.2), (n, conv, n as i64 * 25), "[{a}, {b})");
+            assert_eq!(window(from, to, raw()), got, "the raw rows agree on [{a}, {b})");
+        }
+    }
+
     #[test]
     fn a_cost_import_spreads_the_amount_over_its_clicks_exactly_and_replaces_their_cost() {
         let (_d, s) = store();
@@ -2416,7 +2520,7 @@ mod conversion_tests {
     use super::*;
     use crate::OutboundTarget;
 
-    fn pb(click: &str, txid: &str, status: ConvStatus, payout: Option<f64>, ts: i64) -> PostbackIn {
+    pub(super) fn pb(click: &str, txid: &str, status: ConvStatus, payout: Option<f64>, ts: i64) -> PostbackIn {
         PostbackIn {
             click_id: click.into(),
             event: "conversion".into(),
