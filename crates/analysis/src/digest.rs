@@ -209,6 +209,7 @@ pub fn digest(
         })
         .collect();
     out.insert("recommendations".into(), Value::Array(recommendations));
+    out.insert("direct_links".into(), Value::Array(direct_links(&audit)));
     out.insert(
         "audit".into(),
         json!({
@@ -433,6 +434,47 @@ fn cell(col: &str, v: &Value) -> String {
 }
 
 /// A change as `+12.5%`, `new` (nothing before) or `—` (nothing either time).
+/// The audit's direct-link comparisons (every segment, audited or thin),
+/// one entry per (segment, direct link) with a sentence saying it.
+fn direct_links(audit: &Value) -> Vec<Value> {
+    let money = |v: &Value| format!("{:.2}", v.as_f64().unwrap_or(0.0));
+    let segments =
+        ["segments", "thin_segments"].into_iter().flat_map(|k| audit[k].as_array().cloned().unwrap_or_default());
+    let mut out = Vec::new();
+    for s in segments {
+        let seg = &s["segment"];
+        let label = match seg["os"].as_str() {
+            Some(os) => {
+                format!("{}/{}/{os}", seg["country"].as_str().unwrap_or("?"), seg["device"].as_str().unwrap_or("?"))
+            }
+            None => format!("{}/{}", seg["country"].as_str().unwrap_or("?"), seg["device"].as_str().unwrap_or("?")),
+        };
+        for d in s["direct_links"].as_array().into_iter().flatten() {
+            let ci = &d["vs_smartlink_ci_per_1000"];
+            let text = format!(
+                "{label}: {} earned {} per click over {} clicks vs the smartlink; {} per 1,000 clicks (95% CI [{}, {}]), profit {} per 1,000 clicks: {}",
+                d["link"].as_str().unwrap_or(""),
+                money(&d["epc"]),
+                d["clicks"],
+                money(&d["vs_smartlink_epc_per_1000"]),
+                money(&ci[0]),
+                money(&ci[1]),
+                money(&d["vs_smartlink_profit_per_1000"]),
+                match d["better"].as_str() {
+                    Some("direct") => "the direct link wins",
+                    Some("smartlink") => "the smartlink wins",
+                    _ => "not conclusive yet",
+                }
+            );
+            let mut entry = d.clone();
+            entry["segment"] = seg.clone();
+            entry["text"] = text.into();
+            out.push(entry);
+        }
+    }
+    out
+}
+
 fn change_cell(row: &Value, col: &str) -> String {
     match row["change_pct"][col].as_f64() {
         Some(p) => format!("{:+.1}%", p * 100.0),
@@ -561,6 +603,17 @@ pub fn render_html(d: &Value) -> String {
         }
         h.push_str("</ul>");
     }
+    h.push_str(&format!("<h2 style=\"{H2}\">Direct links vs the smartlink</h2>"));
+    let direct = d["direct_links"].as_array().cloned().unwrap_or_default();
+    if direct.is_empty() {
+        h.push_str("<p style=\"margin:0\">No direct link to the smartlink's offers had clicks in its segments.</p>");
+    } else {
+        h.push_str("<ul style=\"margin:0\">");
+        for x in &direct {
+            h.push_str(&format!("<li>{}</li>", e(x["text"].as_str().unwrap_or(""))));
+        }
+        h.push_str("</ul>");
+    }
     h.push_str(&format!("<h2 style=\"{H2}\">New coverage gaps</h2>"));
     let gaps = d["coverage"]["new_gaps"].as_array().cloned().unwrap_or_default();
     if gaps.is_empty() {
@@ -659,6 +712,14 @@ pub fn render_text(d: &Value) -> String {
     }
     for r in &recs {
         t.push_str(&format!("  - {}\n", plain(r["recommendation"]["text"].as_str().unwrap_or(""))));
+    }
+    t.push_str("\nDirect links vs the smartlink\n");
+    let direct = d["direct_links"].as_array().cloned().unwrap_or_default();
+    if direct.is_empty() {
+        t.push_str("  No direct link to the smartlink's offers had clicks in its segments.\n");
+    }
+    for x in &direct {
+        t.push_str(&format!("  - {}\n", plain(x["text"].as_str().unwrap_or(""))));
     }
     t.push_str("\nNew coverage gaps\n");
     let gaps = d["coverage"]["new_gaps"].as_array().cloned().unwrap_or_default();
@@ -779,6 +840,29 @@ mod tests {
         let t = render_text(&hostile());
         assert!(t.lines().all(|l| !l.starts_with("FAKE LINE")), "{t}");
         assert!(t.contains("sub1=<img src=x onerror=alert(1)> FAKE LINE"), "{t}");
+    }
+
+    #[test]
+    fn each_direct_link_beside_the_smartlink_gets_a_line_with_its_ci_and_verdict() {
+        let audit = json!({
+            "segments": [{"segment": {"country": "US", "device": "mobile", "os": null}, "direct_links": [
+                {"link": "direct:o1", "clicks": 300, "epc": 0.8, "vs_smartlink_epc_per_1000": 120.0,
+                 "vs_smartlink_ci_per_1000": [40.0, 200.0], "vs_smartlink_profit_per_1000": 90.5, "better": "direct"}]}],
+            "thin_segments": [{"segment": {"country": "DE", "device": "desktop", "os": "windows"}, "direct_links": [
+                {"link": "direct:o2", "clicks": 3, "epc": 0.0, "vs_smartlink_epc_per_1000": -10.0,
+                 "vs_smartlink_ci_per_1000": [-90.0, 70.0], "vs_smartlink_profit_per_1000": -12.0, "better": "unclear"}]},
+                {"segment": {"country": "FR", "device": "mobile", "os": null}, "direct_links": []}],
+        });
+        let lines = direct_links(&audit);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0]["text"],
+            "US/mobile: direct:o1 earned 0.80 per click over 300 clicks vs the smartlink; 120.00 per 1,000 clicks \
+             (95% CI [40.00, 200.00]), profit 90.50 per 1,000 clicks: the direct link wins"
+        );
+        assert!(lines[1]["text"].as_str().unwrap().starts_with("DE/desktop/windows: direct:o2"));
+        assert!(lines[1]["text"].as_str().unwrap().ends_with("not conclusive yet"));
+        assert_eq!(lines[1]["segment"]["country"], "DE");
     }
 
     #[test]
