@@ -2,7 +2,7 @@
 //! not make or send it again), delivered to the webhook, listed and
 //! rendered by the API.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -16,65 +16,6 @@ smartlinks:
   - {slug: s, affiliate: aff1, offers: [o1], fallback_url: "https://f.example/"}
   - {slug: quiet, offers: [o1], fallback_url: "https://f.example/"}
 "#;
-
-/// A webhook receiver that reads each request whole (head and body) and
-/// answers 200.
-struct Hook {
-    addr: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let b2 = bodies.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(mut c) = conn else { continue };
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 65536];
-                let body = loop {
-                    let n = c.read(&mut buf).unwrap_or(0);
-                    if n == 0 {
-                        break None;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).to_string();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        break Some(body.to_string());
-                    }
-                };
-                if let Some(b) = body {
-                    b2.lock().unwrap().push(b);
-                }
-                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            }
-        });
-        Hook { addr, bodies }
-    }
-
-    fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.bodies.lock().unwrap().clone();
-            if v.len() >= n || std::time::Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 #[test]
 fn a_missed_digest_is_made_and_sent_once_at_start_up_and_a_restart_sends_nothing_more() {

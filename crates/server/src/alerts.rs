@@ -3,7 +3,10 @@
 //! stores new alerts, logs them and sends them to the optional webhook. Each
 //! run also records cap transitions seen on the live counters in the change
 //! history as automatic events (`capped (daily_clicks)`, `resumed`), actor
-//! `system`.
+//! `system`, and raises a `capped` alert (and `capped_early` when it came
+//! unusually early) for each smartlink whose pool holds the offer. The
+//! transitions start from the history's last cap event per offer, so a
+//! restart neither repeats `capped` nor misses `resumed`.
 
 use smartlink_analysis::alerts::{capped_early, detect, gather, row_json};
 use smartlink_store::Kind;
@@ -11,28 +14,73 @@ use smartlink_store::Kind;
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
 
+/// Whether each offer's last cap event in the change history says it is
+/// at a cap (`capped (...)`) or not (`resumed ...`, or none), by key.
+async fn caps_recorded(
+    app: &std::sync::Arc<crate::state::AppState>,
+) -> anyhow::Result<std::collections::HashMap<u32, bool>> {
+    let catalog = app.catalog.load_full();
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::collections::HashMap::new();
+        for o in &catalog.offers {
+            let last = store
+                .history(Some(Kind::Offer), Some(o.id.as_str()), 1000)?
+                .into_iter()
+                .filter(|r| r.action == "event")
+                .find_map(|r| {
+                    let s = r.new_spec.unwrap_or_default();
+                    if s.contains("\"capped (") {
+                        Some(true)
+                    } else if s.contains("\"resumed") {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                });
+            out.insert(o.key, last.unwrap_or(false));
+        }
+        Ok(out)
+    })
+    .await?
+}
+
 /// Runs the detector every `interval` over every smartlink, forever (until
 /// the task is dropped). New alerts (one per kind, smartlink, offer or
 /// segment and day) are stored, logged and sent to the webhook.
 pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::time::Duration, webhook: Option<String>) {
     let agent = crate::outbound::agent();
     let mut since = (app.clock)() - interval.as_millis() as i64;
-    // Offers seen at a cap at the last run (by key).
-    let mut capped: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    // Offers seen at a cap at the last run (by key), first as the change
+    // history last recorded them: a restart neither repeats a `capped`
+    // event nor misses the `resumed` of a cap lifted while it was down.
+    let mut capped = match caps_recorded(&app).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the offers' last cap events; starting from none");
+            std::collections::HashMap::new()
+        }
+    };
     loop {
         tokio::time::sleep(interval).await;
         let now = (app.clock)();
         let catalog = app.catalog.load_full();
         let slugs: Vec<String> = catalog.smartlinks.iter().map(|s| s.slug.to_string()).collect();
-        // Cap transitions, from the live counters (exact on this node).
+        // Cap transitions, from the live counters (exact on this node), with
+        // the smartlinks whose pool holds the offer.
         let mut transitions = Vec::new();
-        for o in &catalog.offers {
+        for (i, o) in catalog.offers.iter().enumerate() {
             let t = smartlink_core::time::local(o.targeting.timezone, now);
             let at = o.counters.reached(&o.caps, t.day);
             let was = capped.insert(o.key, at.is_some()).unwrap_or(false);
+            let pools = || -> Vec<String> {
+                catalog.smartlinks.iter().filter(|s| s.offers.contains(&i)).map(|s| s.slug.to_string()).collect()
+            };
             match (was, at) {
-                (false, Some(kind)) => transitions.push((o.id.to_string(), o.targeting.timezone, Some(kind.as_str()))),
-                (true, None) => transitions.push((o.id.to_string(), o.targeting.timezone, None)),
+                (false, Some(kind)) => {
+                    transitions.push((o.id.to_string(), o.targeting.timezone, Some(kind.as_str()), pools()))
+                }
+                (true, None) => transitions.push((o.id.to_string(), o.targeting.timezone, None, Vec::new())),
                 _ => {}
             }
         }
@@ -40,7 +88,7 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
         let from = since;
         let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<smartlink_store::AlertRow>> {
             let mut rows = Vec::new();
-            for (offer, tz, kind) in transitions {
+            for (offer, tz, kind, pools) in transitions {
                 let Some(kind) = kind else {
                     store.record_event(Kind::Offer, &offer, "resumed (cap no longer reached)", now)?;
                     continue;
@@ -61,26 +109,39 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
                     .map(|(_, m)| m)
                     .collect();
                 store.record_event(Kind::Offer, &offer, &format!("capped ({kind})"), now)?;
-                if let Some(median) = capped_early(now_min, &mut usual) {
-                    let message = format!(
-                        "offer {offer} reached its {kind} cap at {:02}:{:02}, usually around {:02}:{:02}",
-                        now_min / 60,
-                        now_min % 60,
-                        median / 60,
-                        median % 60
-                    );
-                    let row = smartlink_store::AlertRow {
-                        id: 0,
-                        ts_ms: now,
-                        kind: "capped_early".into(),
-                        smartlink: String::new(),
-                        offer: Some(offer.clone()),
-                        segment: None,
-                        message,
-                    };
-                    let dedup = format!("capped_early|{offer}|{}", now.div_euclid(DAY));
-                    if store.record_alerts(&[(row.clone(), dedup)])?.first() == Some(&true) {
-                        rows.push(row);
+                let at = format!("{:02}:{:02}", now_min / 60, now_min % 60);
+                let early = capped_early(now_min, &mut usual);
+                // One alert per smartlink whose pool holds the offer: a cap
+                // hit, and when it came unusually early, that too.
+                for slug in pools {
+                    let mut found = vec![(
+                        "capped",
+                        format!("{slug}: offer {offer} reached its {kind} cap at {at}; the rest of the pool takes its clicks"),
+                    )];
+                    if let Some(median) = early {
+                        found.push((
+                            "capped_early",
+                            format!(
+                                "{slug}: offer {offer} reached its {kind} cap at {at}, usually around {:02}:{:02}",
+                                median / 60,
+                                median % 60
+                            ),
+                        ));
+                    }
+                    for (alert, message) in found {
+                        let row = smartlink_store::AlertRow {
+                            id: 0,
+                            ts_ms: now,
+                            kind: alert.into(),
+                            smartlink: slug.clone(),
+                            offer: Some(offer.clone()),
+                            segment: None,
+                            message,
+                        };
+                        let dedup = format!("{alert}|{slug}|{offer}|{}", now.div_euclid(DAY));
+                        if let Some(id) = store.record_alerts(&[(row.clone(), dedup)])?.first().copied().flatten() {
+                            rows.push(smartlink_store::AlertRow { id, ..row });
+                        }
                     }
                 }
             }
@@ -111,8 +172,8 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
                         segment: a.segment,
                         message: a.message,
                     };
-                    if store.record_alerts(&[(row.clone(), dedup)])?.first() == Some(&true) {
-                        rows.push(row);
+                    if let Some(id) = store.record_alerts(&[(row.clone(), dedup)])?.first().copied().flatten() {
+                        rows.push(smartlink_store::AlertRow { id, ..row });
                     }
                 }
             }

@@ -129,7 +129,12 @@ pub fn apply_file(store: &dyn Store, path: &Path, file: &FileConfig, force: bool
         }
         Err(defs::ApplyError::Store(e)) => return Err(e),
     }
-    store.set_meta(CONFIG_HASH, &hash)?;
+    // The hash remembers the file `serve` applies, not an import: an
+    // import recorded as "the file last applied" would make the serve
+    // file look changed and undo the import at the next start.
+    if !force {
+        store.set_meta(CONFIG_HASH, &hash)?;
+    }
     Ok(true)
 }
 

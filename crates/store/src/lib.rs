@@ -700,8 +700,8 @@ pub struct AlertRow {
 /// Alerts raised by the drift detector.
 pub trait AlertStore {
     /// Stores alerts not already raised under the same `dedup` key; returns
-    /// which of them were new.
-    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>>;
+    /// the stored id of each new one (`None`: raised before).
+    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<Option<i64>>>;
     /// Newest first.
     fn alerts(&self, limit: usize) -> Result<Vec<AlertRow>>;
 }

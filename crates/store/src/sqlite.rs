@@ -1631,7 +1631,7 @@ impl SqliteStore {
 }
 
 impl AlertStore for SqliteStore {
-    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<bool>> {
+    fn record_alerts(&self, alerts: &[(AlertRow, String)]) -> Result<Vec<Option<i64>>> {
         let mut c = self.write.lock();
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(alerts.len());
@@ -1641,7 +1641,7 @@ impl AlertStore for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![a.ts_ms, a.kind, a.smartlink, a.offer, a.segment, a.message, dedup],
             )?;
-            out.push(n == 1);
+            out.push((n == 1).then(|| tx.last_insert_rowid()));
         }
         tx.commit()?;
         Ok(out)
