@@ -381,6 +381,7 @@ fn a_second_server_on_the_same_data_directory_is_refused_with_a_clear_message() 
         Err(e) => e,
     };
     assert!(err.contains("another smartlink process is using this data directory"), "{err}");
+    assert_eq!(err.matches("another smartlink process").count(), 1, "said once: {err}");
     // The first one is unaffected.
     assert_eq!(click(&s, "/s/main", WINDOWS, "89.160.20.112").status, 302);
 }

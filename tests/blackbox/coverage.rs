@@ -18,9 +18,15 @@ offers:
     payout: 1.0
     targeting: {countries: [SE]}
     caps: {daily_clicks: 1}
+  - id: gb-paused
+    advertiser: adv
+    url: "https://gb.example/?cid={click_id}"
+    payout: 1.0
+    targeting: {countries: [GB]}
+    status: paused
 smartlinks:
   - slug: pool
-    offers: [us-only, se-capped]
+    offers: [us-only, se-capped, gb-paused]
     strategy: priority
     fallback_url: "https://fallback.example/"
 "#;
@@ -66,6 +72,9 @@ fn fallback_traffic_is_reported_by_reason_and_segment_with_its_likely_cost_and_d
     assert_eq!((gb["country"].as_str(), gb["eligible_offers"].as_u64()), (Some("GB"), Some(0)));
     assert_eq!(gb["missed_revenue_estimate"], 1.1429);
     assert!(gb["advice"].as_str().unwrap().starts_with("GB/mobile: 30.8% of clicks, 0 eligible offers"), "{gb}");
+    // A paused offer of the pool targets GB: resuming it is the advice.
+    assert_eq!(gb["paused_offers"], serde_json::json!(["gb-paused"]));
+    assert!(gb["advice"].as_str().unwrap().contains("gb-paused in the pool target it but paused"), "{gb}");
     assert_eq!((se["country"].as_str(), se["eligible_offers"].as_u64()), (Some("SE"), Some(1)));
     assert_eq!(se["reasons"], serde_json::json!({"all_capped": 2}));
     assert!(se["advice"].as_str().unwrap().contains("all capped"), "{se}");

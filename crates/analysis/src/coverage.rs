@@ -39,19 +39,18 @@ fn bad(param: &'static str, message: String) -> ReportError {
 /// Offers of the smartlink that are active and whose country and device
 /// targeting accept the segment (hours, OS, browser, language and caps
 /// aside: this is about the pool's reach, not one moment).
-fn reachable(cat: &Catalog, slug: &str, country: Country, device: Device) -> usize {
-    let Some(sl) = cat.smartlink(slug) else { return 0 };
-    sl.offers
-        .iter()
-        .map(|&i| &cat.offers[i])
-        .filter(|o| o.status == Status::Active)
-        .filter(|o| {
-            let t = &o.targeting;
-            t.countries.as_ref().is_none_or(|c| c.contains(country))
-                && !t.exclude_countries.as_ref().is_some_and(|c| c.contains(country))
-                && t.devices & (1 << device.index()) != 0
-        })
-        .count()
+/// The pool's offers whose targeting takes the country and device: how
+/// many are active, and the ids of the paused ones.
+fn reachable(cat: &Catalog, slug: &str, country: Country, device: Device) -> (usize, Vec<String>) {
+    let Some(sl) = cat.smartlink(slug) else { return (0, Vec::new()) };
+    let targeting = sl.offers.iter().map(|&i| &cat.offers[i]).filter(|o| {
+        let t = &o.targeting;
+        t.countries.as_ref().is_none_or(|c| c.contains(country))
+            && !t.exclude_countries.as_ref().is_some_and(|c| c.contains(country))
+            && t.devices & (1 << device.index()) != 0
+    });
+    let (active, paused): (Vec<_>, Vec<_>) = targeting.partition(|o| o.status == Status::Active);
+    (active.len(), paused.iter().map(|o| o.id.to_string()).collect())
 }
 
 pub fn report(store: &dyn Store, cat: &Catalog, req: &CoverageRequest, now_ms: i64) -> Result<Value, ReportError> {
@@ -118,13 +117,19 @@ pub fn report(store: &dyn Store, cat: &Catalog, req: &CoverageRequest, now_ms: i
             Some(m) if m.clicks >= MIN_REFERENCE_CLICKS => (epc(m), "country"),
             _ => (overall_epc, "smartlink"),
         };
-        let eligible = match (Country::parse(country), Device::parse(device)) {
+        let (eligible, paused) = match (Country::parse(country), Device::parse(device)) {
             (Ok(c), Ok(d)) => reachable(cat, &req.smartlink, c, d),
-            _ => 0,
+            _ => (0, Vec::new()),
         };
         let share = if total == 0 { 0.0 } else { *clicks as f64 / total as f64 };
         let main = reasons.iter().max_by_key(|(_, n)| **n).map(|(r, _)| r.as_str()).unwrap_or("");
         let advice = match (eligible, main) {
+            (0, _) if !paused.is_empty() => format!(
+                "{country}/{device}: {:.1}% of clicks, 0 eligible offers: {} in the pool target it but paused; \
+                 resume one or add an offer that targets it",
+                share * 100.0,
+                paused.join(", ")
+            ),
             (0, _) => format!(
                 "{country}/{device}: {:.1}% of clicks, 0 eligible offers: add an offer that targets it",
                 share * 100.0
@@ -148,6 +153,7 @@ pub fn report(store: &dyn Store, cat: &Catalog, req: &CoverageRequest, now_ms: i
             "fallback_share": round(fb as f64 / *clicks as f64),
             "reasons": reasons,
             "eligible_offers": eligible,
+            "paused_offers": paused,
             "reference_epc": round(reference),
             "reference": basis,
             "missed_revenue_estimate": round(fb as f64 * reference),

@@ -38,14 +38,16 @@ const POS_FILE: &str = "ingested";
 /// One error type for the journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("click journal {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    /// The cause is part of the message and deliberately not the error's
+    /// `source`: a chain printed whole (`{:#}`) would repeat it.
+    #[error("click journal {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
-    move |source| JournalError::Io { path: path.display().to_string(), source }
+    move |cause| JournalError::Io { path: path.display().to_string(), cause }
 }
 
 /// Options for a file only the owner may read or write (0600): the journal
@@ -572,10 +574,10 @@ pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let source = std::io::Error::other(
+            let cause = std::io::Error::other(
                 "another smartlink process is using this data directory (its click journal is locked)",
             );
-            return Err(JournalError::Io { path: path.display().to_string(), source });
+            return Err(JournalError::Io { path: path.display().to_string(), cause });
         }
     }
     Ok(file)
