@@ -381,6 +381,20 @@ fn failed_outbound_postbacks_are_listed_and_can_be_retried_by_hand() {
     let id = item["id"].as_i64().unwrap();
     assert_eq!(s.admin("POST", &format!("/api/v1/postbacks/outbound/{id}/retry"), None).status, 202);
     assert_eq!(rec.wait_for(3, 10).len(), 3, "manual retry delivered");
+    // The count and the log keep every attempt across the manual retry.
+    let one = (0..50)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            s.admin("GET", &format!("/api/v1/postbacks/outbound/{id}"), None).json()
+        })
+        .find(|v| v["state"] == "delivered")
+        .expect("delivered after the retry");
+    assert_eq!((one["attempts"].as_i64(), one["attempts_since_retry"].as_i64()), (Some(3), Some(1)), "{one}");
+    let log: Vec<Option<i64>> =
+        one["attempt_log"].as_array().unwrap().iter().map(|a| a["http_status"].as_i64()).collect();
+    assert_eq!(log, [Some(500), Some(500), Some(200)]);
+    assert!(one["attempt_log"][0]["url"].as_str().unwrap().contains("/pb?cid="), "{one}");
+    assert_eq!(s.admin("GET", "/api/v1/postbacks/outbound/999999", None).status, 404);
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/alerts", get(alerts))
         .route("/explain", get(explain))
         .route("/postbacks/outbound", get(outbound_list))
+        .route("/postbacks/outbound/{id}", get(outbound_one))
         .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
         .layer(middleware::from_fn_with_state(state, crate::auth::auth))
 }
@@ -418,7 +419,8 @@ fn outbox_json(o: &OutboxItem) -> Value {
         "status": o.status.as_str(),
         "target": o.target,
         "state": o.state.as_str(),
-        "attempts": o.attempts,
+        "attempts": o.total_attempts,
+        "attempts_since_retry": o.attempts,
         "next_attempt_ms": o.next_at_ms,
         "last_http_status": o.last_http_status,
         "last_error": o.last_error,
@@ -448,6 +450,24 @@ async fn outbound_list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let items = blocking(move || Ok(store.outbox(state, limit)?)).await?;
     Ok(Json(json!({ "postbacks": items.iter().map(outbox_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/postbacks/outbound/{id}`: one delivery and every attempt
+/// at it (time, URL requested, HTTP status, latency, error), oldest first.
+async fn outbound_one(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let store = app.store.clone();
+    let (item, attempts) = blocking(move || Ok(store.outbox_item(id)?))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no outbound postback {id}")))?;
+    let mut v = outbox_json(&item);
+    v["attempt_log"] = attempts
+        .iter()
+        .map(|a| {
+            json!({ "time_ms": a.ts_ms, "url": a.url, "http_status": a.http_status, "latency_ms": a.latency_ms,
+                    "error": a.error })
+        })
+        .collect();
+    Ok(Json(v))
 }
 
 async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Response, ApiError> {

@@ -438,10 +438,25 @@ pub struct OutboxItem {
     pub url: String,
     pub payout_share: f64,
     pub state: OutboxState,
+    /// Attempts since it was queued or last retried by hand (what the
+    /// backoff and `max_attempts` count).
     pub attempts: u32,
+    /// Every attempt ever made (a manual retry does not reset it).
+    pub total_attempts: u32,
     pub next_at_ms: i64,
     pub last_http_status: Option<u16>,
     pub last_error: Option<String>,
+}
+
+/// One recorded delivery attempt of an outbound postback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRow {
+    pub ts_ms: i64,
+    /// The URL requested.
+    pub url: String,
+    pub http_status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
 }
 
 /// The result of one delivery attempt.
@@ -482,8 +497,11 @@ pub trait ConversionStore: Send + Sync + 'static {
     fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
     /// Moves a pending delivery's next attempt without counting an attempt.
     fn postpone_outbox(&self, outbox_id: i64, next_at_ms: i64) -> Result<()>;
-    /// Puts a failed delivery back in the queue, due now. False if unknown.
+    /// Puts a failed delivery back in the queue, due now, with a fresh
+    /// round of attempts (its total is kept). False if unknown.
     fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool>;
+    /// One queued outbound postback and all its attempts, oldest first.
+    fn outbox_item(&self, outbox_id: i64) -> Result<Option<(OutboxItem, Vec<AttemptRow>)>>;
 }
 
 /// A dimension of the hourly rollup that reports can filter and group by.

@@ -15,7 +15,7 @@ use parking_lot_free::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    quality_class, AlertRow, AlertStore, Attempt, AuditClickRow, Change, ClickQuery, ClickRow, ConvStatus,
+    quality_class, AlertRow, AlertStore, Attempt, AttemptRow, AuditClickRow, Change, ClickQuery, ClickRow, ConvStatus,
     ConversionFilter, ConversionRow, ConversionStore, CostImport, CostImportRow, CostImported, Dim, DimValue, Entity,
     HistoryEntry, HistoryRow, Kind, Measures, OutboxItem, OutboxState, PostbackIn, QualityStore, Recorded, Result,
     RollupQuery, RollupStore, SourceCounts, SourceQuery, Store, StoreError,
@@ -124,6 +124,7 @@ CREATE INDEX IF NOT EXISTS digests_due ON digests (delivery, next_at_ms);
 CREATE TABLE IF NOT EXISTS outbox_attempts (
     outbox_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, url TEXT NOT NULL, http_status INTEGER,
     latency_ms INTEGER NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS outbox_attempts_id ON outbox_attempts (outbox_id);
 CREATE TABLE IF NOT EXISTS cost_imports (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
     from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL, description TEXT NOT NULL,
@@ -274,13 +275,15 @@ fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         next_at_ms: r.get(36)?,
         last_http_status: r.get(37)?,
         last_error: r.get(38)?,
+        total_attempts: r.get(39)?,
     })
 }
 
 const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status, c.payout, c.currency, c.payout_base,
     c.smartlink, c.offer, c.affiliate, c.country, c.device, c.os, c.click_ts_ms, c.ts_ms, c.updated_ms,
     c.over_cap, c.ctit_secs, k.sub1, k.sub2, k.sub3, k.sub4, k.sub5, c.browser, c.language, c.quality, c.quality_flags,
-    c.cost, o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error
+    c.cost, o.id, o.status, o.target, o.url, o.payout_share, o.state, o.attempts, o.next_at_ms, o.last_http_status, o.last_error,
+    (SELECT COUNT(*) FROM outbox_attempts a WHERE a.outbox_id = o.id)
     FROM outbox o JOIN conversions c ON c.id = o.conversion_id LEFT JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id";
 
 pub struct SqliteStore {
@@ -2014,6 +2017,32 @@ impl ConversionStore for SqliteStore {
             params![outbox_id, next_at_ms],
         )?;
         Ok(())
+    }
+
+    fn outbox_item(&self, outbox_id: i64) -> Result<Option<(OutboxItem, Vec<AttemptRow>)>> {
+        let c = self.read.lock();
+        let Some(item) = c
+            .prepare_cached(&format!("{OUTBOX_SELECT} WHERE o.id = ?1"))?
+            .query_row([outbox_id], row_to_outbox)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut st = c.prepare_cached(
+            "SELECT ts_ms, url, http_status, latency_ms, error FROM outbox_attempts WHERE outbox_id = ?1 ORDER BY rowid",
+        )?;
+        let attempts = st
+            .query_map([outbox_id], |r| {
+                Ok(AttemptRow {
+                    ts_ms: r.get(0)?,
+                    url: r.get(1)?,
+                    http_status: r.get(2)?,
+                    latency_ms: r.get(3)?,
+                    error: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Some((item, attempts)))
     }
 
     fn retry_outbox(&self, outbox_id: i64, now_ms: i64) -> Result<bool> {
