@@ -356,6 +356,20 @@ enum CostsCmd {
     },
 }
 
+/// The store a command that reads (or adds to) existing data opens: a
+/// missing one is an error naming where it was looked for, never a new
+/// empty store whose reports say zero.
+fn open_existing(dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+    if !dir.join("smartlink.db").is_file() {
+        anyhow::bail!(
+            "no smartlink store in {} (no smartlink.db there): pass --data-dir DIR or set SMARTLINK_DATA_DIR to the \
+             server's data directory (server.data_dir)",
+            dir.display()
+        );
+    }
+    Ok(SqliteStore::open_dir(dir)?)
+}
+
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     let eff = smartlink_server::effective(&Options { config: file.cloned(), listen: None, data_dir: flag })?;
     Ok(eff.data_dir)
@@ -395,7 +409,7 @@ struct Window {
 
 impl Window {
     fn store(&self) -> anyhow::Result<SqliteStore> {
-        Ok(SqliteStore::open_dir(&data_dir(self.data_dir.clone(), None)?)?)
+        open_existing(&data_dir(self.data_dir.clone(), None)?)
     }
 }
 
@@ -469,7 +483,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             use smartlink_analysis::costs;
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let lines = costs::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             let defs = smartlink_server::defs::load_defs(&store)?;
             let rates = smartlink_server::postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys).rates;
             let rate = |c: Option<&str>| match c.filter(|c| !c.is_empty()) {
@@ -487,7 +501,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Costs { cmd: CostsCmd::List { data_dir: dd, limit } } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             for r in store.cost_imports(limit.clamp(1, 10_000))? {
                 println!("{}", smartlink_analysis::costs::row_json(&r));
             }
@@ -495,7 +509,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Report { data_dir: dd, from, to, tz, group_by, filters, include_bots, sort, limit, format } => {
             let dir = data_dir(dd, None)?;
-            let store = SqliteStore::open_dir(&dir)?;
+            let store = open_existing(&dir)?;
             let filters = filters.pairs();
             let req = smartlink_analysis::report::ReportRequest {
                 from,
@@ -542,7 +556,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::History { data_dir: dd, kind, id, limit } => {
             use smartlink_store::Store as _;
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             let kind = match kind {
                 None => None,
                 Some(k) => Some(
@@ -600,7 +614,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|_| anyhow::anyhow!("--week/--day: expected YYYY-MM-DD, got {d:?}"))?,
                 ),
             };
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             let defs = defs::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
                 .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
@@ -613,7 +627,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             let out = smartlink_analysis::insight::explain(
                 &store,
                 &smartlink,
@@ -625,7 +639,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_explain)
         }
         Cmd::Clicks { data_dir: dd, from, to, tz, filters, limit, cursor, format } => {
-            let store = SqliteStore::open_dir(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?)?;
             let req = smartlink_analysis::clicks::ClickLogRequest {
                 from,
                 to,
@@ -670,7 +684,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("--format: expected table, csv or json, got {format:?}");
             }
             let dir = data_dir(dd, None)?;
-            let store = SqliteStore::open_dir(&dir)?;
+            let store = open_existing(&dir)?;
             let q = ListQuery {
                 from,
                 to,
@@ -722,7 +736,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Export { data_dir: dd } => {
             let dir = data_dir(dd, None)?;
-            let store = SqliteStore::open_dir(&dir)?;
+            let store = open_existing(&dir)?;
             let defs = defs::load_defs(&store)?.defs;
             print!("{}", serde_yaml_ng::to_string(&defs)?);
             Ok(())

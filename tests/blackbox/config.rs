@@ -341,3 +341,31 @@ fn affiliate_api_keys_must_differ_from_each_other_and_from_the_admin_token() {
     assert_eq!(r.status, 409, "a key another affiliate has: {}", r.body);
     assert!(r.body.contains("the same key as"), "{}", r.body);
 }
+
+#[test]
+fn a_read_only_command_refuses_a_missing_store_and_finds_one_through_smartlink_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere/x");
+    let out = std::process::Command::new(bin()).args(["report", "--data-dir"]).arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no smartlink store in") && err.contains("SMARTLINK_DATA_DIR"), "{err}");
+    assert!(!missing.exists(), "nothing is created");
+    // A store made by a server is found through the environment.
+    let cfg = write_config(dir.path(), "");
+    Server::start(dir.path(), &cfg).stop();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let report = |env: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new(bin());
+        c.args(["report", "--format", "json"]).current_dir(&elsewhere).env_remove("SMARTLINK_DATA_DIR");
+        if let Some(e) = env {
+            c.env("SMARTLINK_DATA_DIR", e);
+        }
+        c.output().unwrap()
+    };
+    assert_eq!(report(None).status.code(), Some(1), "./data of another directory is no store");
+    let out = report(Some(&dir.path().join("data")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!elsewhere.join("data").exists());
+}

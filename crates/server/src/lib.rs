@@ -78,7 +78,10 @@ pub fn effective(opts: &Options) -> anyhow::Result<Effective> {
     };
     let settings = file.as_ref().map(|(_, f)| f.server.clone()).unwrap_or_default();
     let listen = opts.listen.clone().or(settings.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let data_dir = opts.data_dir.clone().or(settings.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    // The flag, else SMARTLINK_DATA_DIR, else the file's server.data_dir.
+    let env = std::env::var_os("SMARTLINK_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let data_dir =
+        opts.data_dir.clone().or(env).or(settings.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     Ok(Effective { listen, data_dir, settings, file })
 }
 
