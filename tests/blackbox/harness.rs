@@ -65,6 +65,8 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .env("SMARTLINK_SECRET", SECRET)
+            // The config file's data_dir is the test's: nothing from outside overrides it.
+            .env_remove("SMARTLINK_DATA_DIR")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
