@@ -427,3 +427,28 @@ fn sigterm_finishes_within_the_grace_period_while_clients_hold_connections_and_k
     }
     drop(d);
 }
+
+#[test]
+fn readyz_says_ready_with_each_check_and_not_ready_when_the_journal_cannot_take_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let s = Server::start(dir.path(), &cfg);
+    let r = s.get("/readyz", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["ready"], true);
+    for check in ["store", "journal", "backlog"] {
+        assert_eq!(v["checks"][check]["ok"], true, "{v}");
+    }
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    // The journal's directory gone: not ready, and it says which check failed.
+    std::fs::rename(dir.path().join("data/journal"), dir.path().join("journal-moved")).unwrap();
+    let r = s.get("/readyz", &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    let v = r.json();
+    assert_eq!((v["ready"].as_bool(), v["checks"]["journal"]["ok"].as_bool()), (Some(false), Some(false)), "{v}");
+    assert_eq!(v["checks"]["store"]["ok"], true);
+    std::fs::rename(dir.path().join("journal-moved"), dir.path().join("data/journal")).unwrap();
+    assert_eq!(s.get("/readyz", &[]).status, 200);
+}

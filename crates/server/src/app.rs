@@ -19,6 +19,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pixel", get(crate::pixel::pixel))
         .route("/pixel.js", get(crate::pixel::script))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest(
             "/api/v1",
@@ -45,6 +46,57 @@ async fn require_host(req: axum::extract::Request, next: axum::middleware::Next)
         )
             .into_response()
     }
+}
+
+/// `/readyz`: whether this node should get traffic. Ready when the store
+/// answers a read within 2 s, the click journal's directory takes a write,
+/// and the journal not yet loaded into the store is under
+/// `server.ready_max_backlog_mib`. `200` or `503` (with `Retry-After`),
+/// each check named with its result. (`/healthz` says only that the
+/// process answers.)
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let store = app.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.meta("config_hash").map(|_| ()));
+    let store_ok = match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    let dir = app.journal_dir.clone();
+    let journal_ok = tokio::task::spawn_blocking(move || {
+        let probe = dir.join(".ready-probe");
+        let r = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe));
+        r.map_err(|e| format!("{}: {e}", dir.display()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let backlog = app.metrics.log.journal_backlog.load(std::sync::atomic::Ordering::Relaxed);
+    let backlog_ok = if backlog <= app.ready_max_backlog_bytes {
+        Ok(())
+    } else {
+        Err(format!("{backlog} bytes of click journal wait to be loaded (limit {})", app.ready_max_backlog_bytes))
+    };
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e }),
+    };
+    let ready = store_ok.is_ok() && journal_ok.is_ok() && backlog_ok.is_ok();
+    let body = serde_json::json!({
+        "ready": ready,
+        "checks": { "store": check(&store_ok), "journal": check(&journal_ok), "backlog": check(&backlog_ok) },
+        "journal_backlog_bytes": backlog,
+    });
+    let mut r = (
+        if ready { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE },
+        axum::Json(body),
+    )
+        .into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !ready {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {

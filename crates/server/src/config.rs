@@ -97,6 +97,9 @@ pub struct ServerSettings {
     /// before it is stopped with a 503 naming the limit; 0: no limit.
     /// Default 30.
     pub query_timeout_secs: Option<u64>,
+    /// `/readyz` answers 503 while more than this many MiB of the click
+    /// journal wait to be loaded into the store. Default 1024.
+    pub ready_max_backlog_mib: Option<u64>,
     /// Seconds requests in progress may take after SIGTERM before their
     /// connections are cut (the click queue and journal are flushed
     /// either way). Default 10.
@@ -800,6 +803,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     range(&mut e, "server.max_connections", s.max_connections, 1, 1_000_000, "connections");
     range(&mut e, "server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3_600, "seconds");
     range(&mut e, "server.query_timeout_secs", s.query_timeout_secs, 0, 3_600, "seconds");
+    range(&mut e, "server.ready_max_backlog_mib", s.ready_max_backlog_mib, 1, 1 << 20, "MiB");
     for (i, c) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(m) = Cidr::parse(c) {
             e.push(format!("server.trusted_proxies[{i}]"), m);

@@ -62,6 +62,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 const CONFIG_HASH: &str = "config_hash";
 
+/// Default of `server.ready_max_backlog_mib`.
+pub const DEFAULT_READY_BACKLOG_MIB: u64 = 1024;
+
 /// Settings after layering flags over the file.
 #[derive(Debug, Clone)]
 pub struct Effective {
@@ -297,6 +300,8 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         conversions,
         signed_window_secs: eff.settings.signed_postback_window_secs.unwrap_or(300),
         store,
+        journal_dir: journal_dir.clone(),
+        ready_max_backlog_bytes: eff.settings.ready_max_backlog_mib.unwrap_or(DEFAULT_READY_BACKLOG_MIB) << 20,
         clock,
     });
     Ok(Prepared {

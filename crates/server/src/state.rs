@@ -43,6 +43,10 @@ pub struct AppState {
     pub conversions: PostbackQueue,
     pub signed_window_secs: u64,
     pub store: Arc<dyn Store>,
+    /// The click journal's directory (`/readyz` checks it takes writes).
+    pub journal_dir: std::path::PathBuf,
+    /// `/readyz` reports not ready past this much journal not yet loaded.
+    pub ready_max_backlog_bytes: u64,
     /// Injected clock (milliseconds since the epoch); tests may fix it.
     pub clock: fn() -> i64,
 }
