@@ -15,6 +15,10 @@ use smartlink_store::{ConversionStore, SqliteStore, Store};
     about = "Self-hosted smartlink engine: one tracking URL, the best offer for every click."
 )]
 struct Cli {
+    /// Log lines on stderr: text (default) or json, one object per line.
+    /// Also SMARTLINK_LOG_FORMAT, and `server.log_format` for `serve`.
+    #[arg(long, global = true, value_parser = config::LOG_FORMATS)]
+    log_format: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -375,12 +379,32 @@ fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<Pat
     Ok(eff.data_dir)
 }
 
+/// The log format: the flag, else `SMARTLINK_LOG_FORMAT`, else the served
+/// config file's `server.log_format`, else text.
+fn log_format(cli: &Cli) -> String {
+    let from_file = || match &cli.cmd {
+        Cmd::Serve { config: Some(p), .. } => config::load_file(p).ok().and_then(|f| f.server.log_format),
+        _ => None,
+    };
+    cli.log_format
+        .clone()
+        .or_else(|| std::env::var("SMARTLINK_LOG_FORMAT").ok().filter(|f| config::LOG_FORMATS.contains(&f.as_str())))
+        .or_else(from_file)
+        .unwrap_or_else(|| "text".into())
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match real_main(Cli::parse()) {
+    use std::io::IsTerminal as _;
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log_format(&cli) == "json" {
+        logs.json().with_current_span(false).init();
+    } else {
+        // Colour only for a person at a terminal, never into a log file.
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -59,6 +59,12 @@ impl Server {
 
     /// Starts the binary; on failure returns what it printed to stderr.
     pub fn try_start(dir: &Path, config: &Path) -> Result<Server, String> {
+        Server::try_start_with(dir, config, &[])
+    }
+
+    /// [`Server::try_start`] with more environment (applied last, so
+    /// `RUST_LOG` can be raised).
+    pub fn try_start_with(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(config)
@@ -67,6 +73,7 @@ impl Server {
             .env("SMARTLINK_SECRET", SECRET)
             // The config file's data_dir is the test's: nothing from outside overrides it.
             .env_remove("SMARTLINK_DATA_DIR")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

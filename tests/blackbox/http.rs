@@ -452,3 +452,33 @@ fn readyz_says_ready_with_each_check_and_not_ready_when_the_journal_cannot_take_
     std::fs::rename(dir.path().join("journal-moved"), dir.path().join("data/journal")).unwrap();
     assert_eq!(s.get("/readyz", &[]).status, 200);
 }
+
+#[test]
+fn json_logs_give_one_object_per_line_for_refused_postbacks_and_admin_changes_without_secrets() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "advertisers: [{id: adv, postback_token: very-secret-token}]\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen("server:\n", "server:\n  log_format: json\n", 1);
+    std::fs::write(&cfg, text).unwrap();
+    let mut s = Server::try_start_with(dir.path(), &cfg, &[("RUST_LOG", "info")]).unwrap();
+    assert_eq!(s.get("/postback?click_id=nope&token=very-secret-token", &[]).status, 400);
+    let r = s.admin("POST", "/api/v1/affiliates", Some(r#"{"id": "a1", "api_key": "aff-secret-key"}"#));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut child_err = s.child.stderr.take().unwrap();
+    s.stop();
+    let mut err = String::new();
+    child_err.read_to_string(&mut err).unwrap();
+    let lines: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let refused =
+        lines.iter().find(|l| l["fields"]["message"] == "conversion refused").expect("a refused postback line");
+    assert_eq!(
+        (refused["fields"]["channel"].as_str(), refused["fields"]["status"].as_u64()),
+        (Some("postback"), Some(400))
+    );
+    assert_eq!(refused["fields"]["parameter"], "click_id");
+    let changed = lines.iter().find(|l| l["fields"]["message"] == "definition changed").expect("an admin change line");
+    assert_eq!((changed["fields"]["kind"].as_str(), changed["fields"]["id"].as_str()), (Some("affiliate"), Some("a1")));
+    assert!(!err.contains("very-secret-token") && !err.contains("aff-secret-key"), "a secret in the logs: {err}");
+    assert!(!err.contains('\u{1b}'), "no colour codes");
+}

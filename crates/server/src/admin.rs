@@ -205,7 +205,11 @@ async fn apply<T>(
             *state = working;
             app.postbacks.store(Arc::new(postbacks));
             app.catalog.store(Arc::new(catalog));
-            Ok((out, shown(&state.defs, s, id)))
+            let after = shown(&state.defs, s, id);
+            // One line per change: who, what; never the document (secrets).
+            let action = if after.is_some() { "put" } else { "delete" };
+            tracing::info!(actor = "api", kind = s.singular(), id, action, "definition changed");
+            Ok((out, after))
         }
         (Err(ApplyError::Store(e)), ..) => Err(ApiError::Unexpected(e)),
         (Err(ApplyError::Invalid(errors)), _, new) => {

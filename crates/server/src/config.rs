@@ -97,6 +97,9 @@ pub struct ServerSettings {
     /// before it is stopped with a 503 naming the limit; 0: no limit.
     /// Default 30.
     pub query_timeout_secs: Option<u64>,
+    /// `text` (default) or `json`: one JSON object per log line on stderr
+    /// (`--log-format` and `SMARTLINK_LOG_FORMAT` override it).
+    pub log_format: Option<String>,
     /// `/readyz` answers 503 while more than this many MiB of the click
     /// journal wait to be loaded into the store. Default 1024.
     pub ready_max_backlog_mib: Option<u64>,
@@ -804,6 +807,9 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     range(&mut e, "server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3_600, "seconds");
     range(&mut e, "server.query_timeout_secs", s.query_timeout_secs, 0, 3_600, "seconds");
     range(&mut e, "server.ready_max_backlog_mib", s.ready_max_backlog_mib, 1, 1 << 20, "MiB");
+    if let Some(f) = s.log_format.as_deref().filter(|f| !LOG_FORMATS.contains(f)) {
+        e.push("server.log_format", format!("expected text or json, got {f:?}"));
+    }
     for (i, c) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(m) = Cidr::parse(c) {
             e.push(format!("server.trusted_proxies[{i}]"), m);
@@ -937,6 +943,9 @@ fn quality_actions(errs: &mut Errs, p: &str, q: &QualitySpec) -> QualityActions 
     }
     actions
 }
+
+/// The log formats `server.log_format` and `--log-format` take.
+pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
 
 /// Default of `max_payout`, in the base currency.
 pub const DEFAULT_MAX_PAYOUT: f64 = 100_000.0;

@@ -146,8 +146,18 @@ pub fn sign(secret: &str, canonical: &str) -> String {
 pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
     match handle(app, req).await {
         Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            log_refused("postback", &e);
+            e.into_response()
+        }
     }
+}
+
+/// One structured line per refused postback or pixel: the status, the
+/// parameter and the reason (which never quote a token or signature).
+pub fn log_refused(channel: &str, e: &PostbackError) {
+    let parameter = e.parameter.as_deref().unwrap_or("");
+    tracing::info!(channel, status = e.status.as_u16(), parameter, reason = %e.message, "conversion refused");
 }
 
 /// How a conversion reached the server, which decides how it is trusted.
