@@ -517,3 +517,26 @@ fn the_report_breaks_down_clicks_and_conversions_and_reconciles() {
     let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["totals"]["revenue"], 5.0);
 }
+
+#[test]
+fn every_postback_outcome_is_counted_with_its_status_and_the_process_reports_itself() {
+    let (_d, s) = start_with(&pool("", ""), "");
+    let cid = click(&s, "/s/sl");
+    assert_eq!(postback(&s, "click_id=garbage&token=adv-token").status, 400);
+    for _ in 0..3 {
+        assert_eq!(postback(&s, &format!("click_id={cid}&token=wrong")).status, 401);
+    }
+    assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token")).status, 200);
+    assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token")).status, 200);
+    let m = |labels: &str| s.metric(&format!("smartlink_postbacks_total{{{labels}}}"));
+    assert_eq!(m(r#"channel="postback",outcome="refused",status="400""#), 1.0);
+    assert_eq!(m(r#"channel="postback",outcome="refused",status="401""#), 3.0, "every refusal counts");
+    assert_eq!(m(r#"channel="postback",outcome="recorded",status="200""#), 1.0);
+    assert_eq!(m(r#"channel="postback",outcome="duplicate",status="200""#), 1.0);
+    assert_eq!(s.metric(&format!("smartlink_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
+    assert!(s.metric("process_resident_memory_bytes") > 1e6);
+    assert!(s.metric("process_open_fds") > 3.0);
+    assert!(s.metric("process_start_time_seconds") > 1.7e9);
+    assert_eq!(s.metric(r#"smartlink_outbound_postbacks_total{result="failed"}"#), 0.0);
+    assert_eq!(s.metric("smartlink_alerts_raised_total"), 0.0);
+}

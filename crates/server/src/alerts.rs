@@ -193,6 +193,7 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
             }
         };
         for r in rows {
+            app.metrics.alerts_raised.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(kind = %r.kind, smartlink = %r.smartlink, "alert: {}", r.message);
             if let Some(url) = webhook.clone() {
                 let agent = agent.clone();

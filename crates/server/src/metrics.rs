@@ -50,13 +50,29 @@ pub struct Metrics {
     pub http_refused: AtomicU64,
     /// Connections cut when the shutdown grace period ran out.
     pub http_shutdown_cut: AtomicU64,
-    pub postbacks_ok: AtomicU64,
-    pub postbacks_rejected: AtomicU64,
+    /// Conversions in by (channel, outcome, HTTP status): `recorded`,
+    /// `duplicate`, `updated` (200) or `refused` (the 4xx/5xx answered).
+    /// Off the click path; a few dozen cells at most.
+    conversions: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str, u16), u64>>,
+    /// Outbound postback attempts by result: `delivered`, `retry`, `failed`.
+    pub outbound: [AtomicU64; 3],
+    /// Alerts raised (stored as new).
+    pub alerts_raised: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
     decision_sum_ns: AtomicU64,
 }
 
+/// The `result` label of `smartlink_outbound_postbacks_total`.
+pub const OUTBOUND_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
+
 impl Metrics {
+    /// Counts one conversion that came in by `channel` (`postback`,
+    /// `pixel`) with its `outcome` and answer `status`.
+    pub fn conversion(&self, channel: &'static str, outcome: &'static str, status: u16) {
+        let mut m = self.conversions.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((channel, outcome, status)).or_default() += 1;
+    }
+
     pub fn fallback(&self, r: FallbackReason) {
         let i = FallbackReason::ALL.iter().position(|x| *x == r).unwrap_or(0);
         self.fallback[i].fetch_add(1, Relaxed);
@@ -137,12 +153,28 @@ impl Metrics {
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
+        s.push_str("# HELP smartlink_postbacks_total Conversions in (postbacks and pixels) by channel, outcome (recorded, duplicate, updated, refused) and the HTTP status answered.\n# TYPE smartlink_postbacks_total counter\n");
+        for ((channel, outcome, status), v) in self.conversions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                s,
+                "smartlink_postbacks_total{{channel=\"{channel}\",outcome=\"{outcome}\",status=\"{status}\"}} {v}"
+            );
+        }
+        s.push_str("# HELP smartlink_outbound_postbacks_total Outbound postback attempts by result (delivered; retry: failed, tried again later; failed: given up).\n# TYPE smartlink_outbound_postbacks_total counter\n");
+        for (r, v) in OUTBOUND_RESULTS.iter().zip(&self.outbound) {
+            let _ = writeln!(s, "smartlink_outbound_postbacks_total{{result=\"{r}\"}} {}", g(v));
+        }
         let _ = writeln!(
             s,
-            "# HELP smartlink_postbacks_total Inbound postbacks by outcome.\n# TYPE smartlink_postbacks_total counter\nsmartlink_postbacks_total{{outcome=\"accepted\"}} {}\nsmartlink_postbacks_total{{outcome=\"auth_failed\"}} {}",
-            g(&self.postbacks_ok),
-            g(&self.postbacks_rejected)
+            "# HELP smartlink_alerts_raised_total Drift alerts raised.\n# TYPE smartlink_alerts_raised_total counter\nsmartlink_alerts_raised_total {}",
+            g(&self.alerts_raised)
         );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_build_info The running build.\n# TYPE smartlink_build_info gauge\nsmartlink_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process_metrics(&mut s);
         let _ = writeln!(
             s,
             "# HELP smartlink_router_busy_total Clicks that found their smartlink's router lock held: picked from the segment's published policy, or waited for the lock.\n# TYPE smartlink_router_busy_total counter\nsmartlink_router_busy_total{{path=\"published\"}} {}\nsmartlink_router_busy_total{{path=\"waited\"}} {}",
@@ -159,6 +191,36 @@ impl Metrics {
         let _ = writeln!(s, "smartlink_decision_seconds_sum {}", g(&self.decision_sum_ns) as f64 / 1e9);
         let _ = writeln!(s, "smartlink_decision_seconds_count {cum}");
         s
+    }
+}
+
+/// Process metrics from `/proc/self` (Linux; nothing elsewhere): resident
+/// memory, open file descriptors, CPU seconds, start time.
+fn process_metrics(s: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name (which may hold spaces, in parentheses).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a system constant.
+    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
+    let ticks = if ticks > 0.0 { ticks } else { 100.0 };
+    // utime, stime (fields 14, 15 of stat: 11, 12 here), rss pages (24: 21).
+    let cpu = (num(11) + num(12)) / ticks;
+    let rss = num(21) * page;
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok())))
+        .unwrap_or(0.0);
+    let start = boot + num(19) / ticks;
+    for (name, kind, help, v) in [
+        ("process_cpu_seconds_total", "counter", "User and system CPU time spent, seconds.", cpu),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size, bytes.", rss),
+        ("process_open_fds", "gauge", "Open file descriptors.", fds as f64),
+        ("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, seconds.", start),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
 }
 

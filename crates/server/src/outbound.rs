@@ -199,6 +199,12 @@ fn attempt(app: &AppState, agent: &ureq::Agent, item: &OutboxItem, policy: Retry
             tracing::error!(target_name = %item.target, conversion = c.id, http_status, error, attempts, "outbound postback failed for good")
         }
     }
+    let result = match next {
+        OutboxState::Delivered => 0,
+        OutboxState::Pending => 1,
+        OutboxState::Failed => 2,
+    };
+    app.metrics.outbound[result].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let a = Attempt { ts_ms: now, http_status, latency_ms, error, url, next, next_at_ms };
     if let Err(e) = app.store.record_attempt(item.id, &a) {
         tracing::error!(error = %e, "recording an outbound attempt failed");

@@ -38,7 +38,7 @@ pub async fn pixel(State(app): State<Arc<AppState>>, req: Request) -> Response {
         )
             .into_response(),
         Err(e) => {
-            crate::postback::log_refused("pixel", &e);
+            crate::postback::log_refused(&app.metrics, "pixel", &e);
             let text = match &e.parameter {
                 Some(p) => format!("{p}: {}\n", e.message),
                 None => format!("{}\n", e.message),

@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -144,18 +143,21 @@ pub fn sign(secret: &str, canonical: &str) -> String {
 }
 
 pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let app_metrics = app.metrics.clone();
     match handle(app, req).await {
         Ok(r) => r.into_response(),
         Err(e) => {
-            log_refused("postback", &e);
+            log_refused(&app_metrics, "postback", &e);
             e.into_response()
         }
     }
 }
 
-/// One structured line per refused postback or pixel: the status, the
-/// parameter and the reason (which never quote a token or signature).
-pub fn log_refused(channel: &str, e: &PostbackError) {
+/// Counts a refused postback or pixel and logs one structured line: the
+/// status, the parameter and the reason (which never quote a token or
+/// signature).
+pub fn log_refused(metrics: &crate::metrics::Metrics, channel: &'static str, e: &PostbackError) {
+    metrics.conversion(channel, "refused", e.status.as_u16());
     let parameter = e.parameter.as_deref().unwrap_or("");
     tracing::info!(channel, status = e.status.as_u16(), parameter, reason = %e.message, "conversion refused");
 }
@@ -266,7 +268,6 @@ pub async fn convert(
         // A browser can sign nothing and comes from anywhere: the pixel is
         // the token alone, and only where the advertiser allows that.
         let token = auth.token.as_ref().filter(|_| auth.allow_pixel).ok_or_else(|| {
-            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             err(
                 StatusCode::FORBIDDEN,
                 None,
@@ -274,13 +275,11 @@ pub async fn convert(
             )
         })?;
         if !token_matches(param(params, &["token"]).unwrap_or(""), token.expose()) {
-            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(err(StatusCode::UNAUTHORIZED, Some("token"), "token is missing or wrong"));
         }
     } else if let Some(t) = &auth.token {
         let given = param(params, &["token"]).unwrap_or("");
         if !token_matches(given, t.expose()) {
-            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(err(StatusCode::UNAUTHORIZED, Some("token"), "token is missing or wrong"));
         }
     }
@@ -288,7 +287,6 @@ pub async fn convert(
         && !auth.ips.is_empty()
         && !ip.is_some_and(|ip| auth.ips.iter().any(|c| c.contains(ip)))
     {
-        app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
         let shown = ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
         return Err(err(
             StatusCode::FORBIDDEN,
@@ -298,7 +296,6 @@ pub async fn convert(
     }
     if let Some(secret) = auth.secret.as_ref().filter(|_| channel == Channel::Postback) {
         if let Some(e) = signed_shape_error(params) {
-            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(e);
         }
         let ts: i64 = param(params, &["ts"])
@@ -313,7 +310,6 @@ pub async fn convert(
         }
         let sig = param(params, &["sig"]).unwrap_or("");
         if !token_matches(&sign(secret.expose(), &canonical_query(params)), &sig.to_ascii_lowercase()) {
-            app.metrics.postbacks_rejected.fetch_add(1, Relaxed);
             return Err(err(
                 StatusCode::FORBIDDEN,
                 Some("sig"),
@@ -436,7 +432,7 @@ pub async fn convert(
         cost_base,
     };
     let recorded = record_and_learn(app, input, &facts).await?;
-    app.metrics.postbacks_ok.fetch_add(1, Relaxed);
+    app.metrics.conversion(channel.source(), recorded.result, 200);
     Ok(recorded)
 }
 
