@@ -11,7 +11,7 @@ use smartlink_store::{ConversionStore, SqliteStore, Store};
 #[derive(Parser)]
 #[command(
     name = "smartlink",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SMARTLINK_GIT_REV"), ")"),
     about = "Self-hosted smartlink engine: one tracking URL, the best offer for every click."
 )]
 struct Cli {
@@ -67,6 +67,11 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Prints a shell completion script: bash, zsh, fish, elvish or
+    /// powershell (e.g. `smartlink completions bash > /etc/bash_completion.d/smartlink`).
+    Completions { shell: clap_complete::Shell },
+    /// Prints the man page (roff) to stdout: `smartlink man > smartlink.1`.
+    Man,
     /// Cost imports: what a traffic source billed, spread over its clicks.
     Costs {
         #[command(subcommand)]
@@ -360,6 +365,15 @@ enum CostsCmd {
     },
 }
 
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
 /// The store a command that reads (or adds to) existing data opens: a
 /// missing one is an error naming where it was looked for, never a new
 /// empty store whose reports say zero.
@@ -502,6 +516,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("report written to {}", page.display());
             }
             Ok(())
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "smartlink", &mut out);
+            print_all(&out)
+        }
+        Cmd::Man => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            print_all(&out)
         }
         Cmd::Costs { cmd: CostsCmd::Import { file, data_dir: dd } } => {
             use smartlink_analysis::costs;

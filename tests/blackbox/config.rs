@@ -369,3 +369,29 @@ fn a_read_only_command_refuses_a_missing_store_and_finds_one_through_smartlink_d
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!elsewhere.join("data").exists());
 }
+
+#[test]
+fn the_binary_prints_its_version_with_the_revision_completions_for_each_shell_and_a_man_page() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let version = run(&["--version"]);
+    assert!(version.starts_with(&format!("smartlink {} (", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.trim_end().ends_with(')'), "{version}");
+    for (shell, marker) in [
+        ("bash", "_smartlink()"),
+        ("zsh", "#compdef smartlink"),
+        ("fish", "complete -c smartlink"),
+        ("elvish", "smartlink"),
+        ("powershell", "smartlink"),
+    ] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains(marker) && script.contains("costs"), "{shell}: {script:.200}");
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH smartlink 1") && man.contains("completions"), "{man:.300}");
+    let bad = std::process::Command::new(bin()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
+}
