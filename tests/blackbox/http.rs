@@ -482,3 +482,37 @@ fn json_logs_give_one_object_per_line_for_refused_postbacks_and_admin_changes_wi
     assert!(!err.contains("very-secret-token") && !err.contains("aff-secret-key"), "a secret in the logs: {err}");
     assert!(!err.contains('\u{1b}'), "no colour codes");
 }
+
+#[test]
+fn every_metric_the_sample_grafana_dashboard_queries_is_exported() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json"))
+            .unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let s = Server::start(dir.path(), &cfg);
+    let exported = s.get("/metrics", &[]).body;
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase()) {
+                let word: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[i + word.len()..];
+                if word.starts_with("smartlink_") || word.starts_with("process_") {
+                    names.push(word.trim_end_matches("_bucket").to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 15, "{names:?}");
+    for n in names {
+        assert!(
+            exported.contains(&format!("# TYPE {n} ")),
+            "the dashboard queries {n}, which /metrics does not export"
+        );
+    }
+}
