@@ -788,7 +788,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let dir = data_dir(dd, None)?;
             let store = open_existing(&dir)?;
             let defs = defs::load_defs(&store)?.defs;
-            print!("{}", serde_yaml_ng::to_string(&defs)?);
+            print!("{}", serde_saphyr::to_string(&defs)?);
             Ok(())
         }
     }

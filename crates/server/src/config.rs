@@ -615,18 +615,27 @@ pub fn interpolate_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Resu
     Ok(out)
 }
 
+/// Parses YAML (or JSON) into a tree: `serde-saphyr` (pure Rust, no
+/// `unsafe`, panic-free on malformed input) reads the text into a
+/// `serde_json::Value`, which the typed deserialization then walks with
+/// key paths. An empty document is an empty mapping.
+fn yaml_tree(text: &str) -> Result<serde_json::Value, String> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    // YAML 1.2 as the previous parser read it: only true/false are
+    // booleans (`every: off` stays the string "off"), and `.nan`/`.inf`
+    // arrive as text, so a numeric setting refuses them naming its key.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
+    serde_saphyr::from_str_with_options::<serde_json::Value>(text, options).map_err(|e| e.to_string())
+}
+
 /// Parses YAML (or JSON) into `T`, with errors that name the key path.
 pub fn parse_yaml<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." || path.is_empty() {
-            inner
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
+    from_value(yaml_tree(text)?)
+        .map_err(|(path, inner)| if path.is_empty() { inner } else { format!("{path}: {inner}") })
 }
 
 /// Reads a configuration file, parses it, interpolates the environment into
@@ -647,19 +656,15 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 /// [`load_file`] on text already read, with an injected environment.
 pub fn parse_file_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigError> {
     let syntax = |message: String| ConfigError::Syntax { file: String::new(), message };
-    let mut doc: serde_yaml_ng::Value = if raw.trim().is_empty() {
-        serde_yaml_ng::Value::Mapping(Default::default())
-    } else {
-        serde_yaml_ng::from_str(raw).map_err(|e| syntax(e.to_string()))?
-    };
+    let mut doc = yaml_tree(raw).map_err(syntax)?;
     interpolate_value(&mut doc, "", &env).map_err(syntax)?;
-    let serde_yaml_ng::Value::Mapping(mut top) = doc else {
+    let serde_json::Value::Object(mut top) = doc else {
         return Err(syntax("expected a mapping of server settings and definitions".into()));
     };
     let server = top.remove("server");
     let mut errors = Vec::new();
     let settings: ServerSettings = match server {
-        None | Some(serde_yaml_ng::Value::Null) => ServerSettings::default(),
+        None | Some(serde_json::Value::Null) => ServerSettings::default(),
         Some(v) => match from_value(v) {
             Ok(s) => s,
             Err((path, message)) => {
@@ -668,7 +673,7 @@ pub fn parse_file_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Resul
             }
         },
     };
-    let definitions: Definitions = match from_value(serde_yaml_ng::Value::Mapping(top)) {
+    let definitions: Definitions = match from_value(serde_json::Value::Object(top)) {
         Ok(d) => d,
         Err((path, message)) => {
             errors.push(FieldError { path, message });
@@ -695,7 +700,7 @@ fn join_path(prefix: &str, path: &str) -> String {
 }
 
 /// Deserializes with the key path of the first error.
-fn from_value<T: for<'de> Deserialize<'de>>(v: serde_yaml_ng::Value) -> Result<T, (String, String)> {
+fn from_value<T: for<'de> Deserialize<'de>>(v: serde_json::Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         (if path == "." { String::new() } else { path }, e.into_inner().to_string())
@@ -705,11 +710,11 @@ fn from_value<T: for<'de> Deserialize<'de>>(v: serde_yaml_ng::Value) -> Result<T
 /// Replaces `${NAME}` / `${NAME:-default}` in every string value of `v`
 /// (not in keys); `path` names where, for errors.
 fn interpolate_value(
-    v: &mut serde_yaml_ng::Value,
+    v: &mut serde_json::Value,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
-    use serde_yaml_ng::Value;
+    use serde_json::Value;
     match v {
         Value::String(s) if s.contains("${") => {
             let out =
@@ -721,23 +726,22 @@ fn interpolate_value(
                 (true, t) if t.parse::<i64>().is_ok() => Value::Number(t.parse::<i64>().unwrap_or_default().into()),
                 (true, t) if t.parse::<u64>().is_ok() => Value::Number(t.parse::<u64>().unwrap_or_default().into()),
                 (true, t) if t.parse::<f64>().is_ok_and(f64::is_finite) => {
-                    Value::Number(t.parse::<f64>().unwrap_or_default().into())
+                    serde_json::Number::from_f64(t.parse::<f64>().unwrap_or_default())
+                        .map_or_else(|| Value::String(out.clone()), Value::Number)
                 }
                 _ => Value::String(out),
             };
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 interpolate_value(item, &format!("{path}[{i}]"), env)?;
             }
         }
-        Value::Mapping(m) => {
-            for (k, item) in m.iter_mut() {
-                let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
-                interpolate_value(item, join_path(path, &key).trim_start_matches('.'), env)?;
+        Value::Object(m) => {
+            for (key, item) in m.iter_mut() {
+                interpolate_value(item, join_path(path, key).trim_start_matches('.'), env)?;
             }
         }
-        Value::Tagged(t) => interpolate_value(&mut t.value, path, env)?,
         _ => {}
     }
     Ok(())
@@ -1529,7 +1533,10 @@ smartlinks:
             (("slug: global", "slug: \"a b\""), "smartlinks[0].slug: expected an id"),
             (("{countries: [US], devices: [desktop], offer: o1}", "{offer: zzz}"), "smartlinks[0].overrides[0].offer"),
             (("payout: 2.5", "payout: 2.5\n    currency: EUR"), "offers[0].currency: no exchange rate for EUR"),
-            (("caps: {daily_clicks: 10}", "caps: {daily_clickz: 10}"), "offers[0].caps: unknown field `daily_clickz`"),
+            (
+                ("caps: {daily_clicks: 10}", "caps: {daily_clickz: 10}"),
+                "offers[0].caps.daily_clickz: unknown field `daily_clickz`",
+            ),
             (
                 ("payout: 2.5", "payout: 1.7e308"),
                 "offers[0].payout: 1.7e308 in the base currency is more than max_payout (100000.0)",
@@ -1542,7 +1549,10 @@ smartlinks:
                 ("advertisers: [", "max_payout: 2\nadvertisers: ["),
                 "offers[0].payout: 2.5 in the base currency is more than max_payout (2.0)",
             ),
-            (("advertisers: [", "max_payout: .nan\nadvertisers: ["), "max_payout: expected a positive amount"),
+            (
+                ("advertisers: [", "max_payout: .nan\nadvertisers: ["),
+                "max_payout: invalid type: string \".nan\", expected f64",
+            ),
             (("advertisers: [", "max_payout: -1\nadvertisers: ["), "max_payout: expected a positive amount"),
             (("advertisers: [", "currencies: {GBP: 1.0e300}\nadvertisers: ["), "currencies.GBP: expected a positive"),
             (

@@ -206,7 +206,7 @@ mod tests {
                 Some(k) => format!("{{id: a{i}, api_key: \"{k}\"}}"),
                 None => format!("{{id: a{i}}}"),
             };
-            d.affiliates.push(serde_yaml_ng::from_str(&yaml).unwrap());
+            d.affiliates.push(crate::config::parse_yaml(&yaml).unwrap());
         }
         d
     }

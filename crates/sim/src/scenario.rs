@@ -195,7 +195,7 @@ struct RawOffer {
     payout: f64,
     targeting: Option<RawTargeting>,
     cr: Option<f64>,
-    cr_by_segment: Option<serde_yaml_ng::Mapping>,
+    cr_by_segment: Option<Ordered>,
     cr_by_hour: Option<Vec<f64>>,
     approval_rate: Option<f64>,
     daily_cap: Option<RawCap>,
@@ -245,10 +245,47 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, SimError> {
     parse_scenario(&text).map_err(|e| e.in_file(path))
 }
 
+/// A YAML mapping's entries in the order written (`cr_by_segment` breaks
+/// ties by it).
+#[derive(Default)]
+struct Ordered(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of \"COUNTRY/device/os\" keys to probabilities")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry::<String, serde_json::Value>()? {
+                    out.push(entry);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Parses and validates scenario text (YAML or JSON).
 pub fn parse_scenario(text: &str) -> Result<Scenario, SimError> {
-    let raw: RawScenario =
-        serde_yaml_ng::from_str(text).map_err(|e| SimError::Parse { file: None, message: e.to_string() })?;
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    // The parser's error shows the line; the key path says which field.
+    let mut path = String::new();
+    let raw: RawScenario = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        let message = if path.is_empty() || path == "." { e.to_string() } else { format!("{path}: {e}") };
+        SimError::Parse { file: None, message }
+    })?;
     validate(raw)
 }
 
@@ -383,16 +420,7 @@ fn parse_offer(field: &str, raw: RawOffer) -> Result<OfferSpec, SimError> {
     }
     let cr = check_rate(&format!("{field}.cr"), raw.cr.unwrap_or(0.0))?;
     let mut cr_by_segment = Vec::new();
-    for (k, v) in raw.cr_by_segment.unwrap_or_default() {
-        let key = match &k {
-            serde_yaml_ng::Value::String(s) => s.clone(),
-            other => {
-                return Err(invalid(
-                    format!("{field}.cr_by_segment"),
-                    format!("expected keys like \"US/mobile/ios\", got {other:?}"),
-                ))
-            }
-        };
+    for (key, v) in raw.cr_by_segment.unwrap_or_default().0 {
         let kf = format!("{field}.cr_by_segment.{key:?}");
         let parts: Vec<&str> = key.split('/').collect();
         if parts.len() != 3 {

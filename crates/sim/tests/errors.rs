@@ -29,7 +29,7 @@ fn the_good_scenario_is_accepted() {
 #[test]
 fn each_broken_field_is_named_with_what_was_expected() {
     let cases: &[(&str, &str, &[&str])] = &[
-        ("duration_hours: 2", "duration_hours: two", &["duration_hours", "invalid type"]),
+        ("duration_hours: 2", "duration_hours: two", &["duration_hours", "invalid", "line 2"]),
         ("duration_hours: 2", "duration_hours: 0", &["duration_hours", "expected"]),
         ("duration_hours: 2\n", "", &["duration_hours"]),
         ("clicks_per_hour: 10", "clicks_per_hour: -5", &["traffic.clicks_per_hour", ">= 0"]),
