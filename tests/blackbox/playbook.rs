@@ -175,6 +175,10 @@ fn a_smartlink_and_direct_links_report_cost_profit_and_roi_to_the_cent_and_the_a
     // A direct link can be audited on its own too.
     let own = s.admin("GET", "/api/v1/audit?smartlink=direct:o1&period=1h", None);
     assert_eq!(own.status, 200, "{}", own.body);
+    // ...and explained: its EPC over the last hour against the hour before.
+    let why = s.admin("GET", "/api/v1/explain?smartlink=direct:o1&from=1h", None);
+    assert_eq!(why.status, 200, "{}", why.body);
+    assert_eq!(why.json()["current"]["clicks"], 3, "{}", why.body);
 }
 
 #[test]
@@ -268,4 +272,35 @@ smartlinks: [{slug: sl, offers: [o1], fallback_url: "https://fb.example/", sourc
     let (ok, out, _) = run(&["costs", "list"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 3, "{out}");
+}
+
+#[test]
+fn a_cpa_source_costs_each_approved_conversion_and_a_reversal_takes_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        r#"advertisers: [{id: adv, postback_token: tok}]
+sources: [{id: net, cost: {model: cpa, amount: 1.25}}]
+offers: [{id: o1, advertiser: adv, url: "https://o1.example/?c={click_id}", payout: 3}]
+smartlinks: [{slug: sl, offers: [o1], fallback_url: "https://fb.example/", source: net}]
+"#,
+    );
+    let s = Server::start(dir.path(), &cfg);
+    let ids: Vec<String> = (0..3).map(|i| click_id(&click(&s, &format!("/s/sl?sub1=c{i}")))).collect();
+    s.wait_stored(3);
+    let cost = || cents(&s.admin("GET", "/api/v1/report?from=1h", None).json()["totals"]["cost"]);
+    assert_eq!(cost(), 0, "CPA clicks cost nothing");
+    for cid in &ids[..2] {
+        assert_eq!(s.get(&format!("/postback?click_id={cid}&token=tok"), &[]).status, 200);
+    }
+    // A pending conversion costs nothing until approved.
+    assert_eq!(s.get(&format!("/postback?click_id={}&token=tok&status=pending", ids[2]), &[]).status, 200);
+    assert_eq!(cost(), 250);
+    assert_eq!(s.get(&format!("/postback?click_id={}&token=tok&status=approved", ids[2]), &[]).status, 200);
+    assert_eq!(cost(), 375);
+    // A chargeback takes its cost back, as it takes back its revenue.
+    assert_eq!(s.get(&format!("/postback?click_id={}&token=tok&status=chargeback", ids[0]), &[]).status, 200);
+    let t = s.admin("GET", "/api/v1/report?from=1h", None).json()["totals"].clone();
+    assert_eq!((cents(&t["cost"]), cents(&t["revenue"]), t["conversions"].as_u64()), (250, 600, Some(2)), "{t}");
+    assert_eq!(cents(&t["cpa"]), 125);
 }
