@@ -501,20 +501,7 @@ fn source_label(s: &Value) -> String {
 }
 
 fn flags_text(s: &Value) -> String {
-    s["flags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            format!(
-                "{} {:.1}% vs {:.1}%",
-                f["signal"].as_str().unwrap_or(""),
-                f["value"].as_f64().unwrap_or(0.0) * 100.0,
-                f["rest"].as_f64().unwrap_or(0.0) * 100.0
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    crate::quality::flag_texts(s).join("; ")
 }
 
 fn title(d: &Value) -> String {

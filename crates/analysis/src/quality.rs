@@ -198,6 +198,23 @@ fn round(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 
+/// A source row's flags in words: `bot_share 42.0% vs 3.1%` each.
+pub fn flag_texts(row: &serde_json::Value) -> Vec<String> {
+    row["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{} {:.1}% vs {:.1}%",
+                f["signal"].as_str().unwrap_or(""),
+                f["value"].as_f64().unwrap_or(0.0) * 100.0,
+                f["rest"].as_f64().unwrap_or(0.0) * 100.0
+            )
+        })
+        .collect()
+}
+
 /// The quality table as text (the CLI's default format).
 pub fn render(report: &serde_json::Value) -> String {
     let mut lines = vec![vec![
@@ -215,19 +232,7 @@ pub fn render(report: &serde_json::Value) -> String {
     ]];
     let pct = |v: &serde_json::Value| format!("{:.1}", v.as_f64().unwrap_or(0.0) * 100.0);
     for r in report["sources"].as_array().into_iter().flatten() {
-        let flags: Vec<String> = r["flags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                format!(
-                    "{} {:.1}% vs {:.1}%",
-                    f["signal"].as_str().unwrap_or(""),
-                    f["value"].as_f64().unwrap_or(0.0) * 100.0,
-                    f["rest"].as_f64().unwrap_or(0.0) * 100.0
-                )
-            })
-            .collect();
+        let flags = flag_texts(r);
         lines.push(vec![
             r["affiliate"].as_str().unwrap_or("-").to_string(),
             r["sub"].as_str().unwrap_or("-").to_string(),
