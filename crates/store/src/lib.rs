@@ -8,8 +8,10 @@
 //! **Architecture invariant:** nothing on the click path calls the store.
 //! Clicks reach it in batches from a background writer.
 
+mod feed;
 mod sqlite;
 
+pub use feed::{micros, FeedClick, FeedConversion, FeedMarks};
 pub use sqlite::{private_dir, private_file, SqliteStore};
 
 /// One error type for the storage boundary.
@@ -26,6 +28,9 @@ pub enum StoreError {
     KeysExhausted(&'static str),
     #[error("invalid query: {0}")]
     Invalid(String),
+    /// The columnar analytics store failed (its own message).
+    #[error("analytics store error: {0}")]
+    Analytics(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -289,8 +289,8 @@ const OUTBOX_SELECT: &str = "SELECT c.id, c.click_id, c.event, c.txid, c.status,
 pub struct SqliteStore {
     path: PathBuf,
     write: Mutex<Connection>,
-    clicks: Mutex<Connection>,
-    read: ReadPool,
+    pub(crate) clicks: Mutex<Connection>,
+    pub(crate) read: ReadPool,
 }
 
 /// Read connections: with WAL, readers neither wait for each other nor for
@@ -298,7 +298,7 @@ pub struct SqliteStore {
 /// instead of queueing behind one connection. Each query runs within the
 /// store's time limit ([`SqliteStore::set_query_timeout`]): past it, SQLite
 /// interrupts it and the caller gets [`StoreError::Timeout`].
-struct ReadPool {
+pub(crate) struct ReadPool {
     readers: Vec<Reader>,
     next: std::sync::atomic::AtomicUsize,
     /// The time limit, ms (0: none).
@@ -306,7 +306,7 @@ struct ReadPool {
     epoch: std::time::Instant,
 }
 
-struct Reader {
+pub(crate) struct Reader {
     conn: Mutex<Connection>,
     /// When the query in progress must stop, ms after `epoch` (0: never).
     deadline_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -345,7 +345,7 @@ impl ReadPool {
 
     /// A free reader, or (all busy) the next one in turn, with the time
     /// limit running from now.
-    fn lock(&self) -> ReadGuard<'_> {
+    pub(crate) fn lock(&self) -> ReadGuard<'_> {
         let reader = self.readers.iter().find_map(|r| r.conn.try_lock().map(|g| (r, g))).unwrap_or_else(|| {
             let r = &self.readers[self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len()];
             (r, r.conn.lock())
@@ -358,7 +358,7 @@ impl ReadPool {
 }
 
 /// A read connection in use; its deadline is cleared when it is returned.
-struct ReadGuard<'a> {
+pub(crate) struct ReadGuard<'a> {
     conn: std::sync::MutexGuard<'a, Connection>,
     deadline_ms: &'a std::sync::atomic::AtomicU64,
 }

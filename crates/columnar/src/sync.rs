@@ -1,0 +1,345 @@
+//! Following the transactional store's change feed, and compaction.
+
+use std::sync::atomic::Ordering;
+
+use duckdb::params;
+use smartlink_store::{FeedClick, FeedConversion, FeedMarks, Result, SqliteStore, Store, StoreError};
+
+use crate::{db_err, Columnar, STATUSES};
+
+/// Click rows per DuckDB transaction while catching up.
+const BATCH: usize = 50_000;
+/// The SQLite meta key holding the raw horizon.
+const RAW_FROM_META: &str = "raw_from_ms";
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// What one [`Columnar::sync`] loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub clicks: u64,
+    pub conversions: u64,
+    pub cost_imports: u64,
+}
+
+impl Columnar {
+    /// How many click rows the store is behind the feed, read from the
+    /// transactional store now.
+    pub fn backlog(&self, src: &SqliteStore) -> Result<(FeedMarks, i64)> {
+        let target = src.feed_marks()?;
+        Ok((target, target.clicks - self.marks().clicks))
+    }
+
+    /// Whether everything the feed had at `target` is loaded.
+    pub fn has(&self, target: &FeedMarks) -> bool {
+        let m = self.marks();
+        m.clicks >= target.clicks && m.conversions >= target.conversions && m.cost_imports >= target.cost_imports
+    }
+
+    /// Loads everything the feed has now. One loader at a time; readers are
+    /// never blocked (DuckDB's MVCC: they see the last committed batch).
+    pub fn sync(&self, src: &SqliteStore) -> Result<Synced> {
+        let conn = self.writer.lock();
+        let out = self.sync_locked(&conn, src);
+        if out.is_err() {
+            self.reload_dict(&conn);
+        }
+        out
+    }
+
+    fn sync_locked(&self, conn: &duckdb::Connection, src: &SqliteStore) -> Result<Synced> {
+        let target = src.feed_marks()?;
+        let mut marks = self.marks();
+        let mut done = Synced::default();
+        while marks.clicks < target.clicks {
+            let batch = src.feed_clicks(marks.clicks, target.clicks, BATCH)?;
+            let upto = batch.last().map(|c| c.rid).unwrap_or(target.clicks);
+            let next = FeedMarks { clicks: upto, ..marks };
+            self.load_clicks(conn, src, &batch, &next)?;
+            marks = next;
+            *self.marks.lock() = marks;
+            done.clicks += batch.len() as u64;
+        }
+        if marks.conversions < target.conversions {
+            let changed = src.feed_changed_conversions(marks.conversions, target.conversions)?;
+            let next = FeedMarks { conversions: target.conversions, ..marks };
+            self.load_conversions(conn, &changed, &next)?;
+            marks = next;
+            *self.marks.lock() = marks;
+            done.conversions += changed.len() as u64;
+        }
+        if marks.cost_imports < target.cost_imports {
+            for (id, from_ms, to_ms) in src.feed_cost_imports(marks.cost_imports, target.cost_imports)? {
+                let costs = src.feed_click_costs(from_ms, to_ms)?;
+                let next = FeedMarks { cost_imports: id, ..marks };
+                self.load_costs(conn, &costs, &next)?;
+                marks = next;
+                *self.marks.lock() = marks;
+                done.cost_imports += 1;
+            }
+            let next = FeedMarks { cost_imports: target.cost_imports, ..marks };
+            in_tx(conn, |c| write_marks(c, &next))?;
+            *self.marks.lock() = next;
+        }
+        Ok(done)
+    }
+
+    /// Codes for `values`, adding the new ones to the dictionary (and to the
+    /// file, inside the caller's transaction).
+    fn codes(&self, conn: &duckdb::Connection, values: &[&str]) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(values.len());
+        let mut added: Vec<String> = Vec::new();
+        {
+            // Only the loader (holding the writer) assigns codes.
+            let d = self.dict.read();
+            let base = d.values.len() as u32;
+            let mut local: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+            for v in values {
+                let code = match d.code(v) {
+                    Some(c) => c,
+                    None => *local.entry(v).or_insert_with(|| {
+                        added.push(v.to_string());
+                        base + added.len() as u32 - 1
+                    }),
+                };
+                out.push(code);
+            }
+        }
+        if !added.is_empty() {
+            let mut d = self.dict.write();
+            let base = d.values.len() as u32;
+            let mut app = conn.appender("dict").map_err(db_err)?;
+            for (i, v) in added.into_iter().enumerate() {
+                app.append_row(params![base + i as u32, v]).map_err(db_err)?;
+                d.codes.insert(v.clone(), base + i as u32);
+                d.values.push(v);
+            }
+            app.flush().map_err(db_err)?;
+        }
+        Ok(out)
+    }
+
+    /// After a failed load: the in-memory dictionary forgets the codes its
+    /// rolled-back transaction had added.
+    fn reload_dict(&self, conn: &duckdb::Connection) {
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM dict", [], |r| r.get(0)).unwrap_or(0);
+        let mut d = self.dict.write();
+        while d.values.len() as i64 > n {
+            if let Some(v) = d.values.pop() {
+                d.codes.remove(&v);
+            }
+        }
+    }
+
+    fn load_clicks(
+        &self,
+        conn: &duckdb::Connection,
+        src: &SqliteStore,
+        batch: &[FeedClick],
+        next: &FeedMarks,
+    ) -> Result<()> {
+        in_tx(conn, |conn| {
+            if !batch.is_empty() {
+                let mut texts: Vec<&str> = Vec::with_capacity(batch.len() * 7);
+                for c in batch {
+                    texts.extend([
+                        c.country.as_str(),
+                        &c.device,
+                        &c.os,
+                        &c.browser,
+                        &c.language,
+                        &c.quality,
+                        &c.fallback_reason,
+                    ]);
+                }
+                let codes = self.codes(conn, &texts)?;
+                let mut app = conn.appender("clicks").map_err(db_err)?;
+                for (c, k) in batch.iter().zip(codes.chunks_exact(7)) {
+                    app.append_row(params![
+                        c.rid,
+                        c.ts_ms,
+                        c.smartlink,
+                        c.offer,
+                        c.affiliate,
+                        c.source,
+                        k[0],
+                        k[1],
+                        k[2],
+                        k[3],
+                        k[4],
+                        k[5],
+                        k[6],
+                        c.quality_reasons,
+                        c.subs[0],
+                        c.subs[1],
+                        c.subs[2],
+                        c.subs[3],
+                        c.subs[4],
+                        c.propensity,
+                        c.cost_micros,
+                    ])
+                    .map_err(db_err)?;
+                }
+                app.flush().map_err(db_err)?;
+                drop(app);
+                // Conversions recorded before their click row had landed
+                // (a postback can overtake the click loader) carry no
+                // sub-ids yet: refetch those in this batch's time span.
+                let (lo, hi) = batch.iter().fold((i64::MAX, i64::MIN), |(a, b), c| (a.min(c.ts_ms), b.max(c.ts_ms)));
+                let orphans: Vec<i64> = {
+                    let mut st = conn
+                        .prepare("SELECT id FROM conversions WHERE click_rid IS NULL AND click_ts_ms BETWEEN ? AND ?")
+                        .map_err(db_err)?;
+                    let rows = st.query_map(params![lo, hi], |r| r.get(0)).map_err(db_err)?;
+                    rows.collect::<duckdb::Result<_>>().map_err(db_err)?
+                };
+                if !orphans.is_empty() {
+                    let found: Vec<FeedConversion> =
+                        src.feed_conversions(&orphans)?.into_iter().filter(|c| c.click_rid.is_some()).collect();
+                    self.upsert_conversions(conn, &found)?;
+                }
+            }
+            write_marks(conn, next)
+        })
+    }
+
+    fn load_conversions(&self, conn: &duckdb::Connection, rows: &[FeedConversion], next: &FeedMarks) -> Result<()> {
+        in_tx(conn, |conn| {
+            self.upsert_conversions(conn, rows)?;
+            write_marks(conn, next)
+        })
+    }
+
+    fn upsert_conversions(&self, conn: &duckdb::Connection, rows: &[FeedConversion]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for chunk in rows.chunks(1000) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
+            conn.execute(&format!("DELETE FROM conversions WHERE id IN ({})", ids.join(",")), []).map_err(db_err)?;
+        }
+        let mut texts: Vec<&str> = Vec::with_capacity(rows.len() * 6);
+        for c in rows {
+            texts.extend([c.country.as_str(), &c.device, &c.os, &c.browser, &c.language, &c.quality]);
+        }
+        let codes = self.codes(conn, &texts)?;
+        let mut app = conn.appender("conversions").map_err(db_err)?;
+        for (c, k) in rows.iter().zip(codes.chunks_exact(6)) {
+            let status =
+                STATUSES.iter().position(|s| *s == c.status).ok_or_else(|| {
+                    StoreError::Analytics(format!("conversion {}: unknown status {:?}", c.id, c.status))
+                })? as u8;
+            app.append_row(params![
+                c.id,
+                c.click_rid,
+                c.click_ts_ms,
+                c.smartlink,
+                c.offer,
+                c.affiliate,
+                c.source,
+                k[0],
+                k[1],
+                k[2],
+                k[3],
+                k[4],
+                k[5],
+                c.quality_reasons,
+                c.subs[0],
+                c.subs[1],
+                c.subs[2],
+                c.subs[3],
+                c.subs[4],
+                status,
+                c.payout_micros,
+                c.cost_micros,
+                c.quality_flags,
+                c.ctit_secs,
+            ])
+            .map_err(db_err)?;
+        }
+        app.flush().map_err(db_err)?;
+        Ok(())
+    }
+
+    fn load_costs(&self, conn: &duckdb::Connection, costs: &[(i64, i64)], next: &FeedMarks) -> Result<()> {
+        in_tx(conn, |conn| {
+            conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS new_costs (rid BIGINT, cost BIGINT); DELETE FROM new_costs;",
+            )
+            .map_err(db_err)?;
+            {
+                let mut app = conn.appender("new_costs").map_err(db_err)?;
+                for (rid, cost) in costs {
+                    app.append_row(params![rid, cost]).map_err(db_err)?;
+                }
+                app.flush().map_err(db_err)?;
+            }
+            conn.execute_batch(
+                "UPDATE clicks SET cost = n.cost FROM new_costs n WHERE clicks.rid = n.rid; DELETE FROM new_costs;",
+            )
+            .map_err(db_err)?;
+            write_marks(conn, next)
+        })
+    }
+
+    /// Deletes raw rows older than the retention period, here first, then
+    /// the transactional store's click rows (their aggregates stay in its
+    /// rollups). Off the hot path; returns the rows deleted here.
+    pub fn compact(&self, src: &SqliteStore, now_ms: i64) -> Result<u64> {
+        if self.opts.retention_days == 0 {
+            return Ok(0);
+        }
+        let horizon = (now_ms - self.opts.retention_days as i64 * DAY_MS).div_euclid(HOUR_MS) * HOUR_MS;
+        if self.raw_from_ms().is_some_and(|t| t >= horizon) {
+            return Ok(0);
+        }
+        let n = {
+            let conn = self.writer.lock();
+            in_tx(&conn, |conn| {
+                let n = conn.execute("DELETE FROM clicks WHERE ts_ms < ?", [horizon]).map_err(db_err)?;
+                conn.execute("DELETE FROM conversions WHERE click_ts_ms < ?", [horizon]).map_err(db_err)?;
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('raw_from_ms', ?)", [horizon]).map_err(db_err)?;
+                Ok(n as u64)
+            })?
+        };
+        self.raw_from_ms.store(horizon, Ordering::Release);
+        // SQLite remembers the horizon too, for a columnar file rebuilt later
+        // (it would otherwise take the missing old rows for zero traffic).
+        src.set_meta(RAW_FROM_META, &horizon.to_string())?;
+        while src.delete_raw_clicks_before(horizon, 10_000)? > 0 {
+            std::thread::yield_now();
+        }
+        Ok(n)
+    }
+
+    /// Takes the transactional store's raw horizon when it is later than
+    /// this file's (a file rebuilt after retention had run).
+    pub fn adopt_horizon(&self, src: &SqliteStore) -> Result<()> {
+        if let Some(h) = src.meta(RAW_FROM_META)?.and_then(|v| v.parse::<i64>().ok()) {
+            self.raw_from_ms.fetch_max(h, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+fn write_marks(conn: &duckdb::Connection, m: &FeedMarks) -> Result<()> {
+    for (k, v) in [("clicks", m.clicks), ("conversions", m.conversions), ("cost_imports", m.cost_imports)] {
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", params![k, v]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in one DuckDB transaction: all of it lands or none.
+fn in_tx<T>(conn: &duckdb::Connection, f: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(db_err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
