@@ -376,8 +376,11 @@ fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The store a command that reads (or adds to) existing data opens: a
 /// missing one is an error naming where it was looked for, never a new
-/// empty store whose reports say zero.
-fn open_existing(dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+/// empty store whose reports say zero. Its analytics come from the columnar
+/// store when this process can open it; while a running server owns that
+/// file, from the transactional store's consistent (WAL) snapshot instead:
+/// the same answers, computed from its rollups and raw rows.
+fn open_existing(dir: &std::path::Path) -> anyhow::Result<Box<dyn Store>> {
     if !dir.join("smartlink.db").is_file() {
         anyhow::bail!(
             "no smartlink store in {} (no smartlink.db there): pass --data-dir DIR or set SMARTLINK_DATA_DIR to the \
@@ -385,7 +388,8 @@ fn open_existing(dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
             dir.display()
         );
     }
-    Ok(SqliteStore::open_dir(dir)?)
+    let sqlite = std::sync::Arc::new(SqliteStore::open_dir(dir)?);
+    Ok(Box::new(smartlink_columnar::Analyzed::open_or_transactional(sqlite, dir, Default::default())))
 }
 
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
@@ -446,14 +450,14 @@ struct Window {
 }
 
 impl Window {
-    fn store(&self) -> anyhow::Result<SqliteStore> {
+    fn store(&self) -> anyhow::Result<Box<dyn Store>> {
         open_existing(&data_dir(self.data_dir.clone(), None)?)
     }
 }
 
 /// The affiliates' payout shares as the stored definitions set them (the
 /// CLI is the operator: it sees the gross figures and the affiliates' part).
-fn payout_shares(store: &SqliteStore) -> anyhow::Result<smartlink_analysis::report::PayoutShares> {
+fn payout_shares(store: &dyn Store) -> anyhow::Result<smartlink_analysis::report::PayoutShares> {
     let defs = smartlink_server::defs::load_defs(store)?;
     Ok(smartlink_server::postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys).shares)
 }

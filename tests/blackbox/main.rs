@@ -5,6 +5,7 @@ mod harness;
 
 mod admin;
 mod alerts;
+mod analytics;
 mod clicklog;
 mod clicks;
 mod config;

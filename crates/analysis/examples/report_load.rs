@@ -1,14 +1,19 @@
-//! Fills a store with realistic traffic through the normal write path and
-//! times grouped reports over it.
+//! Fills a store with realistic traffic through the normal write path, loads
+//! it into the columnar analytics store, and times grouped reports over both
+//! paths: the transactional store's (hourly rollups and raw rows) and the
+//! columnar store's.
 //!
 //! `cargo run --release -p smartlink-analysis --example report_load -- [clicks] [days] [dir]`
 //! (default 10,000,000 clicks over 30 days in a temporary directory; pass a
 //! directory to keep the store and re-time it without refilling).
+//! `OLD_PATH=0` skips the transactional path (seconds per query at 10 M).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use smartlink_analysis::report::{run, ReportRequest};
+use smartlink_columnar::{Analyzed, Options};
 use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, PostbackIn, SqliteStore, Store};
 
 fn zipf(rng: &mut impl Rng, n: usize) -> usize {
@@ -24,6 +29,23 @@ fn zipf(rng: &mut impl Rng, n: usize) -> usize {
     n - 1
 }
 
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn file_mib(p: &std::path::Path) -> f64 {
+    ["", "-wal", ".wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", p.display())).ok())
+        .map(|m| m.len() as f64)
+        .sum::<f64>()
+        / (1 << 20) as f64
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let clicks: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
@@ -32,42 +54,92 @@ fn main() {
         .next()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("report_load_{}", std::process::id())));
-    let store = SqliteStore::open_dir(&dir).expect("open store");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    if store.count_clicks().unwrap() == 0 {
-        fill(&store, clicks, days, now);
+    let old_path = std::env::var("OLD_PATH").map_or(true, |v| v != "0");
+    let sqlite = Arc::new(SqliteStore::open_dir(&dir).expect("open store"));
+    let now = match sqlite.meta("report_load_now").unwrap() {
+        Some(t) => t.parse().unwrap(),
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+    };
+    if sqlite.count_clicks().unwrap() == 0 {
+        fill(&sqlite, clicks, days, now);
+        sqlite.set_meta("report_load_now", &now.to_string()).unwrap();
     }
-    println!("store: {} clicks in {}", store.count_clicks().unwrap(), dir.display());
+    let n = sqlite.count_clicks().unwrap();
+    println!("store: {n} clicks in {}", dir.display());
+    let analyzed =
+        Analyzed::open(sqlite.clone(), &dir, Options { retention_days: 0, ..Default::default() }).expect("analytics");
+    let t = Instant::now();
+    let loaded = analyzed.load().expect("load");
+    let secs = t.elapsed().as_secs_f64();
+    if loaded.clicks > 0 {
+        println!(
+            "columnar load: {} clicks + {} conversions in {secs:.1} s = {:.2} µs per click row (feed read included)",
+            loaded.clicks,
+            loaded.conversions,
+            secs * 1e6 / loaded.clicks as f64
+        );
+    }
+    let (db, duck) = (dir.join("smartlink.db"), dir.join("analytics.duckdb"));
+    println!(
+        "disk: transactional {:.0} MiB ({:.0} B/click), columnar {:.0} MiB ({:.1} B/click)",
+        file_mib(&db),
+        file_mib(&db) * (1 << 20) as f64 / n as f64,
+        file_mib(&duck),
+        file_mib(&duck) * (1 << 20) as f64 / n as f64
+    );
     let period = format!("{days}d");
-    for (name, group, filters) in [
-        ("by offer", vec!["offer"], vec![]),
-        ("by country", vec!["country"], vec![]),
-        ("by smartlink, offer", vec!["smartlink", "offer"], vec![]),
-        ("by day, offer (UTC days)", vec!["day", "offer"], vec![]),
-        (
-            "by country, device, one smartlink",
-            vec!["country", "device"],
-            vec![("smartlink".to_string(), "sl1".to_string())],
-        ),
-        ("by os, browser", vec!["os", "browser"], vec![]),
-    ] {
+    let window_from = (now - 2 * 86_400_000) / 3_600_000 * 3_600_000 + 17 * 60_000 + 3_123;
+    let f = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let cases: Vec<(&str, Vec<&str>, Vec<(String, String)>, Option<&str>, Option<usize>, Option<(i64, i64)>)> = vec![
+        ("offer", vec!["offer"], vec![], None, None, None),
+        ("country", vec!["country"], vec![], None, None, None),
+        ("smartlink x offer", vec!["smartlink", "offer"], vec![], None, None, None),
+        ("day x offer (UTC)", vec!["day", "offer"], vec![], None, None, None),
+        ("country x device, one smartlink", vec!["country", "device"], f("smartlink", "sl1"), None, None, None),
+        ("os x browser", vec!["os", "browser"], vec![], None, None, None),
+        ("top-50 sub1 by clicks", vec!["sub1"], vec![], Some("-clicks"), Some(50), None),
+        ("hour of day x offer", vec!["hour_of_day", "offer"], vec![], None, None, None),
+        ("country x device x os x browser", vec!["country", "device", "os", "browser"], vec![], None, None, None),
+        ("weekday x language", vec!["weekday", "language"], vec![], None, None, None),
+        ("top-50 sub1 x offer by revenue", vec!["sub1", "offer"], vec![], Some("-revenue"), Some(50), None),
+        ("29.5-min window by sub1", vec!["sub1"], vec![], None, None, Some((window_from, window_from + 1_770_500))),
+    ];
+    println!("{:<34} {:>12} {:>12} {:>6}", "breakdown (median of 5)", "columnar ms", "old ms", "rows");
+    for (name, group, filters, sort, limit, window) in cases {
         let req = ReportRequest {
-            from: Some(period.clone()),
+            from: Some(window.map_or(period.clone(), |(a, _)| a.to_string())),
+            to: window.map(|(_, b)| b.to_string()),
             group_by: group.into_iter().map(String::from).collect(),
             filters,
+            sort: sort.map(String::from),
+            limit,
             ..Default::default()
         };
-        let mut times: Vec<f64> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                let out = run(&store, &req, now).expect("report");
-                std::hint::black_box(out);
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        times.sort_by(|a, b| a.total_cmp(b));
-        println!("{name:<36} median {:>7.1} ms (min {:.1}, max {:.1})", times[2], times[0], times[4]);
+        let time = |store: &dyn Store, runs: usize| -> (f64, serde_json::Value) {
+            let mut out = serde_json::Value::Null;
+            let mut times: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    out = run(store, &req, now).expect("report");
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            times.sort_by(|a, b| a.total_cmp(b));
+            (times[runs / 2], out)
+        };
+        let (new_ms, new_out) = time(&analyzed, 5);
+        let rows = new_out["rows"].as_array().map_or(0, |r| r.len());
+        let old = if old_path {
+            let (ms, out) = time(&*sqlite, 3);
+            assert_eq!(out["rows"], new_out["rows"], "{name}: both paths give the same rows");
+            assert_eq!(out["totals"], new_out["totals"], "{name}: both paths give the same totals");
+            format!("{ms:.1}")
+        } else {
+            "-".into()
+        };
+        println!("{name:<34} {new_ms:>12.1} {old:>12} {rows:>6}");
     }
+    println!("peak RSS {:.0} MiB", peak_rss_mib());
 }
 
 fn fill(store: &SqliteStore, clicks: usize, days: i64, now: i64) {

@@ -65,8 +65,9 @@ pub const FILTERS: [&str; 16] = [
     "sub5",
 ];
 
-const GROUPS: [&str; 17] = [
+const GROUPS: [&str; 20] = [
     "smartlink",
+    "link",
     "source",
     "offer",
     "affiliate",
@@ -77,6 +78,8 @@ const GROUPS: [&str; 17] = [
     "language",
     "quality",
     "hour",
+    "hour_of_day",
+    "weekday",
     "day",
     "sub1",
     "sub2",
@@ -106,7 +109,7 @@ const COLUMNS: [&str; 15] = [
 
 fn dim_of(name: &str) -> Option<Dim> {
     Some(match name {
-        "smartlink" => Dim::Smartlink,
+        "smartlink" | "link" => Dim::Smartlink,
         "source" => Dim::Source,
         "offer" => Dim::Offer,
         "affiliate" => Dim::Affiliate,
@@ -121,7 +124,7 @@ fn dim_of(name: &str) -> Option<Dim> {
         "sub3" => Dim::Sub(3),
         "sub4" => Dim::Sub(4),
         "sub5" => Dim::Sub(5),
-        "hour" | "day" => Dim::Hour,
+        "hour" | "hour_of_day" | "weekday" | "day" => Dim::Hour,
         _ => return None,
     })
 }
@@ -383,7 +386,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     };
     // Whole UTC days can come from the daily rollups; local days and hours
     // are derived from hours.
-    let utc_days = tz == chrono_tz::UTC && !group.contains(&"hour");
+    let utc_days = tz == chrono_tz::UTC && !group.iter().any(|g| matches!(*g, "hour" | "hour_of_day" | "weekday"));
     let dim_for = |g: &str| if g == "day" && utc_days { Some(Dim::Day) } else { dim_of(g) };
     let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_for(g)).collect();
     dims.dedup();
@@ -406,8 +409,10 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
                 (DimValue::Text(t), _) => Value::from(t.clone()),
                 (DimValue::Hour(h), _) => {
                     let t = tz.timestamp_millis_opt(*h).single().unwrap_or_else(|| tz.timestamp_millis_opt(0).unwrap());
-                    if *g == "hour" {
+                    if matches!(*g, "hour" | "hour_of_day") {
                         Value::from(t.hour())
+                    } else if *g == "weekday" {
+                        Value::from(t.format("%a").to_string())
                     } else {
                         Value::from(t.format("%Y-%m-%d").to_string())
                     }

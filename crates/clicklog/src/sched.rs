@@ -33,6 +33,15 @@ pub(crate) fn set_class(class: SchedClass) -> bool {
     }
 }
 
+/// Puts the calling thread where background work belongs: the idle class,
+/// else the lowest nice value. For loaders outside this crate (the
+/// columnar analytics store's).
+pub fn background_thread() {
+    if !set_class(SchedClass::Idle) {
+        set_nice(19);
+    }
+}
+
 /// Sets the calling thread's nice value (raising it needs no privilege).
 pub(crate) fn set_nice(nice: i32) {
     #[cfg(target_os = "linux")]

@@ -103,6 +103,11 @@ pub struct ServerSettings {
     /// `/readyz` answers 503 while more than this many MiB of the click
     /// journal wait to be loaded into the store. Default 1024.
     pub ready_max_backlog_mib: Option<u64>,
+    /// Days each click's raw row (sub-ids, source, quality reasons, IP, user
+    /// agent) is kept, in the columnar analytics store and in the click
+    /// table; the hourly and daily rollups keep the aggregates for ever.
+    /// 0 keeps raw rows for ever. Default 90.
+    pub raw_retention_days: Option<u32>,
     /// Seconds requests in progress may take after SIGTERM before their
     /// connections are cut (the click queue and journal are flushed
     /// either way). Default 10.
@@ -811,6 +816,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     range(&mut e, "server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3_600, "seconds");
     range(&mut e, "server.query_timeout_secs", s.query_timeout_secs, 0, 3_600, "seconds");
     range(&mut e, "server.ready_max_backlog_mib", s.ready_max_backlog_mib, 1, 1 << 20, "MiB");
+    range(&mut e, "server.raw_retention_days", s.raw_retention_days.map(u64::from), 0, 36_500, "days");
     if let Some(f) = s.log_format.as_deref().filter(|f| !LOG_FORMATS.contains(f)) {
         e.push("server.log_format", format!("expected text or json, got {f:?}"));
     }

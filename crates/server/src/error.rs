@@ -49,6 +49,12 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("10"));
                 return resp;
             }
+            ApiError::Unexpected(e) if invalid_query(e).is_some() => {
+                // A query the store refuses (e.g. sub-ids before the raw
+                // retention horizon): the message says what to change.
+                let msg = invalid_query(e).unwrap_or_default();
+                return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": msg }))).into_response();
+            }
             ApiError::Unexpected(e) => {
                 tracing::error!(error = ?e, "unexpected error in an API request");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])
@@ -72,10 +78,19 @@ fn is_timeout(e: &anyhow::Error) -> bool {
         .any(|c| matches!(c.downcast_ref::<smartlink_store::StoreError>(), Some(smartlink_store::StoreError::Timeout)))
 }
 
+/// The message of a query the store refused as invalid, if `e` is one.
+fn invalid_query(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| match c.downcast_ref::<smartlink_store::StoreError>() {
+        Some(smartlink_store::StoreError::Invalid(m)) => Some(m.clone()),
+        _ => None,
+    })
+}
+
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
         match e {
             ReportError::Bad { param, message } => ApiError::BadRequest(format!("{param}: {message}")),
+            ReportError::Store(smartlink_store::StoreError::Invalid(m)) => ApiError::BadRequest(m),
             ReportError::Store(e) => ApiError::Unexpected(e.into()),
         }
     }

@@ -11,6 +11,7 @@ use smartlink_clicklog::{journal, writer};
 
 pub mod admin;
 pub mod alerts;
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod click;
@@ -64,6 +65,8 @@ const CONFIG_HASH: &str = "config_hash";
 
 /// Default of `server.ready_max_backlog_mib`.
 pub const DEFAULT_READY_BACKLOG_MIB: u64 = 1024;
+/// Days raw click rows are kept by default (`server.raw_retention_days`).
+pub const DEFAULT_RAW_RETENTION_DAYS: u32 = 90;
 
 /// Settings after layering flags over the file.
 #[derive(Debug, Clone)]
@@ -175,7 +178,23 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         0 => None,
         secs => Some(std::time::Duration::from_secs(secs)),
     });
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let query_timeout = std::time::Duration::from_secs(match eff.settings.query_timeout_secs.unwrap_or(30) {
+        0 => 365 * 86_400,
+        secs => secs,
+    });
+    let analyzed = Arc::new(
+        smartlink_columnar::Analyzed::open(
+            Arc::new(sqlite),
+            &eff.data_dir,
+            smartlink_columnar::Options {
+                retention_days: eff.settings.raw_retention_days.unwrap_or(DEFAULT_RAW_RETENTION_DAYS),
+                query_timeout,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening the analytics store in {}", eff.data_dir.display()))?,
+    );
+    let store: Arc<dyn Store> = analyzed.clone();
     let geo = match &eff.settings.geoip {
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,
@@ -261,6 +280,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: same_as_admin });
     }
     let metrics = Arc::new(metrics::Metrics::default());
+    analytics::start_loader(Arc::downgrade(&analyzed), metrics.clone(), clock);
     metrics.log.journal_damaged.store(recovered.damaged, std::sync::atomic::Ordering::Relaxed);
     let defaults = writer::WriterSettings::default();
     let (clicks, writer) = writer::start(

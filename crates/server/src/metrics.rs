@@ -58,6 +58,12 @@ pub struct Metrics {
     pub outbound: [AtomicU64; 3],
     /// Alerts raised (stored as new).
     pub alerts_raised: AtomicU64,
+    /// Rows the columnar analytics store has loaded from the feed.
+    pub analytics_loaded: AtomicU64,
+    /// Click rows the columnar analytics store is behind the transactional store.
+    pub analytics_lag: AtomicU64,
+    /// Failed analytics loads.
+    pub analytics_errors: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
     decision_sum_ns: AtomicU64,
 }
@@ -168,6 +174,13 @@ impl Metrics {
             s,
             "# HELP smartlink_alerts_raised_total Drift alerts raised.\n# TYPE smartlink_alerts_raised_total counter\nsmartlink_alerts_raised_total {}",
             g(&self.alerts_raised)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP smartlink_analytics_loaded_rows_total Click and conversion rows loaded into the columnar analytics store.\n# TYPE smartlink_analytics_loaded_rows_total counter\nsmartlink_analytics_loaded_rows_total {}\n# HELP smartlink_analytics_lag_rows Click rows stored but not yet in the analytics store.\n# TYPE smartlink_analytics_lag_rows gauge\nsmartlink_analytics_lag_rows {}\n# HELP smartlink_analytics_load_errors_total Failed loads into the analytics store (retried).\n# TYPE smartlink_analytics_load_errors_total counter\nsmartlink_analytics_load_errors_total {}",
+            g(&self.analytics_loaded),
+            g(&self.analytics_lag),
+            g(&self.analytics_errors)
         );
         let _ = writeln!(
             s,
