@@ -380,7 +380,7 @@ fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
 /// store when this process can open it; while a running server owns that
 /// file, from the transactional store's consistent (WAL) snapshot instead:
 /// the same answers, computed from its rollups and raw rows.
-fn open_existing(dir: &std::path::Path) -> anyhow::Result<Box<dyn Store>> {
+fn open_existing(dir: &std::path::Path) -> anyhow::Result<smartlink_columnar::Analyzed> {
     if !dir.join("smartlink.db").is_file() {
         anyhow::bail!(
             "no smartlink store in {} (no smartlink.db there): pass --data-dir DIR or set SMARTLINK_DATA_DIR to the \
@@ -389,7 +389,7 @@ fn open_existing(dir: &std::path::Path) -> anyhow::Result<Box<dyn Store>> {
         );
     }
     let sqlite = std::sync::Arc::new(SqliteStore::open_dir(dir)?);
-    Ok(Box::new(smartlink_columnar::Analyzed::open_or_transactional(sqlite, dir, Default::default())))
+    Ok(smartlink_columnar::Analyzed::open_or_transactional(sqlite, dir, Default::default()))
 }
 
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
@@ -450,7 +450,7 @@ struct Window {
 }
 
 impl Window {
-    fn store(&self) -> anyhow::Result<Box<dyn Store>> {
+    fn store(&self) -> anyhow::Result<smartlink_columnar::Analyzed> {
         open_existing(&data_dir(self.data_dir.clone(), None)?)
     }
 }
