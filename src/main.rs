@@ -389,6 +389,12 @@ fn open_existing(dir: &std::path::Path) -> anyhow::Result<smartlink_columnar::An
         );
     }
     let sqlite = std::sync::Arc::new(SqliteStore::open_dir(dir)?);
+    // A running server holds the journal lock and writes the columnar file:
+    // then read SQLite alone. The lock is only probed, not kept, so a server
+    // can start while this command runs.
+    if smartlink_clicklog::journal::lock_dir(&dir.join("journal")).is_err() {
+        return Ok(smartlink_columnar::Analyzed::transactional(sqlite));
+    }
     Ok(smartlink_columnar::Analyzed::open_or_transactional(sqlite, dir, Default::default()))
 }
 
@@ -413,6 +419,14 @@ fn log_format(cli: &Cli) -> String {
 
 fn main() -> ExitCode {
     use std::io::IsTerminal as _;
+    // Everything this process creates is its owner's alone: the data
+    // directory's files hold tokens, secrets and visitors' data, and some
+    // are created by libraries (DuckDB's write-ahead log) with default modes.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

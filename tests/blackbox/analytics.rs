@@ -27,19 +27,26 @@ fn start(server_extra: &str) -> (tempfile::TempDir, Server) {
     (dir, s)
 }
 
-/// 30 clicks over three zones and two devices; every third converts.
-fn traffic(s: &Server) {
+/// 30 clicks over three zones and two devices; every third click that went
+/// to an offer (the quality layer sends a burst from one address to the
+/// fallback) converts, all in zone0. Returns the conversions.
+fn traffic(s: &Server) -> u64 {
+    let mut conversions = 0;
     for i in 0..30 {
         let ua = if i % 2 == 0 { IPHONE } else { WINDOWS };
         let r = s.get(&format!("/s/s1?sub1=zone{}&sub2=c{}", i % 3, i % 2), &[("User-Agent", ua)]);
         assert_eq!(r.status, 302, "{}", r.body);
-        let cid = r.header("location").unwrap().split("cid=").nth(1).unwrap().to_string();
-        if i % 3 == 0 {
+        let loc = r.header("location").unwrap();
+        let cid = loc.split("cid=").nth(1).unwrap().to_string();
+        if i % 3 == 0 && !loc.starts_with("https://f.example") {
             let p = s.get(&format!("/postback?click_id={cid}&token=adv-token&txid=t{i}"), &[]);
             assert_eq!(p.status, 200, "{}", p.body);
+            conversions += 1;
         }
     }
     s.wait_stored(30);
+    assert!(conversions > 0, "some clicks went to offers");
+    conversions
 }
 
 fn cli(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
@@ -53,7 +60,7 @@ const BREAKDOWNS: [&str; 4] = ["sub1,offer", "os,browser", "country,device,os,br
 #[test]
 fn reports_from_the_columnar_store_equal_the_clis_beside_the_running_server() {
     let (d, s) = start("");
-    traffic(&s);
+    let conversions = traffic(&s);
     let data = d.path().join("data");
     assert!(data.join("analytics.duckdb").is_file());
     for group in BREAKDOWNS {
@@ -61,7 +68,7 @@ fn reports_from_the_columnar_store_equal_the_clis_beside_the_running_server() {
         assert_eq!(api.status, 200, "{}", api.body);
         let api = api.json();
         assert_eq!(api["totals"]["clicks"], 30, "{group}: {api}");
-        assert_eq!(api["totals"]["conversions"], 10, "{group}: {api}");
+        assert_eq!(api["totals"]["conversions"], conversions, "{group}: {api}");
         let cli = cli(&data, &["report", "--from", "1d", "--group-by", group, "--include-bots", "--format", "json"]);
         assert_eq!(api["rows"], cli["rows"], "{group}");
         assert_eq!(api["totals"], cli["totals"], "{group}");
@@ -89,7 +96,9 @@ fn a_deleted_analytics_store_is_rebuilt_with_the_same_reports() {
     let s = Server::start(d.path(), &d.path().join("smartlink.yaml"));
     for (g, want) in BREAKDOWNS.iter().zip(&before) {
         let got = s.admin("GET", &format!("/api/v1/report?from=1d&group_by={g}"), None).json();
-        assert_eq!(&got, want, "{g}");
+        for part in ["rows", "totals", "excluded"] {
+            assert_eq!(got[part], want[part], "{g} {part}");
+        }
     }
 }
 

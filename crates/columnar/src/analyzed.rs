@@ -39,6 +39,12 @@ impl Analyzed {
         Analyzed { col, sqlite }
     }
 
+    /// The transactional store alone (a command beside a running server,
+    /// which owns the columnar file).
+    pub fn transactional(sqlite: Arc<SqliteStore>) -> Analyzed {
+        Analyzed { col: None, sqlite }
+    }
+
     /// The columnar store, when this process has it open.
     pub fn columnar(&self) -> Option<&Columnar> {
         self.col.as_ref()
@@ -75,7 +81,12 @@ impl Analyzed {
         if behind > col.opts.catch_up_limit {
             return Ok(None);
         }
-        col.sync(&self.sqlite)?;
+        match col.sync(&self.sqlite) {
+            // Another process (a server started since) writes the file:
+            // the transactional store answers.
+            Err(StoreError::Analytics(m)) if crate::is_lock_error(&m) => return Ok(None),
+            r => r?,
+        };
         Ok(col.has(&target).then_some(col))
     }
 

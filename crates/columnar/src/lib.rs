@@ -122,6 +122,9 @@ pub struct Columnar {
     /// Raw rows before this instant were compacted away (hour-aligned);
     /// `i64::MIN` when nothing was.
     raw_from_ms: AtomicI64,
+    /// Click and conversion rows loaded by this process (by the loader or
+    /// by a query catching up).
+    loaded: std::sync::atomic::AtomicU64,
     opts: Options,
 }
 
@@ -189,6 +192,7 @@ impl Columnar {
             dict: RwLock::new(dict),
             marks: Mutex::new(marks),
             raw_from_ms: AtomicI64::new(raw_from),
+            loaded: Default::default(),
             opts,
         })
     }
@@ -230,6 +234,11 @@ impl Columnar {
     /// The feed marks loaded so far.
     pub fn marks(&self) -> FeedMarks {
         *self.marks.lock()
+    }
+
+    /// Click and conversion rows this process has loaded.
+    pub fn loaded_rows(&self) -> u64 {
+        self.loaded.load(Ordering::Relaxed)
     }
 
     /// Raw rows before this instant were compacted away; `None` if none were.

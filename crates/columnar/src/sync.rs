@@ -41,8 +41,11 @@ impl Columnar {
     pub fn sync(&self, src: &SqliteStore) -> Result<Synced> {
         let conn = self.writer.lock();
         let out = self.sync_locked(&conn, src);
-        if out.is_err() {
-            self.reload_dict(&conn);
+        match &out {
+            Ok(done) => {
+                self.loaded.fetch_add(done.clicks + done.conversions, Ordering::Relaxed);
+            }
+            Err(_) => self.reload_dict(&conn),
         }
         out
     }

@@ -25,9 +25,7 @@ pub fn start_loader(store: Weak<Analyzed>, metrics: Arc<Metrics>, clock: fn() ->
         loop {
             let Some(a) = store.upgrade() else { return };
             match a.load() {
-                Ok(done) => {
-                    metrics.analytics_loaded.fetch_add(done.clicks + done.conversions, Relaxed);
-                }
+                Ok(_) => {}
                 Err(e) => {
                     metrics.analytics_errors.fetch_add(1, Relaxed);
                     // Once a minute at most: a failing load retries every poll.
@@ -37,8 +35,12 @@ pub fn start_loader(store: Weak<Analyzed>, metrics: Arc<Metrics>, clock: fn() ->
                     }
                 }
             }
-            if let Some(Ok((_, behind))) = a.columnar().map(|c| c.backlog(a.sqlite())) {
-                metrics.analytics_lag.store(behind.max(0) as u64, Relaxed);
+            if let Some(c) = a.columnar() {
+                // Queries load what they need too: count every load.
+                metrics.analytics_loaded.store(c.loaded_rows(), Relaxed);
+                if let Ok((_, behind)) = c.backlog(a.sqlite()) {
+                    metrics.analytics_lag.store(behind.max(0) as u64, Relaxed);
+                }
             }
             if compacted.is_none_or(|t| t.elapsed() > COMPACT_EVERY) {
                 match a.compact(clock()) {
