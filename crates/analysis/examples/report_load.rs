@@ -29,6 +29,9 @@ fn zipf(rng: &mut impl Rng, n: usize) -> usize {
     n - 1
 }
 
+/// A timed breakdown: name, group_by, filters, sort, limit, exact window.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(String, String)>, Option<&'a str>, Option<usize>, Option<(i64, i64)>);
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -90,7 +93,7 @@ fn main() {
     let period = format!("{days}d");
     let window_from = (now - 2 * 86_400_000) / 3_600_000 * 3_600_000 + 17 * 60_000 + 3_123;
     let f = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
-    let cases: Vec<(&str, Vec<&str>, Vec<(String, String)>, Option<&str>, Option<usize>, Option<(i64, i64)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("offer", vec!["offer"], vec![], None, None, None),
         ("country", vec!["country"], vec![], None, None, None),
         ("smartlink x offer", vec!["smartlink", "offer"], vec![], None, None, None),
