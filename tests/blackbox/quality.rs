@@ -152,6 +152,15 @@ fn bot_clicks_stay_out_of_report_figures_and_epc_unless_asked_for() {
     assert_eq!(libs["totals"]["clicks"], 4, "{libs}");
     assert_eq!(s.admin("GET", "/api/v1/report?reason=crawler&include_bots=true", None).json()["totals"]["clicks"], 0);
     assert_eq!(s.admin("GET", "/api/v1/report?reason=nonsense", None).status, 400);
+    // Grouped by reason, a click counts under each reason it carries; the
+    // totals are the clicks themselves.
+    let by_reason = s.admin("GET", "/api/v1/report?group_by=reason&include_bots=true", None).json();
+    let rows = by_reason["rows"].as_array().unwrap();
+    let lib = rows.iter().find(|r| r["reason"] == "http_library").unwrap_or_else(|| panic!("{by_reason}"));
+    assert_eq!(lib["clicks"], 4, "{by_reason}");
+    assert_eq!(by_reason["totals"]["clicks"], 5, "{by_reason}");
+    assert_eq!(by_reason["totals"]["revenue"], 2.0, "{by_reason}");
+    assert!(rows.iter().map(|r| r["clicks"].as_u64().unwrap()).sum::<u64>() >= 5, "{by_reason}");
     let bad = s.admin("GET", "/api/v1/report?quality=robot", None);
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("quality"), "{}", bad.body);

@@ -1,13 +1,18 @@
-//! Reports: `GET /api/v1/report` and `smartlink report`, read from the
-//! store's hourly rollups (never raw rows), except with a `reason` filter
-//! (a click has several quality reasons) or a sub-id in `group_by` or the
-//! filters (sub-ids are unbounded): those are computed from raw rows.
+//! Reports: `GET /api/v1/report` and `smartlink report`. The store answers
+//! the grouped sums ([`smartlink_store::RollupStore`]): the server's
+//! columnar analytics store from its fact rows, or the transactional store
+//! from its hourly rollups and, for what they cannot answer (quality
+//! reasons, sub-ids, the traffic source, the partial hours at a window's
+//! edges), from raw rows.
 //!
 //! Rows are keyed by the `group_by` names; `clicks` counts every click,
 //! fallback clicks included (their `offer` is `null`); conversions count in
-//! the hour of their click, with their latest status. Local `hour` and `day`
-//! (in `tz`) are derived from UTC hours after the query, so any IANA zone
-//! works; a zone with a non-whole-hour offset is rounded to the UTC hour.
+//! the hour of their click, with their latest status. Grouped by `reason`,
+//! a click counts under each quality reason it carries (`""`: none), so the
+//! rows add up to more than the totals, which are asked for apart. Local
+//! `hour` and `day` (in `tz`) are derived from UTC hours after the query,
+//! so any IANA zone works; a zone with a non-whole-hour offset is rounded
+//! to the UTC hour.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,7 +70,7 @@ pub const FILTERS: [&str; 16] = [
     "sub5",
 ];
 
-const GROUPS: [&str; 20] = [
+const GROUPS: [&str; 21] = [
     "smartlink",
     "link",
     "source",
@@ -77,6 +82,7 @@ const GROUPS: [&str; 20] = [
     "browser",
     "language",
     "quality",
+    "reason",
     "hour",
     "hour_of_day",
     "weekday",
@@ -119,6 +125,7 @@ fn dim_of(name: &str) -> Option<Dim> {
         "browser" => Dim::Browser,
         "language" => Dim::Language,
         "quality" => Dim::Quality,
+        "reason" => Dim::Reason,
         "sub1" => Dim::Sub(1),
         "sub2" => Dim::Sub(2),
         "sub3" => Dim::Sub(3),
@@ -390,6 +397,15 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let dim_for = |g: &str| if g == "day" && utc_days { Some(Dim::Day) } else { dim_of(g) };
     let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_for(g)).collect();
     dims.dedup();
+    // A click with several quality reasons is in several reason rows, so
+    // the totals of such a report are asked for apart.
+    let totals_apart = dims.contains(&Dim::Reason).then(|| RollupQuery {
+        from_ms: from,
+        to_ms: to,
+        filters: filters.clone(),
+        group: vec![],
+        reasons: reasons.clone(),
+    });
     let q = RollupQuery { from_ms: from, to_ms: to, filters, group: dims.clone(), reasons };
     let raw = rollup_money(store, q, &money)?;
 
@@ -423,6 +439,12 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         }
         let k = serde_json::to_string(&out).unwrap_or_default();
         merged.entry(k).or_insert_with(|| (out, Cell::default())).1.add(&m);
+    }
+    if let Some(q) = totals_apart {
+        totals = Cell::default();
+        for (_, c) in rollup_money(store, q, &money)? {
+            totals.add(&c);
+        }
     }
     let blended = if totals.m.clicks > 0 { totals.m.revenue / totals.m.clicks as f64 } else { 0.0 };
     let admin = matches!(money, Money::Admin(_));

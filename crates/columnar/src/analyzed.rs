@@ -1,7 +1,6 @@
 //! [`Analyzed`]: the transactional store with the columnar store answering
 //! its analytics queries. Everything else is the transactional store's.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -102,23 +101,6 @@ impl Analyzed {
     }
 }
 
-/// Adds up rows of the same key (parts of one window answered by two stores).
-fn merge(parts: Vec<Vec<(Vec<DimValue>, Measures)>>, grouped: bool) -> Vec<(Vec<DimValue>, Measures)> {
-    let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (key, m) in parts.into_iter().flatten() {
-        let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
-            out.push((key, Measures::default()));
-            out.len() - 1
-        });
-        out[i].1.add(&m);
-    }
-    if !grouped && out.is_empty() {
-        out.push((Vec::new(), Measures::default()));
-    }
-    out
-}
-
 impl RollupStore for Analyzed {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         let Some(col) = self.fresh()? else { return self.sqlite.rollup(q) };
@@ -133,7 +115,7 @@ impl RollupStore for Analyzed {
                 }
                 let old = self.sqlite.rollup(&RollupQuery { to_ms: h, ..q.clone() })?;
                 let new = col.rollup(&RollupQuery { from_ms: h, ..q.clone() })?;
-                Ok(merge(vec![old, new], !q.group.is_empty()))
+                Ok(merge_rows(old.into_iter().chain(new), !q.group.is_empty()))
             }
             _ => col.rollup(q),
         }

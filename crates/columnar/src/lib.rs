@@ -274,8 +274,9 @@ impl Columnar {
     }
 }
 
+/// Whether DuckDB refused because another process holds the file.
 fn is_lock_error(msg: &str) -> bool {
-    msg.contains("lock")
+    msg.contains("Could not set lock") || msg.contains("Conflicting lock")
 }
 
 #[cfg(test)]

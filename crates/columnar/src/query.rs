@@ -19,6 +19,11 @@ fn coded(d: Dim) -> bool {
     matches!(d, Dim::Country | Dim::Device | Dim::Os | Dim::Browser | Dim::Language | Dim::Quality)
 }
 
+/// Whether a dimension is stored (or derived) as text.
+fn textual(d: Dim) -> bool {
+    matches!(d, Dim::Sub(_) | Dim::Reason)
+}
+
 /// A dimension as an expression over a fact table whose time column is `ts`.
 fn expr(d: Dim, ts: &str) -> String {
     match d {
@@ -33,6 +38,7 @@ fn expr(d: Dim, ts: &str) -> String {
         Dim::Language => "language".into(),
         Dim::Quality => "quality".into(),
         Dim::Sub(n) => format!("sub{}", n.clamp(1, 5)),
+        Dim::Reason => "reason".into(),
         Dim::Hour => format!("({ts} // {HOUR_MS}) * {HOUR_MS}"),
         Dim::Day => format!("({ts} // {DAY_MS}) * {DAY_MS}"),
     }
@@ -100,7 +106,7 @@ fn key_parts(r: &duckdb::Row<'_>, group: &[Dim]) -> duckdb::Result<Vec<Part>> {
     group
         .iter()
         .enumerate()
-        .map(|(i, d)| Ok(if matches!(d, Dim::Sub(_)) { Part::Text(r.get(i)?) } else { Part::Int(r.get(i)?) }))
+        .map(|(i, d)| Ok(if textual(*d) { Part::Text(r.get(i)?) } else { Part::Int(r.get(i)?) }))
         .collect()
 }
 
@@ -111,7 +117,7 @@ fn grouped(group: &[Dim], ts: &str, measures: &[&str], from_where: &str) -> Stri
     let outer: Vec<String> = group
         .iter()
         .enumerate()
-        .map(|(i, d)| if matches!(d, Dim::Sub(_)) { format!("g{i}") } else { format!("g{i}::BIGINT") })
+        .map(|(i, d)| if textual(*d) { format!("g{i}") } else { format!("g{i}::BIGINT") })
         .chain((0..measures.len()).map(|i| format!("m{i}::BIGINT")))
         .collect();
     let inner_cols: Vec<String> =
@@ -132,7 +138,17 @@ impl Columnar {
     /// [`smartlink_store::RollupStore::rollup`] over the fact rows: exact on
     /// any window, any filters and grouping.
     pub fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        q.check()?;
         let click_only = q.needs_raw_rows();
+        // Grouped by reason, a fact row is one row per reason code it
+        // carries (`string_split('', ',')` is one empty code).
+        let facts = |table: &str, wh: &str| {
+            if q.group.contains(&Dim::Reason) {
+                format!("FROM (SELECT *, unnest(string_split(reasons, ',')) AS reason FROM {table} WHERE {wh})")
+            } else {
+                format!("FROM {table} WHERE {wh}")
+            }
+        };
         let dict = self.dict.read();
         let (mut cargs, mut vargs) = (Vec::new(), Vec::new());
         let cwhere = conditions(q, "ts_ms", &dict, &mut cargs)?;
@@ -148,7 +164,7 @@ impl Columnar {
             &q.group,
             "ts_ms",
             &["COUNT(*)", "COUNT(*) FILTER (WHERE offer = 0)", "COALESCE(SUM(cost), 0)"],
-            &format!("FROM clicks WHERE {cwhere}"),
+            &facts("clicks", &cwhere),
         );
         let approved = format!("status = {APPROVED}");
         let vsql = grouped(
@@ -162,7 +178,7 @@ impl Columnar {
                 &format!("COALESCE(SUM(payout) FILTER (WHERE {approved}), 0)"),
                 &format!("COALESCE(SUM(cost) FILTER (WHERE {approved}), 0)"),
             ],
-            &format!("FROM conversions WHERE {vwhere}"),
+            &facts("conversions", &vwhere),
         );
         let n = q.group.len();
         // Money summed as integers per cell, converted once.
@@ -211,24 +227,19 @@ impl Columnar {
                 c.2 += cost;
             });
         }
+        // Every cell came from at least one row, so none is zero; an
+        // ungrouped query has at most the one empty key.
         let dict = self.dict.read();
         let mut out: Vec<(Vec<DimValue>, Measures)> = cells
             .into_iter()
-            .filter(|(k, (m, rev, cost))| k.is_empty() || *m != Measures::default() || *rev != 0 || *cost != 0)
             .map(|(k, (mut m, rev, cost))| {
                 m.revenue = micros_f64(rev);
                 m.cost = micros_f64(cost);
                 (q.group.iter().zip(&k).map(|(d, p)| decode(*d, p, &dict)).collect(), m)
             })
             .collect();
-        // An ungrouped query over no rows still has one (zero) total.
-        out.retain(|(k, _)| !k.is_empty() || q.group.is_empty());
-        if q.group.is_empty() {
-            let mut total = Measures::default();
-            for (_, m) in out.drain(..) {
-                total.add(&m);
-            }
-            out.push((Vec::new(), total));
+        if q.group.is_empty() && out.is_empty() {
+            out.push((Vec::new(), Measures::default()));
         }
         Ok(out)
     }

@@ -80,9 +80,6 @@ impl Columnar {
                 *self.marks.lock() = marks;
                 done.cost_imports += 1;
             }
-            let next = FeedMarks { cost_imports: target.cost_imports, ..marks };
-            in_tx(conn, |c| write_marks(c, &next))?;
-            *self.marks.lock() = next;
         }
         Ok(done)
     }
@@ -187,8 +184,11 @@ impl Columnar {
                 drop(app);
                 // Conversions recorded before their click row had landed
                 // (a postback can overtake the click loader) carry no
-                // sub-ids yet: refetch those in this batch's time span.
+                // sub-ids yet: refetch those in this batch's time span. A
+                // conversion knows its click's time to the second (from the
+                // click id), so the span is widened to whole seconds.
                 let (lo, hi) = batch.iter().fold((i64::MAX, i64::MIN), |(a, b), c| (a.min(c.ts_ms), b.max(c.ts_ms)));
+                let (lo, hi) = (lo.div_euclid(1000) * 1000, hi.div_euclid(1000) * 1000 + 999);
                 let orphans: Vec<i64> = {
                     let mut st = conn
                         .prepare("SELECT id FROM conversions WHERE click_rid IS NULL AND click_ts_ms BETWEEN ? AND ?")

@@ -4,6 +4,7 @@
 //! windows and filters, the quality, audit and coverage queries, after cost
 //! imports, status changes, reloads and retention.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -171,13 +172,19 @@ fn canon(rows: Vec<(Vec<DimValue>, Measures)>) -> Vec<(String, [i64; 8])> {
     out
 }
 
+/// The columnar store itself and the `Analyzed` store (which must route
+/// to it) both give the transactional store's answer. The direct call
+/// keeps this from passing should `Analyzed` fall back to SQLite.
 fn same(f: &Fixture, q: &RollupQuery) {
     let want = canon(f.sqlite.rollup(q).unwrap());
     let got = canon(f.analyzed.rollup(q).unwrap());
     assert_eq!(got, want, "{q:?}");
+    let col = f.analyzed.columnar().expect("the columnar store is open");
+    assert!(col.has(&f.sqlite.feed_marks().unwrap()), "the query loaded everything first");
+    assert_eq!(canon(col.rollup(q).unwrap()), want, "columnar {q:?}");
 }
 
-const DIMS: [Dim; 15] = [
+const DIMS: [Dim; 16] = [
     Dim::Smartlink,
     Dim::Offer,
     Dim::Affiliate,
@@ -191,6 +198,7 @@ const DIMS: [Dim; 15] = [
     Dim::Sub(1),
     Dim::Sub(2),
     Dim::Sub(4),
+    Dim::Reason,
     Dim::Hour,
     Dim::Day,
 ];
@@ -236,9 +244,47 @@ fn every_single_and_paired_breakdown_matches_the_transactional_store() {
     same(&f, &RollupQuery { filters: vec![(Dim::Hour, vec![DimValue::Hour(T0 + 10 * HOUR)])], ..all.clone() });
 }
 
+/// Counted from the events themselves, not from either store: grouped by
+/// reason, a click counts under each of its reason codes (its conversions
+/// too), so the groups add up to more than all clicks; a reason filter is
+/// refused as a dimension filter.
+#[test]
+fn grouped_by_reason_a_click_counts_under_each_of_its_reasons() {
+    let f = fixture(5, 1500);
+    let all = RollupQuery { from_ms: 0, to_ms: i64::MAX, group: vec![Dim::Reason], ..Default::default() };
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &f.clicks {
+        for r in c.quality_reasons.split(',') {
+            *want.entry(r.to_string()).or_default() += 1;
+        }
+    }
+    let got = |rows: Vec<(Vec<DimValue>, Measures)>| -> BTreeMap<String, u64> {
+        rows.into_iter()
+            .map(|(k, m)| match &k[..] {
+                [DimValue::Text(r)] => (r.clone(), m.clicks),
+                other => panic!("unexpected key {other:?}"),
+            })
+            .collect()
+    };
+    let col = f.analyzed.columnar().unwrap();
+    f.analyzed.load().unwrap();
+    assert_eq!(got(col.rollup(&all).unwrap()), want);
+    assert_eq!(got(f.sqlite.rollup(&all).unwrap()), want);
+    assert!(want.values().sum::<u64>() > f.clicks.len() as u64, "some click has two reasons");
+    assert_eq!(want.len(), 4, "none, crawler, datacenter, rate_ip: {want:?}");
+    same(&f, &RollupQuery { group: vec![Dim::Reason, Dim::Offer, Dim::Sub(1)], ..all.clone() });
+    same(&f, &RollupQuery { reasons: vec!["rate_ip".into()], ..all.clone() });
+    let bad = RollupQuery { filters: vec![(Dim::Reason, vec![DimValue::Text("crawler".into())])], ..all.clone() };
+    for e in [col.rollup(&bad).unwrap_err(), f.sqlite.rollup(&bad).unwrap_err()] {
+        assert!(matches!(e, StoreError::Invalid(ref m) if m.contains("reason")), "{e:?}");
+    }
+}
+
 #[test]
 fn quality_audit_and_coverage_queries_match_the_transactional_store() {
     let f = fixture(11, 2000);
+    f.analyzed.load().unwrap();
+    let col = f.analyzed.columnar().unwrap();
     for sl in [1, 2] {
         for (from, to) in [(0, i64::MAX), (T0 + HOUR + 5, T0 + 40 * HOUR)] {
             for sub in [None, Some(1), Some(2)] {
@@ -248,14 +294,17 @@ fn quality_audit_and_coverage_queries_match_the_transactional_store() {
                         v.iter_mut().for_each(|s| s.ctit_secs.sort());
                         v
                     };
-                    assert_eq!(
-                        norm(f.analyzed.source_counts(&q).unwrap()),
-                        norm(f.sqlite.source_counts(&q).unwrap()),
-                        "{q:?}"
-                    );
+                    let want = norm(f.sqlite.source_counts(&q).unwrap());
+                    assert_eq!(norm(f.analyzed.source_counts(&q).unwrap()), want, "{q:?}");
+                    assert_eq!(norm(col.source_counts(&q).unwrap()), want, "columnar {q:?}");
                 }
             }
             let key = |r: &AuditClickRow| format!("{r:?}");
+            assert_eq!(
+                col.audit_clicks(sl, from, to).unwrap().len(),
+                f.sqlite.audit_clicks(sl, from, to).unwrap().len(),
+                "columnar"
+            );
             let mut got = f.analyzed.audit_clicks(sl, from, to).unwrap();
             let mut want = f.sqlite.audit_clicks(sl, from, to).unwrap();
             got.sort_by_key(key);
@@ -271,9 +320,12 @@ fn quality_audit_and_coverage_queries_match_the_transactional_store() {
             for classes in [&["human", "suspect"][..], &["bot"][..]] {
                 let mut got = f.analyzed.fallback_segments(sl, from, to, classes).unwrap();
                 let mut want = f.sqlite.fallback_segments(sl, from, to, classes).unwrap();
+                let mut direct = col.fallback_segments(sl, from, to, classes).unwrap();
                 got.sort();
                 want.sort();
+                direct.sort();
                 assert_eq!(got, want);
+                assert_eq!(direct, want, "columnar");
             }
         }
     }
@@ -288,7 +340,11 @@ fn a_conversion_that_overtakes_its_click_counts_under_its_sub_ids_once_the_click
     let mut c = clicks(&mut g, 1, T0, 1, "late")[0].clone();
     c.offer = Some(1);
     c.subs[0] = "zone9".into();
-    let pbs = postbacks(&mut g, std::slice::from_ref(&c), 1);
+    // As in the server: the click row has its millisecond, the conversion
+    // only the second its click id carries.
+    c.ts_ms = c.ts_ms / 1000 * 1000 + 567;
+    let mut pbs = postbacks(&mut g, std::slice::from_ref(&c), 1);
+    pbs.iter_mut().for_each(|p| p.click_ts_ms = c.ts_ms / 1000 * 1000);
     sqlite.record_postbacks(&pbs).unwrap();
     a.load().unwrap();
     let by_zone = RollupQuery { from_ms: 0, to_ms: i64::MAX, group: vec![Dim::Sub(1)], ..Default::default() };
@@ -400,10 +456,15 @@ proptest! {
                 Dim::Language => DimValue::Text(c.language.clone()),
                 Dim::Quality => DimValue::Text(quality_class(&c.quality).to_string()),
                 Dim::Sub(k) => DimValue::Text(c.subs[k as usize - 1].clone()),
+                // Reasons are filtered with `reasons`, not as a dimension.
+                Dim::Reason => DimValue::Text(c.quality_reasons.split(',').next().unwrap_or("").to_string()),
                 Dim::Hour => DimValue::Hour(c.ts_ms / HOUR * HOUR),
                 Dim::Day => DimValue::Hour(c.ts_ms / DAY * DAY),
             };
-            q.filters.push((d, vec![v]));
+            match (d, v) {
+                (Dim::Reason, DimValue::Text(r)) => q.reasons.push(r),
+                (d, v) => q.filters.push((d, vec![v])),
+            }
         }
         let want = canon(sqlite.rollup(&q).unwrap());
         let got = canon(a.rollup(&q).unwrap());
@@ -432,4 +493,21 @@ fn a_store_rebuilt_after_retention_keeps_answering_old_windows_from_the_rollups(
     a.load().unwrap();
     let total: u64 = a.rollup(&by_day).unwrap().iter().map(|(_, m)| m.clicks).sum();
     assert_eq!(total, 500, "the 300 old clicks still count, from the rollups");
+}
+
+#[test]
+fn a_query_catches_up_a_small_backlog_itself_and_leaves_a_large_one_to_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let opts = Options { catch_up_limit: 100, ..Default::default() };
+    let a = Analyzed::open(sqlite.clone(), dir.path(), opts).unwrap();
+    let mut g = Gen(17);
+    let all = RollupQuery { from_ms: 0, to_ms: i64::MAX, group: vec![Dim::Sub(1)], ..Default::default() };
+    sqlite.insert_clicks(&clicks(&mut g, 80, T0, 24, "small")).unwrap();
+    assert_eq!(canon(a.rollup(&all).unwrap()), canon(sqlite.rollup(&all).unwrap()));
+    assert_eq!(a.columnar().unwrap().loaded_rows(), 80, "the query loaded the 80 missing rows");
+    sqlite.insert_clicks(&clicks(&mut g, 500, T0, 24, "large")).unwrap();
+    assert_eq!(canon(a.rollup(&all).unwrap()), canon(sqlite.rollup(&all).unwrap()), "SQLite answers meanwhile");
+    assert_eq!(a.columnar().unwrap().loaded_rows(), 80, "500 missing rows are the loader's");
+    assert_eq!(a.load().unwrap().clicks, 500);
 }

@@ -528,6 +528,10 @@ pub enum Dim {
     /// The traffic source (key, 0 = none). Not a rollup key yet: queries
     /// using it are answered from raw rows.
     Source,
+    /// A quality reason code of the click (`""` for none). A click carries
+    /// several, so grouped by reason it counts once under each of them and
+    /// the groups add up to more than the total. Answered from raw rows.
+    Reason,
     /// The UTC hour (epoch ms of its start); local hours and days are
     /// derived from it by the caller.
     Hour,
@@ -554,6 +558,7 @@ impl Dim {
             Dim::Sub(4) => "sub4",
             Dim::Sub(_) => "sub5",
             Dim::Source => "source",
+            Dim::Reason => "reason",
             Dim::Hour => "hour_ms",
             Dim::Day => "day_ms",
         }
@@ -614,6 +619,15 @@ pub struct RollupQuery {
 }
 
 impl RollupQuery {
+    /// Refuses what no store can answer: a filter on [`Dim::Reason`] (a
+    /// click has several reasons; filter with `reasons` instead).
+    pub fn check(&self) -> Result<()> {
+        if self.filters.iter().any(|(d, _)| *d == Dim::Reason) {
+            return Err(StoreError::Invalid("reason: filter quality reasons with `reasons`".into()));
+        }
+        Ok(())
+    }
+
     /// Whether the rollup cannot answer this query (quality reasons,
     /// sub-ids or the traffic source), so it is computed from raw rows.
     pub fn needs_raw_rows(&self) -> bool {
@@ -622,8 +636,31 @@ impl RollupQuery {
                 .group
                 .iter()
                 .chain(self.filters.iter().map(|(d, _)| d))
-                .any(|d| matches!(d, Dim::Sub(_) | Dim::Source))
+                .any(|d| matches!(d, Dim::Sub(_) | Dim::Source | Dim::Reason))
     }
+}
+
+/// Adds up rows with the same key (parts of one answer: rollup tables and
+/// raw rows, or two stores each answering part of a window), in first-seen
+/// order. An ungrouped answer always has its one total, zero if no row
+/// matched.
+pub fn merge_rows(
+    parts: impl IntoIterator<Item = (Vec<DimValue>, Measures)>,
+    grouped: bool,
+) -> Vec<(Vec<DimValue>, Measures)> {
+    let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (key, m) in parts {
+        let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
+            out.push((key, Measures::default()));
+            out.len() - 1
+        });
+        out[i].1.add(&m);
+    }
+    if !grouped && out.is_empty() {
+        out.push((Vec::new(), Measures::default()));
+    }
+    out
 }
 
 /// Reports read incrementally maintained hourly rollups, never raw rows.

@@ -1511,6 +1511,7 @@ fn raw_dim(d: Dim, t: &str) -> String {
         Dim::Offer => format!("COALESCE({t}.offer, 0)"),
         Dim::Affiliate => format!("COALESCE({t}.affiliate, 0)"),
         Dim::Source => format!("COALESCE({t}.source, 0)"),
+        Dim::Reason => "r.value".to_string(),
         Dim::Hour => format!("({t}.ts_ms / {HOUR_MS}) * {HOUR_MS}"),
         Dim::Day => format!("({t}.ts_ms / {DAY_MS}) * {DAY_MS}"),
         other => format!("{t}.{}", other.column()),
@@ -1528,9 +1529,14 @@ impl SqliteStore {
     /// when their click row was lost, as in the rollups.
     fn rollup_from_rows(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         use rusqlite::types::Value;
-        use std::collections::HashMap;
-        let click_only = !q.reasons.is_empty()
-            || q.group.iter().chain(q.filters.iter().map(|(d, _)| d)).any(|d| matches!(d, Dim::Sub(_) | Dim::Source));
+        let click_only = q.needs_raw_rows();
+        // Grouped by reason, a click row is one row per reason code it
+        // carries (one empty code when it has none).
+        let reasons_of = if q.group.contains(&Dim::Reason) {
+            ", json_each('[\"' || replace(k.quality_reasons, ',', '\",\"') || '\"]') r"
+        } else {
+            ""
+        };
         // (time condition, dimension expression) over clicks `k`, or over
         // conversions `c` alone.
         let on_clicks = (
@@ -1577,7 +1583,8 @@ impl SqliteStore {
         let c = self.read.lock();
         let mut found = Vec::new();
         {
-            let (sql, args) = select("COUNT(*), SUM(k.offer IS NULL), SUM(k.cost)", "clicks k", on_clicks);
+            let from = format!("clicks k{reasons_of}");
+            let (sql, args) = select("COUNT(*), SUM(k.offer IS NULL), SUM(k.cost)", &from, on_clicks);
             let mut st = c.prepare(&sql)?;
             let mut rows = st.query(rusqlite::params_from_iter(args))?;
             while let Some(r) = rows.next()? {
@@ -1595,9 +1602,10 @@ impl SqliteStore {
                  SUM(c.status = 'chargeback'), SUM(CASE WHEN c.status = 'approved' THEN c.payout_base ELSE 0 END),
                  SUM(CASE WHEN c.status = 'approved' THEN c.cost ELSE 0 END)";
             let (sql, args) = if click_only {
-                let joined =
-                    "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id";
-                select(measures, joined, on_clicks)
+                let joined = format!(
+                    "conversions c JOIN clicks k ON k.ts_ms / 1000 = c.click_ts_ms / 1000 AND k.click_id = c.click_id{reasons_of}"
+                );
+                select(measures, &joined, on_clicks)
             } else {
                 select(measures, "conversions c", on_conversions)
             };
@@ -1617,19 +1625,7 @@ impl SqliteStore {
                 found.push((row_key(r, &q.group)?, m));
             }
         }
-        let mut cells: Vec<(Vec<DimValue>, Measures)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (key, m) in found {
-            let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
-                cells.push((key, Measures::default()));
-                cells.len() - 1
-            });
-            cells[i].1.add(&m);
-        }
-        if cells.is_empty() && q.group.is_empty() {
-            cells.push((Vec::new(), Measures::default()));
-        }
-        Ok(cells)
+        Ok(crate::merge_rows(found, !q.group.is_empty()))
     }
 }
 
@@ -1776,6 +1772,7 @@ impl RollupStore for SqliteStore {
     /// hours at either edge from the raw rows (at most an hour of clicks
     /// each), merged by key.
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        q.check()?;
         let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
         if q.needs_raw_rows() || h1 >= h2 {
             return self.rollup_from_rows(q);
@@ -1785,21 +1782,7 @@ impl RollupStore for SqliteStore {
         for (from_ms, to_ms) in edges.into_iter().filter(|(a, b)| a < b) {
             parts.push(self.rollup_from_rows(&RollupQuery { from_ms, to_ms, ..q.clone() })?);
         }
-        let mut out: Vec<(Vec<DimValue>, Measures)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (key, m) in parts.into_iter().flatten() {
-            let i = *index.entry(format!("{key:?}")).or_insert_with(|| {
-                out.push((key, Measures::default()));
-                out.len() - 1
-            });
-            out[i].1.add(&m);
-        }
-        // An ungrouped query over no rows still has one (zero) total.
-        out.retain(|(k, m)| !k.is_empty() || *m != Measures::default());
-        if q.group.is_empty() && out.is_empty() {
-            out.push((Vec::new(), Measures::default()));
-        }
-        Ok(out)
+        Ok(crate::merge_rows(parts.into_iter().flatten(), !q.group.is_empty()))
     }
 }
 
