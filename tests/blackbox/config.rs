@@ -125,15 +125,36 @@ fn import_reports_errors_with_the_file_name_and_exits_non_zero() {
     assert!(err.contains("smartlink.yaml") && err.contains("smartlinks[0].offers[0]: unknown offer \"o9\""), "{err}");
 }
 
+/// Each `examples/*.yaml` with the definitions it holds (advertisers,
+/// affiliates, offers, smartlinks and sources): a new example goes here.
+const EXAMPLES: [(&str, usize); 3] = [("demo.yaml", 17), ("media-buyer.yaml", 8), ("network.yaml", 18)];
+
 #[test]
-fn the_demo_configuration_from_the_readme_imports_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.yaml");
-    let out =
-        std::process::Command::new(bin()).arg("import").arg(&demo).arg("--data-dir").arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("17 definitions stored"), "{said}");
+fn every_example_configuration_imports_cleanly_with_all_its_definitions() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut found: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml"))
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = EXAMPLES.iter().map(|(name, _)| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed, "every example is in EXAMPLES");
+    for (name, definitions) in EXAMPLES {
+        let dir = tempfile::tempdir().unwrap();
+        let file = examples.join(name);
+        let out = std::process::Command::new(bin())
+            .arg("import")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains(&format!("({definitions} definitions stored)")), "{name}: {said}");
+    }
 }
 
 #[test]
