@@ -416,26 +416,3 @@ fn the_binary_prints_its_version_with_the_revision_completions_for_each_shell_an
     let bad = std::process::Command::new(bin()).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
 }
-
-#[test]
-fn every_example_configuration_imports_cleanly() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(bin())
-            .arg("import")
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-        seen += 1;
-    }
-    assert!(seen >= 2, "the demo and the media buyer's set-up");
-}
