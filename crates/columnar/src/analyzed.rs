@@ -95,7 +95,7 @@ impl Analyzed {
             .unwrap_or_else(|| h.to_string());
         StoreError::Invalid(format!(
             "sub-ids, traffic sources and quality reasons are kept with each click for {} days \
-             (analytics.raw_retention_days); start the period at {at} or later",
+             (server.raw_retention_days); start the period at {at} or later",
             col.opts.retention_days
         ))
     }
