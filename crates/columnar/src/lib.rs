@@ -35,7 +35,14 @@ use smartlink_store::{FeedMarks, Result, StoreError};
 pub use analyzed::Analyzed;
 
 /// The file's layout version; a file of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: the dictionary starts with the quality classes (codes 0..=3).
+const SCHEMA_VERSION: i64 = 2;
+
+/// The first dictionary codes: the quality classes, so that the reports'
+/// default "human and suspect" filter is the range `quality <= 1`, which
+/// DuckDB answers from the scan itself (an `IN` of two scattered codes is
+/// evaluated as an `OR` and cost ~100 ms over 10 M rows).
+const SEEDED: [&str; 4] = ["human", "suspect", "bot", "preview"];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
@@ -182,6 +189,13 @@ impl Columnar {
                 }
                 dict.codes.insert(value.clone(), code);
                 dict.values.push(value);
+            }
+        }
+        if dict.values.is_empty() {
+            for (code, v) in SEEDED.iter().enumerate() {
+                conn.execute("INSERT INTO dict VALUES (?, ?)", duckdb::params![code as u32, v]).map_err(db_err)?;
+                dict.codes.insert(v.to_string(), code as u32);
+                dict.values.push(v.to_string());
             }
         }
         Ok(Columnar {

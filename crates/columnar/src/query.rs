@@ -60,35 +60,55 @@ fn decode(d: Dim, p: &Part, dict: &Dict) -> DimValue {
     }
 }
 
+/// `col` is one of `values` (integers), written the way DuckDB evaluates
+/// fastest: `=`, a range, a bit mask for small codes, else `IN` (which it
+/// runs as an `OR` of comparisons, several times slower than a range).
+fn int_in(col: &str, mut values: Vec<i64>) -> String {
+    values.sort_unstable();
+    values.dedup();
+    match values[..] {
+        [] => "FALSE".into(),
+        [v] => format!("{col} = {v}"),
+        [a, .., b] if b - a + 1 == values.len() as i64 => format!("{col} BETWEEN {a} AND {b}"),
+        _ if values.iter().all(|v| (0..64).contains(v)) => {
+            let mask = values.iter().fold(0u64, |m, v| m | 1 << v);
+            format!("((1::UBIGINT << {col}) & {mask}::UBIGINT) <> 0")
+        }
+        _ => format!("{col} IN ({})", values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
 /// The WHERE clause of a query over a fact table: window, filters, reasons.
 fn conditions(q: &RollupQuery, ts: &str, dict: &Dict, args: &mut Vec<Value>) -> Result<String> {
     let mut sql = format!("{ts} >= ? AND {ts} < ?");
     args.push(Value::BigInt(q.from_ms));
     args.push(Value::BigInt(q.to_ms));
     for (d, values) in q.filters.iter().filter(|(_, v)| !v.is_empty()) {
-        let mut marks = Vec::with_capacity(values.len());
-        for v in values {
-            let arg = match (d, v) {
-                (d, DimValue::Text(t)) if coded(*d) => match dict.code(t) {
-                    Some(c) => Value::BigInt(c as i64),
-                    // A value never seen matches nothing.
-                    None => continue,
-                },
-                (_, DimValue::Text(t)) => Value::Text(t.clone()),
-                (_, DimValue::Key(k)) => Value::BigInt(*k as i64),
-                (_, DimValue::Hour(h)) => Value::BigInt(*h),
-            };
-            if matches!((d, &arg), (Dim::Sub(_), Value::BigInt(_))) {
-                return Err(StoreError::Invalid(format!("{}: expected text", expr(*d, ts))));
+        let col = expr(*d, ts);
+        if textual(*d) {
+            let mut marks = Vec::with_capacity(values.len());
+            for v in values {
+                let DimValue::Text(t) = v else {
+                    return Err(StoreError::Invalid(format!("{col}: expected text")));
+                };
+                args.push(Value::Text(t.clone()));
+                marks.push("?");
             }
-            args.push(arg);
-            marks.push("?");
+            sql.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
+            continue;
         }
-        if marks.is_empty() {
-            sql.push_str(" AND FALSE");
-        } else {
-            sql.push_str(&format!(" AND {} IN ({})", expr(*d, ts), marks.join(", ")));
-        }
+        // Integers (codes, keys, hours) are written into the statement.
+        let ints: Vec<i64> = values
+            .iter()
+            .filter_map(|v| match v {
+                // A value never seen matches nothing.
+                DimValue::Text(t) if coded(*d) => dict.code(t).map(i64::from),
+                DimValue::Text(_) => None,
+                DimValue::Key(k) => Some(i64::from(*k)),
+                DimValue::Hour(h) => Some(*h),
+            })
+            .collect();
+        sql.push_str(&format!(" AND {}", int_in(&col, ints)));
     }
     if !q.reasons.is_empty() {
         sql.push_str(" AND (");
@@ -313,7 +333,7 @@ impl Columnar {
 
     /// [`smartlink_store::QualityStore::audit_clicks`].
     pub fn audit_clicks(&self, smartlink: u32, from_ms: i64, to_ms: i64) -> Result<Vec<AuditClickRow>> {
-        let classes = self.class_codes(&["human", "suspect"]);
+        let classes = self.class_filter("k.quality", &["human", "suspect"]);
         let sql = format!(
             "SELECT k.country::BIGINT, k.device::BIGINT, k.os::BIGINT, k.offer::BIGINT, k.propensity,
                COALESCE(c.payout, 0)::BIGINT, (k.cost + COALESCE(c.cost, 0))::BIGINT
@@ -321,7 +341,7 @@ impl Columnar {
                SELECT click_rid, SUM(payout) AS payout, SUM(cost) AS cost FROM conversions
                WHERE status = {APPROVED} AND click_rid IS NOT NULL AND click_ts_ms >= ?2 AND click_ts_ms < ?3
                GROUP BY click_rid) c ON c.click_rid = k.rid
-             WHERE k.smartlink = ?1 AND k.ts_ms >= ?2 AND k.ts_ms < ?3 AND k.quality IN ({classes})
+             WHERE k.smartlink = ?1 AND k.ts_ms >= ?2 AND k.ts_ms < ?3 AND {classes}
              ORDER BY k.rid"
         );
         type Raw = (i64, i64, i64, i64, f64, i64, i64);
@@ -355,10 +375,10 @@ impl Columnar {
         to_ms: i64,
         classes: &[&str],
     ) -> Result<Vec<(String, String, String, u64)>> {
-        let codes = self.class_codes(classes);
+        let classes = self.class_filter("quality", classes);
         let sql = format!(
             "SELECT country::BIGINT, device::BIGINT, fallback_reason::BIGINT, COUNT(*)::BIGINT FROM clicks
-             WHERE smartlink = ? AND ts_ms >= ? AND ts_ms < ? AND quality IN ({codes}) GROUP BY 1, 2, 3"
+             WHERE smartlink = ? AND ts_ms >= ? AND ts_ms < ? AND {classes} GROUP BY 1, 2, 3"
         );
         let rows: Vec<(i64, i64, i64, i64)> = self.read(|c| {
             c.prepare(&sql)?
@@ -371,15 +391,23 @@ impl Columnar {
         Ok(rows.into_iter().map(|(c, d, f, n)| (dict.value(c), dict.value(d), dict.value(f), n as u64)).collect())
     }
 
-    /// The codes of quality classes as an SQL list (`-1` when none is known,
-    /// which matches nothing).
-    fn class_codes(&self, classes: &[&str]) -> String {
+    /// `col` is one of the quality classes (nothing when none is known).
+    fn class_filter(&self, col: &str, classes: &[&str]) -> String {
         let dict = self.dict.read();
-        let codes: Vec<String> = classes.iter().filter_map(|c| dict.code(c)).map(|c| c.to_string()).collect();
-        if codes.is_empty() {
-            "-1".into()
-        } else {
-            codes.join(", ")
-        }
+        int_in(col, classes.iter().filter_map(|c| dict.code(c)).map(i64::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::int_in;
+
+    #[test]
+    fn integer_filters_are_written_as_equality_range_mask_or_in() {
+        assert_eq!(int_in("q", vec![]), "FALSE");
+        assert_eq!(int_in("q", vec![3, 3]), "q = 3");
+        assert_eq!(int_in("q", vec![1, 0]), "q BETWEEN 0 AND 1");
+        assert_eq!(int_in("q", vec![5, 31]), "((1::UBIGINT << q) & 2147483680::UBIGINT) <> 0");
+        assert_eq!(int_in("q", vec![70, 2]), "q IN (2, 70)");
     }
 }

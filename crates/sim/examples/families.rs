@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         let p = PathBuf::from(&a);
         if p.is_dir() {
             let mut in_dir: Vec<PathBuf> = match std::fs::read_dir(&p) {
-                Ok(rd) => rd.flatten().map(|e| e.path()).filter(|f| f.extension().is_some_and(|x| x == "yaml")).collect(),
+                Ok(rd) => {
+                    rd.flatten().map(|e| e.path()).filter(|f| f.extension().is_some_and(|x| x == "yaml")).collect()
+                }
                 Err(e) => {
                     eprintln!("error: {}: {e}", p.display());
                     return ExitCode::from(1);
@@ -57,7 +59,10 @@ fn main() -> ExitCode {
         }
         let mean = sum / seeds.len().max(1) as f64;
         means.push(mean);
-        println!("| **{}** | mean | **{mean:.3}** | | | (smartlink − greedy_epc ≥ {worst_gap:+.3} on every seed)", sc.name);
+        println!(
+            "| **{}** | mean | **{mean:.3}** | | | (smartlink − greedy_epc ≥ {worst_gap:+.3} on every seed)",
+            sc.name
+        );
     }
     if !means.is_empty() {
         println!("| **overall** | | **{:.3}** | | |", means.iter().sum::<f64>() / means.len() as f64);
