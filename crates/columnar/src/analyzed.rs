@@ -80,9 +80,11 @@ impl Analyzed {
         if behind > col.opts.catch_up_limit {
             return Ok(None);
         }
-        match col.sync(&self.sqlite) {
-            // Another process (a server started since) writes the file:
-            // the transactional store answers.
+        match col.try_sync(&self.sqlite, CATCH_UP_WAIT) {
+            // The loader is at work (maybe starved of CPU in its idle
+            // class), or another process (a server started since) writes
+            // the file: the transactional store answers, exactly.
+            Ok(None) => return Ok(None),
             Err(StoreError::Analytics(m)) if crate::is_lock_error(&m) => return Ok(None),
             r => r?,
         };
@@ -100,6 +102,10 @@ impl Analyzed {
         ))
     }
 }
+
+/// How long a query waits for the loader's lock before the transactional
+/// store answers it instead.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RollupStore for Analyzed {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {

@@ -314,4 +314,26 @@ mod tests {
         // The connection serves the next query.
         assert_eq!(c.read(|c| c.query_row("SELECT 42", [], |r| r.get::<_, i64>(0))).unwrap(), 42);
     }
+
+    /// The loader runs in the idle scheduling class: on a busy machine it
+    /// can hold its lock for as long as the CPU stays busy. A query then
+    /// gets the transactional store's (exact) answer instead of waiting.
+    #[test]
+    fn a_query_does_not_wait_behind_the_loader_holding_its_lock() {
+        use smartlink_store::{ClickRow, RollupQuery, RollupStore, SqliteStore, Store};
+        let d = tempfile::tempdir().unwrap();
+        let sqlite = std::sync::Arc::new(SqliteStore::open_dir(d.path()).unwrap());
+        let a = std::sync::Arc::new(Analyzed::open(sqlite.clone(), d.path(), Options::default()).unwrap());
+        let click = ClickRow { click_id: "c1".into(), ts_ms: 1_000, smartlink: 1, ..Default::default() };
+        sqlite.insert_clicks(&[click]).unwrap();
+        let held = a.columnar().unwrap().writer.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = RollupQuery { from_ms: 0, to_ms: 10_000, ..Default::default() };
+        let a2 = a.clone();
+        std::thread::spawn(move || tx.send(a2.rollup(&q).map(|r| r[0].1.clicks)).unwrap());
+        let answer = rx.recv_timeout(Duration::from_secs(20)).expect("the query waited for the loader");
+        assert_eq!(answer.unwrap(), 1, "answered by the transactional store");
+        assert_eq!(a.columnar().unwrap().marks().clicks, 0, "the columnar store loaded nothing");
+        drop(held);
+    }
 }

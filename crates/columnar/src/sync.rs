@@ -50,6 +50,22 @@ impl Columnar {
         out
     }
 
+    /// [`Columnar::sync`] if the loader lock is free within `wait`; `None`
+    /// if it is not. A query must not wait behind the background loader: it
+    /// runs in the idle scheduling class, and on a busy machine it can hold
+    /// the lock for as long as the CPU stays busy.
+    pub fn try_sync(&self, src: &SqliteStore, wait: std::time::Duration) -> Result<Option<Synced>> {
+        let Some(conn) = self.writer.try_lock_for(wait) else { return Ok(None) };
+        let out = self.sync_locked(&conn, src);
+        match &out {
+            Ok(done) => {
+                self.loaded.fetch_add(done.clicks + done.conversions, Ordering::Relaxed);
+            }
+            Err(_) => self.reload_dict(&conn),
+        }
+        out.map(Some)
+    }
+
     fn sync_locked(&self, conn: &duckdb::Connection, src: &SqliteStore) -> Result<Synced> {
         let target = src.feed_marks()?;
         let mut marks = self.marks();
