@@ -109,13 +109,16 @@ const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(100)
 
 impl RollupStore for Analyzed {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        // Before the raw horizon only the rollups remain, whichever store
+        // answers: what needs raw rows is refused, never answered in part.
+        if let Some((col, h)) = self.col.as_ref().and_then(|c| Some((c, c.raw_from_ms()?))) {
+            if q.from_ms < h && q.needs_raw_rows() {
+                return Err(Self::retention_error(col, h));
+            }
+        }
         let Some(col) = self.fresh()? else { return self.sqlite.rollup(q) };
         match col.raw_from_ms() {
-            // Before the raw horizon only the rollups remain.
             Some(h) if q.from_ms < h => {
-                if q.needs_raw_rows() {
-                    return Err(Self::retention_error(col, h));
-                }
                 if q.to_ms <= h {
                     return self.sqlite.rollup(q);
                 }
