@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use smartlink_store::*;
 
-use crate::sync::Synced;
-use crate::{Columnar, Options};
+use crate::{Columnar, Options, Synced};
 
 /// A [`Store`]: SQLite for everything transactional, the columnar store for
 /// [`RollupStore`] and [`QualityStore`].
@@ -22,10 +21,17 @@ impl Analyzed {
     /// Opens the columnar store of `data_dir` over `sqlite`. Fails when
     /// another process holds the file (a running server): such a caller
     /// reads the transactional store alone.
+    #[cfg(feature = "engine")]
     pub fn open(sqlite: Arc<SqliteStore>, data_dir: &Path, opts: Options) -> Result<Analyzed> {
         let col = Columnar::open(data_dir, opts)?;
         col.adopt_horizon(&sqlite)?;
         Ok(Analyzed { col: Some(col), sqlite })
+    }
+
+    /// Without the engine: the transactional store alone.
+    #[cfg(not(feature = "engine"))]
+    pub fn open(sqlite: Arc<SqliteStore>, _data_dir: &Path, _opts: Options) -> Result<Analyzed> {
+        Ok(Self::transactional(sqlite))
     }
 
     /// For a command beside a running server: the columnar store when this

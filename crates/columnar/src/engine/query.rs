@@ -8,7 +8,7 @@ use smartlink_store::{
     AuditClickRow, Dim, DimValue, Measures, Result, RollupQuery, SourceCounts, SourceQuery, StoreError,
 };
 
-use crate::{Columnar, Dict, APPROVED};
+use super::{Columnar, Dict, APPROVED};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;

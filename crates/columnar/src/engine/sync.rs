@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use duckdb::params;
 use smartlink_store::{FeedClick, FeedConversion, FeedMarks, Result, SqliteStore, Store, StoreError};
 
-use crate::{db_err, Columnar, STATUSES};
+use super::{db_err, Columnar, STATUSES};
+use crate::Synced;
 
 /// Click rows per DuckDB transaction while catching up.
 const BATCH: usize = 50_000;
@@ -13,14 +14,6 @@ const BATCH: usize = 50_000;
 const RAW_FROM_META: &str = "raw_from_ms";
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
-
-/// What one [`Columnar::sync`] loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Synced {
-    pub clicks: u64,
-    pub conversions: u64,
-    pub cost_imports: u64,
-}
 
 impl Columnar {
     /// How many click rows the store is behind the feed, read from the
