@@ -496,9 +496,23 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding {}", prepared.listen))?;
                 let addr = listener.local_addr()?;
                 tracing::info!(%addr, data_dir = %eff.data_dir.display(), "smartlink listening");
-                // A line on stdout that scripts and tests can wait for.
+                let tls_listener = match &prepared.tls_listen {
+                    Some(at) => Some(
+                        tokio::net::TcpListener::bind(at)
+                            .await
+                            .with_context(|| format!("binding {at} (server.tls_listen)"))?,
+                    ),
+                    None => None,
+                };
+                // A line on stdout that scripts and tests can wait for (and
+                // one more for the TLS listener).
                 println!("listening on http://{addr}");
-                smartlink_server::run(listener, prepared, smartlink_server::shutdown_signal()).await
+                if let Some(l) = &tls_listener {
+                    let tls_addr = l.local_addr()?;
+                    tracing::info!(addr = %tls_addr, "smartlink listening for TLS");
+                    println!("listening on https://{tls_addr}");
+                }
+                smartlink_server::run(listener, tls_listener, prepared, smartlink_server::shutdown_signal()).await
             })
         }
         Cmd::Import { file, data_dir: dd } => {

@@ -15,8 +15,12 @@ pub const SECRET: &str = "blackbox-click-secret-0123456789abcdef";
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The TLS listener's address, when the config has `server.tls_listen`.
+    pub tls_addr: Option<String>,
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// Kept open: a server that writes to a closed stdout would fail.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 pub struct Resp {
@@ -79,10 +83,23 @@ impl Server {
             .spawn()
             .expect("spawn smartlink");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         match line.trim().strip_prefix("listening on http://") {
             Some(addr) => {
-                Ok(Server { child, addr: addr.to_string(), dir: dir.to_path_buf(), config: config.to_path_buf() })
+                let tls_addr = std::fs::read_to_string(config).unwrap_or_default().contains("tls_listen:").then(|| {
+                    let mut line = String::new();
+                    stdout.read_line(&mut line).unwrap();
+                    line.trim().strip_prefix("listening on https://").expect("the TLS listener's line").to_string()
+                });
+                Ok(Server {
+                    child,
+                    addr: addr.to_string(),
+                    tls_addr,
+                    dir: dir.to_path_buf(),
+                    config: config.to_path_buf(),
+                    _stdout: stdout,
+                })
             }
             None => {
                 let mut err = String::new();
@@ -138,23 +155,60 @@ impl Server {
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let body = body.unwrap_or("");
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Resp { status, headers, body: body.to_string() }
+        exchange(&mut s, &self.addr, method, path, headers, body)
     }
 
+    /// A browser's `GET` naming `host` in its `Host` header.
+    pub fn get_on(&self, host: &str, path: &str) -> Resp {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        exchange(&mut s, host, "GET", path, BROWSER, None)
+    }
+}
+
+/// Headers of a desktop browser: its clicks are judged human.
+pub const BROWSER: &[(&str, &str)] = &[
+    (
+        "User-Agent",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    ),
+    ("Accept", "text/html"),
+    ("Accept-Language", "en-US,en;q=0.9"),
+];
+
+/// Writes one request (`Connection: close`) to `s` and reads the answer.
+pub fn exchange(
+    s: &mut impl ReadWrite,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.flush().unwrap();
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify once it answered.
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Resp { status, headers, body: body.to_string() }
+}
+
+/// A byte stream a request can be written to: TCP, or TLS over it.
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+impl Server {
     /// One unlabelled-or-labelled sample from `/metrics`, by its full name.
     pub fn metric(&self, name: &str) -> f64 {
         let m = self.get("/metrics", &[]).body;

@@ -11,6 +11,7 @@ mod clicks;
 mod config;
 mod coverage;
 mod digests;
+mod domains;
 mod http;
 mod money;
 mod pixel;

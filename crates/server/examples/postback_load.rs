@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(smartlink_server::run(listener, prepared, async {
+    let server = tokio::spawn(smartlink_server::run(listener, None, prepared, async {
         let _ = stop_rx.await;
     }));
 

@@ -15,6 +15,7 @@ use crate::state::AppState;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/s/{slug}", get(crate::click::click))
+        .route("/o/{offer}", get(crate::click::click))
         .route("/postback", get(crate::postback::postback).post(crate::postback::postback))
         .route("/pixel", get(crate::pixel::pixel))
         .route("/pixel.js", get(crate::pixel::script))
@@ -28,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(crate::admin::routes(state.clone()))
                 .merge(crate::digests::routes(state.clone())),
         )
+        .fallback(crate::click::fallback)
         .layer(axum::middleware::from_fn(require_host))
         .with_state(state)
 }

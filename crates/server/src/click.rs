@@ -14,12 +14,13 @@ use std::hash::BuildHasher;
 use std::io::Write as _;
 
 use smartlink_core::engine::{decide, divert, ClickInput, Outcome};
-use smartlink_core::model::{Country, Language, QualityAction, Segment, Source};
+use smartlink_core::model::{Catalog, Country, Language, QualityAction, Segment, Smartlink, Source};
 use smartlink_core::targeting::Visitor;
 use smartlink_visitor::quality::{judge_classified, RequestSignals};
 use smartlink_visitor::ua::{apply_hints, ClientHints};
 
 use crate::config::Cidr;
+use crate::domains::Lookup;
 use crate::state::AppState;
 use smartlink_clicklog::writer::ClickEvent;
 use smartlink_visitor::quality::QualityClass;
@@ -200,7 +201,47 @@ fn parse_cost(name: &str, v: &str) -> Result<f64, String> {
 
 pub(crate) async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer).into_response()
+    let host = request_host(&req);
+    click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer, host).into_response()
+}
+
+/// The host a request on hyper's side names: the target's authority in
+/// absolute form (RFC 9112 section 3.2.2), else `Host`.
+fn request_host(req: &Request) -> Option<&str> {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| header_str(req.headers(), &header::HOST))
+}
+
+/// Every path no route takes (`/` included). With `domains:`, a host with
+/// a `default_link` answers with a click on it (the query kept), an
+/// unknown host gets the unknown-host page; without, a bare 404 as ever.
+pub(crate) async fn fallback(State(app): State<Arc<AppState>>, req: Request) -> Response {
+    let domains = app.domains.load();
+    let host = request_host(&req);
+    let default = match domains.lookup(host) {
+        // The API's unknown paths stay plain 404s on every host.
+        _ if req.uri().path().starts_with("/api/") => return StatusCode::NOT_FOUND.into_response(),
+        Lookup::Open => return StatusCode::NOT_FOUND.into_response(),
+        Lookup::Unknown => {
+            app.metrics.clicks_unknown_host.fetch_add(1, Relaxed);
+            return ClickAnswer::Page(StatusCode::NOT_FOUND, UNKNOWN_HOST_PAGE).into_response();
+        }
+        Lookup::Domain(d) => d.default_path.clone(),
+    };
+    let Some(path) = default else {
+        return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE).into_response();
+    };
+    if !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let catalog = app.catalog.load();
+    match link_of(&catalog, &path) {
+        Some(sl) => answer_link(&app, &catalog, sl, req.uri().query(), req.headers(), peer).into_response(),
+        None => {
+            app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
+            ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE).into_response()
+        }
+    }
 }
 
 /// What the click path answers. The HTTP layer that parsed the request
@@ -221,6 +262,8 @@ pub enum ClickAnswer {
 }
 
 const NOT_FOUND_PAGE: &str = "<!doctype html><title>Not found</title><p>This link does not exist.</p>\n";
+const UNKNOWN_HOST_PAGE: &str =
+    "<!doctype html><title>Unknown host</title><p>This domain is not configured on this server.</p>\n";
 const FORBIDDEN_PAGE: &str = "<!doctype html><title>Forbidden</title><p>This request was refused.</p>\n";
 const UNAVAILABLE_PAGE: &str =
     "<!doctype html><title>Unavailable</title><p>This offer is not available right now.</p>\n";
@@ -307,18 +350,48 @@ pub fn click_answer(
     query: Option<&str>,
     headers: &(impl ClickHeaders + ?Sized),
     peer: Option<IpAddr>,
+    host: Option<&str>,
 ) -> ClickAnswer {
-    let started = Instant::now();
+    // With `domains:`, the host must serve this link; a link bound to
+    // another host is as unknown here as a slug that does not exist.
+    match app.domains.load().lookup(host) {
+        Lookup::Open => {}
+        Lookup::Domain(d) if d.serves(path) => {}
+        Lookup::Domain(_) => {
+            app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
+            return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE);
+        }
+        Lookup::Unknown => {
+            app.metrics.clicks_unknown_host.fetch_add(1, Relaxed);
+            return ClickAnswer::Page(StatusCode::NOT_FOUND, UNKNOWN_HOST_PAGE);
+        }
+    }
     let catalog = app.catalog.load();
-    // A smartlink (`/s/{slug}`) or an offer's direct link (`/o/{offer}`).
-    let link = match path.strip_prefix("/s/") {
-        Some(slug) => catalog.smartlink(slug),
-        None => path.strip_prefix("/o/").and_then(|offer| catalog.direct_link(offer)),
-    };
-    let Some(sl) = link else {
+    let Some(sl) = link_of(&catalog, path) else {
         app.metrics.clicks_unknown_slug.fetch_add(1, Relaxed);
         return ClickAnswer::Page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE);
     };
+    answer_link(app, &catalog, sl, query, headers, peer)
+}
+
+/// A smartlink (`/s/{slug}`) or an offer's direct link (`/o/{offer}`).
+fn link_of<'c>(catalog: &'c Catalog, path: &str) -> Option<&'c Smartlink> {
+    match path.strip_prefix("/s/") {
+        Some(slug) => catalog.smartlink(slug),
+        None => path.strip_prefix("/o/").and_then(|offer| catalog.direct_link(offer)),
+    }
+}
+
+/// The click on link `sl`, once the host may serve it.
+fn answer_link(
+    app: &AppState,
+    catalog: &Catalog,
+    sl: &Smartlink,
+    query: Option<&str>,
+    headers: &(impl ClickHeaders + ?Sized),
+    peer: Option<IpAddr>,
+) -> ClickAnswer {
+    let started = Instant::now();
     // The traffic source: the one `src` names, else the link's.
     let named = source_param(query);
     let source = match named.as_deref() {
@@ -396,9 +469,9 @@ pub fn click_answer(
     };
     let rng = &mut rand::rng();
     let d = match action {
-        QualityAction::Allow => decide(&catalog, sl, &input, &app.codec, rng),
-        QualityAction::Block | QualityAction::Fallback => divert(&catalog, sl, &input, None, &app.codec, rng),
-        QualityAction::SafePage => divert(&catalog, sl, &input, sl.quality.safe_page.as_ref(), &app.codec, rng),
+        QualityAction::Allow => decide(catalog, sl, &input, &app.codec, rng),
+        QualityAction::Block | QualityAction::Fallback => divert(catalog, sl, &input, None, &app.codec, rng),
+        QualityAction::SafePage => divert(catalog, sl, &input, sl.quality.safe_page.as_ref(), &app.codec, rng),
     };
     app.metrics.observe_decision(started.elapsed().as_nanos() as u64);
 

@@ -112,6 +112,14 @@ pub struct ServerSettings {
     /// connections are cut (the click queue and journal are flushed
     /// either way). Default 10.
     pub shutdown_grace_secs: Option<u64>,
+    /// Address (`host:port`) of the TLS listener; certificates come from
+    /// the `domains:` entries' `tls` files. None: no TLS (a proxy in front
+    /// terminates it).
+    pub tls_listen: Option<String>,
+    /// Seconds between checks of the certificate files for changes (they
+    /// are reloaded when one changed; SIGHUP reloads at once); 0: SIGHUP
+    /// only. Default 10.
+    pub tls_poll_secs: Option<u64>,
     /// Traffic-quality inputs: network databases, block list, rate windows.
     #[serde(default)]
     pub quality: QualitySettings,
@@ -552,6 +560,9 @@ pub struct Definitions {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FileConfig {
     pub server: ServerSettings,
+    /// Custom tracking domains: read from the file at every start (and on
+    /// SIGHUP), never stored.
+    pub domains: Vec<crate::domains::DomainSpec>,
     pub definitions: Definitions,
 }
 
@@ -678,6 +689,16 @@ pub fn parse_file_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Resul
             }
         },
     };
+    let domains: Vec<crate::domains::DomainSpec> = match top.remove("domains") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(v) => match from_value(v) {
+            Ok(d) => d,
+            Err((path, message)) => {
+                errors.push(FieldError { path: join_path("domains", &path), message });
+                Vec::new()
+            }
+        },
+    };
     let definitions: Definitions = match from_value(serde_json::Value::Object(top)) {
         Ok(d) => d,
         Err((path, message)) => {
@@ -688,9 +709,14 @@ pub fn parse_file_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Resul
     if errors.is_empty() {
         errors.extend(validate_settings(&settings));
         errors.extend(duplicate_ids(&definitions));
+        // Hosts and names here; whether the links exist once the store's
+        // definitions are known (`prepare`).
+        if let Err(e) = crate::domains::Domains::build(&domains, |_| true, |_| true) {
+            errors.extend(e);
+        }
     }
     if errors.is_empty() {
-        Ok(FileConfig { server: settings, definitions })
+        Ok(FileConfig { server: settings, domains, definitions })
     } else {
         Err(ConfigError::Invalid { file: String::new(), errors })
     }
@@ -795,6 +821,12 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
             e.push("server.listen", format!("expected an address and port such as 127.0.0.1:8080, got {l:?}"));
         }
     }
+    if let Some(l) = &s.tls_listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            e.push("server.tls_listen", format!("expected an address and port such as 0.0.0.0:443, got {l:?}"));
+        }
+    }
+    range(&mut e, "server.tls_poll_secs", s.tls_poll_secs, 0, 86_400, "seconds");
     range(&mut e, "server.queue_capacity", s.queue_capacity, 1, 10_000_000, "a number of rows");
     range(&mut e, "server.ingest_catch_up_mib", s.ingest_catch_up_mib, 1, 1 << 20, "MiB");
     range(&mut e, "server.ingest_defer_secs", s.ingest_defer_secs, 0, 3_600, "seconds");

@@ -107,6 +107,7 @@ impl Default for Limits {
 /// With `clicks`, clicks take the fast path; without, hyper serves all.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<(TcpListener, Arc<crate::tls::Tls>)>,
     app: Router,
     clicks: Option<Arc<AppState>>,
     limits: Limits,
@@ -116,7 +117,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.half_close(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header);
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body));
-    let shared = Arc::new(Shared { app, http, clicks, limits, metrics: metrics.clone() });
+    let (tls_listener, tls) = tls.unzip();
+    let shared = Arc::new(Shared { app, http, clicks, limits, metrics: metrics.clone(), tls });
     let graceful = GracefulShutdown::new();
     // Bumped to ask idle fast-path connections to close (the connection
     // limit); dropped to stop every fast-path connection (shutdown).
@@ -124,15 +126,17 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    accept_error(e).await;
-                    continue;
-                }
-            },
+        let (accepted, secure) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_on(tls_listener.as_ref()) => (accepted, true),
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                accept_error(e).await;
+                continue;
+            }
         };
         while tasks.try_join_next().is_some() {}
         if tasks.len() >= limits.max_connections {
@@ -153,16 +157,29 @@ pub async fn serve(
         let signal = signal_rx.clone();
         tasks.spawn(async move {
             let _open = Open::new(&shared.metrics);
-            if let Some(state) = &shared.clicks {
-                match fast_path(stream, peer, state, &shared.limits, signal).await {
-                    Handoff::Done => {}
-                    Handoff::Hyper(io) => shared.hyper(io, peer, watcher).await,
+            match (&shared.tls, secure) {
+                (Some(tls), true) => {
+                    // The handshake counts toward the time a head may take.
+                    match tokio::time::timeout(shared.limits.header, tls.acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            shared.metrics.tls_handshakes.fetch_add(1, Relaxed);
+                            shared.connection(stream, peer, watcher, signal).await;
+                        }
+                        Ok(Err(e)) => {
+                            shared.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            shared.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
+                            shared.metrics.http_timeouts[0].fetch_add(1, Relaxed);
+                        }
+                    }
                 }
-            } else {
-                shared.hyper(Prefixed::new(stream, Vec::new(), 0..0), peer, watcher).await;
+                _ => shared.connection(stream, peer, watcher, signal).await,
             }
         });
     }
+    drop(tls_listener);
     drop(listener);
     // Fast-path connections close when idle; hyper's finish their request;
     // whatever is still open after the grace period is cut.
@@ -197,16 +214,44 @@ impl Drop for Open<'_> {
     }
 }
 
+/// The next connection on `listener`; never, without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Shared {
     app: Router,
     http: hyper::server::conn::http1::Builder,
     clicks: Option<Arc<AppState>>,
     limits: Limits,
     metrics: Arc<crate::metrics::Metrics>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Shared {
-    async fn hyper(&self, io: Prefixed, peer: SocketAddr, watcher: Watcher) {
+    /// Serves one connection (TCP, or TLS once the handshake is done): the
+    /// fast path first when clicks are served, hyper for the rest.
+    async fn connection<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher, signal: watch::Receiver<u64>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if let Some(state) = &self.clicks {
+            match fast_path(stream, peer, state, &self.limits, signal).await {
+                Handoff::Done => {}
+                Handoff::Hyper(io) => self.hyper(io, peer, watcher).await,
+            }
+        } else {
+            self.hyper(Prefixed::new(stream, Vec::new(), 0..0), peer, watcher).await;
+        }
+    }
+
+    async fn hyper<S>(&self, io: Prefixed<S>, peer: SocketAddr, watcher: Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let app = self.app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -219,11 +264,11 @@ impl Shared {
     }
 }
 
-enum Handoff {
+enum Handoff<S> {
     /// The connection is closed (or to be).
     Done,
     /// hyper takes it from here, with the bytes already read.
-    Hyper(Prefixed),
+    Hyper(Prefixed<S>),
 }
 
 /// What the fast path does with one parsed request.
@@ -237,6 +282,8 @@ enum Plan<'r> {
         close: bool,
         /// The answer's `connection` header, when it needs one.
         connection: Option<&'static str>,
+        /// The `Host` header (absent on HTTP/1.0 without one).
+        host: Option<&'r str>,
     },
     Hyper,
 }
@@ -250,13 +297,13 @@ enum Waiting {
     Idle,
 }
 
-async fn fast_path(
-    mut stream: TcpStream,
+async fn fast_path<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     app: &AppState,
     limits: &Limits,
     mut signal: watch::Receiver<u64>,
-) -> Handoff {
+) -> Handoff<S> {
     let mut buf = vec![0u8; READ_BUF];
     let (mut start, mut end) = (0usize, 0usize);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -292,8 +339,8 @@ async fn fast_path(
                     handoff = true;
                     break;
                 }
-                Plan::Click { path, query, head, close: c, connection } => {
-                    let answer = click::click_answer(app, path, query, &Parsed(req.headers), Some(peer.ip()));
+                Plan::Click { path, query, head, close: c, connection, host } => {
+                    let answer = click::click_answer(app, path, query, &Parsed(req.headers), Some(peer.ip()), host);
                     answer.encode(&mut out, head, connection, &http_date());
                     close = c;
                     start += len;
@@ -304,7 +351,12 @@ async fn fast_path(
         if !out.is_empty() {
             // A client that does not read its answers is not waited for
             // longer than it may take to send a head.
-            match tokio::time::timeout(limits.header, stream.write_all(&out)).await {
+            // `flush` sends what a TLS stream still buffers (a no-op on TCP).
+            let send = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(limits.header, send).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Handoff::Done,
                 Err(_) => {
@@ -426,7 +478,9 @@ fn plan<'r>(req: &httparse::Request<'_, 'r>) -> Plan<'r> {
         (false, false) => Some("keep-alive"),
         (false, true) => None,
     };
-    Plan::Click { path, query, head, close, connection }
+    // `host_ok` let only visible ASCII through.
+    let host = if hosts == 1 { std::str::from_utf8(host).ok() } else { None };
+    Plan::Click { path, query, head, close, connection, host }
 }
 
 /// The fast path's verdict on one raw request head, checked against what
@@ -554,22 +608,22 @@ fn http_date() -> [u8; 29] {
     })
 }
 
-/// A TCP stream with the bytes already read from it in front: how the fast
-/// path hands a connection to hyper.
-struct Prefixed {
-    stream: TcpStream,
+/// A stream (TCP, or TLS over TCP) with the bytes already read from it in
+/// front: how the fast path hands a connection to hyper.
+struct Prefixed<S> {
+    stream: S,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
 }
 
-impl Prefixed {
-    fn new(stream: TcpStream, buf: Vec<u8>, unread: std::ops::Range<usize>) -> Prefixed {
+impl<S> Prefixed<S> {
+    fn new(stream: S, buf: Vec<u8>, unread: std::ops::Range<usize>) -> Prefixed<S> {
         Prefixed { stream, buf, pos: unread.start, end: unread.end }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if this.pos < this.end {
@@ -585,7 +639,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, b)
     }
@@ -649,7 +703,14 @@ mod tests {
         let raw = b"GET /s/main?sub1=a&sub2=b HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(
             plan(&parse(raw, &mut h)),
-            Plan::Click { path: "/s/main", query: Some("sub1=a&sub2=b"), head: false, close: false, connection: None }
+            Plan::Click {
+                path: "/s/main",
+                query: Some("sub1=a&sub2=b"),
+                head: false,
+                close: false,
+                connection: None,
+                host: Some("x")
+            }
         );
         for hyper in [
             "POST /s/main HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -810,7 +871,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().route("/peer", get(peer_of));
-        let server = tokio::spawn(serve(listener, app, None, Limits::default(), Default::default(), async {
+        let server = tokio::spawn(serve(listener, None, app, None, Limits::default(), Default::default(), async {
             let _ = stop_rx.await;
         }));
 

@@ -20,6 +20,7 @@ pub mod config;
 pub mod conversions;
 pub mod defs;
 pub mod digests;
+pub mod domains;
 pub mod error;
 pub mod geo;
 pub mod http;
@@ -32,6 +33,7 @@ pub mod postback_config;
 pub mod postback_writer;
 pub mod rate_load;
 pub mod state;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -158,6 +160,13 @@ pub struct Prepared {
     pub alerts: config::AlertSettings,
     pub digests: config::DigestSettings,
     pub listen: String,
+    /// The TLS listener's address and its certificates (`server.tls_listen`).
+    pub tls_listen: Option<String>,
+    pub tls: Option<Arc<tls::Tls>>,
+    /// What SIGHUP re-reads `domains:` from, and how often certificate
+    /// files are checked for changes (zero: never).
+    pub config_file: Option<PathBuf>,
+    pub tls_poll: std::time::Duration,
     /// Time slice for request threads, µs (0: the kernel's default).
     pub request_slice_us: u32,
     /// Held until the server stops: this process owns the click journal.
@@ -269,6 +278,11 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
     };
+    let config_name = eff.file.as_ref().map_or("server settings".into(), |(p, _)| p.display().to_string());
+    let domain_specs = eff.file.as_ref().map(|(_, f)| f.domains.as_slice()).unwrap_or_default();
+    let (domains, certs) = load_domains(domain_specs, &catalog, eff.settings.tls_listen.is_some())
+        .map_err(|errors| config::ConfigError::Invalid { file: config_name, errors })?;
+    let tls = certs.map(tls::Tls::new).transpose()?.map(Arc::new);
     // Rows a previous run journaled but did not load count for caps and
     // routing: load them before rebuilding from the store.
     let recovered = journal::recover(&journal_dir, &*store)?;
@@ -306,6 +320,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     };
     let state = Arc::new(AppState {
         catalog: ArcSwap::from_pointee(catalog),
+        domains: ArcSwap::from_pointee(domains),
         defs: tokio::sync::Mutex::new(defs),
         codec: ClickIdCodec::new(click_secret.as_bytes()),
         geo,
@@ -333,9 +348,112 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         alerts: eff.settings.alerts.clone(),
         digests: eff.settings.digests.clone(),
         listen: eff.listen.clone(),
+        tls_listen: eff.settings.tls_listen.clone(),
+        tls,
+        config_file: eff.file.as_ref().map(|(p, _)| p.clone()),
+        tls_poll: std::time::Duration::from_secs(eff.settings.tls_poll_secs.unwrap_or(DEFAULT_TLS_POLL_SECS)),
         request_slice_us,
         journal_lock,
     })
+}
+
+/// Default of `server.tls_poll_secs`.
+pub const DEFAULT_TLS_POLL_SECS: u64 = 10;
+
+/// The `domains:` table checked against the catalog's links, and with a
+/// TLS listener the certificates its entries name; every problem with its
+/// key path.
+pub fn load_domains(
+    specs: &[domains::DomainSpec],
+    catalog: &Catalog,
+    tls_listener: bool,
+) -> Result<(domains::Domains, Option<tls::Certs>), Vec<config::FieldError>> {
+    let table = domains::Domains::build(
+        specs,
+        |slug| catalog.smartlink(slug).is_some(),
+        |offer| catalog.direct_link(offer).is_some(),
+    )?;
+    let with_tls = table.entries().iter().position(|d| d.tls.is_some());
+    let err = |path: String, message: &str| Err(vec![config::FieldError { path, message: message.into() }]);
+    match (tls_listener, with_tls) {
+        (false, Some(i)) => err(format!("domains[{i}].tls"), "is served only on a TLS listener: set server.tls_listen"),
+        (true, None) => err(
+            "server.tls_listen".into(),
+            "no domains: entry has tls: {cert, key}, so there is no certificate to serve",
+        ),
+        (false, None) => Ok((table, None)),
+        (true, Some(_)) => {
+            let certs = tls::Certs::load(&table)?;
+            Ok((table, Some(certs)))
+        }
+    }
+}
+
+/// Reloads on SIGHUP (`domains:` from the configuration file, and the
+/// certificates) and when a certificate file changes (checked every
+/// `poll`). A reload that fails is logged and counted; what was in use
+/// stays.
+async fn reload_task(
+    state: Arc<AppState>,
+    tls: Option<Arc<tls::Tls>>,
+    config_file: Option<PathBuf>,
+    poll: std::time::Duration,
+    mut hangup: Hangup,
+) {
+    let mut tick = tokio::time::interval(if poll.is_zero() { std::time::Duration::from_secs(86_400) } else { poll });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let reread = tokio::select! {
+            () = next_hangup(&mut hangup) => true,
+            _ = tick.tick(), if !poll.is_zero() && tls.is_some() => false,
+        };
+        let state2 = state.clone();
+        let (tls2, file2) = (tls.clone(), config_file.clone());
+        let outcome = tokio::task::spawn_blocking(move || reload(&state2, tls2.as_deref(), file2.as_deref(), reread))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match outcome {
+            Ok(false) => {}
+            Ok(true) => {
+                state.metrics.tls_reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(domains = state.domains.load().entries().len(), "reloaded domains and certificates");
+            }
+            Err(e) => {
+                state.metrics.tls_reload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "reload failed; the previous domains and certificates stay in use");
+            }
+        }
+    }
+}
+
+/// One reload: with `reread` (SIGHUP) the file's `domains:` and every
+/// certificate; otherwise the certificates only, and only when a file
+/// changed. `Ok(true)` when something was swapped in.
+fn reload(state: &AppState, tls: Option<&tls::Tls>, file: Option<&Path>, reread: bool) -> Result<bool, String> {
+    let current = state.domains.load_full();
+    if !reread && !tls.is_some_and(|t| t.changed(&current)) {
+        return Ok(false);
+    }
+    let specs = match (reread, file) {
+        (true, Some(path)) => Some(config::load_file(path).map_err(|e| e.to_string())?.domains),
+        _ => None,
+    };
+    let name = file.map_or("server settings".into(), |p| p.display().to_string());
+    let invalid = |errors| config::ConfigError::Invalid { file: name.clone(), errors }.to_string();
+    let catalog = state.catalog.load();
+    let (table, certs) = match &specs {
+        Some(specs) => load_domains(specs, &catalog, tls.is_some()).map_err(invalid)?,
+        None if tls.is_some() => ((*current).clone(), Some(tls::Certs::load(&current).map_err(invalid)?)),
+        None => return Ok(false),
+    };
+    if let (Some(tls), Some(certs)) = (tls, certs) {
+        tls.replace(certs);
+    }
+    if specs.is_some() {
+        state.domains.store(Arc::new(table));
+    }
+    Ok(true)
 }
 
 /// How far back the router's learned state is rebuilt from stored clicks.
@@ -418,12 +536,32 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
 
 /// Serves until `shutdown` resolves, then stops accepting, finishes
 /// in-flight requests and flushes the click queue to the store.
+/// With `tls_listener`, TLS connections there too (certificates from
+/// `prepared.tls`).
 pub async fn run(
     listener: tokio::net::TcpListener,
+    tls_listener: Option<tokio::net::TcpListener>,
     prepared: Prepared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Prepared { state, writer, postback_writer, retry, alerts, digests, journal_lock, limits, .. } = prepared;
+    let Prepared {
+        state,
+        writer,
+        postback_writer,
+        retry,
+        alerts,
+        digests,
+        journal_lock,
+        limits,
+        tls,
+        config_file,
+        tls_poll,
+        ..
+    } = prepared;
+    // Registered before the first connection is served: from then on a
+    // SIGHUP reloads instead of ending the process.
+    let hangup = hangup_signal()?;
+    let reloader = tokio::spawn(reload_task(state.clone(), tls.clone(), config_file, tls_poll, hangup));
     let poll = std::time::Duration::from_secs_f64((retry.base_secs / 4.0).clamp(0.05, 1.0));
     let outbound = tokio::spawn(outbound::run(state.clone(), retry, poll));
     let detector = match alerts.interval_secs.unwrap_or(300) {
@@ -437,7 +575,14 @@ pub async fn run(
     let rate_load = tokio::spawn(rate_load::watch_rate_load(state.clone()));
     let digest_task = tokio::spawn(digests::run(state.clone(), digests, retry, poll));
     let app = router(state.clone());
-    http::serve(listener, app, Some(state.clone()), limits, state.metrics.clone(), shutdown).await;
+    let tls = match (tls_listener, tls) {
+        (Some(l), Some(t)) => Some((l, t)),
+        (None, _) => None,
+        (Some(_), None) => bail!("a TLS listener without certificates (server.tls_listen needs domains with tls)"),
+    };
+    http::serve(listener, tls, app, Some(state.clone()), limits, state.metrics.clone(), shutdown).await;
+    reloader.abort();
+    let _ = reloader.await;
     outbound.abort();
     let _ = outbound.await;
     rate_load.abort();
@@ -495,6 +640,30 @@ fn default_max_connections() -> usize {
         }
     }
     http::Limits::default().max_connections
+}
+
+/// SIGHUP, as a stream of signals (nothing off Unix).
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> anyhow::Result<Hangup> {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler");
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Resolves on the next SIGHUP.
+async fn next_hangup(h: &mut Hangup) {
+    #[cfg(unix)]
+    if h.recv().await.is_some() {
+        return;
+    }
+    let _ = h;
+    std::future::pending::<()>().await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub clicks_offer: AtomicU64,
     pub clicks_fallback: AtomicU64,
     pub clicks_unknown_slug: AtomicU64,
+    /// Requests whose `Host` no `domains:` entry names (answered 404).
+    pub clicks_unknown_host: AtomicU64,
     pub clicks_bad_request: AtomicU64,
     /// Clicks answered 403/204 by a quality `block` action.
     pub clicks_blocked: AtomicU64,
@@ -50,6 +52,13 @@ pub struct Metrics {
     pub http_refused: AtomicU64,
     /// Connections cut when the shutdown grace period ran out.
     pub http_shutdown_cut: AtomicU64,
+    /// TLS connections accepted, and handshakes that failed or timed out.
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
+    /// Certificate (and `domains:`) reloads that took effect, and that
+    /// failed (the previous ones stay in use).
+    pub tls_reloads: AtomicU64,
+    pub tls_reload_errors: AtomicU64,
     /// Conversions in by (channel, outcome, HTTP status): `recorded`,
     /// `duplicate`, `updated` (200) or `refused` (the 4xx/5xx answered).
     /// Off the click path; a few dozen cells at most.
@@ -101,6 +110,7 @@ impl Metrics {
             ("offer", g(&self.clicks_offer)),
             ("fallback", g(&self.clicks_fallback)),
             ("unknown_slug", g(&self.clicks_unknown_slug)),
+            ("unknown_host", g(&self.clicks_unknown_host)),
             ("bad_request", g(&self.clicks_bad_request)),
             ("blocked", g(&self.clicks_blocked)),
         ] {
@@ -155,6 +165,30 @@ impl Metrics {
                 "counter",
                 "Connections cut when the shutdown grace period (server.shutdown_grace_secs) ran out.",
                 g(&self.http_shutdown_cut),
+            ),
+            (
+                "smartlink_tls_handshakes_total",
+                "counter",
+                "TLS handshakes completed on server.tls_listen.",
+                g(&self.tls_handshakes),
+            ),
+            (
+                "smartlink_tls_handshake_errors_total",
+                "counter",
+                "TLS handshakes that failed (no certificate for the name, bad client hello) or timed out.",
+                g(&self.tls_handshake_errors),
+            ),
+            (
+                "smartlink_tls_reloads_total",
+                "counter",
+                "Reloads of the certificates and domains (SIGHUP or a certificate file changed) that took effect.",
+                g(&self.tls_reloads),
+            ),
+            (
+                "smartlink_tls_reload_errors_total",
+                "counter",
+                "Reloads that failed (each logged); the previous certificates and domains stay in use.",
+                g(&self.tls_reload_errors),
             ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");

@@ -21,6 +21,9 @@ use smartlink_clicklog::writer::ClickQueue;
 pub struct AppState {
     /// What the click path reads; swapped atomically on every change.
     pub catalog: ArcSwap<Catalog>,
+    /// Custom tracking domains: which links each host serves (empty: every
+    /// host serves every link). Swapped on SIGHUP.
+    pub domains: ArcSwap<crate::domains::Domains>,
     /// Definitions and keys as stored; admin changes serialise on this lock
     /// (never taken on the click path).
     pub defs: tokio::sync::Mutex<DefsState>,
