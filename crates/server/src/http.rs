@@ -34,6 +34,13 @@
 //! here is answered in microseconds; the next read after the answer still
 //! sees the close.
 //!
+//! **TLS** (`server.tls_listen`, [`crate::tls`]): a second listener whose
+//! connections are handed, once their handshake is done (within the head
+//! timeout), to the same fast path: it is generic over the stream, so a
+//! click over TLS is parsed and answered by the same code, and its answers
+//! are flushed as one TLS record per batch. Hand-offs to hyper carry the
+//! TLS stream along.
+//!
 //! Kept from `axum::serve`: `ConnectInfo<SocketAddr>` in each request's
 //! extensions (hyper side), accept errors that do not end the loop,
 //! graceful shutdown (stop accepting, finish the requests in progress,
