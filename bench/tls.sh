@@ -36,7 +36,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 } > "$work/pool.yaml"
 RUST_LOG=warn "$BIN" serve --config "$work/pool.yaml" --data-dir "$work/data" --listen 127.0.0.1:$HTTP_PORT > "$work/sl.out" &
 SL_PID=$!
-for _ in $(seq 100); do grep -q https "$work/sl.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q https "$work/sl.out" 2>/dev/null && break; sleep 0.1; done
+grep -q https "$work/sl.out" || { echo "smartlink did not start within 60 s" >&2; exit 1; }
 
 run() { wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s bench/vary.lua "$1" 2>&1; }
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }

@@ -428,7 +428,15 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // rustls warns once per handshake about odd but harmless client hellos
+    // (an IP address sent as SNI, as wrk and many bots do): any client could
+    // fill the log with them. Its errors stay; RUST_LOG naming rustls wins.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls")) {
+        if let Ok(quiet) = "rustls=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if log_format(&cli) == "json" {
         logs.json().with_current_span(false).init();
