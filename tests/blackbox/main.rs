@@ -14,6 +14,7 @@ mod digests;
 mod domains;
 mod http;
 mod money;
+mod openapi;
 mod pixel;
 mod playbook;
 mod postbacks;

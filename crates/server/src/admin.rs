@@ -4,32 +4,219 @@
 
 use std::sync::Arc;
 
+use crate::openapi::ApiRouter;
+use crate::routes;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::{auth, Scope};
+use crate::auth::Scope;
 use crate::config::*;
 use crate::defs::{commit_defs, ApplyError};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
+use crate::openapi::{AdvertiserShown, AffiliateShown, ErrorBody};
 use crate::state::AppState;
 
 // ---------------------------------------------------------------- HTTP ----
 
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/{kind}", get(list).post(create))
-        .route("/{kind}/{id}", get(get_one).put(put).patch(patch).delete(delete))
-        .route("/smartlinks/{slug}/overrides", axum::routing::post(add_override))
-        .layer(middleware::from_fn_with_state(state, auth))
+/// The definitions API, one set of routes per collection (the same URLs
+/// as `/{kind}` and `/{kind}/{id}`, described one by one in the OpenAPI
+/// document). The caller adds the auth layer.
+pub fn routes() -> ApiRouter<Arc<AppState>> {
+    ApiRouter::new()
+        .routes(routes!(offers::list_offers => offers::__path_list_offers, offers::create_offer => offers::__path_create_offer))
+        .routes(routes!(offers::get_offer => offers::__path_get_offer, offers::put_offer => offers::__path_put_offer, offers::patch_offer => offers::__path_patch_offer, offers::delete_offer => offers::__path_delete_offer))
+        .routes(routes!(smartlinks::list_smartlinks => smartlinks::__path_list_smartlinks, smartlinks::create_smartlink => smartlinks::__path_create_smartlink))
+        .routes(routes!(smartlinks::get_smartlink => smartlinks::__path_get_smartlink, smartlinks::put_smartlink => smartlinks::__path_put_smartlink, smartlinks::patch_smartlink => smartlinks::__path_patch_smartlink, smartlinks::delete_smartlink => smartlinks::__path_delete_smartlink))
+        .routes(routes!(add_override => __path_add_override))
+        .routes(routes!(advertisers::list_advertisers => advertisers::__path_list_advertisers, advertisers::create_advertiser => advertisers::__path_create_advertiser))
+        .routes(routes!(advertisers::get_advertiser => advertisers::__path_get_advertiser, advertisers::put_advertiser => advertisers::__path_put_advertiser, advertisers::patch_advertiser => advertisers::__path_patch_advertiser, advertisers::delete_advertiser => advertisers::__path_delete_advertiser))
+        .routes(routes!(affiliates::list_affiliates => affiliates::__path_list_affiliates, affiliates::create_affiliate => affiliates::__path_create_affiliate))
+        .routes(routes!(affiliates::get_affiliate => affiliates::__path_get_affiliate, affiliates::put_affiliate => affiliates::__path_put_affiliate, affiliates::patch_affiliate => affiliates::__path_patch_affiliate, affiliates::delete_affiliate => affiliates::__path_delete_affiliate))
+        .routes(routes!(sources::list_sources => sources::__path_list_sources, sources::create_source => sources::__path_create_source))
+        .routes(routes!(sources::get_source => sources::__path_get_source, sources::put_source => sources::__path_put_source, sources::patch_source => sources::__path_patch_source, sources::delete_source => sources::__path_delete_source))
 }
+
+/// The handlers of one collection: thin wrappers over the shared ones
+/// below, each with its own path and schemas in the OpenAPI document.
+macro_rules! collection {
+    (
+        $module:ident, $section:expr, tag = $tag:literal,
+        list = ($list:ident, $coll:literal, [$($list_sec:tt)*]),
+        one = ($item:literal, $idname:literal, $iddesc:literal, [$($item_sec:tt)*]),
+        fns = ($create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident),
+        shown = $shown:ident, spec = $spec:ident
+    ) => {
+        pub(crate) mod $module {
+            use super::*;
+
+            /// Lists the collection (an affiliate key: only its own smartlinks).
+            #[utoipa::path(get, path = $coll, tag = $tag, security($($list_sec)*),
+                responses((status = 200, description = "Every document, secrets shown only as `*_set`", body = Vec<$shown>),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "Not for this key", body = ErrorBody)))]
+            pub(crate) async fn $list(
+                State(app): State<Arc<AppState>>,
+                axum::Extension(scope): axum::Extension<Scope>,
+            ) -> Result<Json<Value>, ApiError> {
+                super::list(app, scope, $section).await
+            }
+
+            /// Creates a document (`409` if its id exists).
+            #[utoipa::path(post, path = $coll, tag = $tag, security(("admin_token" = [])),
+                request_body(content = $spec, description = "The whole document, its id included"),
+                responses((status = 201, description = "Created; `ETag` is its entity tag", body = $shown,
+                           headers(("etag" = String, description = "The document's entity tag"))),
+                          (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "An affiliate key", body = ErrorBody),
+                          (status = 409, description = "It exists, or the change would break another definition", body = ErrorBody),
+                          (status = 422, description = "Invalid: `fields` names each value at fault", body = ErrorBody)))]
+            pub(crate) async fn $create(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+                super::create(app, $section, body).await
+            }
+
+            /// Reads one document with its `ETag`.
+            #[utoipa::path(get, path = $item, tag = $tag, security($($item_sec)*),
+                params(($idname = String, Path, description = $iddesc)),
+                responses((status = 200, description = "The document; `ETag` is its entity tag", body = $shown,
+                           headers(("etag" = String, description = "The document's entity tag"))),
+                          (status = 400, description = "A malformed path", body = ErrorBody),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "Not for this key", body = ErrorBody),
+                          (status = 404, description = "No such document", body = ErrorBody)))]
+            pub(crate) async fn $get(
+                State(app): State<Arc<AppState>>,
+                axum::Extension(scope): axum::Extension<Scope>,
+                ApiPath(id): ApiPath<String>,
+            ) -> Result<Response, ApiError> {
+                super::get_one(app, scope, $section, id).await
+            }
+
+            /// Replaces (or creates) a document; `If-Match` makes it conditional.
+            #[utoipa::path(put, path = $item, tag = $tag, security(("admin_token" = [])),
+                params(($idname = String, Path, description = $iddesc),
+                       ("If-Match" = Option<String>, Header, description = "Change only if the document's entity tag is one of these (`*`: if it exists)")),
+                request_body(content = $spec, description = "The whole document; its id may be left out, and must match the URL's"),
+                responses((status = 200, description = "Replaced", body = $shown,
+                           headers(("etag" = String, description = "The document's entity tag"))),
+                          (status = 201, description = "Created", body = $shown,
+                           headers(("etag" = String, description = "The document's entity tag"))),
+                          (status = 400, description = "The body is not a JSON object, or a malformed `If-Match`", body = ErrorBody),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "An affiliate key", body = ErrorBody),
+                          (status = 409, description = "The change would break another definition", body = ErrorBody),
+                          (status = 412, description = "`If-Match` does not match", body = ErrorBody),
+                          (status = 422, description = "Invalid: `fields` names each value at fault", body = ErrorBody)))]
+            pub(crate) async fn $put(
+                State(app): State<Arc<AppState>>,
+                ApiPath(id): ApiPath<String>,
+                headers: HeaderMap,
+                body: Bytes,
+            ) -> Result<Response, ApiError> {
+                super::put(app, $section, id, headers, body).await
+            }
+
+            /// Changes a document by JSON merge patch (RFC 7386).
+            #[utoipa::path(patch, path = $item, tag = $tag, security(("admin_token" = [])),
+                params(($idname = String, Path, description = $iddesc),
+                       ("If-Match" = Option<String>, Header, description = "Change only if the document's entity tag is one of these (`*`: if it exists)")),
+                request_body(content = Object, description = "A JSON merge patch: the fields to change, `null` to remove one"),
+                responses((status = 200, description = "Changed", body = $shown,
+                           headers(("etag" = String, description = "The document's entity tag"))),
+                          (status = 400, description = "The body is not a JSON object, or a malformed `If-Match`", body = ErrorBody),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "An affiliate key", body = ErrorBody),
+                          (status = 404, description = "No such document", body = ErrorBody),
+                          (status = 409, description = "The change would break another definition", body = ErrorBody),
+                          (status = 412, description = "`If-Match` does not match", body = ErrorBody),
+                          (status = 422, description = "Invalid: `fields` names each value at fault", body = ErrorBody)))]
+            pub(crate) async fn $patch(
+                State(app): State<Arc<AppState>>,
+                ApiPath(id): ApiPath<String>,
+                headers: HeaderMap,
+                body: Bytes,
+            ) -> Result<Response, ApiError> {
+                super::patch(app, $section, id, headers, body).await
+            }
+
+            /// Deletes a document (`409` while another definition uses it).
+            #[utoipa::path(delete, path = $item, tag = $tag, security(("admin_token" = [])),
+                params(($idname = String, Path, description = $iddesc),
+                       ("If-Match" = Option<String>, Header, description = "Delete only if the document's entity tag is one of these")),
+                responses((status = 204, description = "Deleted"),
+                          (status = 400, description = "A malformed path or `If-Match`", body = ErrorBody),
+                          (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                          (status = 403, description = "An affiliate key", body = ErrorBody),
+                          (status = 404, description = "No such document", body = ErrorBody),
+                          (status = 409, description = "Another definition uses it", body = ErrorBody),
+                          (status = 412, description = "`If-Match` does not match", body = ErrorBody)))]
+            pub(crate) async fn $delete(
+                State(app): State<Arc<AppState>>,
+                ApiPath(id): ApiPath<String>,
+                headers: HeaderMap,
+            ) -> Result<StatusCode, ApiError> {
+                super::delete(app, $section, id, headers).await
+            }
+        }
+    };
+}
+
+collection!(
+    offers,
+    Section::Offers,
+    tag = "definitions",
+    list = (list_offers, "/offers", [("admin_token" = [])]),
+    one = ("/offers/{id}", "id", "The offer's id", [("admin_token" = [])]),
+    fns = (create_offer, get_offer, put_offer, patch_offer, delete_offer),
+    shown = OfferSpec,
+    spec = OfferSpec
+);
+collection!(
+    smartlinks,
+    Section::Smartlinks,
+    tag = "definitions",
+    list = (list_smartlinks, "/smartlinks", [("admin_token" = []), ("affiliate_key" = [])]),
+    one = ("/smartlinks/{slug}", "slug", "The smartlink's slug", [("admin_token" = []), ("affiliate_key" = [])]),
+    fns = (create_smartlink, get_smartlink, put_smartlink, patch_smartlink, delete_smartlink),
+    shown = SmartlinkSpec,
+    spec = SmartlinkSpec
+);
+collection!(
+    advertisers,
+    Section::Advertisers,
+    tag = "definitions",
+    list = (list_advertisers, "/advertisers", [("admin_token" = [])]),
+    one = ("/advertisers/{id}", "id", "The advertiser's id", [("admin_token" = [])]),
+    fns = (create_advertiser, get_advertiser, put_advertiser, patch_advertiser, delete_advertiser),
+    shown = AdvertiserShown,
+    spec = AdvertiserSpec
+);
+collection!(
+    affiliates,
+    Section::Affiliates,
+    tag = "definitions",
+    list = (list_affiliates, "/affiliates", [("admin_token" = [])]),
+    one = ("/affiliates/{id}", "id", "The affiliate's id", [("admin_token" = [])]),
+    fns = (create_affiliate, get_affiliate, put_affiliate, patch_affiliate, delete_affiliate),
+    shown = AffiliateShown,
+    spec = AffiliateSpec
+);
+collection!(
+    sources,
+    Section::Sources,
+    tag = "definitions",
+    list = (list_sources, "/sources", [("admin_token" = [])]),
+    one = ("/sources/{id}", "id", "The traffic source's id", [("admin_token" = [])]),
+    fns = (create_source, get_source, put_source, patch_source, delete_source),
+    shown = SourceSpec,
+    spec = SourceSpec
+);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -41,20 +228,6 @@ enum Section {
 }
 
 impl Section {
-    fn parse(s: &str) -> Result<Section, ApiError> {
-        Ok(match s {
-            "advertisers" => Section::Advertisers,
-            "affiliates" => Section::Affiliates,
-            "offers" => Section::Offers,
-            "smartlinks" => Section::Smartlinks,
-            "sources" => Section::Sources,
-            _ => {
-                return Err(ApiError::NotFound(format!(
-                    "unknown collection {s:?}; expected advertisers, affiliates, offers, smartlinks or sources"
-                )))
-            }
-        })
-    }
     fn name(self) -> &'static str {
         match self {
             Section::Advertisers => "advertisers",
@@ -316,22 +489,12 @@ fn visible(scope: &Scope, s: Section, doc: &Value) -> bool {
     }
 }
 
-async fn list(
-    State(app): State<Arc<AppState>>,
-    axum::Extension(scope): axum::Extension<Scope>,
-    Path(kind): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let s = Section::parse(&kind)?;
+async fn list(app: Arc<AppState>, scope: Scope, s: Section) -> Result<Json<Value>, ApiError> {
     let st = app.defs.lock().await;
     Ok(Json(Value::Array(section_values(&st.defs, s).into_iter().filter(|d| visible(&scope, s, d)).collect())))
 }
 
-async fn get_one(
-    State(app): State<Arc<AppState>>,
-    axum::Extension(scope): axum::Extension<Scope>,
-    Path((kind, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let s = Section::parse(&kind)?;
+async fn get_one(app: Arc<AppState>, scope: Scope, s: Section, id: String) -> Result<Response, ApiError> {
     let st = app.defs.lock().await;
     let missing = || ApiError::NotFound(format!("no {} {id:?}", s.singular()));
     let (doc, tag) = shown(&st.defs, s, &id).ok_or_else(missing)?;
@@ -348,8 +511,7 @@ fn changed(status: StatusCode, after: Option<(Value, String)>) -> Result<Respons
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("the changed document is missing after the change")))
 }
 
-async fn create(State(app): State<Arc<AppState>>, Path(kind): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let s = Section::parse(&kind)?;
+async fn create(app: Arc<AppState>, s: Section, body: Bytes) -> Result<Response, ApiError> {
     let doc = parse_body(&body)?;
     let id = doc.get(s.id_field()).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
         ApiError::Invalid(vec![FieldError { path: s.id_field().into(), message: "missing field".into() }])
@@ -382,12 +544,12 @@ fn check_id_matches(s: Section, id: &str, doc: &mut Value) -> Result<(), ApiErro
 }
 
 async fn put(
-    State(app): State<Arc<AppState>>,
-    Path((kind, id)): Path<(String, String)>,
+    app: Arc<AppState>,
+    s: Section,
+    id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = Section::parse(&kind)?;
     let mut doc = parse_body(&body)?;
     check_id_matches(s, &id, &mut doc)?;
     let change = |defs: &Definitions| {
@@ -416,12 +578,12 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 async fn patch(
-    State(app): State<Arc<AppState>>,
-    Path((kind, id)): Path<(String, String)>,
+    app: Arc<AppState>,
+    s: Section,
+    id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = Section::parse(&kind)?;
     let p = parse_body(&body)?;
     let change = |defs: &Definitions| {
         check_if_match(&headers, defs, s, &id)?;
@@ -438,9 +600,20 @@ async fn patch(
 /// `POST /api/v1/smartlinks/{slug}/overrides` with one override
 /// (`{countries, devices, os, offer}`): puts it first in the smartlink's
 /// overrides, so an audit recommendation is applied with one call.
+#[utoipa::path(post, path = "/smartlinks/{slug}/overrides", tag = "definitions", security(("admin_token" = [])),
+    params(("slug" = String, Path, description = "The smartlink's slug")),
+    request_body(content = OverrideSpec, description = "One override; it goes first in the smartlink's list"),
+    responses((status = 201, description = "Added; the smartlink as it is now", body = SmartlinkSpec,
+               headers(("etag" = String, description = "The smartlink's entity tag"))),
+              (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = ErrorBody),
+              (status = 403, description = "An affiliate key", body = ErrorBody),
+              (status = 404, description = "No such smartlink", body = ErrorBody),
+              (status = 409, description = "The change would break another definition", body = ErrorBody),
+              (status = 422, description = "Invalid: `fields` names each value at fault", body = ErrorBody)))]
 async fn add_override(
     State(app): State<Arc<AppState>>,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ov = parse_body(&body)?;
@@ -460,12 +633,7 @@ async fn add_override(
     changed(StatusCode::CREATED, after)
 }
 
-async fn delete(
-    State(app): State<Arc<AppState>>,
-    Path((kind, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let s = Section::parse(&kind)?;
+async fn delete(app: Arc<AppState>, s: Section, id: String, headers: HeaderMap) -> Result<StatusCode, ApiError> {
     let change = |defs: &Definitions| {
         if position(defs, s, &id).is_none() {
             return Err(ApiError::NotFound(format!("no {} {id:?}", s.singular())));

@@ -6,32 +6,64 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
 
+use crate::openapi::{ApiDoc, ApiRouter};
+use crate::routes;
 use crate::state::AppState;
 
-/// The whole HTTP application.
+/// The whole HTTP application. Every route is registered with its
+/// OpenAPI description ([`api`]); the document is served as is.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/s/{slug}", get(crate::click::click))
-        .route("/o/{offer}", get(crate::click::click))
-        .route("/postback", get(crate::postback::postback).post(crate::postback::postback))
-        .route("/pixel", get(crate::pixel::pixel))
-        .route("/pixel.js", get(crate::pixel::script))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .nest(
-            "/api/v1",
-            crate::conversions::routes(state.clone())
-                .merge(crate::clicks::routes(state.clone()))
-                .merge(crate::admin::routes(state.clone()))
-                .merge(crate::digests::routes(state.clone())),
-        )
-        .fallback(crate::click::fallback)
-        .layer(axum::middleware::from_fn(require_host))
-        .with_state(state)
+    let (router, _) = api(Some(state.clone())).split_for_parts();
+    router.fallback(crate::click::fallback).layer(axum::middleware::from_fn(require_host)).with_state(state)
+}
+
+/// The OpenAPI document of [`router`]: the same routes, described.
+pub fn api_doc() -> utoipa::openapi::OpenApi {
+    api(None).into_openapi()
+}
+
+/// Every route with its description; `/api/v1` (but its document) behind
+/// the bearer-token layer when `auth` has the state it reads. Routes are
+/// added only through [`routes!`](crate::routes), which registers a
+/// handler and its `#[utoipa::path]` together (a test refuses any other way).
+pub fn api(auth: Option<Arc<AppState>>) -> ApiRouter<Arc<AppState>> {
+    let v1 = ApiRouter::new()
+        .merge(crate::conversions::routes())
+        .merge(crate::clicks::routes())
+        .merge(crate::admin::routes())
+        .merge(crate::digests::routes());
+    let v1 = match auth {
+        Some(state) => v1.layer(axum::middleware::from_fn_with_state(state, crate::auth::auth)),
+        None => v1,
+    };
+    ApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(crate::click::click => crate::click::__path_click))
+        .routes(routes!(crate::click::direct => crate::click::__path_direct))
+        .routes(routes!(crate::postback::postback_get => crate::postback::__path_postback_get, crate::postback::postback_post => crate::postback::__path_postback_post))
+        .routes(routes!(crate::pixel::pixel => crate::pixel::__path_pixel))
+        .routes(routes!(crate::pixel::script => crate::pixel::__path_script))
+        .routes(routes!(healthz => __path_healthz))
+        .routes(routes!(readyz => __path_readyz))
+        .routes(routes!(metrics => __path_metrics))
+        .routes(routes!(crate::openapi::openapi_json => crate::openapi::__path_openapi_json))
+        .routes(routes!(crate::openapi::docs => crate::openapi::__path_docs))
+        .nest("/api/v1", v1)
+}
+
+/// No API route: the API's JSON 404 (the fallback answers other paths,
+/// [`crate::click::fallback`]).
+pub(crate) fn api_not_found(path: &str) -> Response {
+    crate::error::ApiError::NotFound(format!("no API route {path:?}; see /api/docs")).into_response()
+}
+
+/// Whether the process answers (for liveness probes); see `/readyz`.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// RFC 9112 section 3.2 on hyper's side (the fast path hands such requests
@@ -56,6 +88,9 @@ async fn require_host(req: axum::extract::Request, next: axum::middleware::Next)
 /// `server.ready_max_backlog_mib`. `200` or `503` (with `Retry-After`),
 /// each check named with its result. (`/healthz` says only that the
 /// process answers.)
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = crate::openapi::Readiness),
+              (status = 503, description = "Not ready: the failing checks say why (`Retry-After`)", body = crate::openapi::Readiness)))]
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let store = app.store.clone();
     let read = tokio::task::spawn_blocking(move || store.meta("config_hash").map(|_| ()));
@@ -101,9 +136,72 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     r
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Every metric", content_type = "text/plain", body = String)))]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let router = app.catalog.load().smartlinks.iter().map(|sl| sl.router.busy()).sum();
     let mut r = app.metrics.render(router).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    /// The router and the OpenAPI document are built by the same
+    /// `routes!` calls; a route added any other way (`.route`, a nested
+    /// service) would be served but not described. So no module's code
+    /// (outside its tests) may add one.
+    #[test]
+    fn every_route_is_added_with_its_openapi_description() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            // `openapi.rs` holds `ApiRouter::routes`, the one place that adds a route.
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") || path.ends_with("openapi.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for needle in [".route(", ".route_service(", ".nest_service(", "routing::get(", "routing::post("] {
+                for (i, line) in code.lines().enumerate() {
+                    if line.contains(needle) && !line.trim_start().starts_with("//") {
+                        found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(found.is_empty(), "routes added without their OpenAPI description:\n{}", found.join("\n"));
+    }
+
+    #[test]
+    fn the_document_describes_every_route_with_its_answers_and_who_may_call_it() {
+        let doc = serde_json::to_value(super::api_doc()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut operations = 0;
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.is_empty(), "{method} {path} lists no answer");
+                let public = !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json";
+                if !public {
+                    assert!(op["security"].as_array().is_some_and(|s| !s.is_empty()), "{method} {path}: no security");
+                    for status in ["401", "403"] {
+                        assert!(responses.contains_key(status), "{method} {path} does not list {status}");
+                    }
+                }
+            }
+        }
+        assert!(operations >= 50, "only {operations} operations");
+        let ids: Vec<&str> = paths
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(ids.len(), unique.len(), "operation ids repeat: {ids:?}");
+    }
 }

@@ -199,10 +199,39 @@ fn parse_cost(name: &str, v: &str) -> Result<f64, String> {
     }
 }
 
+/// A click on a smartlink (the click fast path answers most of them the same way).
+#[utoipa::path(get, path = "/s/{slug}", tag = "clicks",
+    params(("slug" = String, Path, description = "The smartlink's slug"),
+           ("sub1" = Option<String>, Query, description = "Sub-ids `sub1`..`sub5`, `src`, `cost` and the source's own parameter names are read too")),
+    responses((status = 302, description = "To the chosen offer (or the fallback or safe page)",
+               headers(("location" = String, description = "Where the click goes"))),
+              (status = 204, description = "A link preview, blocked: nothing to unfurl"),
+              (status = 400, description = "A bad parameter (e.g. `cost`), named", content_type = "text/plain", body = String),
+              (status = 403, description = "Refused (the quality action `block`)", content_type = "text/html", body = String),
+              (status = 404, description = "No such link", content_type = "text/html", body = String),
+              (status = 502, description = "The link's URL template is misconfigured", content_type = "text/html", body = String),
+              (status = 503, description = "The offer is not available right now", content_type = "text/html", body = String)))]
 pub(crate) async fn click(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let host = request_host(&req);
     click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer, host).into_response()
+}
+
+/// A click on an offer's direct link (`direct_links:`), answered as a
+/// smartlink click with the offer alone in its pool.
+#[utoipa::path(get, path = "/o/{offer}", tag = "clicks",
+    params(("offer" = String, Path, description = "The offer's id (the offer has `direct_link` on)"),
+           ("sub1" = Option<String>, Query, description = "Sub-ids `sub1`..`sub5`, `src`, `cost` and the source's own parameter names are read too")),
+    responses((status = 302, description = "To the offer (or the link's fallback)",
+               headers(("location" = String, description = "Where the click goes"))),
+              (status = 204, description = "A link preview, blocked: nothing to unfurl"),
+              (status = 400, description = "A bad parameter (e.g. `cost`), named", content_type = "text/plain", body = String),
+              (status = 403, description = "Refused (the quality action `block`)", content_type = "text/html", body = String),
+              (status = 404, description = "No such direct link", content_type = "text/html", body = String),
+              (status = 502, description = "The offer's URL template is misconfigured", content_type = "text/html", body = String),
+              (status = 503, description = "The offer cannot take a click now (paused, capped) and the link has no fallback", content_type = "text/html", body = String)))]
+pub(crate) async fn direct(state: State<Arc<AppState>>, req: Request) -> Response {
+    click(state, req).await
 }
 
 /// The host a request on hyper's side names: the target's authority in
@@ -218,8 +247,8 @@ pub(crate) async fn fallback(State(app): State<Arc<AppState>>, req: Request) -> 
     let domains = app.domains.load();
     let host = request_host(&req);
     let default = match domains.lookup(host) {
-        // The API's unknown paths stay plain 404s on every host.
-        _ if req.uri().path().starts_with("/api/") => return StatusCode::NOT_FOUND.into_response(),
+        // The API's unknown paths are its JSON 404 on every host.
+        _ if req.uri().path().starts_with("/api/") => return crate::app::api_not_found(req.uri().path()),
         Lookup::Open => return StatusCode::NOT_FOUND.into_response(),
         Lookup::Unknown => {
             app.metrics.clicks_unknown_host.fetch_add(1, Relaxed);

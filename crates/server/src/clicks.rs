@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::middleware;
+use crate::openapi::ApiRouter;
+use crate::routes;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use smartlink_analysis::clicks::{click_json, decision_json, ClickLogRequest};
 use smartlink_core::clickid::ClickIdError;
@@ -18,16 +18,29 @@ use smartlink_store::ConversionFilter;
 
 use crate::auth::Scope;
 use crate::conversions::{analysis, blocking, conversion_json, csv_response, Format, Names};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
+use crate::openapi as doc;
 use crate::state::AppState;
 
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/clicks", get(list))
-        .route("/clicks/{click_id}", get(get_one))
-        .layer(middleware::from_fn_with_state(state, crate::auth::auth))
+/// The click log routes; the caller adds the auth layer.
+pub fn routes() -> ApiRouter<Arc<AppState>> {
+    ApiRouter::new().routes(routes!(list => __path_list)).routes(routes!(get_one => __path_get_one))
 }
 
+#[utoipa::path(get, path = "/clicks", operation_id = "list_clicks", tag = "reports",
+    security(("admin_token" = []), ("affiliate_key" = [])),
+    params(("from" = Option<String>, Query, description = "Start, in any of the report date forms (default `24h`)"),
+           ("to" = Option<String>, Query, description = "End (default now)"),
+           ("tz" = Option<String>, Query, description = "IANA timezone of dates (default UTC)"),
+           ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+           ("limit" = Option<usize>, Query, description = "Page size, 1 to 1,000 (default 100)"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+           ("smartlink" = Option<String>, Query, description = "Filter: comma-separated values"), ("offer" = Option<String>, Query, description = "Filter: comma-separated values"), ("affiliate" = Option<String>, Query, description = "Filter: comma-separated values"), ("country" = Option<String>, Query, description = "Filter: comma-separated values"), ("device" = Option<String>, Query, description = "Filter: comma-separated values"), ("os" = Option<String>, Query, description = "Filter: comma-separated values"), ("browser" = Option<String>, Query, description = "Filter: comma-separated values"), ("language" = Option<String>, Query, description = "Filter: comma-separated values"), ("quality" = Option<String>, Query, description = "Filter: comma-separated values"), ("reason" = Option<String>, Query, description = "Filter: comma-separated values"), ("sub1" = Option<String>, Query, description = "Filter: comma-separated values"), ("sub2" = Option<String>, Query, description = "Filter: comma-separated values"), ("sub3" = Option<String>, Query, description = "Filter: comma-separated values"), ("sub4" = Option<String>, Query, description = "Filter: comma-separated values"), ("sub5" = Option<String>, Query, description = "Filter: comma-separated values")),
+    responses((status = 200, description = "Clicks, newest first (CSV with `format=csv`)", content((doc::ClickPage = "application/json"), (String = "text/csv"))),
+              (status = 400, description = "A bad parameter (the message starts with its name)", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past its time limit", body = doc::ErrorBody)))]
 async fn list(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
@@ -64,10 +77,19 @@ async fn list(
     })
 }
 
+#[utoipa::path(get, path = "/clicks/{click_id}", operation_id = "get_click", tag = "reports",
+    security(("admin_token" = []), ("affiliate_key" = [])),
+    params(("click_id" = String, Path, description = "A click id as in a redirect")),
+    responses((status = 200, description = "The click, its routing decision and its conversions", body = doc::ClickDetail),
+              (status = 400, description = "A malformed click id", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key", body = doc::ErrorBody),
+              (status = 404, description = "No such click (or not this affiliate's)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past its time limit", body = doc::ErrorBody)))]
 async fn get_one(
     State(app): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     // The id's signed second keys the lookup; an id this server did not
     // sign names no click.

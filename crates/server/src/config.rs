@@ -262,16 +262,18 @@ pub struct QualitySettings {
     pub capacity_ips: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvertiserSpec {
     pub id: String,
     /// Shared token the advertiser sends as `token` on every postback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
     pub postback_token: Option<Secret>,
     /// When set, postbacks must carry `ts` and `sig` = hex HMAC-SHA256 of
     /// the canonical query under this secret (replay protection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
     pub postback_secret: Option<Secret>,
     /// When set, postbacks are accepted only from these addresses (CIDRs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,7 +286,7 @@ pub struct AdvertiserSpec {
     pub allow_pixel: Option<bool>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AffiliateSpec {
     pub id: String,
@@ -303,6 +305,7 @@ pub struct AffiliateSpec {
     /// Bearer key for the affiliate's own read-only API access (reports,
     /// conversions and smartlinks, scoped to this affiliate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
     pub api_key: Option<Secret>,
     /// Where this affiliate's direct-link clicks go when the offer cannot
     /// take them (paused, capped, not targeted) and names no fallback of
@@ -313,7 +316,7 @@ pub struct AffiliateSpec {
 
 /// How a link's or source's clicks cost when the click URL carries no
 /// `cost`: `{model: cpc|cpm|cpa, amount: 0.02, currency: EUR}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CostSpec {
     pub model: CostModelSpec,
@@ -325,7 +328,7 @@ pub struct CostSpec {
     pub currency: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CostModelSpec {
     Cpc,
@@ -334,7 +337,7 @@ pub enum CostModelSpec {
 }
 
 /// A traffic source: where clicks are bought.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub id: String,
@@ -357,7 +360,7 @@ pub struct SourceSpec {
     pub postback_statuses: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,7 +381,7 @@ pub struct TargetingSpec {
     pub timezone: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,7 +392,7 @@ pub struct CapsSpec {
     pub daily_budget: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusSpec {
     #[default]
@@ -397,7 +400,7 @@ pub enum StatusSpec {
     Paused,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfferSpec {
     pub id: String,
@@ -430,7 +433,7 @@ pub struct OfferSpec {
     pub fallback_smartlink: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,7 +445,7 @@ pub struct OverrideSpec {
     pub offer: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategySpec {
     #[default]
@@ -451,7 +454,7 @@ pub enum StrategySpec {
     Priority,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmartlinkSpec {
     pub slug: String,
@@ -486,7 +489,7 @@ pub struct SmartlinkSpec {
 
 /// `quality:` on a smartlink: `{bot: block, suspect: allow, preview: block,
 /// safe_page: URL}`; each action one of `block|fallback|safe_page|allow`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualitySpec {
     /// Default `fallback`.
@@ -504,7 +507,7 @@ pub struct QualitySpec {
     pub safe_page: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityActionSpec {
     Block,
@@ -567,7 +570,7 @@ pub struct FileConfig {
 }
 
 /// One invalid value: where it is and what was expected.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::openapi::ApiRouter;
+use crate::routes;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use smartlink_analysis::report::{Money, PayoutShares};
@@ -21,25 +21,27 @@ use smartlink_core::model::{Country, Device, Os, Segment};
 use smartlink_store::{ConversionFilter, ConversionRow, HistoryEntry, OutboxItem, OutboxState, PostbackIn, Store};
 
 use crate::auth::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
+use crate::openapi as doc;
 use crate::state::AppState;
 
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/conversions", get(list))
-        .route("/conversions/{id}", get(get_one).patch(patch))
-        .route("/report", get(report))
-        .route("/costs", get(cost_imports).post(import_costs))
-        .route("/quality", get(quality))
-        .route("/coverage", get(coverage))
-        .route("/history", get(history))
-        .route("/audit", get(audit))
-        .route("/alerts", get(alerts))
-        .route("/explain", get(explain))
-        .route("/postbacks/outbound", get(outbound_list))
-        .route("/postbacks/outbound/{id}", get(outbound_one))
-        .route("/postbacks/outbound/{id}/retry", post(outbound_retry))
-        .layer(middleware::from_fn_with_state(state, crate::auth::auth))
+/// Conversions, the outbox, reports, cost imports and the analyses. The
+/// caller adds the auth layer.
+pub fn routes() -> ApiRouter<Arc<AppState>> {
+    ApiRouter::new()
+        .routes(routes!(list => __path_list))
+        .routes(routes!(get_one => __path_get_one, patch => __path_patch))
+        .routes(routes!(report => __path_report))
+        .routes(routes!(cost_imports => __path_cost_imports, import_costs => __path_import_costs))
+        .routes(routes!(quality => __path_quality))
+        .routes(routes!(coverage => __path_coverage))
+        .routes(routes!(history => __path_history))
+        .routes(routes!(audit => __path_audit))
+        .routes(routes!(alerts => __path_alerts))
+        .routes(routes!(explain => __path_explain))
+        .routes(routes!(outbound_list => __path_outbound_list))
+        .routes(routes!(outbound_one => __path_outbound_one))
+        .routes(routes!(outbound_retry => __path_outbound_retry))
 }
 
 /// Query parameters of the conversion list (shared with the CLI).
@@ -226,6 +228,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?.map_err(ApiError::Unexpected)
 }
 
+#[utoipa::path(get, path = "/conversions", operation_id = "list_conversions", tag = "conversions", security(("admin_token" = []), ("affiliate_key" = [])),
+    params(("from" = Option<String>, Query, description = "Arrival from: any of the report date forms (`2026-01-31`, `today`, `7d`, `24h`, unix ms, RFC 3339)"),
+           ("to" = Option<String>, Query, description = "Arrival before: any of the report date forms (`2026-01-31`, `today`, `7d`, `24h`, unix ms, RFC 3339)"),
+           ("tz" = Option<String>, Query, description = "IANA timezone of dates (default UTC)"),
+           ("offer" = Option<String>, Query, description = "Offer id"),
+           ("smartlink" = Option<String>, Query, description = "Smartlink slug"),
+           ("affiliate" = Option<String>, Query, description = "Affiliate id (forced to its own for an affiliate key)"),
+           ("status" = Option<String>, Query, description = "`pending`, `approved`, `rejected` or `chargeback`"),
+           ("before" = Option<i64>, Query, description = "Cursor: the `next` of the previous page"),
+           ("limit" = Option<usize>, Query, description = "Page size, 1 to 1,000 (default 100)"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
+    responses((status = 200, description = "Conversions, newest first (CSV with `format=csv`)", content((doc::ConversionPage = "application/json"), (String = "text/csv"))),
+              (status = 400, description = "A bad parameter (the message starts with its name)", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 404, description = "An unknown offer, smartlink or affiliate", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn list(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
@@ -280,10 +299,18 @@ fn respond(v: Value, format: Format, csv: fn(&Value) -> String) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/conversions/{id}", operation_id = "get_conversion", tag = "conversions", security(("admin_token" = []), ("affiliate_key" = [])),
+    params(("id" = i64, Path, description = "The conversion id")),
+    responses((status = 200, description = "The conversion with its status history", body = doc::Conversion),
+              (status = 400, description = "A malformed id", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 404, description = "No such conversion (or not this affiliate's)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn get_one(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = app.store.clone();
     let (row, history, names) =
@@ -352,7 +379,17 @@ fn facts_of(row: &ConversionRow) -> ClickFacts {
 
 /// A manual status change by the network (admin only: affiliate keys are
 /// refused before this), recorded with its actor, name and reason.
-async fn patch(State(app): State<Arc<AppState>>, Path(id): Path<i64>, body: Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(patch, path = "/conversions/{id}", operation_id = "change_conversion_status", tag = "conversions", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The conversion id")),
+    request_body(content = doc::StatusChangeRequest),
+    responses((status = 200, description = "Changed (`updated`), or already so (`duplicate`)", body = doc::Converted),
+              (status = 400, description = "A malformed id or body", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 404, description = "No such conversion", body = doc::ErrorBody),
+              (status = 422, description = "An unknown status or an illegal transition; a `reason` or `by` too long", body = doc::ErrorBody),
+              (status = 503, description = "The change could not be stored; retry", body = doc::ErrorBody)))]
+async fn patch(State(app): State<Arc<AppState>>, ApiPath(id): ApiPath<i64>, body: Bytes) -> Result<Response, ApiError> {
     let b: PatchBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("body must be {{\"status\": ..., \"reason\": ..., \"by\": ...}}: {e}"))
     })?;
@@ -434,6 +471,14 @@ struct OutboxQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/postbacks/outbound", tag = "outbound", security(("admin_token" = [])),
+    params(("state" = Option<String>, Query, description = "`pending`, `delivered` or `failed`"),
+           ("limit" = Option<usize>, Query, description = "1 to 1,000 (default 100)")),
+    responses((status = 200, description = "Outbound postbacks", body = doc::OutboundPage),
+              (status = 400, description = "A bad parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn outbound_list(
     State(app): State<Arc<AppState>>,
     q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
@@ -454,7 +499,15 @@ async fn outbound_list(
 
 /// `GET /api/v1/postbacks/outbound/{id}`: one delivery and every attempt
 /// at it (time, URL requested, HTTP status, latency, error), oldest first.
-async fn outbound_one(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/postbacks/outbound/{id}", tag = "outbound", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The outbound postback id")),
+    responses((status = 200, description = "One delivery and every attempt at it", body = doc::OutboundPostback),
+              (status = 400, description = "A malformed id", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 404, description = "No such outbound postback", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
+async fn outbound_one(State(app): State<Arc<AppState>>, ApiPath(id): ApiPath<i64>) -> Result<Json<Value>, ApiError> {
     let store = app.store.clone();
     let (item, attempts) = blocking(move || Ok(store.outbox_item(id)?))
         .await?
@@ -470,7 +523,15 @@ async fn outbound_one(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> 
     Ok(Json(v))
 }
 
-async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/postbacks/outbound/{id}/retry", tag = "outbound", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "The outbound postback id")),
+    responses((status = 202, description = "Queued for a fresh round of attempts", body = doc::RetryQueued),
+              (status = 400, description = "A malformed id", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 404, description = "No failed outbound postback with this id", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
+async fn outbound_retry(State(app): State<Arc<AppState>>, ApiPath(id): ApiPath<i64>) -> Result<Response, ApiError> {
     let store = app.store.clone();
     let now = (app.clock)();
     if blocking(move || Ok(store.retry_outbox(id, now)?)).await? {
@@ -480,6 +541,35 @@ async fn outbound_retry(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -
     }
 }
 
+#[utoipa::path(get, path = "/report", tag = "reports", security(("admin_token" = []), ("affiliate_key" = [])),
+    params(("from" = Option<String>, Query, description = "Start: any of the report date forms (`2026-01-31`, `today`, `7d`, `24h`, unix ms, RFC 3339) (default `7d`)"),
+           ("to" = Option<String>, Query, description = "End (default now)"),
+           ("tz" = Option<String>, Query, description = "IANA timezone of dates and local hours (default UTC)"),
+           ("group_by" = Option<String>, Query, description = "Comma-separated dimensions: smartlink (link), offer, affiliate, source, country, device, os, browser, language, quality, reason, hour, weekday, day, sub1..sub5"),
+           ("sort" = Option<String>, Query, description = "A column or dimension, `-` for descending (default `-clicks`)"),
+           ("limit" = Option<usize>, Query, description = "Top N rows"),
+           ("include_bots" = Option<bool>, Query, description = "Count bot and preview clicks"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+           ("smartlink" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("offer" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("affiliate" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("country" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("device" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("os" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("browser" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("language" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("quality" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("reason" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("sub1" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("sub2" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("sub3" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("sub4" = Option<String>, Query, description = "Filter: comma-separated values"),
+           ("sub5" = Option<String>, Query, description = "Filter: comma-separated values")),
+    responses((status = 200, description = "The report (CSV with `format=csv`)", content((doc::Report = "application/json"), (String = "text/csv"))),
+              (status = 400, description = "A bad parameter (the message starts with its name)", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn report(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<Scope>,
@@ -518,6 +608,16 @@ async fn report(
     Ok(respond(out.0, format, |v| smartlink_analysis::report::render(v, true)))
 }
 
+#[utoipa::path(get, path = "/quality", tag = "reports", security(("admin_token" = [])),
+    params(("smartlink" = String, Query, description = "The smartlink"),
+           ("period" = Option<String>, Query, description = "e.g. `7d` (default)"),
+           ("by" = Option<String>, Query, description = "`affiliate` (default), `source` or `sub1`..`sub5`"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
+    responses((status = 200, description = "Traffic quality per source (CSV with `format=csv`)", content((doc::Analysis = "application/json"), (String = "text/csv"))),
+              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn quality(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -540,6 +640,16 @@ async fn quality(
     Ok(respond(out.0, format, smartlink_analysis::quality::csv))
 }
 
+#[utoipa::path(get, path = "/coverage", tag = "reports", security(("admin_token" = [])),
+    params(("smartlink" = String, Query, description = "The smartlink"),
+           ("period" = Option<String>, Query, description = "e.g. `7d` (default)"),
+           ("tz" = Option<String>, Query, description = "IANA timezone (default UTC)"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
+    responses((status = 200, description = "Coverage gaps and where traffic went (CSV with `format=csv`)", content((doc::Analysis = "application/json"), (String = "text/csv"))),
+              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn coverage(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -563,6 +673,15 @@ async fn coverage(
     Ok(respond(out.0, format, smartlink_analysis::coverage::csv))
 }
 
+#[utoipa::path(get, path = "/history", tag = "reports", security(("admin_token" = [])),
+    params(("kind" = Option<String>, Query, description = "`advertiser`, `affiliate`, `offer`, `smartlink` or `source`"),
+           ("id" = Option<String>, Query, description = "The entity id"),
+           ("limit" = Option<usize>, Query, description = "1 to 10,000 (default 100)")),
+    responses((status = 200, description = "Changes, newest first", body = doc::HistoryPage),
+              (status = 400, description = "A bad parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn history(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -600,6 +719,14 @@ pub(crate) async fn analysis(
 /// array), each spread over the clicks it covers; applied one by one, the
 /// answer lists what each did. A line that fails stops the request with
 /// its error (naming its index); the lines before it stay applied.
+#[utoipa::path(post, path = "/costs", tag = "reports", security(("admin_token" = [])),
+    request_body(content = doc::CostImportRequest),
+    responses((status = 201, description = "Each line spread over the clicks it covers", body = doc::CostImportAnswer),
+              (status = 400, description = "The body is not JSON", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 422, description = "A line at fault: `fields` names its field (unknown link or source, no clicks in scope, bad amount or currency)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn import_costs(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     use smartlink_analysis::costs::CostLine;
     let v: Value = serde_json::from_slice(&body)
@@ -644,6 +771,13 @@ async fn import_costs(State(app): State<Arc<AppState>>, body: Bytes) -> Result<R
 }
 
 /// `GET /api/v1/costs`: recorded cost imports, newest first.
+#[utoipa::path(get, path = "/costs", tag = "reports", security(("admin_token" = [])),
+    params(("limit" = Option<usize>, Query, description = "1 to 10,000 (default 100)")),
+    responses((status = 200, description = "Cost imports, newest first", body = doc::CostImportList),
+              (status = 400, description = "A bad parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn cost_imports(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -677,6 +811,14 @@ fn required_smartlink(slug: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/audit", tag = "reports", security(("admin_token" = [])),
+    params(("smartlink" = String, Query, description = "The smartlink"),
+           ("period" = Option<String>, Query, description = "e.g. `7d` (default)")),
+    responses((status = 200, description = "The smartlink against the best hand-picked offer, per segment", body = doc::Analysis),
+              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn audit(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -695,6 +837,16 @@ async fn audit(
     analysis(move || smartlink_analysis::insight::audit(&*store, &smartlink, period.as_deref(), now)).await
 }
 
+#[utoipa::path(get, path = "/explain", tag = "reports", security(("admin_token" = [])),
+    params(("smartlink" = String, Query, description = "The smartlink"),
+           ("from" = Option<String>, Query, description = "Current period start (default `24h`)"),
+           ("to" = Option<String>, Query, description = "Current period end"),
+           ("vs" = Option<String>, Query, description = "Baseline period, e.g. `48h..24h`")),
+    responses((status = 200, description = "Why EPC changed", body = doc::Analysis),
+              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn explain(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,
@@ -718,6 +870,13 @@ async fn explain(
     .await
 }
 
+#[utoipa::path(get, path = "/alerts", tag = "reports", security(("admin_token" = [])),
+    params(("limit" = Option<usize>, Query, description = "1 to 10,000 (default 100)")),
+    responses((status = 200, description = "Drift alerts, newest first", body = doc::AlertList),
+              (status = 400, description = "A bad parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
 async fn alerts(
     State(app): State<Arc<AppState>>,
     Query(q): Query<Vec<(String, String)>>,

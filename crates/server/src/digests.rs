@@ -16,19 +16,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use crate::openapi::ApiRouter;
+use crate::routes;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use smartlink_analysis::digest::{Period, Schedule};
 use smartlink_store::{DigestAttempt, DigestRow, OutboxState};
 
 use crate::config::DigestSettings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
+use crate::openapi as doc;
 use crate::outbound::RetryPolicy;
 use crate::state::AppState;
 
@@ -178,11 +179,9 @@ pub fn row_json(r: &DigestRow, full: bool) -> Value {
     v
 }
 
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/digests", get(list))
-        .route("/digests/{id}", get(one))
-        .layer(middleware::from_fn_with_state(state, crate::auth::auth))
+/// The digest routes; the caller adds the auth layer.
+pub fn routes() -> ApiRouter<Arc<AppState>> {
+    ApiRouter::new().routes(routes!(list => __path_list)).routes(routes!(one => __path_one))
 }
 
 fn admin_only(scope: &crate::auth::Scope) -> Result<(), ApiError> {
@@ -201,6 +200,14 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/digests", operation_id = "list_digests", tag = "digests", security(("admin_token" = [])),
+    params(("smartlink" = Option<String>, Query, description = "Only this smartlink's"),
+           ("limit" = Option<usize>, Query, description = "1 to 100 (default 20)")),
+    responses((status = 200, description = "Digests, newest period first, with their delivery state", body = doc::DigestList),
+              (status = 400, description = "A bad parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "An affiliate key", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past its time limit", body = doc::ErrorBody)))]
 async fn list(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<crate::auth::Scope>,
@@ -261,10 +268,19 @@ fn parse_target(id: &str, format: Option<&str>) -> Result<(i64, Format), ApiErro
     }
 }
 
+#[utoipa::path(get, path = "/digests/{id}", operation_id = "get_digest", tag = "digests", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The digest id, optionally with `.json`, `.html` or `.txt`"),
+           ("format" = Option<String>, Query, description = "`json` (default), `html` or `text`")),
+    responses((status = 200, description = "The digest with its document; its HTML or text body for `.html`, `.txt` or `format=`", content((doc::Digest = "application/json"), (String = "text/html"), (String = "text/plain"))),
+              (status = 400, description = "A malformed id, extension or format", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "An affiliate key", body = doc::ErrorBody),
+              (status = 404, description = "No such digest", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past its time limit", body = doc::ErrorBody)))]
 async fn one(
     State(app): State<Arc<AppState>>,
     axum::Extension(scope): axum::Extension<crate::auth::Scope>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     q: Result<Query<OneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     admin_only(&scope)?;

@@ -72,6 +72,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A path parameter whose rejection is an [`ApiError`] (a JSON `400`
+/// naming what is wrong) rather than axum's plain-text one.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(ApiPath(t)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
 /// Whether `e` is a store read stopped by its time limit.
 fn is_timeout(e: &anyhow::Error) -> bool {
     e.chain()

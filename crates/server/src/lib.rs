@@ -26,6 +26,7 @@ pub mod geo;
 pub mod http;
 pub mod metrics;
 pub mod network;
+pub mod openapi;
 pub mod outbound;
 pub mod pixel;
 pub mod postback;

@@ -24,6 +24,24 @@ pub const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\
 /// What the pixel did, on success: `recorded`, `duplicate` or `updated`.
 const RESULT: &str = "x-smartlink-result";
 
+/// The conversion pixel: the postback's parameters, the token alone.
+#[utoipa::path(get, path = "/pixel", tag = "postbacks", security(("postback_token" = [])),
+    params(("click_id" = String, Query, description = "The click id (aliases `clickid`, `subid`, `cid`)"),
+           ("payout" = Option<String>, Query, description = "Payout (aliases `sum`, `amount`); default the offer's"),
+           ("currency" = Option<String>, Query, description = "Currency of `payout` (default the offer's)"),
+           ("status" = Option<String>, Query, description = "`approved` (default), `pending`, `rejected`, `chargeback`; `1`/`2`/`3`, `lead`/`sale`"),
+           ("txid" = Option<String>, Query, description = "Transaction id (aliases `transaction_id`, `tid`), at most 256 bytes"),
+           ("event" = Option<String>, Query, description = "Event name (alias `goal`; default `conversion`), at most 64 bytes")),
+    responses((status = 200, description = "A 1×1 transparent GIF, once committed; `X-Smartlink-Result` says what it did",
+               content_type = "image/gif", body = Vec<u8>,
+               headers(("x-smartlink-result" = String, description = "`recorded`, `duplicate` or `updated`"))),
+              (status = 400, description = "A missing, malformed or forged click id (`parameter: message`)", body = String, content_type = "text/plain"),
+              (status = 401, description = "A missing or wrong token", body = String, content_type = "text/plain"),
+              (status = 403, description = "The advertiser does not allow the pixel", body = String, content_type = "text/plain"),
+              (status = 404, description = "An unknown smartlink or offer, or a fallback click", body = String, content_type = "text/plain"),
+              (status = 410, description = "The click is older than the offer's attribution window", body = String, content_type = "text/plain"),
+              (status = 422, description = "A bad value", body = String, content_type = "text/plain"),
+              (status = 503, description = "The conversion could not be stored; retry", body = String, content_type = "text/plain")))]
 pub async fn pixel(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let ip = client_ip(&app, &req);
     let params = query_params(&req);
@@ -84,6 +102,8 @@ pub const SCRIPT: &str = r#"(function () {
 })();
 "#;
 
+#[utoipa::path(get, path = "/pixel.js", tag = "postbacks",
+    responses((status = 200, description = "The pixel script (cached for an hour)", content_type = "text/javascript", body = String)))]
 pub async fn script() -> Response {
     (
         [

@@ -142,7 +142,46 @@ pub fn sign(secret: &str, canonical: &str) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
+/// The advertiser's postback, parameters in the query string.
+#[utoipa::path(get, path = "/postback", tag = "postbacks", security(("postback_token" = []), ()),
+    params(("click_id" = String, Query, description = "The click id (aliases `clickid`, `subid`, `cid`)"),
+           ("payout" = Option<String>, Query, description = "Payout (aliases `sum`, `amount`); default the offer's"),
+           ("currency" = Option<String>, Query, description = "Currency of `payout` (default the offer's)"),
+           ("status" = Option<String>, Query, description = "`approved` (default), `pending`, `rejected`, `chargeback`; `1`/`2`/`3`, `lead`/`sale`"),
+           ("txid" = Option<String>, Query, description = "Transaction id (aliases `transaction_id`, `tid`), at most 256 bytes"),
+           ("event" = Option<String>, Query, description = "Event name (alias `goal`; default `conversion`), at most 64 bytes"),
+           ("ts" = Option<i64>, Query, description = "Signed mode: unix seconds, within the signed window"),
+           ("sig" = Option<String>, Query, description = "Signed mode: hex HMAC-SHA256 of the canonical query")),
+    responses((status = 200, description = "Recorded (or a duplicate, or a status update), once committed", body = crate::openapi::Converted),
+              (status = 400, description = "A missing, malformed or forged click id; in signed mode an unknown or repeated parameter", body = crate::openapi::PostbackErrorBody),
+              (status = 401, description = "A missing or wrong token, or an advertiser that accepts no postbacks", body = crate::openapi::PostbackErrorBody),
+              (status = 403, description = "An address not allowed, a bad signature or a stale `ts`", body = crate::openapi::PostbackErrorBody),
+              (status = 404, description = "An unknown smartlink or offer, or a fallback click", body = crate::openapi::PostbackErrorBody),
+              (status = 410, description = "The click is older than the offer's attribution window", body = crate::openapi::PostbackErrorBody),
+              (status = 422, description = "A bad value (status, currency, payout, event, txid)", body = crate::openapi::PostbackErrorBody),
+              (status = 503, description = "The conversion could not be stored; retry", body = crate::openapi::PostbackErrorBody)))]
+pub async fn postback_get(state: State<Arc<AppState>>, req: Request) -> Response {
+    postback(state, req).await
+}
+
+/// The advertiser's postback, parameters in a form body (and the query string).
+#[utoipa::path(post, path = "/postback", tag = "postbacks", security(("postback_token" = []), ()),
+    request_body(content = crate::openapi::PostbackForm, content_type = "application/x-www-form-urlencoded",
+                 description = "The postback's parameters"),
+    responses((status = 200, description = "Recorded (or a duplicate, or a status update), once committed", body = crate::openapi::Converted),
+              (status = 400, description = "A missing, malformed or forged click id; in signed mode an unknown or repeated parameter", body = crate::openapi::PostbackErrorBody),
+              (status = 401, description = "A missing or wrong token, or an advertiser that accepts no postbacks", body = crate::openapi::PostbackErrorBody),
+              (status = 403, description = "An address not allowed, a bad signature or a stale `ts`", body = crate::openapi::PostbackErrorBody),
+              (status = 404, description = "An unknown smartlink or offer, or a fallback click", body = crate::openapi::PostbackErrorBody),
+              (status = 410, description = "The click is older than the offer's attribution window", body = crate::openapi::PostbackErrorBody),
+              (status = 415, description = "A body that is not a form", body = crate::openapi::PostbackErrorBody),
+              (status = 422, description = "A bad value (status, currency, payout, event, txid)", body = crate::openapi::PostbackErrorBody),
+              (status = 503, description = "The conversion could not be stored; retry", body = crate::openapi::PostbackErrorBody)))]
+pub async fn postback_post(state: State<Arc<AppState>>, req: Request) -> Response {
+    postback(state, req).await
+}
+
+async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
     let app_metrics = app.metrics.clone();
     match handle(app, req).await {
         Ok(r) => r.into_response(),
