@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SCHEMATHESIS_VERSION=4.32.5
-MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-20}
-TIME_LIMIT=${CONTRACT_TIME_LIMIT:-480}
+MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-10}
+TIME_LIMIT=${CONTRACT_TIME_LIMIT:-300}
 venv=target/contract-venv
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
@@ -65,15 +65,17 @@ done
 echo "== schemathesis $SCHEMATHESIS_VERSION: at most $MAX_EXAMPLES examples an operation, $TIME_LIMIT s"
 start=$(date +%s)
 status=0
-# --max-time bounds the run itself; timeout is the safety net.
-timeout "$((TIME_LIMIT + 120))" "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+# --max-time bounds the generation; timeout is the safety net (on a
+# machine busy with other work schemathesis can overrun it, and a run cut
+# short has not shown the API conforms, so that fails too).
+timeout --signal=INT "$((TIME_LIMIT * 2 + 120))" "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
   --url "$base" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "$MAX_EXAMPLES" \
   --max-time "$TIME_LIMIT" \
   --request-timeout 20 \
-  --phases examples,coverage,fuzzing \
+  --phases coverage,fuzzing \
   --seed 1 \
   --no-color || status=$?
 echo "== schemathesis took $(( $(date +%s) - start )) s"

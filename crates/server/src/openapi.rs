@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the HTTP API and its docs page.
 //!
 //! The document is generated from the code: every route is registered
-//! through `utoipa_axum::routes!` from a handler carrying its
+//! through [`routes!`](crate::routes) from a handler carrying its
 //! `#[utoipa::path]` (method, path, parameters, bodies, every status it
 //! answers), so the router [`crate::app::router`] serves and the document
 //! [`document`] describes are built by the same calls and cannot drift
