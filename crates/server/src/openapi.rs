@@ -351,7 +351,7 @@ pub struct CostLine {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum CostImportRequest {
-    One(CostLine),
+    One(Box<CostLine>),
     Many(Vec<CostLine>),
 }
 
@@ -573,7 +573,7 @@ fn docs_page(doc: &Value) -> String {
         h.push_str("<h2>Authentication</h2><table><tr><th>scheme</th><th>how</th><th></th></tr>");
         for (name, s) in schemes {
             let how = match s["type"].as_str() {
-                Some("http") => format!("<code>Authorization: Bearer …</code>"),
+                Some("http") => "<code>Authorization: Bearer …</code>".to_string(),
                 Some("apiKey") => format!(
                     "<code>{}</code> in the {}",
                     esc(s["name"].as_str().unwrap_or("")),
