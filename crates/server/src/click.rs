@@ -217,10 +217,10 @@ pub(crate) async fn click(State(app): State<Arc<AppState>>, req: Request) -> Res
     click_answer(&app, req.uri().path(), req.uri().query(), req.headers(), peer, host).into_response()
 }
 
-/// A click on an offer's direct link (`direct_links:`), answered as a
+/// A click on an offer's direct link (`/o/{offer}`), answered as a
 /// smartlink click with the offer alone in its pool.
 #[utoipa::path(get, path = "/o/{offer}", tag = "clicks",
-    params(("offer" = String, Path, description = "The offer's id (the offer has `direct_link` on)"),
+    params(("offer" = String, Path, description = "The offer's id (every offer has one)"),
            ("sub1" = Option<String>, Query, description = "Sub-ids `sub1`..`sub5`, `src`, `cost` and the source's own parameter names are read too")),
     responses((status = 302, description = "To the offer (or the link's fallback)",
                headers(("location" = String, description = "Where the click goes"))),
