@@ -85,7 +85,10 @@ fn an_unknown_host_gets_a_clear_404_and_a_domain_s_root_gets_its_default_link() 
     assert!(location(&s.get_on("one.example", "/?sub1=root")).starts_with("https://o2.example/"));
     assert!(location(&s.get_on("one.example", "/promo/summer")).starts_with("https://o2.example/"));
     assert_eq!(s.get_on("one.example", "/s/b").status, 404, "the default link is not listed");
-    assert_eq!(s.get_on("one.example", "/api/v1/nothing").status, 401, "the API's paths stay the API's");
+    // The API's paths stay the API's: its JSON 404, not a click on the default link.
+    let r = s.get_on("one.example", "/api/v1/nothing");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no API route"), "{}", r.body);
     s.wait_stored(2);
     let rows = stored_clicks(&s.db());
     assert_eq!(rows.len(), 2);

@@ -8,7 +8,6 @@ mod sync;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use smartlink_store::{FeedMarks, Result, StoreError};
@@ -238,6 +237,8 @@ impl Columnar {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::Analyzed;
 
