@@ -68,7 +68,7 @@ status=0
 # --max-time bounds the generation; timeout is the safety net (on a
 # machine busy with other work schemathesis can overrun it, and a run cut
 # short has not shown the API conforms, so that fails too).
-timeout --signal=INT "$((TIME_LIMIT * 2 + 120))" "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+timeout --signal=INT "$((TIME_LIMIT * 2 + 120))" "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml run "$base/api/v1/openapi.json" \
   --url "$base" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
