@@ -18,6 +18,7 @@ pub mod click;
 pub mod clicks;
 pub mod config;
 pub mod conversions;
+pub mod dashboard;
 pub mod defs;
 pub mod digests;
 pub mod domains;
