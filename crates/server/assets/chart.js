@@ -58,7 +58,7 @@ export function barLineChart(points, names, fmt, title) {
   // Legend.
   svg.append(s('rect', { x: L, y: H - 14, width: 10, height: 10, class: 'bar legend' }));
   svg.append(s('text', { x: L + 14, y: H - 5, class: 'axis' }, `${names.bars} (left)`));
-  svg.append(s('line', { x1: L + 120, x2: L + 140, y1: H - 9, y2: H - 9, class: 'line' }));
-  svg.append(s('text', { x: L + 144, y: H - 5, class: 'axis' }, `${names.line} (right)`));
+  svg.append(s('line', { x1: L + 180, x2: L + 200, y1: H - 9, y2: H - 9, class: 'line' }));
+  svg.append(s('text', { x: L + 204, y: H - 5, class: 'axis' }, `${names.line} (right)`));
   return svg;
 }
