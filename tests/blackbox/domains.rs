@@ -14,7 +14,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::harness::*;
 
-const LINKS: &str = r#"
+pub(crate) const LINKS: &str = r#"
 advertisers: [{id: adv}]
 offers:
   - {id: o1, advertiser: adv, url: "https://o1.example/?c={click_id}", payout: 1}
@@ -103,7 +103,10 @@ fn an_unknown_host_gets_a_clear_404_and_a_domain_s_root_gets_its_default_link() 
     assert!(location(&s.get_on("any.example", "/")).starts_with("https://o1.example/"));
     assert!(location(&s.get_on("any.example", "/s/b")).starts_with("https://o2.example/"));
     assert_eq!(s.get_on("one.example", "/s/b").status, 404);
-    assert_eq!(s.get_on("one.example", "/").status, 404, "one.example has no default link");
+    let root = s.get_on("one.example", "/");
+    assert_eq!(root.status, 200, "one.example has no default link: its root is the dashboard");
+    assert!(root.body.contains("/ui/app.js"), "{}", root.body);
+    assert_eq!(s.get_on("one.example", "/anything").status, 404);
 }
 
 #[test]
@@ -113,8 +116,11 @@ fn without_domains_every_host_is_served_every_link_as_before() {
     for host in ["one.example", "whatever.example", "203.0.113.9:8080"] {
         assert!(location(&s.get_on(host, "/s/a")).starts_with("https://o1.example/"));
     }
-    let r = s.get_on("one.example", "/");
+    let r = s.get_on("one.example", "/anything");
     assert_eq!((r.status, r.body.as_str()), (404, ""), "a bare 404, as before");
+    let root = s.get_on("one.example", "/");
+    assert_eq!(root.status, 200, "without domains the root is the dashboard");
+    assert!(root.header("content-type").unwrap().starts_with("text/html"));
 }
 
 /// Starts a server that must not start, returning what it said.
@@ -161,7 +167,7 @@ fn domain_configuration_errors_name_the_key() {
 
 /// The config file with `server.tls_listen` on 127.0.0.1:0 and
 /// `server.tls_poll_secs` set.
-fn with_tls_listen(cfg: &Path, poll_secs: u32) -> PathBuf {
+pub(crate) fn with_tls_listen(cfg: &Path, poll_secs: u32) -> PathBuf {
     let text = std::fs::read_to_string(cfg).unwrap().replacen(
         "server:\n",
         &format!("server:\n  tls_listen: 127.0.0.1:0\n  tls_poll_secs: {poll_secs}\n"),
@@ -173,7 +179,7 @@ fn with_tls_listen(cfg: &Path, poll_secs: u32) -> PathBuf {
 
 /// A fresh self-signed certificate for `name`, written as `{stem}.crt`
 /// and `{stem}.key` in `dir`; returns the certificate's DER.
-fn make_cert(dir: &Path, stem: &str, name: &str) -> Vec<u8> {
+pub(crate) fn make_cert(dir: &Path, stem: &str, name: &str) -> Vec<u8> {
     let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
     // Written whole and renamed in, as certbot and most tools do.
     for (ext, text) in [("crt", c.cert.pem()), ("key", c.signing_key.serialize_pem())] {
@@ -184,7 +190,7 @@ fn make_cert(dir: &Path, stem: &str, name: &str) -> Vec<u8> {
     c.cert.der().to_vec()
 }
 
-fn tls_entry(dir: &Path, host: &str, stem: &str, links: &str) -> String {
+pub(crate) fn tls_entry(dir: &Path, host: &str, stem: &str, links: &str) -> String {
     format!(
         "  - host: \"{host}\"\n    links: {links}\n    tls: {{cert: {d}/{stem}.crt, key: {d}/{stem}.key}}\n",
         d = dir.display()
@@ -230,7 +236,10 @@ impl ServerCertVerifier for AnyCertificate {
 
 /// A TLS connection to `addr` sending `name` as SNI, handshake done; or
 /// the handshake's error.
-fn tls_connect(addr: &str, name: &str) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+pub(crate) fn tls_connect(
+    addr: &str,
+    name: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -10,6 +10,7 @@ mod clicklog;
 mod clicks;
 mod config;
 mod coverage;
+mod dashboard;
 mod digests;
 mod domains;
 mod http;

@@ -50,7 +50,9 @@ pub fn api(auth: Option<Arc<AppState>>) -> ApiRouter<Arc<AppState>> {
         .routes(routes!(metrics => __path_metrics))
         .routes(routes!(crate::openapi::openapi_json => crate::openapi::__path_openapi_json))
         .routes(routes!(crate::openapi::docs => crate::openapi::__path_docs))
+        .merge(crate::dashboard::routes())
         .nest("/api/v1", v1)
+        .with_session_cookie()
 }
 
 /// No API route: the API's JSON 404 (the fallback answers other paths,

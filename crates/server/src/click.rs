@@ -236,7 +236,7 @@ pub(crate) async fn direct(state: State<Arc<AppState>>, req: Request) -> Respons
 
 /// The host a request on hyper's side names: the target's authority in
 /// absolute form (RFC 9112 section 3.2.2), else `Host`.
-fn request_host(req: &Request) -> Option<&str> {
+pub(crate) fn request_host(req: &Request) -> Option<&str> {
     req.uri().authority().map(|a| a.as_str()).or_else(|| header_str(req.headers(), &header::HOST))
 }
 

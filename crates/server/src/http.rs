@@ -42,7 +42,7 @@
 //! TLS stream along.
 //!
 //! Kept from `axum::serve`: `ConnectInfo<SocketAddr>` in each request's
-//! extensions (hyper side), accept errors that do not end the loop,
+//! extensions (hyper side; [`OverTls`] too on the TLS listener), accept errors that do not end the loop,
 //! graceful shutdown (stop accepting, finish the requests in progress,
 //! close idle keep-alive connections).
 
@@ -170,7 +170,7 @@ pub async fn serve(
                     match tokio::time::timeout(shared.limits.header, tls.acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             shared.metrics.tls_handshakes.fetch_add(1, Relaxed);
-                            shared.connection(stream, peer, watcher, signal).await;
+                            shared.connection(stream, peer, true, watcher, signal).await;
                         }
                         Ok(Err(e)) => {
                             shared.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
@@ -182,7 +182,7 @@ pub async fn serve(
                         }
                     }
                 }
-                _ => shared.connection(stream, peer, watcher, signal).await,
+                _ => shared.connection(stream, peer, false, watcher, signal).await,
             }
         });
     }
@@ -241,27 +241,36 @@ struct Shared {
 impl Shared {
     /// Serves one connection (TCP, or TLS once the handshake is done): the
     /// fast path first when clicks are served, hyper for the rest.
-    async fn connection<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher, signal: watch::Receiver<u64>)
-    where
+    async fn connection<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        tls: bool,
+        watcher: Watcher,
+        signal: watch::Receiver<u64>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if let Some(state) = &self.clicks {
             match fast_path(stream, peer, state, &self.limits, signal).await {
                 Handoff::Done => {}
-                Handoff::Hyper(io) => self.hyper(io, peer, watcher).await,
+                Handoff::Hyper(io) => self.hyper(io, peer, tls, watcher).await,
             }
         } else {
-            self.hyper(Prefixed::new(stream, Vec::new(), 0..0), peer, watcher).await;
+            self.hyper(Prefixed::new(stream, Vec::new(), 0..0), peer, tls, watcher).await;
         }
     }
 
-    async fn hyper<S>(&self, io: Prefixed<S>, peer: SocketAddr, watcher: Watcher)
+    async fn hyper<S>(&self, io: Prefixed<S>, peer: SocketAddr, tls: bool, watcher: Watcher)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let app = self.app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if tls {
+                req.extensions_mut().insert(OverTls);
+            }
             let mut app = app.clone();
             async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {})) }
         });
@@ -270,6 +279,11 @@ impl Shared {
         }
     }
 }
+
+/// In the extensions of a request that came over the TLS listener (the
+/// dashboard's session cookie is `Secure` then).
+#[derive(Clone, Copy, Debug)]
+pub struct OverTls;
 
 enum Handoff<S> {
     /// The connection is closed (or to be).

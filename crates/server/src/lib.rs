@@ -18,6 +18,7 @@ pub mod click;
 pub mod clicks;
 pub mod config;
 pub mod conversions;
+pub mod dashboard;
 pub mod defs;
 pub mod digests;
 pub mod domains;
@@ -33,6 +34,7 @@ pub mod postback;
 pub mod postback_config;
 pub mod postback_writer;
 pub mod rate_load;
+pub mod session;
 pub mod state;
 pub mod tls;
 
@@ -338,6 +340,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         store,
         journal_dir: journal_dir.clone(),
         ready_max_backlog_bytes: eff.settings.ready_max_backlog_mib.unwrap_or(DEFAULT_READY_BACKLOG_MIB) << 20,
+        sessions: session::Sessions::default(),
         clock,
     });
     Ok(Prepared {

@@ -48,6 +48,7 @@ use crate::config::FieldError;
         (name = "reports", description = "Reports, the click log, cost imports and the analyses."),
         (name = "digests", description = "Scheduled digests (admin token)."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "dashboard", description = "The web dashboard (`/`, `/ui/`): its files and its session (sign-in with the admin token or an affiliate key; the cookie then authenticates `/api/v1` too)."),
     )
 )]
 pub struct ApiDoc;
@@ -83,6 +84,15 @@ impl Modify for Security {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::session::COOKIE,
+                "The dashboard's session (`POST /ui/session` signs in with the admin token or an affiliate key \
+                 and sets it), scoped as the key it was signed in with. A request other than GET or HEAD \
+                 also needs the session's `X-CSRF-Token` header and must come from the same origin.",
+            ))),
         );
         components.add_security_scheme(
             "postback_token",
@@ -824,6 +834,31 @@ impl<S: Clone + Send + Sync + 'static> ApiRouter<S> {
     pub fn nest(self, prefix: &str, other: ApiRouter<S>) -> Self {
         let doc = self.1.nest(prefix, other.1);
         ApiRouter(self.0.nest(prefix, other.0), doc)
+    }
+
+    /// Lists the dashboard's session cookie as one more way to call every
+    /// operation that has a security requirement (the auth layer accepts
+    /// it wherever it accepts a bearer token, [`crate::auth::auth`]).
+    pub fn with_session_cookie(mut self) -> Self {
+        let cookie = utoipa::openapi::security::SecurityRequirement::new("session_cookie", Vec::<String>::new());
+        for item in self.1.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                if let Some(security) = op.security.as_mut().filter(|s| !s.is_empty()) {
+                    security.push(cookie.clone());
+                }
+            }
+        }
+        self
     }
 
     /// A layer around every route added so far (the document is unchanged).

@@ -50,6 +50,9 @@ pub struct AppState {
     pub journal_dir: std::path::PathBuf,
     /// `/readyz` reports not ready past this much journal not yet loaded.
     pub ready_max_backlog_bytes: u64,
+    /// Dashboard sessions and sign-in failures (in memory: a restart
+    /// signs everyone out).
+    pub sessions: crate::session::Sessions,
     /// Injected clock (milliseconds since the epoch); tests may fix it.
     pub clock: fn() -> i64,
 }

@@ -1,0 +1,152 @@
+// Small helpers: a DOM builder (text only, never HTML strings), number
+// formats, dates in a time zone, and the view state kept in the URL hash.
+
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const money = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const precise = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 4 });
+const percent = new Intl.NumberFormat('en-US', { style: 'percent', maximumFractionDigits: 1 });
+
+// How each report column is shown.
+export const COLUMNS = {
+  clicks: { label: 'Clicks', fmt: (v) => integer.format(v) },
+  conversions: { label: 'Conversions', fmt: (v) => integer.format(v) },
+  cr: { label: 'CR', fmt: (v) => percent.format(v) },
+  revenue: { label: 'Revenue', fmt: (v) => money.format(v) },
+  cost: { label: 'Cost', fmt: (v) => money.format(v) },
+  profit: { label: 'Profit', fmt: (v) => money.format(v) },
+  roi: { label: 'ROI', fmt: (v) => percent.format(v) },
+  epc: { label: 'EPC', fmt: (v) => precise.format(v) },
+};
+
+export function fmt(column, v) {
+  if (v === null || v === undefined) return '–';
+  const c = COLUMNS[column];
+  return c ? c.fmt(v) : String(v);
+}
+
+// The report API's dimensions (GET /api/v1/report, group_by).
+export const DIMENSIONS = [
+  'smartlink', 'offer', 'affiliate', 'source', 'country', 'device', 'os', 'browser', 'language',
+  'quality', 'reason', 'day', 'hour', 'weekday', 'sub1', 'sub2', 'sub3', 'sub4', 'sub5',
+];
+// The dimensions a report can be filtered by.
+export const FILTERS = [
+  'smartlink', 'offer', 'affiliate', 'source', 'country', 'device', 'os', 'browser', 'language',
+  'quality', 'reason', 'sub1', 'sub2', 'sub3', 'sub4', 'sub5',
+];
+
+// --- dates: YYYY-MM-DD strings, "today" in a time zone ---
+
+export function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
+
+export function zones() {
+  try {
+    const z = Intl.supportedValuesOf('timeZone');
+    return z.includes('UTC') ? z : ['UTC', ...z];
+  } catch {
+    return ['UTC'];
+  }
+}
+
+export function today(tz) {
+  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' })
+    .formatToParts(new Date());
+  const get = (t) => parts.find((p) => p.type === t).value;
+  return `${get('year')}-${get('month')}-${get('day')}`;
+}
+
+export function addDays(date, n) {
+  const d = new Date(date + 'T00:00:00Z');
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+export function daysBetween(from, to) {
+  return Math.round((Date.parse(to + 'T00:00:00Z') - Date.parse(from + 'T00:00:00Z')) / 86400000);
+}
+
+export function validDate(s) {
+  return /^\d{4}-\d{2}-\d{2}$/.test(s || '') && !Number.isNaN(Date.parse(s + 'T00:00:00Z'));
+}
+
+// The range a view shows: `from` and `to` inclusive dates in `tz`.
+// Default: the last 7 days, today included.
+export function range(q) {
+  const tz = q.get('tz') || browserZone();
+  let to = validDate(q.get('to')) ? q.get('to') : today(tz);
+  let from = validDate(q.get('from')) ? q.get('from') : addDays(to, -6);
+  if (from > to) [from, to] = [to, from];
+  return { from, to, tz };
+}
+
+// The report API's parameters for an inclusive date range (its `to` is
+// exclusive: midnight after the last day).
+export function rangeParams({ from, to, tz }) {
+  return { from, to: addDays(to, 1), tz };
+}
+
+// --- the view's state in the URL hash: #/page?key=value ---
+
+export function parseHash() {
+  const h = location.hash.startsWith('#/') ? location.hash.slice(2) : 'overview';
+  const [page, query] = h.split('?');
+  return { page: page || 'overview', query: new URLSearchParams(query || '') };
+}
+
+export function go(page, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  const s = q.toString();
+  location.hash = `#/${page}${s ? '?' + s : ''}`;
+}
+
+// The date range and time zone controls shared by the pages.
+export function rangeControls(r, onChange) {
+  const from = el('input', { type: 'date', id: 'range-from', value: r.from, max: r.to });
+  const to = el('input', { type: 'date', id: 'range-to', value: r.to, min: r.from });
+  const tz = el('select', { id: 'range-tz' }, zones().map((z) => el('option', { value: z, selected: z === r.tz }, z)));
+  if (!zones().includes(r.tz)) tz.append(el('option', { value: r.tz, selected: true }, r.tz));
+  const changed = () => {
+    if (validDate(from.value) && validDate(to.value)) onChange({ from: from.value, to: to.value, tz: tz.value });
+  };
+  from.addEventListener('change', changed);
+  to.addEventListener('change', changed);
+  tz.addEventListener('change', changed);
+  const preset = (days) => el('button', {
+    type: 'button', class: 'quiet',
+    onclick: () => {
+      const end = today(tz.value);
+      onChange({ from: addDays(end, -(days - 1)), to: end, tz: tz.value });
+    },
+  }, days === 1 ? 'Today' : `${days} days`);
+  return el('div', { class: 'controls', role: 'group', 'aria-label': 'Date range' },
+    el('label', { for: 'range-from' }, 'From'), from,
+    el('label', { for: 'range-to' }, 'To'), to,
+    el('label', { for: 'range-tz' }, 'Time zone'), tz,
+    el('span', { class: 'presets' }, preset(1), preset(7), preset(30)));
+}
+
+export function errorBox(e) {
+  return el('p', { class: 'error', role: 'alert' }, e instanceof Error ? e.message : String(e));
+}
