@@ -55,12 +55,6 @@ pub fn api(auth: Option<Arc<AppState>>) -> ApiRouter<Arc<AppState>> {
         .with_session_cookie()
 }
 
-/// No API route: the API's JSON 404 (the fallback answers other paths,
-/// [`crate::click::fallback`]).
-pub(crate) fn api_not_found(path: &str) -> Response {
-    crate::error::ApiError::NotFound(format!("no API route {path:?}; see /api/docs")).into_response()
-}
-
 /// Whether the process answers (for liveness probes); see `/readyz`.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]

@@ -248,7 +248,7 @@ pub(crate) async fn fallback(State(app): State<Arc<AppState>>, req: Request) -> 
     let host = request_host(&req);
     let default = match domains.lookup(host) {
         // The API's unknown paths are its JSON 404 on every host.
-        _ if req.uri().path().starts_with("/api/") => return crate::app::api_not_found(req.uri().path()),
+        _ if req.uri().path().starts_with("/api/") => return crate::error::api_not_found(req.uri().path()),
         Lookup::Open => return StatusCode::NOT_FOUND.into_response(),
         Lookup::Unknown => {
             app.metrics.clicks_unknown_host.fetch_add(1, Relaxed);

@@ -569,18 +569,8 @@ pub struct FileConfig {
     pub definitions: Definitions,
 }
 
-/// One invalid value: where it is and what was expected.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
+/// One invalid value (defined with the API's errors, which carry it).
+pub use crate::error::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FieldError;
+use crate::error::FieldError;
 
 /// One `domains:` entry as written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::config::FieldError;
 use smartlink_analysis::report::ReportError;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,9 +114,7 @@ impl From<smartlink_analysis::costs::CostError> for ApiError {
     fn from(e: smartlink_analysis::costs::CostError) -> Self {
         use smartlink_analysis::costs::CostError;
         match e {
-            CostError::Bad { field, message } => {
-                ApiError::Invalid(vec![crate::config::FieldError { path: field, message }])
-            }
+            CostError::Bad { field, message } => ApiError::Invalid(vec![FieldError { path: field, message }]),
             CostError::Store(e) => ApiError::Unexpected(e.into()),
         }
     }
@@ -140,5 +137,24 @@ mod tests {
         }
         let other = ApiError::Unexpected(anyhow::anyhow!("disk on fire")).into_response();
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
+
+/// No API route at `path`: the API's JSON 404 (the router's fallback
+/// answers every other path, `crate::click::fallback`).
+pub(crate) fn api_not_found(path: &str) -> Response {
+    ApiError::NotFound(format!("no API route {path:?}; see /api/docs")).into_response()
+}
+
+/// One invalid value: where it is and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
     }
 }
