@@ -6,20 +6,6 @@ use std::collections::BTreeSet;
 
 use crate::harness::*;
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-
-const TWO: &str = r#"
-advertisers: [{id: adv, postback_token: adv-secret}]
-affiliates:
-  - {id: aff1, api_key: key-one}
-  - {id: aff2, api_key: key-two}
-offers:
-  - {id: o1, advertiser: adv, url: "https://o1.example/?cid={click_id}", payout: 2.0}
-smartlinks:
-  - {slug: s1, affiliate: aff1, offers: [o1], fallback_url: "https://f.example/"}
-  - {slug: s2, affiliate: aff2, offers: [o1], fallback_url: "https://f.example/"}
-"#;
-
 fn start(dir: &std::path::Path) -> Server {
     Server::start(dir, &write_config(dir, TWO))
 }

@@ -4,8 +4,6 @@
 
 use crate::harness::*;
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-
 const NETWORK: &str = r#"
 advertisers: [{id: adv, postback_token: adv-secret}]
 affiliates:

@@ -3,8 +3,6 @@
 
 use crate::harness::*;
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-
 const PIXELS: &str = r#"
 advertisers:
   - {id: adv, postback_token: adv-token, allow_pixel: true}

@@ -6,8 +6,6 @@ use smartlink_core::model::{Browser, Country, Device, Os, Segment};
 
 use crate::harness::*;
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-
 fn pool(extra_server: &str, affiliate_postback: &str) -> String {
     format!(
         r#"

@@ -2,20 +2,6 @@
 
 use crate::harness::*;
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-
-const TWO: &str = r#"
-advertisers: [{id: adv, postback_token: adv-secret}]
-affiliates:
-  - {id: aff1, api_key: key-one}
-  - {id: aff2, api_key: key-two}
-offers:
-  - {id: o1, advertiser: adv, url: "https://o1.example/?cid={click_id}", payout: 2.0}
-smartlinks:
-  - {slug: s1, affiliate: aff1, offers: [o1], fallback_url: "https://f.example/"}
-  - {slug: s2, affiliate: aff2, offers: [o1], fallback_url: "https://f.example/"}
-"#;
-
 fn as_key(s: &Server, key: &str, method: &str, path: &str) -> Resp {
     let auth = format!("Bearer {key}");
     s.request(method, path, &[("Authorization", &auth)], None)
