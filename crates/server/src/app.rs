@@ -137,6 +137,10 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "Every metric", content_type = "text/plain", body = String)))]
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let router = app.catalog.load().smartlinks.iter().map(|sl| sl.router.busy()).sum();
+    // Rows loaded by the loader and by queries catching up (an atomic read).
+    if let Some(c) = app.analyzed.columnar() {
+        app.metrics.analytics_loaded.store(c.loaded_rows(), std::sync::atomic::Ordering::Relaxed);
+    }
     let mut r = app.metrics.render(router).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r

@@ -322,6 +322,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         max_attempts: eff.settings.outbound_max_attempts.unwrap_or(default_retry.max_attempts).max(1),
     };
     let state = Arc::new(AppState {
+        analyzed: analyzed.clone(),
         catalog: ArcSwap::from_pointee(catalog),
         domains: ArcSwap::from_pointee(domains),
         defs: tokio::sync::Mutex::new(defs),

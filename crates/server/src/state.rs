@@ -46,6 +46,9 @@ pub struct AppState {
     pub conversions: PostbackQueue,
     pub signed_window_secs: u64,
     pub store: Arc<dyn Store>,
+    /// The same store, typed: `/metrics` reads the columnar store's loaded
+    /// rows from it (queries load rows too, not only the idle-class loader).
+    pub analyzed: Arc<smartlink_columnar::Analyzed>,
     /// The click journal's directory (`/readyz` checks it takes writes).
     pub journal_dir: std::path::PathBuf,
     /// `/readyz` reports not ready past this much journal not yet loaded.
