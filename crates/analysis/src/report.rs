@@ -14,7 +14,7 @@
 //! so any IANA zone works; a zone with a non-whole-hour offset is rounded
 //! to the UTC hour.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{TimeZone, Timelike};
 use serde_json::{json, Map, Value};
@@ -410,36 +410,78 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let raw = rollup_money(store, q, &money)?;
 
     // Re-key: entity names, local hour/day; merge rows that map together
-    // (rows split only by the share dimensions fold back here).
-    let mut merged: BTreeMap<String, (Vec<(String, Value)>, Cell)> = BTreeMap::new();
+    // (rows split only by the share dimensions fold back here). Each
+    // distinct stored value is rendered once per column (a breakdown by
+    // hour of day has 720 UTC hours × its other keys), and rows are merged
+    // under the numbers of their rendered values.
+    let cols: Vec<(usize, Dim)> = group
+        .iter()
+        .map(|g| {
+            let d = dim_for(g).unwrap_or(Dim::Hour);
+            (dims.iter().position(|x| *x == d).unwrap_or(0), d)
+        })
+        .collect();
+    let render = |g: &str, d: Dim, v: &DimValue| -> Value {
+        match (v, kind_of(d)) {
+            (DimValue::Key(0), Some(_)) => Value::Null,
+            (DimValue::Key(k), Some(kind)) => name_of(kind, *k).map(Value::from).unwrap_or(Value::Null),
+            (DimValue::Text(t), _) => Value::from(t.clone()),
+            (DimValue::Hour(h), _) => {
+                let t = tz.timestamp_millis_opt(*h).single().unwrap_or_else(|| tz.timestamp_millis_opt(0).unwrap());
+                if matches!(g, "hour" | "hour_of_day") {
+                    Value::from(t.hour())
+                } else if g == "weekday" {
+                    Value::from(t.format("%a").to_string())
+                } else {
+                    Value::from(t.format("%Y-%m-%d").to_string())
+                }
+            }
+            (DimValue::Key(k), None) => Value::from(*k),
+        }
+    };
+    // Per column: stored value → number of its rendered value; the
+    // rendered values by number.
+    let mut seen: Vec<HashMap<StoredKey, u32>> = vec![HashMap::new(); group.len()];
+    let mut numbers: Vec<HashMap<String, u32>> = vec![HashMap::new(); group.len()];
+    let mut values: Vec<Vec<Value>> = vec![Vec::new(); group.len()];
+    let mut merged: HashMap<Vec<u32>, Cell> = HashMap::new();
     let mut totals = Cell::default();
     for (key, m) in raw {
         totals.add(&m);
-        let mut out = Vec::new();
-        for g in &group {
-            let d = dim_for(g).unwrap_or(Dim::Hour);
-            let pos = dims.iter().position(|x| *x == d).unwrap_or(0);
-            let v = match (&key[pos], kind_of(d)) {
-                (DimValue::Key(0), Some(_)) => Value::Null,
-                (DimValue::Key(k), Some(kind)) => name_of(kind, *k).map(Value::from).unwrap_or(Value::Null),
-                (DimValue::Text(t), _) => Value::from(t.clone()),
-                (DimValue::Hour(h), _) => {
-                    let t = tz.timestamp_millis_opt(*h).single().unwrap_or_else(|| tz.timestamp_millis_opt(0).unwrap());
-                    if matches!(*g, "hour" | "hour_of_day") {
-                        Value::from(t.hour())
-                    } else if *g == "weekday" {
-                        Value::from(t.format("%a").to_string())
-                    } else {
-                        Value::from(t.format("%Y-%m-%d").to_string())
+        let mut ids = Vec::with_capacity(group.len());
+        for (c, (g, (pos, d))) in group.iter().zip(&cols).enumerate() {
+            let stored = StoredKey::of(&key[*pos]);
+            let id = match seen[c].get(&stored) {
+                Some(id) => *id,
+                None => {
+                    let v = render(g, *d, &key[*pos]);
+                    let next = values[c].len() as u32;
+                    let id = *numbers[c].entry(v.to_string()).or_insert(next);
+                    if id == next {
+                        values[c].push(v);
                     }
+                    seen[c].insert(stored, id);
+                    id
                 }
-                (DimValue::Key(k), None) => Value::from(*k),
             };
-            out.push((g.to_string(), v));
+            ids.push(id);
         }
-        let k = serde_json::to_string(&out).unwrap_or_default();
-        merged.entry(k).or_insert_with(|| (out, Cell::default())).1.add(&m);
+        merged.entry(ids).or_default().add(&m);
     }
+    // In the order of the rows' JSON keys, as sorting ties are kept.
+    let mut merged: Vec<(String, Vec<(String, Value)>, Cell)> = merged
+        .into_iter()
+        .map(|(ids, cell)| {
+            let out: Vec<(String, Value)> = group
+                .iter()
+                .zip(&ids)
+                .enumerate()
+                .map(|(c, (g, id))| (g.to_string(), values[c][*id as usize].clone()))
+                .collect();
+            (serde_json::to_string(&out).unwrap_or_default(), out, cell)
+        })
+        .collect();
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(q) = totals_apart {
         totals = Cell::default();
         for (_, c) in rollup_money(store, q, &money)? {
@@ -471,7 +513,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     };
     let mut rows: Vec<Value> = merged
         .into_iter()
-        .map(|(_, (k, m))| {
+        .map(|(_, k, m)| {
             let mut obj = Map::new();
             for (name, v) in k {
                 obj.insert(name, v);
@@ -510,6 +552,24 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     });
     Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t,
                "excluded": excluded }))
+}
+
+/// A stored group value, hashable: what a column's rendering is memoised by.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum StoredKey {
+    Key(u32),
+    Text(String),
+    Hour(i64),
+}
+
+impl StoredKey {
+    fn of(v: &DimValue) -> StoredKey {
+        match v {
+            DimValue::Key(k) => StoredKey::Key(*k),
+            DimValue::Text(t) => StoredKey::Text(t.clone()),
+            DimValue::Hour(h) => StoredKey::Hour(*h),
+        }
+    }
 }
 
 /// `cost`, `profit` (revenue − cost), `roi` (profit / cost as a ratio:

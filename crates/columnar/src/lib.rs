@@ -53,6 +53,10 @@ pub struct Options {
     /// and rebuild it. Only the process that owns the data directory (the
     /// server, holding the journal lock) may; a command beside it must not.
     pub rebuild_damaged: bool,
+    /// Click rows per DuckDB transaction while loading. A backlog longer
+    /// than one batch is read from the feed on a second thread while the
+    /// previous batch is appended.
+    pub load_batch: usize,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             readers: 4,
             catch_up_limit: 200_000,
             rebuild_damaged: true,
+            load_batch: 50_000,
         }
     }
 }

@@ -2,14 +2,16 @@
 
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
+use duckdb::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt32Array};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use smartlink_store::{FeedClick, FeedConversion, FeedMarks, Result, SqliteStore, Store, StoreError};
 
 use super::{db_err, Columnar, STATUSES};
 use crate::Synced;
 
-/// Click rows per DuckDB transaction while catching up.
-const BATCH: usize = 50_000;
 /// The SQLite meta key holding the raw horizon.
 const RAW_FROM_META: &str = "raw_from_ms";
 const HOUR_MS: i64 = 3_600_000;
@@ -63,14 +65,39 @@ impl Columnar {
         let target = src.feed_marks()?;
         let mut marks = self.marks();
         let mut done = Synced::default();
-        while marks.clicks < target.clicks {
-            let batch = src.feed_clicks(marks.clicks, target.clicks, BATCH)?;
-            let upto = batch.last().map(|c| c.rid).unwrap_or(target.clicks);
-            let next = FeedMarks { clicks: upto, ..marks };
-            self.load_clicks(conn, src, &batch, &next)?;
-            marks = next;
-            *self.marks.lock() = marks;
-            done.clicks += batch.len() as u64;
+        let batch_rows = self.opts.load_batch.max(1);
+        if target.clicks - marks.clicks <= batch_rows as i64 {
+            while marks.clicks < target.clicks {
+                let batch = src.feed_clicks(marks.clicks, target.clicks, batch_rows)?;
+                let upto = batch.last().map_or(target.clicks, |c| c.rid);
+                self.load_click_batch(conn, src, &batch, upto, &mut marks, &mut done)?;
+            }
+        } else {
+            // A long backlog: the next batch is read from SQLite on a second
+            // thread (same scheduling class: threads inherit it) while this
+            // one appends the last, so the two halves of the cost overlap.
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<FeedClick>, i64)>>(1);
+                let (from, upto) = (marks.clicks, target.clicks);
+                s.spawn(move || {
+                    let mut after = from;
+                    while after < upto {
+                        let read = src.feed_clicks(after, upto, batch_rows).map(|b| {
+                            let last = b.last().map_or(upto, |c| c.rid);
+                            (b, last)
+                        });
+                        after = read.as_ref().map_or(upto, |(_, last)| *last);
+                        if tx.send(read).is_err() {
+                            break;
+                        }
+                    }
+                });
+                for read in rx {
+                    let (batch, last) = read?;
+                    self.load_click_batch(conn, src, &batch, last, &mut marks, &mut done)?;
+                }
+                Ok::<(), StoreError>(())
+            })?;
         }
         if marks.conversions < target.conversions {
             let changed = src.feed_changed_conversions(marks.conversions, target.conversions)?;
@@ -91,6 +118,24 @@ impl Columnar {
             }
         }
         Ok(done)
+    }
+
+    /// Loads one batch of click rows read from the feed up to row id `upto`.
+    fn load_click_batch(
+        &self,
+        conn: &duckdb::Connection,
+        src: &SqliteStore,
+        batch: &[FeedClick],
+        upto: i64,
+        marks: &mut FeedMarks,
+        done: &mut Synced,
+    ) -> Result<()> {
+        let next = FeedMarks { clicks: upto, ..*marks };
+        self.load_clicks(conn, src, batch, &next)?;
+        *marks = next;
+        *self.marks.lock() = next;
+        done.clicks += batch.len() as u64;
+        Ok(())
     }
 
     /// Codes for `values`, adding the new ones to the dictionary (and to the
@@ -163,32 +208,7 @@ impl Columnar {
                 }
                 let codes = self.codes(conn, &texts)?;
                 let mut app = conn.appender("clicks").map_err(db_err)?;
-                for (c, k) in batch.iter().zip(codes.chunks_exact(7)) {
-                    app.append_row(params![
-                        c.rid,
-                        c.ts_ms,
-                        c.smartlink,
-                        c.offer,
-                        c.affiliate,
-                        c.source,
-                        k[0],
-                        k[1],
-                        k[2],
-                        k[3],
-                        k[4],
-                        k[5],
-                        k[6],
-                        c.quality_reasons,
-                        c.subs[0],
-                        c.subs[1],
-                        c.subs[2],
-                        c.subs[3],
-                        c.subs[4],
-                        c.propensity,
-                        c.cost_micros,
-                    ])
-                    .map_err(db_err)?;
-                }
+                app.append_record_batch(click_batch(batch, &codes)?).map_err(db_err)?;
                 app.flush().map_err(db_err)?;
                 drop(app);
                 // Conversions recorded before their click row had landed
@@ -339,6 +359,40 @@ fn write_marks(conn: &duckdb::Connection, m: &FeedMarks) -> Result<()> {
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", params![k, v]).map_err(db_err)?;
     }
     Ok(())
+}
+
+/// A batch of click rows as the `clicks` table's columns, appended a
+/// vector (2,048 rows) at a time; row by row, the appender binds each value
+/// through its own call.
+fn click_batch(batch: &[FeedClick], codes: &[u32]) -> Result<RecordBatch> {
+    let code = |i: usize| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(codes.chunks_exact(7).map(|k| k[i]))) };
+    let int = |f: fn(&FeedClick) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(batch.iter().map(f))) };
+    let key = |f: fn(&FeedClick) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(batch.iter().map(f))) };
+    let text = |f: fn(&FeedClick) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(batch.iter().map(f))) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("rid", int(|c| c.rid)),
+        ("ts_ms", int(|c| c.ts_ms)),
+        ("smartlink", key(|c| c.smartlink)),
+        ("offer", key(|c| c.offer)),
+        ("affiliate", key(|c| c.affiliate)),
+        ("source", key(|c| c.source)),
+        ("country", code(0)),
+        ("device", code(1)),
+        ("os", code(2)),
+        ("browser", code(3)),
+        ("language", code(4)),
+        ("quality", code(5)),
+        ("fallback_reason", code(6)),
+        ("reasons", text(|c| &c.quality_reasons)),
+        ("sub1", text(|c| &c.subs[0])),
+        ("sub2", text(|c| &c.subs[1])),
+        ("sub3", text(|c| &c.subs[2])),
+        ("sub4", text(|c| &c.subs[3])),
+        ("sub5", text(|c| &c.subs[4])),
+        ("propensity", Arc::new(Float64Array::from_iter_values(batch.iter().map(|c| c.propensity)))),
+        ("cost", int(|c| c.cost_micros)),
+    ];
+    RecordBatch::try_from_iter(columns).map_err(|e| StoreError::Analytics(format!("click batch: {e}")))
 }
 
 /// Runs `f` in one DuckDB transaction: all of it lands or none.
