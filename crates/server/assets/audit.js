@@ -8,7 +8,9 @@ import { intervalChart } from './chart.js';
 import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, adminOnly, loading } from './util.js';
 
 const money = (v) => (v === null || v === undefined ? '–' : fmt('epc', v));
-const ci = (p) => (Array.isArray(p) ? `[${money(p[0])}, ${money(p[1])}]` : '–');
+const ci = (p, f = money) => (Array.isArray(p) ? `[${f(p[0])}, ${f(p[1])}]` : '–');
+// Per 1,000 clicks: cents are enough.
+const per1000 = (v) => (v === null || v === undefined ? '–' : fmt('revenue', v));
 const label = (s) => [s.country, s.device, s.os].filter(Boolean).join('/');
 
 function applyButton(slug, seg, rec) {
@@ -41,14 +43,14 @@ function directLinks(list) {
   if (!list || !list.length) return null;
   return el('details', {}, el('summary', {}, 'Direct links beside the smartlink'),
     table('What each offer\'s direct link earned on this segment\'s clicks, against the smartlink', ['Link', 'Clicks#', 'EPC#', '95% CI', 'vs smartlink per 1,000#', '95% CI', 'Better'],
-      list.map((d) => [d.link, fmt('clicks', d.clicks), money(d.epc), ci(d.ci), money(d.vs_smartlink_epc_per_1000), ci(d.vs_smartlink_ci_per_1000), d.better])));
+      list.map((d) => [d.link, fmt('clicks', d.clicks), money(d.epc), ci(d.ci), per1000(d.vs_smartlink_epc_per_1000), ci(d.vs_smartlink_ci_per_1000, per1000), d.better])));
 }
 
 function segmentSection(slug, seg, i) {
   const name = label(seg.segment);
   const rows = [{ label: 'smartlink (as routed)', value: seg.smartlink_epc, lo: seg.smartlink_ci?.[0], hi: seg.smartlink_ci?.[1], kind: 'smartlink' },
     ...seg.offers.map((o) => ({ label: `all to ${o.offer}`, value: o.dr_epc, lo: o.ci?.[0] ?? null, hi: o.ci?.[1] ?? null, kind: seg.recommendation && seg.recommendation.offer === o.offer ? 'best' : '' }))];
-  const offerRows = seg.offers.map((o) => [o.offer, fmt('clicks', o.clicks), money(o.dr_epc), ci(o.ci), money(o.uplift_per_1000), ci(o.uplift_ci_per_1000), o.note || '']);
+  const offerRows = seg.offers.map((o) => [o.offer, fmt('clicks', o.clicks), money(o.dr_epc), ci(o.ci), per1000(o.uplift_per_1000), ci(o.uplift_ci_per_1000, per1000), o.note || '']);
   return el('section', { class: 'card audit-segment', 'data-segment': name, 'aria-labelledby': `seg-${i}` },
     el('h2', { id: `seg-${i}` }, name),
     el('p', {}, `${fmt('clicks', seg.clicks)} clicks (${fmt('clicks', seg.fallback_clicks)} to the fallback). The smartlink earned `,

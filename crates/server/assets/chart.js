@@ -69,42 +69,53 @@ export const PALETTE = ['#1f77b4', '#d9480f', '#2b8a3e', '#7048e8', '#c2255c', '
 export const FALLBACK_COLOUR = '#adb5bd';
 
 // Event lines on a time axis: a dashed vertical line per event at
-// x(event), numbered 1, 2, … above the plot (the page lists them by number).
+// x(event), numbered 1, 2, … above the plot (the page lists them by
+// number). Events closer than a marker's width share one line, labelled
+// with their range of numbers ("3–5").
 function eventLines(svg, events, x, top, bottom) {
-  events.forEach((ev, i) => {
-    const ex = x(ev);
-    if (ex === null) return;
-    const g = s('g', { class: 'event' });
-    g.append(s('title', {}, `${i + 1}. ${ev.label}`));
-    g.append(s('line', { x1: ex, x2: ex, y1: top - 2, y2: bottom, class: 'event-line' }));
-    g.append(s('circle', { cx: ex, cy: top - 8, r: 7, class: 'event-dot' }));
-    g.append(s('text', { x: ex, y: top - 4.5, class: 'event-num', 'text-anchor': 'middle' }, String(i + 1)));
-    svg.append(g);
-  });
+  const placed = events.map((ev, i) => ({ ev, n: i + 1, x: x(ev) })).filter((p) => p.x !== null).sort((a, b) => a.x - b.x || a.n - b.n);
+  const groups = [];
+  for (const p of placed) {
+    const g = groups[groups.length - 1];
+    if (g && p.x - g[0].x < 16) g.push(p);
+    else groups.push([p]);
+  }
+  for (const g of groups) {
+    const ex = g[0].x;
+    const nums = g.map((p) => p.n);
+    const first = Math.min(...nums);
+    const last = Math.max(...nums);
+    const label = first === last ? String(first) : `${first}–${last}`;
+    const w = Math.max(14, label.length * 6.5 + 8);
+    const el = s('g', { class: 'event' });
+    el.append(s('title', {}, g.map((p) => `${p.n}. ${p.ev.label}`).join('\n')));
+    el.append(s('line', { x1: ex, x2: ex, y1: top - 2, y2: bottom, class: 'event-line' }));
+    el.append(s('rect', { x: ex - w / 2, y: top - 15, width: w, height: 14, rx: 7, class: 'event-dot' }));
+    el.append(s('text', { x: ex, y: top - 4.5, class: 'event-num', 'text-anchor': 'middle' }, label));
+    svg.append(el);
+  }
 }
 
-function legend(svg, series, y, left, width) {
-  let lx = left;
-  let ly = y;
+// The series' names and colours, as an HTML list under a chart (it
+// wraps on a narrow screen, where text inside the SVG would shrink).
+export function legendList(series) {
+  const ul = document.createElement('ul');
+  ul.className = 'legend';
   for (const se of series) {
-    const w = 18 + Math.min(24, se.name.length) * 6.5 + 14;
-    if (lx + w > left + width) {
-      lx = left;
-      ly += 14;
-    }
-    svg.append(s('rect', { x: lx, y: ly - 9, width: 10, height: 10, fill: se.colour }));
-    svg.append(s('text', { x: lx + 14, y: ly, class: 'axis' }, se.name.length > 24 ? se.name.slice(0, 23) + '…' : se.name));
-    lx += w;
+    const li = document.createElement('li');
+    const sw = s('svg', { viewBox: '0 0 10 10', class: 'swatch', 'aria-hidden': 'true' });
+    sw.append(s('rect', { width: 10, height: 10, fill: se.colour }));
+    li.append(sw, document.createTextNode(se.name));
+    ul.append(li);
   }
-  return ly;
+  return ul;
 }
 
 // days: ['YYYY-MM-DD', …]; series: [{name, colour, values: [share per day]}]
 // (shares of the day's clicks, 0..1, stacked); events: [{day index +
 // fraction `at`, label}].
 export function stackedShareChart(days, series, events, title) {
-  const rows = Math.ceil(series.length / 5);
-  const W = 720, L = 48, R = 16, T = 28, B = 40 + rows * 14;
+  const W = 720, L = 48, R = 16, T = 28, B = 28;
   const H = 240 + B;
   const w = W - L - R, h = H - T - B;
   const n = Math.max(days.length, 1);
@@ -133,15 +144,13 @@ export function stackedShareChart(days, series, events, title) {
     if (i % every === 0) svg.append(s('text', { x: L + step * i + step / 2, y: T + h + 16, class: 'axis', 'text-anchor': 'middle' }, d.slice(5)));
   });
   eventLines(svg, events, (ev) => (ev.at === null ? null : L + step * ev.at), T, T + h);
-  legend(svg, series, T + h + 34, L, w);
   return svg;
 }
 
 // Lines per series over days (null = no clicks that day: a gap), with
 // event lines; fmt formats the axis values.
 export function lineChart(days, series, events, title, fmt) {
-  const rows = Math.ceil(series.length / 5);
-  const W = 720, L = 56, R = 16, T = 28, B = 40 + rows * 14;
+  const W = 720, L = 56, R = 16, T = 28, B = 28;
   const H = 220 + B;
   const w = W - L - R, h = H - T - B;
   const n = Math.max(days.length, 1);
@@ -180,7 +189,6 @@ export function lineChart(days, series, events, title, fmt) {
     });
   }
   eventLines(svg, events, (ev) => (ev.at === null ? null : L + step * ev.at), T, T + h);
-  legend(svg, series, T + h + 34, L, w);
   return svg;
 }
 
@@ -225,8 +233,10 @@ export function waterfallChart(start, steps, end, title, fmt) {
       svg.append(s('line', { x1: x0 + bw, x2: next, y1: y(b.to), y2: y(b.to), class: 'wf-link' }));
     }
     svg.append(s('text', { x: x0 + bw / 2, y: top - 4, class: 'axis', 'text-anchor': 'middle' }, `${sign}${fmt(b.value)}`));
-    const words = b.label.split(' ');
-    words.forEach((word, j) => svg.append(s('text', { x: x0 + bw / 2, y: T + h + 16 + j * 13, class: 'axis', 'text-anchor': 'middle' }, word)));
+    // One word a line; `dy` in em keeps the lines apart at any font size.
+    const label = s('text', { x: x0 + bw / 2, y: T + h + 16, class: 'axis', 'text-anchor': 'middle' });
+    b.label.split(' ').forEach((word, j) => label.append(s('tspan', { x: x0 + bw / 2, dy: j ? '1.1em' : 0 }, word)));
+    svg.append(label);
   });
   return svg;
 }
@@ -234,7 +244,7 @@ export function waterfallChart(start, steps, end, title, fmt) {
 // Confidence intervals side by side: rows [{label, value, lo, hi, kind}]
 // on one horizontal axis (a forest plot); `ref` draws a vertical line.
 export function intervalChart(rows, title, fmt, ref) {
-  const W = 720, L = 180, R = 24, T = 8, rowH = 22;
+  const W = 720, L = 230, R = 24, T = 8, rowH = 26;
   const H = T + rows.length * rowH + 28;
   const w = W - L - R;
   const all = rows.flatMap((r) => [r.lo, r.hi, r.value]).filter((v) => v !== null && v !== undefined);

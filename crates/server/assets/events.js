@@ -6,6 +6,8 @@ import { api } from './api.js';
 
 function describe(c) {
   const out = [];
+  // A document's creation lists every field as new: not an event.
+  if (c.action === 'create' || c.action === 'delete') return out;
   for (const f of c.fields || []) {
     if (f.field === 'event' && f.new) out.push({ kind: String(f.new).startsWith('capped') ? 'cap' : 'resume', what: String(f.new) });
     else if (f.field === 'status') out.push(f.new === 'paused' ? { kind: 'pause', what: 'paused' } : { kind: 'resume', what: 'resumed' });

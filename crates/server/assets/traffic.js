@@ -5,7 +5,7 @@
 // number is also in a table.
 
 import { api, report } from './api.js';
-import { stackedShareChart, lineChart, PALETTE, FALLBACK_COLOUR } from './chart.js';
+import { stackedShareChart, lineChart, legendList, PALETTE, FALLBACK_COLOUR } from './chart.js';
 import {
   el, fmt, range, rangeParams, rangeControls, addDays, go, errorBox, table, smartlinkPicker,
   zonedMidnight, localDay, fmtTime, loading,
@@ -134,11 +134,13 @@ export async function render(root, query, who) {
       el('section', { class: 'card', 'aria-labelledby': 'share-title' },
         el('h2', { id: 'share-title' }, 'Each offer\'s share of the clicks per day'),
         stackedShareChart(days, shares, marks, `Share of ${slug}'s clicks per offer per day, ${r.from} to ${r.to} (${r.tz})`),
+        legendList(shares),
         el('details', {}, el('summary', {}, 'Clicks per offer and day'),
           table(`Clicks per offer and day (share of the day's clicks), ${r.tz}`, ['Day', ...series.map((se) => se.name + '#'), 'All#'], shareRows, { id: 'share-table' }))),
       el('section', { class: 'card', 'aria-labelledby': 'epc-title' },
         el('h2', { id: 'epc-title' }, 'EPC per offer per day'),
         lineChart(days, epcs, marks, `EPC per offer per day on ${slug}, ${r.from} to ${r.to} (${r.tz})`, (v) => fmt('epc', v)),
+        legendList(epcs),
         el('details', {}, el('summary', {}, 'EPC per offer and day'),
           table(`EPC per offer and day, ${r.tz} (– no clicks)`, ['Day', ...series.filter((se) => se.offer !== null).map((se) => se.name + '#')], epcRows, { id: 'epc-table' }))));
   }
