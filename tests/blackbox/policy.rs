@@ -97,9 +97,14 @@ fn the_policy_endpoint_shows_each_busiest_segments_offers_with_their_probabiliti
     assert_eq!(chances(&segs[1]), [("o3".to_string(), 1.0)]);
 
     // Bad parameters name themselves; an affiliate key may not read it.
-    for (q, param) in [("", "smartlink"), ("smartlink=nope", "smartlink"), ("smartlink=auto&limit=0", "limit"),
-        ("smartlink=auto&limit=51", "limit"), ("smartlink=auto&period=soon", "period"), ("smartlink=auto&x=1", "x")]
-    {
+    for (q, param) in [
+        ("", "smartlink"),
+        ("smartlink=nope", "smartlink"),
+        ("smartlink=auto&limit=0", "limit"),
+        ("smartlink=auto&limit=51", "limit"),
+        ("smartlink=auto&period=soon", "period"),
+        ("smartlink=auto&x=1", "x"),
+    ] {
         let r = s.admin("GET", &format!("/api/v1/policy?{q}"), None);
         assert_eq!(r.status, 400, "{q}: {}", r.body);
         assert!(r.json()["error"].as_str().unwrap().contains(param), "{q}: {}", r.body);

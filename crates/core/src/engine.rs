@@ -493,7 +493,11 @@ pub fn policy(cat: &Catalog, sl: &Smartlink, visitor: &Visitor, now_ms: i64, rng
         if o.counters.reached(&o.caps, t.day).is_some() {
             continue;
         }
-        cands.push(Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) });
+        cands.push(Candidate {
+            key: o.key,
+            payout: o.payout_base,
+            caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight),
+        });
         slots.push(slot);
     }
     let out = |probs: Vec<f64>, overridden: bool, best: Option<usize>| Policy {

@@ -47,11 +47,10 @@ async fn policy(
             "smartlink" => smartlink = v,
             "period" => period = Some(v),
             "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_SEGMENTS).contains(n))
-                    .ok_or_else(|| ApiError::BadRequest(format!("limit: expected 1 to {MAX_SEGMENTS}, got {v:?}")))?
+                limit =
+                    v.parse().ok().filter(|n| (1..=MAX_SEGMENTS).contains(n)).ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit: expected 1 to {MAX_SEGMENTS}, got {v:?}"))
+                    })?
             }
             other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
         }
