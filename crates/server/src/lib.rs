@@ -30,7 +30,6 @@ pub mod network;
 pub mod openapi;
 pub mod outbound;
 pub mod pixel;
-pub mod policy;
 pub mod postback;
 pub mod postback_config;
 pub mod postback_writer;

@@ -1,68 +1,19 @@
-//! `GET /api/v1/policy?smartlink=SLUG`: the router's current policy for a
-//! smartlink's busiest segments — which offer each would send a click to,
-//! and with what probability — read from the live catalog and router state
-//! (the dashboard's "where the traffic went" page shows it). Admin only.
+//! The router's current policy for a smartlink's busiest segments: which
+//! offer a click of each would go to now, and with what probability
+//! (`GET /api/v1/policy`, the dashboard's "where the traffic went" page).
+//! Reads the segments' clicks from the store and the policy from the live
+//! catalog, so only the server (which holds the routers) can answer it.
 
-use std::sync::Arc;
-
-use axum::extract::{Query, State};
-use axum::Json;
+use rand::RngCore;
 use serde_json::{json, Value};
-use smartlink_analysis::report::{parse_time, ReportError};
 use smartlink_core::model::{Browser, Catalog, Country, Device, Language, Os, Segment, Strategy};
 use smartlink_core::targeting::Visitor;
 use smartlink_store::{Dim, DimValue, RollupQuery, Store};
 
-use crate::error::ApiError;
-use crate::openapi as doc;
-use crate::openapi::ApiRouter;
-use crate::routes;
-use crate::state::AppState;
-
-/// The policy route. The caller adds the auth layer (an affiliate key
-/// gets `403`: the path is not one it may read).
-pub fn routes() -> ApiRouter<Arc<AppState>> {
-    ApiRouter::new().routes(routes!(policy => __path_policy))
-}
+use crate::report::{parse_time, ReportError};
 
 /// Segments shown at most.
-const MAX_SEGMENTS: usize = 50;
-
-#[utoipa::path(get, path = "/policy", tag = "reports", security(("admin_token" = [])),
-    params(("smartlink" = String, Query, description = "The smartlink"),
-           ("period" = Option<String>, Query, description = "Which segments are the busiest: human and suspect clicks since then (default `7d`)"),
-           ("limit" = Option<usize>, Query, description = "Segments, 1 to 50 (default 5)")),
-    responses((status = 200, description = "The busiest segments, each with every eligible offer's current probability of taking a click", body = doc::Analysis),
-              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
-              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
-              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
-              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
-async fn policy(
-    State(app): State<Arc<AppState>>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
-    let (mut smartlink, mut period, mut limit) = (String::new(), None, 5usize);
-    for (k, v) in q {
-        match k.as_str() {
-            "smartlink" => smartlink = v,
-            "period" => period = Some(v),
-            "limit" => {
-                limit =
-                    v.parse().ok().filter(|n| (1..=MAX_SEGMENTS).contains(n)).ok_or_else(|| {
-                        ApiError::BadRequest(format!("limit: expected 1 to {MAX_SEGMENTS}, got {v:?}"))
-                    })?
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
-        }
-    }
-    if smartlink.is_empty() {
-        return Err(ApiError::BadRequest("smartlink: required".into()));
-    }
-    let store = app.store.clone();
-    let catalog = app.catalog.load_full();
-    let now = (app.clock)();
-    crate::conversions::analysis(move || answer(&*store, &catalog, &smartlink, period.as_deref(), limit, now)).await
-}
+pub const MAX_SEGMENTS: usize = 50;
 
 /// A visitor the router would see: the segment, with its most common
 /// browser and language (targeting may name them).
@@ -75,13 +26,20 @@ struct Busiest {
     top: u64,
 }
 
-fn answer(
+/// `GET /api/v1/policy?smartlink=SLUG&period=7d&limit=5`: the `limit`
+/// busiest segments of the smartlink (human and suspect clicks since
+/// `period`), each with where a click of it would go now
+/// ([`smartlink_core::engine::policy`] on the live catalog, whose routers
+/// hold what was learned). `rng` draws a stale segment policy afresh, as
+/// that segment's next click would.
+pub fn report(
     store: &dyn Store,
     catalog: &Catalog,
     slug: &str,
     period: Option<&str>,
     limit: usize,
     now_ms: i64,
+    rng: &mut dyn RngCore,
 ) -> Result<Value, ReportError> {
     let bad = |message: String| ReportError::Bad { param: "smartlink", message };
     let sl = catalog.smartlink(slug).ok_or_else(|| bad(format!("unknown smartlink {slug:?}")))?;
@@ -123,7 +81,6 @@ fn answer(
     segments.sort_by(|a, b| b.clicks.cmp(&a.clicks).then_with(|| a.segment.to_string().cmp(&b.segment.to_string())));
     segments.truncate(limit);
 
-    let rng = &mut rand::rng();
     let rows: Vec<Value> = segments
         .iter()
         .map(|b| {
