@@ -597,3 +597,22 @@ test('editing a smartlink and creating an affiliate and an offer go through the 
   await axe(page, 'offer-new');
   await page.context().close();
 });
+
+test('the new pages fit a phone\'s width', async () => {
+  const phone = await newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await signIn(phone, ADMIN);
+  const pages = [
+    ['audit-phone', `#/audit?smartlink=lab&period=7d`, '.audit-segment'],
+    ['explain-phone', `#/explain?smartlink=global&from=${TO}&to=${TO}&vs_from=${FROM}&vs_to=${utcDate(-1)}&tz=UTC`, '#explain-table'],
+    ['clicks-phone', `#/clicks?from=${FROM}&to=${TO}&tz=UTC`, '#clicks'],
+    ['smartlink-edit-phone', '#/smartlinks/global', '#def-form'],
+  ];
+  for (const [name, hash, ready] of pages) {
+    await phone.goto(`${BASE}/${hash}`);
+    await phone.locator(ready).first().waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `${name}: the page scrolls sideways by ${overflow}px on a phone`);
+    await shot(phone, name);
+  }
+  await phone.context().close();
+});
