@@ -261,7 +261,24 @@ fn the_dashboard_and_its_files_are_served_with_their_types_and_security_headers(
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
     let files = files_of(&s);
-    for f in ["app.js", "style.css", "favicon.svg", "overview.js", "breakdowns.js", "chart.js", "api.js"] {
+    for f in [
+        "app.js",
+        "style.css",
+        "favicon.svg",
+        "overview.js",
+        "breakdowns.js",
+        "chart.js",
+        "api.js",
+        "traffic.js",
+        "audit.js",
+        "explain.js",
+        "coverage.js",
+        "quality.js",
+        "logs.js",
+        "history.js",
+        "defs.js",
+        "events.js",
+    ] {
         assert!(files.contains(f), "{f} is not loaded by the page: {files:?}");
     }
     let mut pages = vec![("/".to_string(), "text/html")];

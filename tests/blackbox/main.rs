@@ -18,6 +18,7 @@ mod money;
 mod openapi;
 mod pixel;
 mod playbook;
+mod policy;
 mod postbacks;
 mod quality;
 mod scoping;

@@ -41,9 +41,13 @@ cleanup() {
 trap cleanup EXIT
 
 export SMARTLINK_TOKEN=browser-admin-token-0123456789
+# trust_proxy: the audit's clicks come "through a proxy" (X-Forwarded-For,
+# CF-IPCountry) from many addresses, as real visitors would.
 sed -e "s#^  data_dir: .*#  data_dir: $tmp/data#" \
+    -e "s#^  trust_proxy: false#  trust_proxy: true#" \
     -e "s#^  admin_token: .*#  admin_token: $SMARTLINK_TOKEN\n  ingest_defer_secs: 0#" examples/demo.yaml >"$tmp/config.yaml"
 grep -q "admin_token: $SMARTLINK_TOKEN" "$tmp/config.yaml" || { echo "could not set the admin token in the config" >&2; exit 1; }
+grep -q "trust_proxy: true" "$tmp/config.yaml" || { echo "could not set trust_proxy in the config" >&2; exit 1; }
 
 "$bin" serve --config "$tmp/config.yaml" --listen 127.0.0.1:0 >"$tmp/out.log" 2>"$tmp/err.log" &
 pid=$!

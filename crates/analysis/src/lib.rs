@@ -29,5 +29,6 @@ pub mod export;
 pub mod history;
 pub mod insight;
 pub mod names;
+pub mod policy;
 pub mod quality;
 pub mod report;

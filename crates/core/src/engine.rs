@@ -451,6 +451,92 @@ fn weighted(weights: &[f64], slots: &[usize], rng: &mut dyn RngCore) -> Choice {
     Choice { index: last, reason: Reason::Weighted, propensity: w(slots[last]) / total }
 }
 
+/// Where a click of one visitor would go now, as [`policy`] answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// The eligible offers (indices into [`Catalog::offers`], in the
+    /// pool's order) with each one's probability of taking the click;
+    /// empty when the click would go to the fallback.
+    pub offers: Vec<(usize, f64)>,
+    /// An override decides (its offer has probability 1).
+    pub overridden: bool,
+    /// For `auto`: the position in `offers` of the offer with the best
+    /// posterior-mean score.
+    pub best: Option<usize>,
+    /// Why no offer would take it.
+    pub fallback: Option<FallbackReason>,
+}
+
+/// The routing policy for a visitor on smartlink `sl` at `now_ms`: the same
+/// eligibility as [`decide`] (status, targeting, caps reached), then the
+/// first matching override, else the strategy's distribution (`auto`: the
+/// router's current Thompson policy for the visitor's segment, see
+/// [`crate::router::RouterState::probabilities`]). Reserves nothing and
+/// learns nothing.
+pub fn policy(cat: &Catalog, sl: &Smartlink, visitor: &Visitor, now_ms: i64, rng: &mut dyn RngCore) -> Policy {
+    let mut clock = Clock::new(now_ms);
+    let utc = clock.at(chrono_tz::UTC);
+    let (mut active, mut matching) = (0usize, 0usize);
+    let mut slots = Vec::new();
+    let mut cands = Vec::new();
+    for (slot, &oi) in sl.offers.iter().enumerate() {
+        let o = &cat.offers[oi];
+        if o.status != Status::Active {
+            continue;
+        }
+        active += 1;
+        let t = clock.at(o.targeting.timezone);
+        if !o.targeting.matches(visitor, t.hour) {
+            continue;
+        }
+        matching += 1;
+        if o.counters.reached(&o.caps, t.day).is_some() {
+            continue;
+        }
+        cands.push(Candidate {
+            key: o.key,
+            payout: o.payout_base,
+            caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight),
+        });
+        slots.push(slot);
+    }
+    let out = |probs: Vec<f64>, overridden: bool, best: Option<usize>| Policy {
+        offers: slots.iter().zip(probs).map(|(&s, p)| (sl.offers[s], p)).collect(),
+        overridden,
+        best,
+        fallback: None,
+    };
+    if slots.is_empty() {
+        let why = if sl.offers.is_empty() {
+            FallbackReason::EmptyPool
+        } else if active == 0 {
+            FallbackReason::AllPaused
+        } else if matching == 0 {
+            FallbackReason::NoTargetingMatch
+        } else {
+            FallbackReason::AllCapped
+        };
+        return Policy { offers: Vec::new(), overridden: false, best: None, fallback: Some(why) };
+    }
+    if let Some(ov) = sl.overrides.iter().find(|ov| ov.matches(&visitor.segment) && slots.contains(&ov.offer)) {
+        return out(slots.iter().map(|&s| if s == ov.offer { 1.0 } else { 0.0 }).collect(), true, None);
+    }
+    match &sl.strategy {
+        Strategy::Auto => {
+            let ctx = Context { segment: visitor.segment, hour: utc.hour, now_ms };
+            let (probs, best) = sl.router.lock().probabilities(&cands, &ctx, rng);
+            out(probs, false, Some(best))
+        }
+        Strategy::Weighted(weights) => {
+            let w = |s: usize| weights.get(s).copied().unwrap_or(0.0).max(0.0);
+            let total: f64 = slots.iter().map(|&s| w(s)).sum();
+            let n = slots.len() as f64;
+            out(slots.iter().map(|&s| if total > 0.0 { w(s) / total } else { 1.0 / n }).collect(), false, None)
+        }
+        Strategy::Priority => out((0..slots.len()).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect(), false, None),
+    }
+}
+
 /// What applying a conversion did to the offer's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConversionEffect {

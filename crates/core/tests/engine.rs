@@ -882,3 +882,41 @@ fn a_direct_link_sends_what_its_offer_cannot_take_down_the_fallback_chain() {
     apply_conversion(&cat, &d.facts, T0 + 1000, None, ConversionStatus::Approved, 1.0);
     assert_eq!(link.router.lock().events(), 0);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// `policy` names exactly the offers `decide` may choose for a visitor,
+    /// with probabilities that add up to 1, and the click decided next is
+    /// chosen with the probability `policy` gave its offer.
+    #[test]
+    fn the_policy_is_the_distribution_the_next_click_is_drawn_from(
+        gens in prop::collection::vec(offer_gen(), 0..6),
+        strategy in strategies(),
+        (c, d) in (0..4usize, 0..3usize),
+        seed in any::<u64>(),
+    ) {
+        let cat = catalog(&gens, strategy);
+        let sl = &cat.smartlinks[0];
+        let codec = ClickIdCodec::new(b"k");
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let v = visitor(c, d);
+        let p = smartlink_core::engine::policy(&cat, sl, &v, T0, &mut rng);
+        let open: Vec<usize> = (0..gens.len()).filter(|&k| eligible(&gens[k], &v) && gens[k].cap != Some(0)).collect();
+        prop_assert_eq!(p.offers.iter().map(|x| x.0).collect::<Vec<_>>(), open.clone());
+        let input = ClickInput { now_ms: T0, visitor: v, subs: [""; 5], aff: None, counted: false, flags: 0, source: None };
+        let dec = decide(&cat, sl, &input, &codec, &mut rng);
+        if open.is_empty() {
+            prop_assert!(p.fallback.is_some());
+            prop_assert_eq!(Outcome::Fallback(p.fallback.unwrap()), dec.outcome);
+        } else {
+            prop_assert!(p.fallback.is_none());
+            let total: f64 = p.offers.iter().map(|x| x.1).sum();
+            prop_assert!((total - 1.0).abs() < 1e-9, "{:?}", p);
+            let Outcome::Offer(k) = dec.outcome else { panic!("fell back with {open:?} open") };
+            let chance = p.offers.iter().find(|x| x.0 == k).unwrap().1;
+            prop_assert!(chance > 0.0, "chose {} that the policy gives no chance: {:?}", k, p);
+            prop_assert!((chance - dec.propensity).abs() < 1e-9, "policy {} vs propensity {}", chance, dec.propensity);
+        }
+    }
+}

@@ -230,3 +230,29 @@ fn an_offer_about_to_hit_its_conversion_cap_gives_way_where_its_edge_is_small() 
     assert!(us_to_1 > 300, "and keeps using its cap in the US: {us_to_1} (DE {de_to_1}, left {left})");
     assert!(left <= 20, "its cap is used: {left} left");
 }
+
+#[test]
+fn probabilities_are_the_propensities_the_next_clicks_are_drawn_with() {
+    let mut rng = Pcg64::seed_from_u64(7);
+    let mut r = RouterState::new();
+    let s = seg("FR");
+    let mut now = T0;
+    for (key, cr) in [(1, 0.05), (2, 0.045), (3, 0.01)] {
+        now = teach(&mut r, key, s, cr, 1500, now, &mut rng);
+    }
+    let cands = [cand(1, 1.0), cand(2, 1.0), cand(3, 1.0)];
+    let ctx = Context { segment: s, hour: 3, now_ms: now };
+    let (p, best) = r.probabilities(&cands, &ctx, &mut rng);
+    assert_eq!(p.len(), 3);
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
+    assert!(best < 3);
+    // The clicks that follow draw from exactly that policy.
+    for _ in 0..200 {
+        let c = r.choose(&cands, &ctx, &mut rng);
+        assert!((c.propensity - p[c.index]).abs() < 1e-12, "{} vs {:?}", c.propensity, p);
+    }
+    // Reading it again without anything learned changes nothing.
+    assert_eq!(r.probabilities(&cands, &ctx, &mut rng), (p, best));
+    // One candidate: certain.
+    assert_eq!(r.probabilities(&cands[..1], &ctx, &mut rng), (vec![1.0], 0));
+}

@@ -6,8 +6,33 @@ import { el, parseHash } from './util.js';
 import * as overview from './overview.js';
 import * as breakdowns from './breakdowns.js';
 import * as offers from './offers.js';
+import * as traffic from './traffic.js';
+import * as audit from './audit.js';
+import * as explain from './explain.js';
+import * as coverage from './coverage.js';
+import * as quality from './quality.js';
+import * as logs from './logs.js';
+import * as hist from './history.js';
+import * as defs from './defs.js';
 
-const PAGES = { overview, breakdowns, offers };
+const definitions = (kind) => ({ render: (root, query, who, rest) => defs.render(kind, root, query, who, rest) });
+const PAGES = {
+  overview, traffic, breakdowns, audit, explain, coverage, quality,
+  clicks: { render: logs.clicks },
+  conversions: { render: logs.conversions },
+  alerts: { render: hist.alerts },
+  history: { render: hist.history },
+  offers,
+  smartlinks: definitions('smartlinks'),
+  advertisers: definitions('advertisers'),
+  affiliates: definitions('affiliates'),
+  sources: definitions('sources'),
+};
+const TITLES = {
+  overview: 'Overview', traffic: 'Where the traffic went', breakdowns: 'Breakdowns', audit: 'Audit', explain: 'Why did EPC change',
+  coverage: 'Coverage gaps', quality: 'Traffic quality', clicks: 'Click log', conversions: 'Conversion log', alerts: 'Alerts',
+  history: 'Change history', offers: 'Offers', smartlinks: 'Smartlinks', advertisers: 'Advertisers', affiliates: 'Affiliates', sources: 'Traffic sources',
+};
 const $ = (id) => document.getElementById(id);
 let who = null;
 let rendering = 0;
@@ -38,12 +63,13 @@ async function route() {
   if (!who) return;
   const { page, query } = parseHash();
   const [name, ...rest] = page.split('/');
-  const view = PAGES[name] || overview;
+  const known = Object.hasOwn(PAGES, name);
+  const view = known ? PAGES[name] : overview;
   for (const a of document.querySelectorAll('nav a')) {
     if (a.dataset.page === name) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  document.title = `${name[0].toUpperCase()}${name.slice(1)} · smartlink`;
+  document.title = `${TITLES[known ? name : 'overview']} · smartlink`;
   const root = $('page');
   const mine = ++rendering;
   // A newer navigation wins: an older render that finishes late draws

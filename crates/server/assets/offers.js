@@ -4,9 +4,12 @@
 
 import { api, ApiError } from './api.js';
 import { el, fmt, go, errorBox } from './util.js';
+import * as defs from './defs.js';
 
 async function list(root) {
-  root.replaceChildren(el('h1', {}, 'Offers'), el('p', { class: 'loading' }, 'Loading…'));
+  root.replaceChildren(el('h1', {}, 'Offers'),
+    el('p', {}, el('a', { href: '#/offers/new', class: 'button', id: 'new' }, 'New offer')),
+    el('p', { class: 'loading' }, 'Loading…'));
   let offers;
   try {
     offers = await api('/api/v1/offers');
@@ -115,6 +118,7 @@ export async function render(root, query, who, rest) {
     go('overview', {});
     return;
   }
-  if (rest) await edit(root, decodeURIComponent(rest));
+  if (rest === 'new') await defs.render('offers', root, query, who, rest);
+  else if (rest) await edit(root, decodeURIComponent(rest));
   else await list(root);
 }

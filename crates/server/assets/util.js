@@ -150,3 +150,83 @@ export function rangeControls(r, onChange) {
 export function errorBox(e) {
   return el('p', { class: 'error', role: 'alert' }, e instanceof Error ? e.message : String(e));
 }
+
+// --- instants in a time zone ---
+
+function zoneOffsetMs(ms, tz) {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit',
+  }).formatToParts(new Date(ms));
+  const g = (t) => Number(parts.find((p) => p.type === t).value);
+  return Date.UTC(g('year'), g('month') - 1, g('day'), g('hour'), g('minute'), g('second')) - Math.floor(ms / 1000) * 1000;
+}
+
+// Epoch milliseconds of 00:00 on `date` (YYYY-MM-DD) in `tz`.
+export function zonedMidnight(date, tz) {
+  const [y, m, d] = date.split('-').map(Number);
+  const wall = Date.UTC(y, m - 1, d);
+  const first = wall - zoneOffsetMs(wall, tz);
+  return wall - zoneOffsetMs(first, tz);
+}
+
+// The local date (YYYY-MM-DD) of an instant in `tz`, and how far into
+// that day it is (0..1).
+export function localDay(ms, tz) {
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+  }).formatToParts(new Date(ms));
+  const g = (t) => parts.find((p) => p.type === t).value;
+  return { day: `${g('year')}-${g('month')}-${g('day')}`, frac: (Number(g('hour')) * 60 + Number(g('minute'))) / 1440 };
+}
+
+// `2026-12-01 14:05` in `tz`.
+export function fmtTime(ms, tz) {
+  if (ms === null || ms === undefined) return '–';
+  const { day } = localDay(ms, tz);
+  const t = new Intl.DateTimeFormat('en-GB', { timeZone: tz, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(new Date(ms));
+  return `${day} ${t}`;
+}
+
+// --- shared page parts ---
+
+// A table: `head` is a list of column names (a name ending in '#' is a
+// number column: right-aligned, the '#' dropped); `rows` are lists of
+// cells (text or nodes); each row's first cell is its header.
+// The box scrolls sideways on a narrow screen, so it can take the focus
+// (keyboard users scroll it too); `attrs.label` names it when there is no
+// caption.
+export function table(caption, head, rows, attrs = {}) {
+  const num = head.map((h) => h.endsWith('#'));
+  const { label, ...rest } = attrs;
+  return el('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': caption || label || 'Table' }, el('table', rest,
+    caption ? el('caption', {}, caption) : null,
+    el('thead', {}, el('tr', {}, head.map((h, i) => el('th', { scope: 'col', class: num[i] ? 'num' : null }, num[i] ? h.slice(0, -1) : h)))),
+    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c, i) => el(i === 0 ? 'th' : 'td', i === 0 ? { scope: 'row' } : { class: num[i] ? 'num' : null }, c)))))));
+}
+
+// The smartlink picker of the per-smartlink pages.
+export function smartlinkPicker(links, current, onChange) {
+  const sel = el('select', { id: 'smartlink', onchange: (e) => onChange(e.target.value) },
+    links.map((l) => el('option', { value: l.slug, selected: l.slug === current }, l.slug)));
+  return [el('label', { for: 'smartlink' }, 'Smartlink'), sel];
+}
+
+// Admin-only pages say so to an affiliate session (the API would answer
+// 403 anyway).
+export function adminOnly(root, who, title) {
+  if (who.role === 'admin') return false;
+  root.replaceChildren(el('h1', {}, title), el('p', { class: 'muted' }, 'This page is for the admin.'));
+  return true;
+}
+
+export function loading() {
+  return el('p', { class: 'loading' }, 'Loading…');
+}
+
+// The period control of the analyses that take `period` (1, 7 or 30 days).
+export function periodPicker(current, onChange) {
+  const sel = el('select', { id: 'period', onchange: (e) => onChange(e.target.value) },
+    [['1d', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']].map(([v, t]) => el('option', { value: v, selected: v === current }, t)));
+  return [el('label', { for: 'period' }, 'Period'), sel];
+}

@@ -39,6 +39,7 @@ pub fn routes() -> ApiRouter<Arc<AppState>> {
         .routes(routes!(audit => __path_audit))
         .routes(routes!(alerts => __path_alerts))
         .routes(routes!(explain => __path_explain))
+        .routes(routes!(policy => __path_policy))
         .routes(routes!(outbound_list => __path_outbound_list))
         .routes(routes!(outbound_one => __path_outbound_one))
         .routes(routes!(outbound_retry => __path_outbound_retry))
@@ -866,6 +867,52 @@ async fn explain(
     let now = (app.clock)();
     analysis(move || {
         smartlink_analysis::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now)
+    })
+    .await
+}
+
+/// `GET /api/v1/policy?smartlink=SLUG`: the router's current policy for
+/// the busiest segments (`smartlink_analysis::policy`), read from the live
+/// catalog (its routers hold what was learned).
+#[utoipa::path(get, path = "/policy", tag = "reports", security(("admin_token" = [])),
+    params(("smartlink" = String, Query, description = "The smartlink"),
+           ("period" = Option<String>, Query, description = "Which segments are the busiest: human and suspect clicks since then (default `7d`)"),
+           ("limit" = Option<usize>, Query, description = "Segments, 1 to 50 (default 5)")),
+    responses((status = 200, description = "The busiest segments, each with every eligible offer's current probability of taking a click", body = doc::Analysis),
+              (status = 400, description = "A bad or missing parameter", body = doc::ErrorBody),
+              (status = 401, description = "Missing or invalid token", body = doc::ErrorBody),
+              (status = 403, description = "Not for this key (an affiliate key reads its reports, clicks, conversions and smartlinks only)", body = doc::ErrorBody),
+              (status = 503, description = "The store read ran past `server.query_timeout_secs`: narrow the query (`Retry-After`)", body = doc::ErrorBody)))]
+async fn policy(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut smartlink, mut period, mut limit) = (String::new(), None, 5usize);
+    for (k, v) in q {
+        match k.as_str() {
+            "smartlink" => smartlink = v,
+            "period" => period = Some(v),
+            "limit" => {
+                limit =
+                    v.parse().ok().filter(|n| (1..=smartlink_analysis::policy::MAX_SEGMENTS).contains(n)).ok_or_else(
+                        || {
+                            ApiError::BadRequest(format!(
+                                "limit: expected 1 to {}, got {v:?}",
+                                smartlink_analysis::policy::MAX_SEGMENTS
+                            ))
+                        },
+                    )?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?}"))),
+        }
+    }
+    required_smartlink(&smartlink)?;
+    let store = app.store.clone();
+    let catalog = app.catalog.load_full();
+    let now = (app.clock)();
+    analysis(move || {
+        let rng = &mut rand::rng();
+        smartlink_analysis::policy::report(&*store, &catalog, &smartlink, period.as_deref(), limit, now, rng)
     })
     .await
 }

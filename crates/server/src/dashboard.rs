@@ -72,6 +72,15 @@ static ASSETS: &[Asset] = &[
     asset!("overview.js", JS),
     asset!("breakdowns.js", JS),
     asset!("offers.js", JS),
+    asset!("events.js", JS),
+    asset!("traffic.js", JS),
+    asset!("audit.js", JS),
+    asset!("explain.js", JS),
+    asset!("coverage.js", JS),
+    asset!("quality.js", JS),
+    asset!("logs.js", JS),
+    asset!("history.js", JS),
+    asset!("defs.js", JS),
 ];
 
 /// Each asset's entity tag (a digest of its bytes), in [`ASSETS`] order.

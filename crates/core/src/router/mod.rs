@@ -318,10 +318,19 @@ impl RouterState {
         ctx: &Context,
         rng: &mut dyn RngCore,
     ) -> (Choice, Option<&Arc<PolicyEntry>>) {
-        let n = cands.len();
-        if n <= 1 {
+        if cands.len() <= 1 {
             return (Choice { index: 0, reason: Reason::BestScore, propensity: 1.0 }, None);
         }
+        let seg = self.fresh_policy(cands, ctx, rng);
+        let e = &self.policies[&seg];
+        (e.sample(unit(rng)), Some(e))
+    }
+
+    /// Makes sure the segment's cached policy is the one a click of `ctx`
+    /// with these candidates (at least two) would draw from, recomputing
+    /// it when stale; returns the packed segment it is cached under.
+    fn fresh_policy(&mut self, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) -> u32 {
+        let n = cands.len();
         let seg = pack_segment(ctx.segment);
         let sig = signature(cands);
         let max_age = self.cfg.policy_refresh_secs as i64 * 1000;
@@ -335,8 +344,26 @@ impl RouterState {
         if !fresh {
             self.refresh_policy(seg, sig, cands, ctx, rng);
         }
+        seg
+    }
+
+    /// The distribution a click of `ctx` would now be drawn from: each
+    /// candidate's probability of being chosen, in the candidates' order,
+    /// and the index of the one with the best posterior-mean score. Like
+    /// the click it stands for, it refreshes the segment's cached policy
+    /// when that is stale (a cache, not learning: nothing learned changes).
+    pub fn probabilities(&mut self, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) -> (Vec<f64>, usize) {
+        if cands.len() <= 1 {
+            return (vec![1.0; cands.len()], 0);
+        }
+        let seg = self.fresh_policy(cands, ctx, rng);
         let e = &self.policies[&seg];
-        (e.sample(unit(rng)), Some(e))
+        let p = e.cum.iter().scan(0.0, |prev, &c| {
+            let p = c - *prev;
+            *prev = c;
+            Some(p)
+        });
+        (p.collect(), e.best as usize)
     }
 
     /// A click was sent to `offer_key` (called after the cap reservation).
