@@ -234,7 +234,10 @@ fn synthesize(dir: &std::path::Path, clicks: usize, days: i64, now: i64) {
         }
     }
     let code = |v: &str| values.iter().position(|x| *x == v).unwrap();
-    for (i, v) in values.iter().enumerate() {
+    // The store seeds the dictionary with the quality classes, in the
+    // order `values` starts with.
+    let seeded: i64 = c.query_row("SELECT count(*) FROM dict", [], |r| r.get(0)).unwrap();
+    for (i, v) in values.iter().enumerate().skip(seeded as usize) {
         c.execute("INSERT INTO dict VALUES (?, ?)", duckdb::params![i as u32, v]).unwrap();
     }
     let list = |xs: &[&str]| format!("[{}]", xs.iter().map(|x| code(x).to_string()).collect::<Vec<_>>().join(", "));
