@@ -504,7 +504,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         merged.entry(ids).or_default().add(&m);
     }
     // In the order of the rows' JSON keys, as sorting ties are kept.
-    let mut merged: Vec<(String, Vec<(String, Value)>, Cell)> = merged
+    let mut merged: Vec<(String, KeyedRow, Cell)> = merged
         .into_iter()
         .map(|(ids, cell)| {
             let out: Vec<(String, Value)> = group
@@ -588,6 +588,9 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t,
                "excluded": excluded }))
 }
+
+/// A report row's group columns: (`group_by` name, rendered value).
+type KeyedRow = Vec<(String, Value)>;
 
 /// A stored group value, hashable: what a column's rendering is memoised by.
 #[derive(Clone, PartialEq, Eq, Hash)]
