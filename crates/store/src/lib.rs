@@ -9,9 +9,13 @@
 //! Clicks reach it in batches from a background writer.
 
 mod feed;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
-pub use feed::{micros, FeedClick, FeedConversion, FeedMarks};
+pub use feed::{micros, FeedClick, FeedConversion, FeedMarks, FeedSource};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use sqlite::{private_dir, private_file, SqliteStore};
 
 /// One error type for the storage boundary.
@@ -19,6 +23,10 @@ pub use sqlite::{private_dir, private_file, SqliteStore};
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(rusqlite::Error),
+    /// PostgreSQL refused or failed (the `postgres` feature's [`PgStore`]).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL error: {0}")]
+    Pg(::postgres::Error),
     /// A read query ran past the store's time limit and was interrupted.
     #[error("the query ran longer than the store's time limit (server.query_timeout_secs); narrow the period, the filters or the grouping")]
     Timeout,
@@ -498,6 +506,18 @@ pub trait ConversionStore: Send + Sync + 'static {
     /// base-currency payout (for cap counters at start-up).
     fn approved_totals(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64, f64)>>;
     fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Due deliveries (as [`ConversionStore::due_outbox`]) taken for
+    /// delivery by this caller: each is leased until `now_ms + lease_ms`
+    /// (its next attempt moves there), so another node, or another call,
+    /// does not take it again until the lease runs out; recording the
+    /// attempt ([`ConversionStore::record_attempt`]) ends the lease. A
+    /// deliverer that dies leaves its items to be taken once their lease
+    /// expires, so a lease should outlast one delivery attempt. The default
+    /// is `due_outbox` itself, enough for a store only one process uses.
+    fn claim_outbox(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<OutboxItem>> {
+        let _ = lease_ms;
+        self.due_outbox(now_ms, limit)
+    }
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>>;
     fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
     /// Moves a pending delivery's next attempt without counting an attempt.
