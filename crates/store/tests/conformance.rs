@@ -1425,6 +1425,41 @@ mod postgres_only {
     }
 
     #[test]
+    fn click_lookups_and_click_log_pages_walk_an_index_instead_of_sorting_the_table() {
+        let db = pg::TestDb::create();
+        let s = PgStore::connect(&db.url).unwrap();
+        // Plans for an empty table say nothing: a day of clicks, 20 affiliates.
+        let clicks: Vec<ClickRow> = (0..20_000)
+            .map(|i| ClickRow {
+                click_id: format!("k{i:05}"),
+                ts_ms: 1_000_000 + i * 4_321,
+                affiliate: Some(1 + (i % 20) as u32),
+                ..Default::default()
+            })
+            .collect();
+        s.insert_clicks(&clicks).unwrap();
+        ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap().batch_execute("ANALYZE clicks").unwrap();
+        let queries = [
+            ClickQuery { limit: 100, ..Default::default() },
+            ClickQuery {
+                from_ms: Some(2_000_000),
+                to_ms: Some(60_000_000),
+                before: Some((50_000_000, "x".into())),
+                limit: 100,
+                ..Default::default()
+            },
+            ClickQuery { filters: vec![(Dim::Affiliate, vec![DimValue::Key(3)])], limit: 100, ..Default::default() },
+        ];
+        for (q, index) in queries.iter().zip(["clicks_key", "clicks_key", "clicks_affiliate"]) {
+            let plan = s.explain_click_query(Some(q)).unwrap();
+            assert!(plan.contains(&format!("Index Scan Backward using {index}")), "{q:?}: {plan}");
+            assert!(!plan.lines().any(|l| l.trim_start().starts_with("->  Sort")), "{q:?}: {plan}");
+        }
+        let lookup = s.explain_click_query(None).unwrap();
+        assert!(lookup.contains("clicks_key"), "{lookup}");
+    }
+
+    #[test]
     fn an_unreachable_database_is_an_error_naming_the_url_without_its_password() {
         let err = PgStore::connect("postgres://u:secret@127.0.0.1:1/none").unwrap_err();
         assert!(matches!(err, StoreError::Pg(_)), "{err}");
