@@ -665,15 +665,41 @@ fn a_large_click_batch_loads_and_its_rollups_reconcile_with_the_raw_rows(f: &Fix
     s.insert_clicks(&clicks).unwrap();
     let took = started.elapsed();
     eprintln!(
-        "{}: {} clicks in one batch in {:.0} ms = {:.0} rows/s",
+        "{}: {} clicks of 24 hours in one batch in {:.0} ms = {:.0} rows/s",
         f.name,
         clicks.len(),
         took.as_secs_f64() * 1e3,
         clicks.len() as f64 / took.as_secs_f64()
     );
     assert_eq!(s.count_clicks().unwrap(), 50_000);
+    // The same in one hour of traffic (hundreds of rollup cells, not tens
+    // of thousands): what a live batch looks like.
+    let hour: Vec<ClickRow> = clicks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ClickRow {
+            click_id: format!("hour{i:06}"),
+            ts_ms: t0 + 30 * HOUR_MS + (i as i64 * 71) % HOUR_MS,
+            os: String::new(),
+            browser: String::new(),
+            language: String::new(),
+            ..c.clone()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    s.insert_clicks(&hour).unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "{}: {} clicks of one hour in one batch in {:.0} ms = {:.0} rows/s",
+        f.name,
+        hour.len(),
+        took.as_secs_f64() * 1e3,
+        hour.len() as f64 / took.as_secs_f64()
+    );
+    clicks.extend(hour);
+    assert_eq!(s.count_clicks().unwrap(), 100_000);
     let t = total(s, &all_time());
-    assert_eq!(t.clicks, 50_000);
+    assert_eq!(t.clicks, 100_000);
     let cost: f64 = clicks.iter().map(|c| c.cost).sum();
     assert!((t.cost - cost).abs() < 1e-6);
     for d in [Dim::Offer, Dim::Country, Dim::Hour] {
