@@ -11,8 +11,9 @@
 //!   imports), so that a feed mark (a `bigserial` id) seen committed has
 //!   every smaller id of that table committed too, as SQLite's row ids do.
 //! - Click batches are loaded with binary `COPY` into a per-connection
-//!   temporary table, then moved with `INSERT ... ON CONFLICT DO NOTHING`
-//!   (a replayed row counts once); the inserted rows are aggregated in Rust
+//!   temporary table, then moved into `clicks` by an anti-join on the
+//!   (second, click id) key under the clicks lock (a replayed row counts
+//!   once); the inserted rows (`RETURNING`) are aggregated in Rust
 //!   and added to the hourly and daily rollups in the same transaction, one
 //!   `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE` per table,
 //!   in key order (two writers take row locks in the same order).
@@ -188,7 +189,8 @@ fn migration_sql(sql: &str) -> String {
 
 /// A small connection pool: idle connections are reused, at most `max` are
 /// open, a caller waits for one when all are busy, and a broken connection
-/// is dropped and replaced on demand. (r2d2 would do; its last release is
+/// is dropped and replaced on demand (one idle for a while is checked with
+/// a round trip first, so a database restart costs no failed call). (r2d2 would do; its last release is
 /// from 2022, it brings a thread pool of its own, and this is all we use.)
 pub(crate) struct Pool {
     config: postgres::Config,
@@ -200,10 +202,14 @@ pub(crate) struct Pool {
 }
 
 struct PoolState {
-    /// Idle connections with the statement timeout each has set.
-    idle: Vec<(Client, u64)>,
+    /// Idle connections with the statement timeout each has set and when
+    /// each was returned.
+    idle: Vec<(Client, u64, std::time::Instant)>,
     open: usize,
 }
+
+/// A connection idle longer than this is checked before it is handed out.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a caller waits for a connection before giving up.
 const POOL_WAIT: Duration = Duration::from_secs(30);
@@ -213,7 +219,17 @@ impl Pool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = std::time::Instant::now() + POOL_WAIT;
         loop {
-            if let Some((client, timeout_ms)) = st.idle.pop() {
+            if let Some((mut client, timeout_ms, since)) = st.idle.pop() {
+                if !client.is_closed() && since.elapsed() > IDLE_CHECK {
+                    drop(st);
+                    let ok = client.is_valid(Duration::from_secs(5)).is_ok();
+                    st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if ok {
+                        return Ok(Conn { pool: self, client: Some(client), timeout_ms });
+                    }
+                    st.open -= 1;
+                    continue;
+                }
                 if client.is_closed() {
                     st.open -= 1;
                     continue;
@@ -297,7 +313,7 @@ impl Drop for Conn<'_> {
         if client.is_closed() {
             st.open -= 1;
         } else {
-            st.idle.push((client, self.timeout_ms));
+            st.idle.push((client, self.timeout_ms, std::time::Instant::now()));
         }
         self.pool.freed.notify_one();
     }

@@ -1486,6 +1486,48 @@ mod postgres_only {
     }
 
     #[test]
+    fn a_read_past_the_time_limit_is_cancelled_with_a_timeout_error_and_writes_have_none() {
+        let db = pg::TestDb::create();
+        let s = PgStore::connect(&db.url).unwrap();
+        let clicks: Vec<ClickRow> = (0..30_000)
+            .map(|i| ClickRow {
+                click_id: format!("k{i:05}"),
+                ts_ms: i * 997,
+                subs: [format!("s{}", i % 977), String::new(), String::new(), String::new(), String::new()],
+                quality_reasons: "a,b,c".into(),
+                ..Default::default()
+            })
+            .collect();
+        s.set_query_timeout(Some(std::time::Duration::from_millis(1)));
+        s.insert_clicks(&clicks).unwrap();
+        let q = RollupQuery { group: vec![Dim::Sub(1), Dim::Reason], ..all_time() };
+        assert!(matches!(s.rollup(&q), Err(StoreError::Timeout)));
+        s.set_query_timeout(None);
+        assert_eq!(total(&s, &q).clicks, 90_000, "the same connections answer without a limit");
+    }
+
+    #[test]
+    fn a_store_outlives_its_connections_being_killed() {
+        let db = pg::TestDb::create();
+        let s = PgStore::connect(&db.url).unwrap();
+        s.set_meta("k", "v").unwrap();
+        let mut admin = ::postgres::Client::connect(&pg::admin_url(), ::postgres::NoTls).unwrap();
+        let killed: i64 = admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db.url.rsplit('/').next().unwrap()],
+            )
+            .unwrap()
+            .get(0);
+        assert!(killed >= 1);
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+        assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "an idle connection is checked and replaced");
+        s.set_meta("k", "w").unwrap();
+        assert_eq!(s.meta("k").unwrap().as_deref(), Some("w"));
+    }
+
+    #[test]
     fn an_unreachable_database_is_an_error_naming_the_url_without_its_password() {
         let err = PgStore::connect("postgres://u:secret@127.0.0.1:1/none").unwrap_err();
         assert!(matches!(err, StoreError::Pg(_)), "{err}");
