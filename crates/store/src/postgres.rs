@@ -21,8 +21,12 @@
 //!   looks its conversion up with `FOR UPDATE` and inserts with
 //!   `ON CONFLICT DO NOTHING` when none exists; a racing insert from another
 //!   node makes it look up again, never insert twice.
-//! - A transaction that dies on a deadlock or a serialisation failure is run
-//!   again from the start (a few times).
+//! - Every writer of the rollups (click batches, postback batches, cost
+//!   imports) adds to them once, at its end, tables in one order and cells
+//!   in key order: they lock rollup rows in one global order and cannot
+//!   deadlock on them. A transaction that dies on a deadlock or a
+//!   serialisation failure all the same is run again from the start (a few
+//!   times).
 //! - Connections come from a small pool of our own ([`Pool`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -1298,11 +1302,13 @@ fn queue_outbound(tx: &mut Transaction<'_>, id: i64, p: &PostbackIn, status: Con
     Ok(())
 }
 
-fn add_to_rollup(tx: &mut Transaction<'_>, k: &CellKey, m: &Measures, sign: i64) -> Result<()> {
-    add_to_rollups(tx, [(k, *m, sign)])
-}
-
-fn record_one(tx: &mut Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
+/// Records one postback; what it adds to the rollups goes to `deltas`,
+/// applied once for the whole batch (see `record_postbacks`).
+fn record_one(
+    tx: &mut Transaction<'_>,
+    p: &PostbackIn,
+    deltas: &mut Vec<(CellKey, Measures, i64)>,
+) -> Result<Recorded> {
     const FIND: &str = "SELECT id, status, payout_base, cost FROM conversions
         WHERE click_id = $1 AND event = $2 AND txid = $3 FOR UPDATE";
     let find = |tx: &mut Transaction<'_>| -> Result<Option<(i64, String, f64, f64)>> {
@@ -1359,7 +1365,7 @@ fn record_one(tx: &mut Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
             Some(r) => {
                 let id: i64 = r.get(0);
                 history(tx, id, None)?;
-                add_to_rollup(tx, &conversion_cell(p), &conversion_measures(p.status, payout_base, p.cost_base), 1)?;
+                deltas.push((conversion_cell(p), conversion_measures(p.status, payout_base, p.cost_base), 1));
                 queue_outbound(tx, id, p, p.status)?;
                 return Ok(Recorded::New { id });
             }
@@ -1382,8 +1388,8 @@ fn record_one(tx: &mut Transaction<'_>, p: &PostbackIn) -> Result<Recorded> {
             )?;
             history(tx, id, Some(cur))?;
             let cell = conversion_cell(p);
-            add_to_rollup(tx, &cell, &conversion_measures(cur, base, cost), -1)?;
-            add_to_rollup(tx, &cell, &conversion_measures(p.status, p.payout_base.unwrap_or(base), cost), 1)?;
+            deltas.push((cell.clone(), conversion_measures(cur, base, cost), -1));
+            deltas.push((cell, conversion_measures(p.status, p.payout_base.unwrap_or(base), cost), 1));
             queue_outbound(tx, id, p, p.status)?;
             Ok(Recorded::Updated { id, previous: cur, payout_base: p.payout_base.unwrap_or(base) })
         }
@@ -1395,13 +1401,20 @@ impl ConversionStore for PgStore {
         // Conversion history rows are the feed's mark: one writer at a time.
         self.write_tx(&[LOCK_CONVERSIONS], |tx| {
             let mut out = Vec::with_capacity(batch.len());
+            // The rollup changes of the postbacks that committed, applied
+            // at the end in one upsert per table, cells in key order, as a
+            // click batch does: two such transactions lock rollup rows in
+            // the same order and cannot deadlock on them.
+            let mut deltas = Vec::new();
             for p in batch {
                 // A savepoint per postback: one the database refuses is
                 // rolled back alone; a deadlock retries the whole batch.
                 let mut sp = tx.transaction()?;
-                match record_one(&mut sp, p) {
+                let mut own = Vec::new();
+                match record_one(&mut sp, p, &mut own) {
                     Ok(r) => {
                         sp.commit()?;
+                        deltas.append(&mut own);
                         out.push(Ok(r));
                     }
                     Err(e) if transient(&e) => return Err(e),
@@ -1411,6 +1424,7 @@ impl ConversionStore for PgStore {
                     }
                 }
             }
+            add_to_rollups(tx, deltas.iter().map(|(k, m, sign)| (k, *m, *sign)))?;
             Ok(out)
         })
     }

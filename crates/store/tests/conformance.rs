@@ -138,6 +138,7 @@ conformance!(
     dedup_transitions_history_and_outbox_are_consistent,
     dedup_and_status_follow_the_status_machine_for_any_sequence,
     the_same_postbacks_from_two_stores_at_once_are_recorded_once,
+    click_loads_and_postbacks_on_the_same_cells_from_two_stores_all_land_in_the_rollups,
     a_postback_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits,
     a_status_change_keeps_its_source_and_reason_in_the_history,
     conversions_are_listed_by_filter_newest_first_with_their_click_sub_ids,
@@ -1023,6 +1024,69 @@ fn the_same_postbacks_from_two_stores_at_once_are_recorded_once(f: &Fixture) {
     assert_eq!(s.conversions(&ConversionFilter { limit: 1000, ..Default::default() }).unwrap().len(), 40);
     assert_eq!(s.outbox(None, 1000).unwrap().len(), 40, "one delivery queued per conversion");
     assert_eq!(total(s, &all_time()).approved, 40, "counted once in the rollups");
+}
+
+fn click_loads_and_postbacks_on_the_same_cells_from_two_stores_all_land_in_the_rollups(f: &Fixture) {
+    // One node loads clicks while another records postbacks; both add to
+    // the same rollup cells, in opposite orders (a deadlock, where one
+    // happens, is retried, never lost).
+    let countries = ["AR", "BR", "CL", "DE", "ES", "FR", "IT", "MX", "US", "UY"];
+    let clicks = {
+        let s = f.arc();
+        std::thread::spawn(move || {
+            for b in 0..20 {
+                let batch: Vec<ClickRow> = (0..200)
+                    .map(|i| ClickRow {
+                        click_id: format!("b{b:02}-{i:03}"),
+                        ts_ms: 1_000 + (i % 3) * HOUR_MS,
+                        smartlink: 1,
+                        offer: Some(2),
+                        affiliate: Some(3),
+                        country: countries[i as usize % countries.len()].into(),
+                        device: "mobile".into(),
+                        os: "ios".into(),
+                        browser: "safari".into(),
+                        language: "en".into(),
+                        quality: "human".into(),
+                        ..Default::default()
+                    })
+                    .collect();
+                s.insert_clicks(&batch).unwrap();
+            }
+        })
+    };
+    let postbacks = {
+        let s = f.reopen();
+        std::thread::spawn(move || {
+            for b in 0..20 {
+                let batch: Vec<PostbackIn> = (0..20)
+                    .rev()
+                    .map(|i| PostbackIn {
+                        country: countries[i % countries.len()].into(),
+                        click_ts_ms: 1_000 + (i as i64 % 3) * HOUR_MS,
+                        outbound: vec![],
+                        ..pb(&format!("p{b:02}-{i:02}"), "", ConvStatus::Approved, Some(1.0), 5_000)
+                    })
+                    .collect();
+                record(&*s, &batch);
+            }
+        })
+    };
+    clicks.join().unwrap();
+    postbacks.join().unwrap();
+    let s = f.s();
+    let t = total(s, &all_time());
+    assert_eq!((t.clicks, t.approved), (4_000, 400));
+    assert!((t.revenue - 400.0).abs() < 1e-9);
+    let cells = s.rollup(&RollupQuery { group: vec![Dim::Country, Dim::Hour], ..all_time() }).unwrap();
+    assert_eq!(cells.len(), 30);
+    for (k, m) in &cells {
+        let (DimValue::Text(country), DimValue::Hour(hour)) = (&k[0], &k[1]) else { panic!("{k:?}") };
+        let c = countries.iter().position(|x| x == country).unwrap() as i64;
+        let want_clicks = (0..200).filter(|i| i % 10 == c && (i % 3) * HOUR_MS == *hour).count() as u64 * 20;
+        let want_conv = (0..20).filter(|i| i % 10 == c && (i % 3) * HOUR_MS == *hour).count() as u64 * 20;
+        assert_eq!((m.clicks, m.approved), (want_clicks, want_conv), "{k:?}");
+    }
 }
 
 fn a_postback_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits(f: &Fixture) {
