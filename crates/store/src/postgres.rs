@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
@@ -74,6 +75,13 @@ const LOCK_DEFINITIONS: i64 = LOCK_MIGRATE + 1;
 const LOCK_CLICKS: i64 = LOCK_MIGRATE + 2;
 const LOCK_CONVERSIONS: i64 = LOCK_MIGRATE + 3;
 const LOCK_COST_IMPORTS: i64 = LOCK_MIGRATE + 4;
+/// Session locks: the definitions lock a whole admin change holds (read,
+/// compute, write), and the leader lease.
+const LOCK_ADMIN: i64 = LOCK_MIGRATE + 5;
+const LOCK_LEADER: i64 = LOCK_MIGRATE + 6;
+
+/// The channel `NOTIFY` signals definition and meta changes on.
+const DEFINITIONS_CHANNEL: &str = "smartlink_definitions";
 
 /// How often a transaction is tried when it dies on a deadlock or a
 /// serialisation failure.
@@ -81,7 +89,27 @@ const TRIES: usize = 8;
 
 /// The schema, one entry per version, applied in order and never edited
 /// once released: a change is a new version.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "the store as of SQLite's schema with costs and digests", V1)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "the store as of SQLite's schema with costs and digests", V1),
+    (2, "a definitions version, bumped and signalled (NOTIFY) by every change of entities or meta", V2),
+];
+
+const V2: &str = r#"
+CREATE TABLE definitions_version (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), version BIGINT NOT NULL);
+INSERT INTO definitions_version (one, version) VALUES (TRUE, 0);
+CREATE FUNCTION smartlink_definitions_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    UPDATE definitions_version SET version = version + 1;
+    PERFORM pg_notify('smartlink_definitions', '');
+    RETURN NULL;
+END
+$f$;
+CREATE TRIGGER entities_changed AFTER INSERT OR UPDATE OR DELETE ON entities
+    FOR EACH STATEMENT EXECUTE FUNCTION smartlink_definitions_changed();
+CREATE TRIGGER meta_changed AFTER INSERT OR UPDATE OR DELETE ON meta
+    FOR EACH STATEMENT EXECUTE FUNCTION smartlink_definitions_changed();
+"#;
 
 const V1: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -323,6 +351,9 @@ impl Drop for Conn<'_> {
     }
 }
 
+/// How long opening a connection may take (unless the URL says).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connections a store opens at most.
 const POOL_SIZE: usize = 8;
 
@@ -339,20 +370,6 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// The URL with any password hidden.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            match cred.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl PgStore {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/db`, or
     /// libpq's `key=value` form) and brings the schema up to date: the
@@ -361,8 +378,15 @@ impl PgStore {
     /// (another node starting at the same time waits, then finds nothing to
     /// do). TLS is not supported yet (`sslmode=disable` or `prefer`).
     pub fn connect(url: &str) -> Result<PgStore> {
-        let config: postgres::Config =
-            url.parse().map_err(|e| StoreError::Invalid(format!("store URL {}: {e}", redact(url))))?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Invalid(format!("store URL {}: {e}", crate::redact_url(url))))?;
+        // An unreachable server fails a call within seconds (a postback
+        // answers 503 then) instead of waiting for the kernel's TCP
+        // timeouts; a URL's own `connect_timeout` wins.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives_idle(Duration::from_secs(10));
         let store = PgStore {
             pool: Pool {
                 config,
@@ -371,7 +395,7 @@ impl PgStore {
                 freed: Condvar::new(),
                 limit_ms: AtomicU64::new(0),
             },
-            url: redact(url),
+            url: crate::redact_url(url),
         };
         store.migrate()?;
         Ok(store)
@@ -1039,6 +1063,16 @@ impl Store for PgStore {
             &[&key, &value],
         )?;
         Ok(())
+    }
+
+    fn meta_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        let mut c = self.pool.write()?;
+        c.execute("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", &[&key, &value])?;
+        Ok(c.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?.get(0))
+    }
+
+    fn shared(&self) -> Option<&dyn crate::SharedStore> {
+        Some(self)
     }
 
     fn insert_clicks(&self, batch: &[ClickRow]) -> Result<()> {
@@ -2162,5 +2196,110 @@ impl crate::FeedSource for PgStore {
             &[&before_ms, &(limit.min(i64::MAX as usize) as i64)],
         )?;
         Ok(n as usize)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Several nodes: the definitions lock, change signals, the leader lease.
+
+/// A connection of its own holding a session advisory lock; dropping it
+/// unlocks (and closing the connection would too).
+struct SessionLock {
+    client: Client,
+    key: i64,
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        let _ = self.client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+    }
+}
+
+impl crate::Lease for SessionLock {
+    fn held(&mut self) -> bool {
+        // A lost connection lost the lock: another node may hold it now.
+        !self.client.is_closed() && self.client.is_valid(Duration::from_secs(5)).is_ok()
+    }
+}
+
+/// How often the definitions watcher checks the version without a signal
+/// (a missed `NOTIFY` while reconnecting costs at most this).
+const WATCH_CHECK: Duration = Duration::from_secs(5);
+
+impl PgStore {
+    fn dedicated(&self) -> Result<Client> {
+        Ok(self.pool.config.connect(NoTls)?)
+    }
+
+    /// The watcher's loop: one connection listening, a version check on
+    /// every (re)connect, every signal and every [`WATCH_CHECK`].
+    fn watch(config: postgres::Config, url: String, mut changed: Box<dyn FnMut() -> bool + Send>) {
+        let mut seen: Option<i64> = None;
+        let mut failures = 0u32;
+        loop {
+            let r = (|| -> Result<bool> {
+                let mut c = config.connect(NoTls)?;
+                c.batch_execute(&format!("LISTEN {DEFINITIONS_CHANNEL}"))?;
+                failures = 0;
+                loop {
+                    let v: i64 = c.query_one("SELECT version FROM definitions_version", &[])?.get(0);
+                    if seen != Some(v) {
+                        seen = Some(v);
+                        if !changed() {
+                            return Ok(false);
+                        }
+                    }
+                    // Wait for a signal (or the periodic check), then take
+                    // every signal already queued: one reload covers them.
+                    {
+                        let mut n = c.notifications();
+                        if n.timeout_iter(WATCH_CHECK).next()?.is_some() {
+                            while n.iter().next()?.is_some() {}
+                        }
+                    }
+                    if c.is_closed() {
+                        return Err(StoreError::Invalid("the listening connection closed".into()));
+                    }
+                }
+            })();
+            match r {
+                Ok(_) => return,
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(store = %url, error = %e, "watching definition changes failed; reconnecting");
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+impl crate::SharedStore for PgStore {
+    fn lock_definitions(&self) -> Result<Box<dyn Send>> {
+        let mut client = self.dedicated()?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_ADMIN])?;
+        Ok(Box::new(SessionLock { client, key: LOCK_ADMIN }))
+    }
+
+    fn definitions_version(&self) -> Result<i64> {
+        let mut c = self.pool.read()?;
+        Ok(c.query_one("SELECT version FROM definitions_version", &[])?.get(0))
+    }
+
+    fn watch_definitions(&self, changed: Box<dyn FnMut() -> bool + Send>) -> Result<()> {
+        let (config, url) = (self.pool.config.clone(), self.url.clone());
+        std::thread::Builder::new()
+            .name("definitions-watch".into())
+            .spawn(move || PgStore::watch(config, url, changed))
+            .map_err(|e| StoreError::Invalid(format!("starting the definitions watcher: {e}")))?;
+        Ok(())
+    }
+
+    fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>> {
+        let mut client = self.dedicated()?;
+        let got: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_LEADER])?.get(0);
+        Ok(got.then(|| Box::new(SessionLock { client, key: LOCK_LEADER }) as Box<dyn crate::Lease>))
     }
 }

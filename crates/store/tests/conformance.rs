@@ -1504,14 +1504,54 @@ mod postgres_only {
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap(), vec![1]);
+            assert_eq!(t.join().unwrap(), vec![1, 2]);
         }
         let s = PgStore::connect(&db.url).unwrap();
         s.set_meta("k", "v").unwrap();
         drop(s);
         let s = PgStore::connect(&db.url).unwrap();
-        assert_eq!(s.schema_versions().unwrap(), vec![1]);
+        assert_eq!(s.schema_versions().unwrap(), vec![1, 2]);
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "a second connect keeps the data");
+    }
+
+    /// What several nodes need beyond the store's traits: the first value
+    /// stored wins, a change signals every watcher at once, one leader at a
+    /// time, and the definitions lock excludes another holder.
+    #[test]
+    fn nodes_share_first_secrets_see_changes_at_once_and_one_leads() {
+        let db = pg::TestDb::create();
+        let (a, b) = (PgStore::connect(&db.url).unwrap(), PgStore::connect(&db.url).unwrap());
+        assert_eq!(a.meta_or_insert("secret", "first").unwrap(), "first");
+        assert_eq!(b.meta_or_insert("secret", "second").unwrap(), "first", "the first node's value wins");
+
+        let sh = b.shared().expect("PostgreSQL is shared");
+        let (tx, rx) = std::sync::mpsc::channel();
+        sh.watch_definitions(Box::new(move || tx.send(()).is_ok())).unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("called once at start");
+        let v0 = sh.definitions_version().unwrap();
+        let started = std::time::Instant::now();
+        a.apply(&[Change::Put { kind: Kind::Offer, id: "o1".into(), spec: "{}".into() }], "a").unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a change on the other store signals");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "signalled in {:?}", started.elapsed());
+        assert!(sh.definitions_version().unwrap() > v0);
+
+        let mut lead = a.shared().unwrap().try_lead().unwrap().expect("no one leads yet");
+        assert!(sh.try_lead().unwrap().is_none(), "one leader at a time");
+        assert!(lead.held());
+        drop(lead);
+        assert!(sh.try_lead().unwrap().is_some(), "a dropped lease is free");
+
+        let held = a.shared().unwrap().lock_definitions().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let url = db.url.clone();
+        std::thread::spawn(move || {
+            let c = PgStore::connect(&url).unwrap();
+            let _lock = c.shared().unwrap().lock_definitions().unwrap();
+            done_tx.send(()).unwrap();
+        });
+        assert!(done_rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(), "the lock is exclusive");
+        drop(held);
+        done_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("taken once released");
     }
 
     #[test]
