@@ -15,6 +15,7 @@ mod digests;
 mod domains;
 mod http;
 mod money;
+mod nodes;
 mod openapi;
 mod pixel;
 mod playbook;
