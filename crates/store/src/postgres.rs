@@ -2266,7 +2266,7 @@ impl PgStore {
                 Ok(_) => return,
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(store = %url, error = %e, "watching definition changes failed; reconnecting");
                     }
                     std::thread::sleep(Duration::from_millis(500));
