@@ -145,7 +145,7 @@ fn three_nodes_share_definitions_conversions_secrets_and_reports() {
     let r = c.get(&format!("/postback?click_id={cid}&token=adv-token&txid=T1"), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["result"], "duplicate");
-    let listed = c.admin("GET", "/api/v1/conversions", None).json();
+    let listed = c.admin("GET", "/api/v1/conversions?offer=o1&affiliate=aff1", None).json();
     assert_eq!(listed["conversions"].as_array().unwrap().len(), 1, "{listed}");
 
     // Clicks on every node; once loaded, every node's report is the same.
