@@ -174,6 +174,17 @@ fn three_nodes_share_definitions_conversions_secrets_and_reports() {
     };
     assert_eq!(reports[0]["totals"]["conversions"], 1, "{}", reports[0]);
     assert_eq!(reports[0]["totals"]["revenue"], 5.0, "{}", reports[0]);
+
+    // A graceful stop on a shared store exits cleanly (its connections are
+    // closed off the async runtime).
+    let mut c = c;
+    let _ = std::process::Command::new("kill").args(["-TERM", &c.child.id().to_string()]).status();
+    let status = c.child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(e) = c.child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "node C stopped with {status}: {err}");
 }
 
 #[test]
