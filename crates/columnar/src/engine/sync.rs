@@ -90,6 +90,11 @@ impl Columnar {
                 done.cost_imports += 1;
             }
         }
+        // Read after loading: a leader on another node stores its horizon
+        // before it deletes shared rows, so any row this load missed
+        // because it was deleted is before the horizon adopted here, and
+        // queries take that span from the store's rollups.
+        self.adopt_horizon(src)?;
         Ok(done)
     }
 
@@ -301,10 +306,11 @@ impl Columnar {
     ///
     /// With several nodes on one PostgreSQL store, every node compacts its
     /// own file and only the leader the shared rows. This store never
-    /// depends on raw rows older than the horizon: a node whose loader is
-    /// behind (or whose file is rebuilt) takes the horizon from the store's
-    /// meta and answers everything before it from the store's rollups, so
-    /// shared rows deleted before it loaded them cost it nothing.
+    /// depends on raw rows older than the horizon: every load ends by
+    /// taking the horizon from the store's meta (which the leader writes
+    /// before deleting), and everything before it is answered from the
+    /// store's rollups, so shared rows deleted before a node loaded them
+    /// cost it nothing.
     pub fn compact(&self, src: &dyn TxStore, now_ms: i64, shared_too: bool) -> Result<u64> {
         if self.opts.retention_days == 0 {
             return Ok(0);
