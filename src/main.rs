@@ -19,6 +19,11 @@ struct Cli {
     /// Also SMARTLINK_LOG_FORMAT, and `server.log_format` for `serve`.
     #[arg(long, global = true, value_parser = config::LOG_FORMATS)]
     log_format: Option<String>,
+    /// The shared store several nodes use, a postgres://user@host/db URL
+    /// (also SMARTLINK_STORE, and `server.store` for `serve`). Absent:
+    /// SQLite in the data directory.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -380,7 +385,13 @@ fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
 /// store when this process can open it; while a running server owns that
 /// file, from the transactional store's consistent (WAL) snapshot instead:
 /// the same answers, computed from its rollups and raw rows.
-fn open_existing(dir: &std::path::Path) -> anyhow::Result<smartlink_columnar::Analyzed> {
+fn open_existing(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<smartlink_columnar::Analyzed> {
+    if let Some(url) = smartlink_server::store_url(store, None)? {
+        // A shared store: every node's columnar file is its own; read the
+        // store itself (its rollups and raw rows give the same answers).
+        let tx = smartlink_server::open_store(dir, Some(&url), None)?;
+        return Ok(smartlink_columnar::Analyzed::transactional(tx));
+    }
     if !dir.join("smartlink.db").is_file() {
         anyhow::bail!(
             "no smartlink store in {} (no smartlink.db there): pass --data-dir DIR or set SMARTLINK_DATA_DIR to the \
@@ -388,7 +399,7 @@ fn open_existing(dir: &std::path::Path) -> anyhow::Result<smartlink_columnar::An
             dir.display()
         );
     }
-    let sqlite = std::sync::Arc::new(SqliteStore::open_dir(dir)?);
+    let sqlite: std::sync::Arc<dyn smartlink_store::TxStore> = std::sync::Arc::new(SqliteStore::open_dir(dir)?);
     // A running server holds the journal lock and writes the columnar file:
     // then read SQLite alone. The lock is only probed, not kept, so a server
     // can start while this command runs.
@@ -399,7 +410,8 @@ fn open_existing(dir: &std::path::Path) -> anyhow::Result<smartlink_columnar::An
 }
 
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
-    let eff = smartlink_server::effective(&Options { config: file.cloned(), listen: None, data_dir: flag })?;
+    let eff =
+        smartlink_server::effective(&Options { config: file.cloned(), listen: None, data_dir: flag, store: None })?;
     Ok(eff.data_dir)
 }
 
@@ -472,8 +484,8 @@ struct Window {
 }
 
 impl Window {
-    fn store(&self) -> anyhow::Result<smartlink_columnar::Analyzed> {
-        open_existing(&data_dir(self.data_dir.clone(), None)?)
+    fn store(&self, store: Option<&str>) -> anyhow::Result<smartlink_columnar::Analyzed> {
+        open_existing(&data_dir(self.data_dir.clone(), None)?, store)
     }
 }
 
@@ -485,9 +497,11 @@ fn payout_shares(store: &dyn Store) -> anyhow::Result<smartlink_analysis::report
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let store_flag = cli.store.clone();
+    let store = store_flag.as_deref();
     match cli.cmd {
         Cmd::Serve { config, listen, data_dir } => {
-            let eff = smartlink_server::effective(&Options { config, listen, data_dir })?;
+            let eff = smartlink_server::effective(&Options { config, listen, data_dir, store: store_flag.clone() })?;
             let prepared = smartlink_server::prepare(&eff, smartlink_server::state::system_clock)?;
             let slice = prepared.request_slice_us;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -525,6 +539,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Import { file, data_dir: dd } => {
             let cfg = config::load_file(&file)?;
+            if let Some(url) = smartlink_server::store_url(store, cfg.server.store.as_ref())? {
+                // A shared store: running nodes pick the change up within a
+                // second; it is made under the cluster-wide definitions lock,
+                // as an admin change on any node is.
+                let dir = data_dir(dd, Some(&file))?;
+                let store = smartlink_server::open_store(&dir, Some(&url), None)?;
+                let _lock = store.shared().map(|s| s.lock_definitions()).transpose()?;
+                smartlink_server::apply_file(&*store, &file, &cfg, true)?;
+                let n = store.entities()?.len();
+                eprintln!(
+                    "imported {} into {} ({n} definitions stored)",
+                    file.display(),
+                    smartlink_store::redact_url(url.expose())
+                );
+                return Ok(());
+            }
             let dir = data_dir(dd, Some(&file))?;
             // A running server keeps its definitions in memory and would not
             // see the import (and would overwrite it on its next change):
@@ -573,7 +603,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             use smartlink_analysis::costs;
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let lines = costs::read_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             let defs = smartlink_server::defs::load_defs(&store)?;
             let rates = smartlink_server::postback_config::PostbackConfig::from_defs(&defs.defs, &defs.keys).rates;
             let rate = |c: Option<&str>| match c.filter(|c| !c.is_empty()) {
@@ -591,7 +621,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Costs { cmd: CostsCmd::List { data_dir: dd, limit } } => {
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             for r in store.cost_imports(limit.clamp(1, 10_000))? {
                 println!("{}", smartlink_analysis::costs::row_json(&r));
             }
@@ -599,7 +629,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Report { data_dir: dd, from, to, tz, group_by, filters, include_bots, sort, limit, format } => {
             let dir = data_dir(dd, None)?;
-            let store = open_existing(&dir)?;
+            let store = open_existing(&dir, store)?;
             let filters = filters.pairs();
             let req = smartlink_analysis::report::ReportRequest {
                 from,
@@ -627,14 +657,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Quality { window, by, format } => {
-            let store = window.store()?;
+            let store = window.store(store)?;
             let Window { smartlink, period, .. } = window;
             let req = smartlink_analysis::quality::QualityRequest { smartlink, period, by };
             let out = smartlink_analysis::quality::report(&store, &req, smartlink_server::state::system_clock())?;
             emit(&out, &format, smartlink_analysis::quality::render)
         }
         Cmd::Coverage { window, tz, format } => {
-            let store = window.store()?;
+            let store = window.store(store)?;
             let Window { smartlink, period, .. } = window;
             let defs = defs::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
@@ -646,7 +676,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::History { data_dir: dd, kind, id, limit } => {
             use smartlink_store::Store as _;
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             let kind = match kind {
                 None => None,
                 Some(k) => Some(
@@ -678,7 +708,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Audit { window, json } => {
             let out = smartlink_analysis::insight::audit(
-                &window.store()?,
+                &window.store(store)?,
                 &window.smartlink,
                 window.period.as_deref(),
                 smartlink_server::state::system_clock(),
@@ -704,7 +734,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|_| anyhow::anyhow!("--week/--day: expected YYYY-MM-DD, got {d:?}"))?,
                 ),
             };
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             let defs = defs::load_defs(&store)?;
             let catalog = config::build_catalog(&defs.defs, &defs.keys)
                 .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
@@ -717,7 +747,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Explain { data_dir: dd, smartlink, from, to, vs, json } => {
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             let out = smartlink_analysis::insight::explain(
                 &store,
                 &smartlink,
@@ -729,7 +759,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             emit(&out, if json { "json" } else { "table" }, smartlink_analysis::insight::render_explain)
         }
         Cmd::Clicks { data_dir: dd, from, to, tz, filters, limit, cursor, format } => {
-            let store = open_existing(&data_dir(dd, None)?)?;
+            let store = open_existing(&data_dir(dd, None)?, store)?;
             let req = smartlink_analysis::clicks::ClickLogRequest {
                 from,
                 to,
@@ -774,7 +804,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("--format: expected table, csv or json, got {format:?}");
             }
             let dir = data_dir(dd, None)?;
-            let store = open_existing(&dir)?;
+            let store = open_existing(&dir, store)?;
             let q = ListQuery {
                 from,
                 to,
@@ -826,7 +856,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Export { data_dir: dd } => {
             let dir = data_dir(dd, None)?;
-            let store = open_existing(&dir)?;
+            let store = open_existing(&dir, store)?;
             let defs = defs::load_defs(&store)?.defs;
             print!("{}", serde_saphyr::to_string(&defs)?);
             Ok(())

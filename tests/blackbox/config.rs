@@ -127,7 +127,8 @@ fn import_reports_errors_with_the_file_name_and_exits_non_zero() {
 
 /// Each `examples/*.yaml` with the definitions it holds (advertisers,
 /// affiliates, offers, smartlinks and sources): a new example goes here.
-const EXAMPLES: [(&str, usize); 3] = [("demo.yaml", 17), ("media-buyer.yaml", 8), ("network.yaml", 18)];
+const EXAMPLES: [(&str, usize); 4] =
+    [("demo.yaml", 17), ("media-buyer.yaml", 8), ("network.yaml", 18), ("two-node.yaml", 6)];
 
 #[test]
 fn every_example_configuration_imports_cleanly_with_all_its_definitions() {

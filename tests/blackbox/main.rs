@@ -15,6 +15,10 @@ mod digests;
 mod domains;
 mod http;
 mod money;
+// Several nodes on the machine's PostgreSQL (a build with the `postgres`
+// feature, the default).
+#[cfg(feature = "postgres")]
+mod nodes;
 mod openapi;
 mod pixel;
 mod playbook;

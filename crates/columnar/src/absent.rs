@@ -34,22 +34,22 @@ impl Columnar {
     pub fn raw_from_ms(&self) -> Option<i64> {
         match self.never {}
     }
-    pub fn backlog(&self, _src: &SqliteStore) -> Result<(FeedMarks, i64)> {
+    pub fn backlog(&self, _src: &dyn TxStore) -> Result<(FeedMarks, i64)> {
         match self.never {}
     }
     pub fn has(&self, _target: &FeedMarks) -> bool {
         match self.never {}
     }
-    pub fn sync(&self, _src: &SqliteStore) -> Result<Synced> {
+    pub fn sync(&self, _src: &dyn TxStore) -> Result<Synced> {
         match self.never {}
     }
-    pub fn try_sync(&self, _src: &SqliteStore, _wait: std::time::Duration) -> Result<Option<Synced>> {
+    pub fn try_sync(&self, _src: &dyn TxStore, _wait: std::time::Duration) -> Result<Option<Synced>> {
         match self.never {}
     }
-    pub fn compact(&self, _src: &SqliteStore, _now_ms: i64) -> Result<u64> {
+    pub fn compact(&self, _src: &dyn TxStore, _now_ms: i64, _shared_too: bool) -> Result<u64> {
         match self.never {}
     }
-    pub fn adopt_horizon(&self, _src: &SqliteStore) -> Result<()> {
+    pub fn adopt_horizon(&self, _src: &dyn TxStore) -> Result<()> {
         match self.never {}
     }
     pub fn rollup(&self, _q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {

@@ -8,10 +8,11 @@ use smartlink_store::*;
 
 use crate::{Columnar, Options, Synced};
 
-/// A [`Store`]: SQLite for everything transactional, the columnar store for
-/// [`RollupStore`] and [`QualityStore`].
+/// A [`Store`]: the transactional store (SQLite or PostgreSQL) for
+/// everything transactional, the columnar store for [`RollupStore`] and
+/// [`QualityStore`].
 pub struct Analyzed {
-    sqlite: Arc<SqliteStore>,
+    sqlite: Arc<dyn TxStore>,
     /// `None`: the transactional store answers everything (another process
     /// owns the columnar file).
     col: Option<Columnar>,
@@ -22,15 +23,15 @@ impl Analyzed {
     /// another process holds the file (a running server): such a caller
     /// reads the transactional store alone.
     #[cfg(feature = "engine")]
-    pub fn open(sqlite: Arc<SqliteStore>, data_dir: &Path, opts: Options) -> Result<Analyzed> {
+    pub fn open(sqlite: Arc<dyn TxStore>, data_dir: &Path, opts: Options) -> Result<Analyzed> {
         let col = Columnar::open(data_dir, opts)?;
-        col.adopt_horizon(&sqlite)?;
+        col.adopt_horizon(&*sqlite)?;
         Ok(Analyzed { col: Some(col), sqlite })
     }
 
     /// Without the engine: the transactional store alone.
     #[cfg(not(feature = "engine"))]
-    pub fn open(sqlite: Arc<SqliteStore>, _data_dir: &Path, _opts: Options) -> Result<Analyzed> {
+    pub fn open(sqlite: Arc<dyn TxStore>, _data_dir: &Path, _opts: Options) -> Result<Analyzed> {
         Ok(Self::transactional(sqlite))
     }
 
@@ -38,15 +39,15 @@ impl Analyzed {
     /// process can open it, else the transactional store alone, whose
     /// rollups and raw rows give the same answers from a consistent (WAL)
     /// snapshot, more slowly.
-    pub fn open_or_transactional(sqlite: Arc<SqliteStore>, data_dir: &Path, opts: Options) -> Analyzed {
+    pub fn open_or_transactional(sqlite: Arc<dyn TxStore>, data_dir: &Path, opts: Options) -> Analyzed {
         let opts = Options { rebuild_damaged: false, ..opts };
-        let col = Columnar::open(data_dir, opts).ok().filter(|c| c.adopt_horizon(&sqlite).is_ok());
+        let col = Columnar::open(data_dir, opts).ok().filter(|c| c.adopt_horizon(&*sqlite).is_ok());
         Analyzed { col, sqlite }
     }
 
     /// The transactional store alone (a command beside a running server,
     /// which owns the columnar file).
-    pub fn transactional(sqlite: Arc<SqliteStore>) -> Analyzed {
+    pub fn transactional(sqlite: Arc<dyn TxStore>) -> Analyzed {
         Analyzed { col: None, sqlite }
     }
 
@@ -55,22 +56,26 @@ impl Analyzed {
         self.col.as_ref()
     }
 
-    pub fn sqlite(&self) -> &Arc<SqliteStore> {
+    /// The transactional store (SQLite or PostgreSQL).
+    pub fn tx(&self) -> &Arc<dyn TxStore> {
         &self.sqlite
     }
 
     /// Loads what the feed has (the background loader calls this).
     pub fn load(&self) -> Result<Synced> {
         match &self.col {
-            Some(c) => c.sync(&self.sqlite),
+            Some(c) => c.sync(&*self.sqlite),
             None => Ok(Synced::default()),
         }
     }
 
-    /// Retention (the background loader calls this now and then).
-    pub fn compact(&self, now_ms: i64) -> Result<u64> {
+    /// Retention (the background loader calls this now and then). With
+    /// several nodes on one store only the leader passes `shared_too`: it
+    /// deletes the shared store's raw rows, every node its own columnar
+    /// rows (see [`Columnar::compact`]).
+    pub fn compact(&self, now_ms: i64, shared_too: bool) -> Result<u64> {
         match &self.col {
-            Some(c) => c.compact(&self.sqlite, now_ms),
+            Some(c) => c.compact(&*self.sqlite, now_ms, shared_too),
             None => Ok(0),
         }
     }
@@ -79,14 +84,14 @@ impl Analyzed {
     /// the feed has, after catching up itself when little is missing.
     fn fresh(&self) -> Result<Option<&Columnar>> {
         let Some(col) = &self.col else { return Ok(None) };
-        let (target, behind) = col.backlog(&self.sqlite)?;
+        let (target, behind) = col.backlog(&*self.sqlite)?;
         if col.has(&target) {
             return Ok(Some(col));
         }
         if behind > col.opts.catch_up_limit {
             return Ok(None);
         }
-        match col.try_sync(&self.sqlite, CATCH_UP_WAIT) {
+        match col.try_sync(&*self.sqlite, CATCH_UP_WAIT) {
             // The loader is at work (maybe starved of CPU in its idle
             // class), or another process (a server started since) writes
             // the file: the transactional store answers, exactly.
@@ -190,6 +195,12 @@ impl Store for Analyzed {
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.sqlite.set_meta(key, value)
     }
+    fn meta_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        self.sqlite.meta_or_insert(key, value)
+    }
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        self.sqlite.shared()
+    }
     fn insert_clicks(&self, batch: &[ClickRow]) -> Result<()> {
         self.sqlite.insert_clicks(batch)
     }
@@ -234,6 +245,9 @@ impl ConversionStore for Analyzed {
     }
     fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
         self.sqlite.due_outbox(now_ms, limit)
+    }
+    fn claim_outbox(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<OutboxItem>> {
+        self.sqlite.claim_outbox(now_ms, limit, lease_ms)
     }
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>> {
         self.sqlite.outbox(state, limit)

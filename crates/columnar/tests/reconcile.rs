@@ -423,7 +423,7 @@ fn retention_deletes_old_raw_rows_and_older_windows_come_from_the_rollups() {
     let by_offer = RollupQuery { group: vec![Dim::Offer, Dim::Country], ..all.clone() };
     let before = canon(a.rollup(&by_offer).unwrap());
     let now = T0 + 41 * DAY;
-    assert_eq!(a.compact(now).unwrap(), 400, "the raw rows older than 30 days");
+    assert_eq!(a.compact(now, true).unwrap(), 400, "the raw rows older than 30 days");
     assert_eq!(sqlite.count_clicks().unwrap(), 600, "the click table keeps 30 days too");
     assert_eq!(canon(a.rollup(&by_offer).unwrap()), before, "old windows are answered by the rollups");
     let err = a.rollup(&RollupQuery { group: vec![Dim::Sub(1)], ..all.clone() }).unwrap_err();
@@ -431,7 +431,7 @@ fn retention_deletes_old_raw_rows_and_older_windows_come_from_the_rollups() {
     let horizon = a.columnar().unwrap().raw_from_ms().unwrap();
     let subs = a.rollup(&RollupQuery { from_ms: horizon, group: vec![Dim::Sub(1)], ..all.clone() }).unwrap();
     assert_eq!(subs.iter().map(|(_, m)| m.clicks).sum::<u64>(), 600);
-    assert_eq!(a.compact(now).unwrap(), 0, "nothing more to delete");
+    assert_eq!(a.compact(now, true).unwrap(), 0, "nothing more to delete");
 }
 
 fn dim() -> impl Strategy<Value = Dim> {
@@ -506,7 +506,7 @@ fn a_store_rebuilt_after_retention_keeps_answering_old_windows_from_the_rollups(
         let a =
             Analyzed::open(sqlite.clone(), dir.path(), Options { retention_days: 30, ..Default::default() }).unwrap();
         a.load().unwrap();
-        a.compact(T0 + 41 * DAY).unwrap();
+        a.compact(T0 + 41 * DAY, true).unwrap();
     }
     for f in ["analytics.duckdb", "analytics.duckdb.wal"] {
         let _ = std::fs::remove_file(dir.path().join(f));

@@ -356,6 +356,23 @@ async fn apply<T>(
     change: impl FnOnce(&Definitions) -> Result<(Definitions, T), ApiError> + Send,
 ) -> Result<(T, Option<(Value, String)>), ApiError> {
     let mut state = app.defs.lock().await;
+    // On a shared store the change is read, computed and written under
+    // the cluster-wide definitions lock, from the definitions as stored
+    // now: a change another node made a moment ago is the base, never
+    // overwritten (its own reload may still be on its way here).
+    let mut _cluster_lock = UnlockOffThread(None);
+    if app.store.shared().is_some() {
+        let store = app.store.clone();
+        let (lock, fresh) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let lock = store.shared().map(|s| s.lock_definitions()).transpose()?;
+            Ok((lock, crate::defs::load_defs(&*store)?))
+        })
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .map_err(ApiError::Unexpected)?;
+        _cluster_lock = UnlockOffThread(lock);
+        *state = fresh;
+    }
     let (new, out) = change(&state.defs)?;
     let same_as_admin = crate::defs::keys_equal_to_admin_token(&new, app.admin_token.expose());
     if !same_as_admin.is_empty() {
@@ -405,6 +422,18 @@ async fn apply<T>(
                     other,
                 ))
             }
+        }
+    }
+}
+
+/// A held cluster-wide lock, released on a thread of its own: releasing
+/// it is a blocking database call, which must not run on the async runtime.
+struct UnlockOffThread(Option<Box<dyn Send>>);
+
+impl Drop for UnlockOffThread {
+    fn drop(&mut self) {
+        if let Some(lock) = self.0.take() {
+            let _ = std::thread::Builder::new().name("definitions-unlock".into()).spawn(move || drop(lock));
         }
     }
 }

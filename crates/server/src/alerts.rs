@@ -63,6 +63,11 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
     };
     loop {
         tokio::time::sleep(interval).await;
+        if !app.leads() {
+            // Another node holds the leader lease and runs the detector.
+            since = (app.clock)();
+            continue;
+        }
         let now = (app.clock)();
         let catalog = app.catalog.load_full();
         let slugs: Vec<String> = catalog.smartlinks.iter().map(|s| s.slug.to_string()).collect();

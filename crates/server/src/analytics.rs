@@ -3,6 +3,7 @@
 //! and applies retention. Queries never wait for it: each catches up with
 //! what little is missing itself (`smartlink_columnar::Analyzed`).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ const POLL: Duration = Duration::from_millis(500);
 const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 
 /// Starts the loader; it stops once the store is dropped.
-pub fn start_loader(store: Weak<Analyzed>, metrics: Arc<Metrics>, clock: fn() -> i64) {
+pub fn start_loader(store: Weak<Analyzed>, metrics: Arc<Metrics>, clock: fn() -> i64, leader: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new().name("analytics-load".into()).spawn(move || {
         smartlink_clicklog::sched::background_thread();
         let mut compacted: Option<Instant> = None;
@@ -38,12 +39,14 @@ pub fn start_loader(store: Weak<Analyzed>, metrics: Arc<Metrics>, clock: fn() ->
             if let Some(c) = a.columnar() {
                 // Queries load what they need too: count every load.
                 metrics.analytics_loaded.store(c.loaded_rows(), Relaxed);
-                if let Ok((_, behind)) = c.backlog(a.sqlite()) {
+                if let Ok((_, behind)) = c.backlog(&**a.tx()) {
                     metrics.analytics_lag.store(behind.max(0) as u64, Relaxed);
                 }
             }
             if compacted.is_none_or(|t| t.elapsed() > COMPACT_EVERY) {
-                match a.compact(clock()) {
+                // Every node compacts its own columnar file; only the
+                // leader the shared store's raw rows.
+                match a.compact(clock(), leader.load(Relaxed)) {
                     Ok(n) if n > 0 => tracing::info!(rows = n, "raw rows past the retention period deleted"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "applying the raw-row retention failed"),

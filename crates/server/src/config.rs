@@ -19,6 +19,19 @@ use smartlink_core::targeting::{CountrySet, Targeting, ALL_HOURS};
 use smartlink_core::template::{MacroSet, Template};
 use smartlink_store::Kind;
 
+/// Whether `url` names a store this build can open: a `postgres://` or
+/// `postgresql://` URL. The message never shows a password.
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a postgres://user@host/database URL (absent: SQLite in the data directory), got {:?}",
+            smartlink_store::redact_url(url)
+        ))
+    }
+}
+
 /// A string that never prints: `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -43,6 +56,10 @@ impl std::fmt::Debug for Secret {
 pub struct ServerSettings {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The shared store several nodes use: a `postgres://` URL (also
+    /// `--store` and `SMARTLINK_STORE`). Absent: SQLite in the data
+    /// directory. A secret: it may carry a password, which is never shown.
+    pub store: Option<Secret>,
     /// A MaxMind-format country database; the built-in registry data is used
     /// when absent.
     pub geoip: Option<PathBuf>,
@@ -812,6 +829,11 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     if let Some(l) = &s.listen {
         if l.parse::<std::net::SocketAddr>().is_err() {
             e.push("server.listen", format!("expected an address and port such as 127.0.0.1:8080, got {l:?}"));
+        }
+    }
+    if let Some(url) = s.store.as_ref().filter(|u| !u.expose().is_empty()) {
+        if let Err(m) = check_store_url(url.expose()) {
+            e.push("server.store", m);
         }
     }
     if let Some(l) = &s.tls_listen {

@@ -254,12 +254,23 @@ async fn list(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let format = Format::parse(q.format.as_deref())?;
     let store = app.store.clone();
-    let mut f = filter(&*store, &q, (app.clock)())?;
-    if let Scope::Affiliate { key, .. } = scope {
-        f.affiliate = Some(key);
-    }
-    let (rows, names) = blocking(move || Ok((store.conversions(&f)?, Names::load(&*store)?))).await?;
-    let next = (rows.len() == q.limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
+    let now = (app.clock)();
+    let limit = q.limit;
+    let scope2 = scope.clone();
+    // Resolving names reads the store: off the async runtime, as every
+    // store call (PostgreSQL's client must not block a runtime thread).
+    let (rows, names) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let mut f = filter(&*store, &q, now)?;
+        if let Scope::Affiliate { key, .. } = scope2 {
+            f.affiliate = Some(key);
+        }
+        let rows = store.conversions(&f).map_err(|e| ApiError::Unexpected(e.into()))?;
+        let names = Names::load(&*store).map_err(|e| ApiError::Unexpected(e.into()))?;
+        Ok((rows, names))
+    })
+    .await
+    .map_err(|e| ApiError::Unexpected(e.into()))??;
+    let next = (rows.len() == limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
     let pbc = app.postbacks.load();
     let money = money_of(&scope, &pbc.shares);
     let rows: Vec<Value> = rows.iter().map(|c| conversion_json(c, &names, money)).collect();

@@ -130,6 +130,11 @@ pub async fn run(app: Arc<AppState>, settings: DigestSettings, policy: RetryPoli
     let agent = crate::outbound::agent();
     let mut done: Option<Period> = None;
     loop {
+        if !app.leads() {
+            // Another node holds the leader lease and makes the digests.
+            tokio::time::sleep(poll).await;
+            continue;
+        }
         let now = (app.clock)();
         let due = schedule.latest_due(now);
         if done != Some(due) {

@@ -50,7 +50,7 @@ use smartlink_core::model::Catalog;
 use smartlink_core::router::Context as RouteCtx;
 use smartlink_core::time::{day_range_ms, local};
 use smartlink_core::{Country, Device, Os, Segment};
-use smartlink_store::{SqliteStore, Store};
+use smartlink_store::{SqliteStore, Store, TxStore};
 
 pub use app::router;
 use config::{FileConfig, Secret, ServerSettings};
@@ -62,6 +62,9 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The shared store's URL (overrides `SMARTLINK_STORE` and
+    /// `server.store`).
+    pub store: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -78,6 +81,8 @@ pub const DEFAULT_RAW_RETENTION_DAYS: u32 = 90;
 pub struct Effective {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// A shared store (`postgres://`); `None`: SQLite in `data_dir`.
+    pub store: Option<Secret>,
     pub settings: ServerSettings,
     pub file: Option<(PathBuf, FileConfig)>,
 }
@@ -93,7 +98,92 @@ pub fn effective(opts: &Options) -> anyhow::Result<Effective> {
     let env = std::env::var_os("SMARTLINK_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     let data_dir =
         opts.data_dir.clone().or(env).or(settings.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    Ok(Effective { listen, data_dir, settings, file })
+    let store = store_url(opts.store.as_deref(), settings.store.as_ref())?;
+    Ok(Effective { listen, data_dir, store, settings, file })
+}
+
+/// The shared store's URL: the flag, else `SMARTLINK_STORE`, else the
+/// file's `server.store`; checked (its password never shown).
+pub fn store_url(flag: Option<&str>, file: Option<&Secret>) -> anyhow::Result<Option<Secret>> {
+    let env = std::env::var("SMARTLINK_STORE").ok().filter(|v| !v.is_empty());
+    let (url, from) = match (flag.filter(|f| !f.is_empty()), env, file) {
+        (Some(f), _, _) => (Secret::new(f), "--store"),
+        (None, Some(e), _) => (Secret::new(e), "SMARTLINK_STORE"),
+        // Empty (e.g. `${SMARTLINK_STORE:-}` unset) is absent: SQLite.
+        (None, None, Some(f)) if !f.expose().is_empty() => (f.clone(), "server.store"),
+        (None, None, _) => return Ok(None),
+    };
+    if let Err(message) = config::check_store_url(url.expose()) {
+        bail!(config::ConfigError::Invalid {
+            file: from.into(),
+            errors: vec![config::FieldError { path: "server.store".into(), message }],
+        });
+    }
+    Ok(Some(url))
+}
+
+/// Opens the transactional store: PostgreSQL at `url` (shared by several
+/// nodes), else SQLite in `data_dir`; reads under `query_timeout`.
+pub fn open_store(
+    data_dir: &Path,
+    url: Option<&Secret>,
+    query_timeout: Option<std::time::Duration>,
+) -> anyhow::Result<Arc<dyn TxStore>> {
+    match url {
+        None => {
+            let s = SqliteStore::open_dir(data_dir)
+                .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+            s.set_query_timeout(query_timeout);
+            Ok(Arc::new(s))
+        }
+        Some(url) => open_shared(url.expose(), query_timeout),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_shared(url: &str, query_timeout: Option<std::time::Duration>) -> anyhow::Result<Arc<dyn TxStore>> {
+    let s = smartlink_store::PgStore::connect(url)
+        .with_context(|| format!("opening the store {}", smartlink_store::redact_url(url)))?;
+    s.set_query_timeout(query_timeout);
+    Ok(Arc::new(s))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_shared(url: &str, _query_timeout: Option<std::time::Duration>) -> anyhow::Result<Arc<dyn TxStore>> {
+    bail!(
+        "the store {} is PostgreSQL, and this build has no PostgreSQL support (the `postgres` feature is off)",
+        smartlink_store::redact_url(url)
+    )
+}
+
+/// The meta keys a shared store keeps the node-wide secrets under.
+const CLICK_SECRET_META: &str = "click_id_secret";
+const ADMIN_TOKEN_META: &str = "admin_token";
+
+/// A node-wide secret on a shared store: the store's `key`, which the
+/// first node to start stores (`given`, else 32 random bytes in hex) and
+/// every node reads. A node given another value (its file or environment)
+/// refuses to start: nodes signing or checking with different secrets
+/// would refuse each other's click ids or tokens. `what` names the setting.
+fn shared_secret(store: &dyn Store, given: Option<&str>, key: &str, what: &str) -> anyhow::Result<String> {
+    let stored = store.meta_or_insert(key, given.unwrap_or(&random_hex()))?;
+    if given.is_some_and(|g| g != stored) {
+        bail!(
+            "{what} differs from the one the shared store holds (meta key {key}): every node uses the same; \
+             leave it unset to take the store's, or change the store's first"
+        );
+    }
+    Ok(stored)
+}
+
+/// A non-empty environment variable.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a secret from `env` or from `file` in the data directory, creating
@@ -110,8 +200,7 @@ fn secret(env: &str, file: &Path) -> anyhow::Result<String> {
             return Ok(v);
         }
     }
-    let bytes: [u8; 32] = rand::random();
-    let v: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let v = random_hex();
     write_private(file, &v).with_context(|| format!("writing {}", file.display()))?;
     Ok(v)
 }
@@ -184,19 +273,21 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     // written (a refused second server must not have applied its file).
     let journal_dir = eff.data_dir.join("journal");
     let journal_lock = journal::lock_dir(&journal_dir)?;
-    let sqlite = SqliteStore::open_dir(&eff.data_dir)
-        .with_context(|| format!("opening the data directory {}", eff.data_dir.display()))?;
-    sqlite.set_query_timeout(match eff.settings.query_timeout_secs.unwrap_or(30) {
-        0 => None,
-        secs => Some(std::time::Duration::from_secs(secs)),
-    });
+    let tx = open_store(
+        &eff.data_dir,
+        eff.store.as_ref(),
+        match eff.settings.query_timeout_secs.unwrap_or(30) {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        },
+    )?;
     let query_timeout = std::time::Duration::from_secs(match eff.settings.query_timeout_secs.unwrap_or(30) {
         0 => 365 * 86_400,
         secs => secs,
     });
     let analyzed = Arc::new(
         smartlink_columnar::Analyzed::open(
-            Arc::new(sqlite),
+            tx,
             &eff.data_dir,
             smartlink_columnar::Options {
                 retention_days: eff.settings.raw_retention_days.unwrap_or(DEFAULT_RAW_RETENTION_DAYS),
@@ -207,6 +298,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         .with_context(|| format!("opening the analytics store in {}", eff.data_dir.display()))?,
     );
     let store: Arc<dyn Store> = analyzed.clone();
+    let shared = store.shared().is_some();
     let geo = match &eff.settings.geoip {
         Some(p) => geo::Geo::open(p)?,
         None => geo::Geo::BuiltIn,
@@ -245,8 +337,20 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         },
         capacity,
     );
-    let admin_token = match &eff.settings.admin_token {
-        Some(t) if !t.expose().is_empty() => t.clone(),
+    let configured = eff.settings.admin_token.as_ref().filter(|t| !t.expose().is_empty());
+    let admin_token = match configured {
+        _ if shared => {
+            let given = configured.map(|t| t.expose().to_string()).or_else(|| env_value("SMARTLINK_ADMIN_TOKEN"));
+            let t = shared_secret(&*store, given.as_deref(), ADMIN_TOKEN_META, "the admin token")?;
+            if given.is_none() {
+                tracing::info!(
+                    "no admin_token configured: using the shared store's (meta key {ADMIN_TOKEN_META}, the same on \
+                     every node)"
+                );
+            }
+            Secret::new(t)
+        }
+        Some(t) => t.clone(),
         _ => {
             let path = eff.data_dir.join("admin_token");
             let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
@@ -277,6 +381,12 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             Err(defs::ApplyError::Store(e)) => return Err(e),
         }
     }
+    if shared {
+        let refused = defs::refused_on_shared_store(&defs.defs);
+        if !refused.is_empty() {
+            bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: refused });
+        }
+    }
     let catalog = match config::build_catalog(&defs.defs, &defs.keys) {
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
@@ -291,13 +401,24 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     let recovered = journal::recover(&journal_dir, &*store)?;
     rebuild_state(&*store, &catalog, clock())?;
 
-    let click_secret = secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?;
+    let click_secret = if shared {
+        let given = env_value("SMARTLINK_SECRET");
+        shared_secret(&*store, given.as_deref(), CLICK_SECRET_META, "SMARTLINK_SECRET (the click-id secret)")?
+    } else {
+        secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?
+    };
     let same_as_admin = defs::keys_equal_to_admin_token(&defs.defs, admin_token.expose());
     if !same_as_admin.is_empty() {
         bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: same_as_admin });
     }
     let metrics = Arc::new(metrics::Metrics::default());
-    analytics::start_loader(Arc::downgrade(&analyzed), metrics.clone(), clock);
+    // With a shared store, work that must run once across nodes (alerts,
+    // digests, retention in the shared store) runs on the lease holder.
+    let leader = Arc::new(std::sync::atomic::AtomicBool::new(!shared));
+    if shared {
+        start_leader_lease(Arc::downgrade(&analyzed), Arc::downgrade(&leader));
+    }
+    analytics::start_loader(Arc::downgrade(&analyzed), metrics.clone(), clock, leader.clone());
     metrics.log.journal_damaged.store(recovered.damaged, std::sync::atomic::Ordering::Relaxed);
     let defaults = writer::WriterSettings::default();
     let (clicks, writer) = writer::start(
@@ -342,8 +463,23 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         journal_dir: journal_dir.clone(),
         ready_max_backlog_bytes: eff.settings.ready_max_backlog_mib.unwrap_or(DEFAULT_READY_BACKLOG_MIB) << 20,
         sessions: session::Sessions::default(),
+        leader,
         clock,
     });
+    if let Some(sh) = state.store.shared() {
+        // A change through any node reaches this one's click path: the
+        // same reload as after a local change.
+        let weak = Arc::downgrade(&state);
+        sh.watch_definitions(Box::new(move || {
+            let Some(app) = weak.upgrade() else { return false };
+            match reload_definitions(&app) {
+                Ok(true) => tracing::info!("definitions changed through another node: reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "reloading changed definitions failed; the previous ones stay"),
+            }
+            true
+        }))?;
+    }
     Ok(Prepared {
         state,
         writer,
@@ -360,6 +496,67 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         request_slice_us,
         journal_lock,
     })
+}
+
+/// Reloads the definitions from the store and swaps in the catalog and the
+/// postback configuration when they changed (another node changed them):
+/// the same path as after a local change, counters and router state
+/// carried over. `Ok(false)` when nothing changed. Off the async runtime.
+pub fn reload_definitions(app: &AppState) -> anyhow::Result<bool> {
+    let mut st = app.defs.blocking_lock();
+    let fresh = defs::load_defs(&*app.store)?;
+    if fresh.defs == st.defs && fresh.keys == st.keys {
+        return Ok(false);
+    }
+    let mut catalog = config::build_catalog(&fresh.defs, &fresh.keys)
+        .map_err(|errors| config::ConfigError::Invalid { file: "stored definitions".into(), errors })?;
+    catalog.inherit_state(&app.catalog.load_full());
+    app.postbacks.store(Arc::new(postback_config::PostbackConfig::from_defs(&fresh.defs, &fresh.keys)));
+    app.catalog.store(Arc::new(catalog));
+    *st = fresh;
+    Ok(true)
+}
+
+/// How often the leader lease is tried, or checked while held.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Holds the shared store's leader lease when no other node does, and
+/// sets `leader` while it is held (a thread; stops with the store).
+fn start_leader_lease(
+    store: std::sync::Weak<smartlink_columnar::Analyzed>,
+    leader: std::sync::Weak<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let spawned = std::thread::Builder::new().name("leader-lease".into()).spawn(move || {
+        let mut lease: Option<Box<dyn smartlink_store::Lease>> = None;
+        loop {
+            let (Some(a), Some(flag)) = (store.upgrade(), leader.upgrade()) else { return };
+            if let Some(l) = &mut lease {
+                if !l.held() {
+                    tracing::warn!(
+                        "lost the leader lease (its connection broke): alerts, digests and retention stop here"
+                    );
+                    lease = None;
+                    flag.store(false, Relaxed);
+                }
+            } else {
+                match a.shared().map(|s| s.try_lead()) {
+                    Some(Ok(Some(l))) => {
+                        tracing::info!("this node holds the leader lease: it runs alerts, digests and retention");
+                        lease = Some(l);
+                        flag.store(true, Relaxed);
+                    }
+                    Some(Ok(None)) | None => {}
+                    Some(Err(e)) => tracing::debug!(error = %e, "trying the leader lease failed"),
+                }
+            }
+            drop((a, flag));
+            std::thread::sleep(LEASE_CHECK);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the leader lease thread; this node never leads");
+    }
 }
 
 /// Default of `server.tls_poll_secs`.

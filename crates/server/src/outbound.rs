@@ -126,13 +126,23 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Deliveries claimed at a time.
+const CLAIM: usize = 10;
+/// How long a claim holds its items: every one of a batch may take its
+/// attempt's worst case (a 10 s timeout per request, three redirects
+/// followed), one after another, with room to spare. A node that dies
+/// holding a claim leaves its items to another node after this.
+const CLAIM_LEASE_MS: i64 = CLAIM as i64 * 4 * 10_000 + 60_000;
+
 /// Delivers everything due, forever (until the task is dropped).
 pub async fn run(app: Arc<AppState>, policy: RetryPolicy, poll: Duration) {
     let agent = agent();
     loop {
         let now = (app.clock)();
         let store = app.store.clone();
-        let due = tokio::task::spawn_blocking(move || store.due_outbox(now, 50)).await;
+        // Claimed, not just read: several nodes deliver from one outbox,
+        // and a claimed item is leased for longer than its batch takes.
+        let due = tokio::task::spawn_blocking(move || store.claim_outbox(now, CLAIM, CLAIM_LEASE_MS)).await;
         match due {
             Ok(Ok(items)) if !items.is_empty() => {
                 for item in items {

@@ -45,7 +45,13 @@ impl IntoResponse for PostbackError {
         if let Some(p) = self.parameter {
             body["parameter"] = p.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The store could not commit (unreachable, or the queue full):
+            // nothing was recorded, and the sender should try again soon.
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        resp
     }
 }
 

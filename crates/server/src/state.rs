@@ -56,8 +56,19 @@ pub struct AppState {
     /// Dashboard sessions and sign-in failures (in memory: a restart
     /// signs everyone out).
     pub sessions: crate::session::Sessions,
+    /// Whether this node runs the work that runs once across nodes
+    /// (alerts, digests, retention in the shared store): always on SQLite;
+    /// on a shared store, while it holds the leader lease.
+    pub leader: Arc<std::sync::atomic::AtomicBool>,
     /// Injected clock (milliseconds since the epoch); tests may fix it.
     pub clock: fn() -> i64,
+}
+
+impl AppState {
+    /// Whether this node runs the once-across-nodes work now.
+    pub fn leads(&self) -> bool {
+        self.leader.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 pub fn system_clock() -> i64 {

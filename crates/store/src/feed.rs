@@ -5,6 +5,10 @@
 //! Marks are SQLite row ids. With one writer at a time (SQLite's write
 //! lock), a row id that a reader sees committed has every smaller row id of
 //! that table committed too, so "everything after mark M" never skips a row.
+//! [`FeedSource`] is the same feed as a trait, so that the analytics store
+//! can follow PostgreSQL too (`PgStore`, whose `bigserial` ids are the marks
+//! and whose writers of each fed table hold an advisory lock for the same
+//! guarantee).
 
 use rusqlite::params;
 
@@ -232,5 +236,55 @@ impl SqliteStore {
             params![before_ms, limit as i64],
         )?;
         Ok(n)
+    }
+}
+
+/// The change feed as a trait, implemented by every transactional store
+/// (see the inherent methods of [`SqliteStore`] for each one's meaning).
+pub trait FeedSource: Send + Sync {
+    /// The current marks.
+    fn feed_marks(&self) -> Result<FeedMarks>;
+    /// Click rows with `after < mark <= upto`, in mark order, at most `limit`.
+    fn feed_clicks(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<FeedClick>>;
+    /// Conversions with `after < id`, in id order, at most `limit`.
+    fn feed_all_conversions(&self, after: i64, limit: usize) -> Result<Vec<FeedConversion>>;
+    /// Conversions inserted or changed with `after < history mark <= upto`,
+    /// each once, as they are now.
+    fn feed_changed_conversions(&self, after: i64, upto: i64) -> Result<Vec<FeedConversion>>;
+    /// The given conversions as they are now (those that exist).
+    fn feed_conversions(&self, ids: &[i64]) -> Result<Vec<FeedConversion>>;
+    /// Cost imports with `after < id <= upto`: `(id, from_ms, to_ms)`.
+    fn feed_cost_imports(&self, after: i64, upto: i64) -> Result<Vec<(i64, i64, i64)>>;
+    /// `(mark, cost in millionths)` of the click rows with
+    /// `from_ms <= ts_ms < to_ms`.
+    fn feed_click_costs(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, i64)>>;
+    /// Deletes up to `limit` raw click rows older than `before_ms`.
+    fn delete_raw_clicks_before(&self, before_ms: i64, limit: usize) -> Result<usize>;
+}
+
+impl FeedSource for SqliteStore {
+    fn feed_marks(&self) -> Result<FeedMarks> {
+        SqliteStore::feed_marks(self)
+    }
+    fn feed_clicks(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<FeedClick>> {
+        SqliteStore::feed_clicks(self, after, upto, limit)
+    }
+    fn feed_all_conversions(&self, after: i64, limit: usize) -> Result<Vec<FeedConversion>> {
+        SqliteStore::feed_all_conversions(self, after, limit)
+    }
+    fn feed_changed_conversions(&self, after: i64, upto: i64) -> Result<Vec<FeedConversion>> {
+        SqliteStore::feed_changed_conversions(self, after, upto)
+    }
+    fn feed_conversions(&self, ids: &[i64]) -> Result<Vec<FeedConversion>> {
+        SqliteStore::feed_conversions(self, ids)
+    }
+    fn feed_cost_imports(&self, after: i64, upto: i64) -> Result<Vec<(i64, i64, i64)>> {
+        SqliteStore::feed_cost_imports(self, after, upto)
+    }
+    fn feed_click_costs(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, i64)>> {
+        SqliteStore::feed_click_costs(self, from_ms, to_ms)
+    }
+    fn delete_raw_clicks_before(&self, before_ms: i64, limit: usize) -> Result<usize> {
+        SqliteStore::delete_raw_clicks_before(self, before_ms, limit)
     }
 }

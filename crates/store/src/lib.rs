@@ -9,16 +9,46 @@
 //! Clicks reach it in batches from a background writer.
 
 mod feed;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
-pub use feed::{micros, FeedClick, FeedConversion, FeedMarks};
+pub use feed::{micros, FeedClick, FeedConversion, FeedMarks, FeedSource};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use sqlite::{private_dir, private_file, SqliteStore};
+
+/// A store URL with any password hidden, for messages and logs: the
+/// password of `postgres://user:password@host/db`, and the value of a
+/// `password` parameter (`?password=...` or libpq's `password=...`).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let (Some(s), Some(at)) = (out.find("://"), out.rfind('@')) {
+        if at > s {
+            if let Some(colon) = out[s + 3..at].find(':') {
+                out.replace_range(s + 3 + colon + 1..at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=").map(|i| i + from) {
+        let start = i + "password=".len();
+        let end = out[start..].find(['&', ' ']).map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
+}
 
 /// One error type for the storage boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(rusqlite::Error),
+    /// PostgreSQL refused or failed (the `postgres` feature's [`PgStore`]).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL error: {0}")]
+    Pg(::postgres::Error),
     /// A read query ran past the store's time limit and was interrupted.
     #[error("the query ran longer than the store's time limit (server.query_timeout_secs); narrow the period, the filters or the grouping")]
     Timeout,
@@ -188,6 +218,25 @@ pub trait Store:
 
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// The value of `key`, storing `value` first when there is none. Where
+    /// several nodes share the store, the first to store a value wins and
+    /// every node gets that one (the click-id secret, the admin token).
+    /// The default is [`Store::meta`] then [`Store::set_meta`], enough for
+    /// a store only one process uses.
+    fn meta_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        match self.meta(key)? {
+            Some(v) => Ok(v),
+            None => {
+                self.set_meta(key, value)?;
+                Ok(value.to_string())
+            }
+        }
+    }
+    /// What the store offers nodes that share it (PostgreSQL); `None` for a
+    /// store one process owns (SQLite).
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        None
+    }
 
     /// Inserts a batch of clicks in one transaction. Click ids are unique;
     /// a row already present is left as it is (replaying a batch is safe).
@@ -213,6 +262,56 @@ pub trait Store:
     /// One click by id; `second` is the time its id carries (the click's
     /// `ts_ms / 1000`), which keys the lookup.
     fn click(&self, second: i64, click_id: &str) -> Result<Option<ClickRow>>;
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn a_store_url_never_shows_its_password() {
+        for (url, shown) in [
+            ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://h/db?user=u&password=secret&x=1", "postgres://h/db?user=u&password=***&x=1"),
+            ("host=h user=u password=secret dbname=d", "host=h user=u password=*** dbname=d"),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+        ] {
+            assert_eq!(super::redact_url(url), shown);
+        }
+    }
+}
+
+/// The transactional store a columnar store follows: every [`Store`] call
+/// plus the change feed. Both stores implement it.
+pub trait TxStore: Store + FeedSource {}
+impl<T: Store + FeedSource> TxStore for T {}
+
+/// What several nodes sharing one store (PostgreSQL) need from it beyond
+/// [`Store`]: a lock serialising definition changes across nodes, a
+/// version and a change signal for definitions, and a leader lease for
+/// work that must run once across nodes.
+pub trait SharedStore: Send + Sync {
+    /// Blocks until this caller holds the cluster-wide definitions lock;
+    /// dropping the guard releases it. A change is read, computed and
+    /// written under it, so two nodes changing definitions at once are
+    /// serialised and neither change is lost.
+    fn lock_definitions(&self) -> Result<Box<dyn Send>>;
+    /// A number that changes whenever a definition or a meta value changes.
+    fn definitions_version(&self) -> Result<i64>;
+    /// Calls `changed` (on a thread of its own) soon after any node changes
+    /// definitions or meta values, and after a reconnect or a periodic
+    /// version check finds the version moved; stops when `changed` returns
+    /// false. `changed` is also called once at start.
+    fn watch_definitions(&self, changed: Box<dyn FnMut() -> bool + Send>) -> Result<()>;
+    /// The leader lease, if no other node holds it now: held while the
+    /// returned lease's connection lives.
+    fn try_lead(&self) -> Result<Option<Box<dyn Lease>>>;
+}
+
+/// A held leader lease ([`SharedStore::try_lead`]).
+pub trait Lease: Send {
+    /// Whether the lease is still held (its connection is alive). Once
+    /// false, another node may take it: stop leading.
+    fn held(&mut self) -> bool;
 }
 
 /// A billed amount for a period, from a source that reports costs after
@@ -498,6 +597,18 @@ pub trait ConversionStore: Send + Sync + 'static {
     /// base-currency payout (for cap counters at start-up).
     fn approved_totals(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(u32, u64, f64)>>;
     fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Due deliveries (as [`ConversionStore::due_outbox`]) taken for
+    /// delivery by this caller: each is leased until `now_ms + lease_ms`
+    /// (its next attempt moves there), so another node, or another call,
+    /// does not take it again until the lease runs out; recording the
+    /// attempt ([`ConversionStore::record_attempt`]) ends the lease. A
+    /// deliverer that dies leaves its items to be taken once their lease
+    /// expires, so a lease should outlast one delivery attempt. The default
+    /// is `due_outbox` itself, enough for a store only one process uses.
+    fn claim_outbox(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<OutboxItem>> {
+        let _ = lease_ms;
+        self.due_outbox(now_ms, limit)
+    }
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>>;
     fn record_attempt(&self, outbox_id: i64, attempt: &Attempt) -> Result<()>;
     /// Moves a pending delivery's next attempt without counting an attempt.

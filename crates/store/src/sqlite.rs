@@ -148,7 +148,7 @@ macro_rules! add_measures {
 }
 
 /// The table name and time column of a coarse rollup level, hourly or daily.
-fn coarse_table(name: &str, day: bool) -> (String, &'static str) {
+pub(crate) fn coarse_table(name: &str, day: bool) -> (String, &'static str) {
     (format!("rollup_{}_{name}", if day { "day" } else { "hour" }), if day { "day_ms" } else { "hour_ms" })
 }
 
@@ -510,7 +510,7 @@ fn migrate_history_reason(c: &mut Connection) -> Result<()> {
 }
 
 /// `{"event": "..."}` without a JSON dependency in the store.
-fn event_json(event: &str) -> String {
+pub(crate) fn event_json(event: &str) -> String {
     let escaped: String = event
         .chars()
         .flat_map(|c| match c {
@@ -523,11 +523,11 @@ fn event_json(event: &str) -> String {
     format!("{{\"event\":\"{escaped}\"}}")
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn kind_of(s: &str) -> Option<Kind> {
+pub(crate) fn kind_of(s: &str) -> Option<Kind> {
     Kind::ALL.into_iter().find(|k| k.as_str() == s)
 }
 
@@ -1118,11 +1118,11 @@ impl SqliteStore {
 
 /// One rollup cell's key: (hour, smartlink, offer or 0, affiliate or 0,
 /// country, device, os, browser, language, quality class).
-type CellKey = (i64, u32, u32, u32, String, String, String, String, String, String);
+pub(crate) type CellKey = (i64, u32, u32, u32, String, String, String, String, String, String);
 
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Coarse rollup levels: a name and the dimensions they keep. Each exists
 /// per hour (`rollup_hour_{name}`) and per UTC day (`rollup_day_{name}`).
@@ -1130,7 +1130,7 @@ const DAY_MS: i64 = 86_400_000;
 /// table for whole days and its hourly table for the partial days at the
 /// edges: thousands of rows a day instead of one per click in the full
 /// hourly rollup.
-const LEVELS: [(&str, &[Dim]); 2] = [
+pub(crate) const LEVELS: [(&str, &[Dim]); 2] = [
     ("offer", &[Dim::Smartlink, Dim::Offer, Dim::Affiliate, Dim::Quality]),
     ("geo", &[Dim::Smartlink, Dim::Country, Dim::Device, Dim::Quality]),
 ];
@@ -1246,7 +1246,7 @@ fn add_to_hour_rollup(tx: &rusqlite::Connection, k: &CellKey, m: &Measures, sign
 
 /// The rollup measures one conversion contributes in a status: an
 /// approved one its payout as revenue and its CPA cost as cost.
-fn conversion_measures(status: ConvStatus, payout_base: f64, cost_base: f64) -> Measures {
+pub(crate) fn conversion_measures(status: ConvStatus, payout_base: f64, cost_base: f64) -> Measures {
     let mut m = Measures::default();
     match status {
         ConvStatus::Approved => {
@@ -1261,7 +1261,7 @@ fn conversion_measures(status: ConvStatus, payout_base: f64, cost_base: f64) -> 
     m
 }
 
-fn conversion_cell(p: &PostbackIn) -> CellKey {
+pub(crate) fn conversion_cell(p: &PostbackIn) -> CellKey {
     (
         p.click_ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
         p.smartlink,
@@ -1506,7 +1506,7 @@ impl QualityStore for SqliteStore {
 }
 
 /// A rollup dimension as an expression over a raw click row `t`.
-fn raw_dim(d: Dim, t: &str) -> String {
+pub(crate) fn raw_dim(d: Dim, t: &str) -> String {
     match d {
         Dim::Offer => format!("COALESCE({t}.offer, 0)"),
         Dim::Affiliate => format!("COALESCE({t}.affiliate, 0)"),
@@ -1966,6 +1966,27 @@ impl ConversionStore for SqliteStore {
         ))?;
         let rows = st.query_map(params![now_ms, limit as i64], row_to_outbox)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One process: the write lock makes the claim atomic; the lease moves
+    /// the claimed items' next attempt as in PostgreSQL.
+    fn claim_outbox(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<OutboxItem>> {
+        let until = now_ms.saturating_add(lease_ms.max(0));
+        let mut c = self.write.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut items: Vec<OutboxItem> = {
+            let mut st = tx.prepare_cached(&format!(
+                "{OUTBOX_SELECT} WHERE o.state = 'pending' AND o.next_at_ms <= ?1 ORDER BY o.next_at_ms, o.id LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![now_ms, limit as i64], row_to_outbox)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for item in &mut items {
+            exec(&tx, "UPDATE outbox SET next_at_ms = ?2 WHERE id = ?1", params![item.id, until])?;
+            item.next_at_ms = until;
+        }
+        tx.commit()?;
+        Ok(items)
     }
 
     fn outbox(&self, state: Option<OutboxState>, limit: usize) -> Result<Vec<OutboxItem>> {

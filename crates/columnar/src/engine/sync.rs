@@ -1,13 +1,12 @@
 //! Following the transactional store's change feed, and compaction.
 
 use std::sync::atomic::Ordering;
-
 use std::sync::Arc;
 
 use duckdb::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt32Array};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
-use smartlink_store::{FeedClick, FeedConversion, FeedMarks, Result, SqliteStore, Store, StoreError};
+use smartlink_store::{FeedClick, FeedConversion, FeedMarks, Result, StoreError, TxStore};
 
 use super::{db_err, Columnar, STATUSES};
 use crate::Synced;
@@ -20,7 +19,7 @@ const DAY_MS: i64 = 86_400_000;
 impl Columnar {
     /// How many click rows the store is behind the feed, read from the
     /// transactional store now.
-    pub fn backlog(&self, src: &SqliteStore) -> Result<(FeedMarks, i64)> {
+    pub fn backlog(&self, src: &dyn TxStore) -> Result<(FeedMarks, i64)> {
         let target = src.feed_marks()?;
         Ok((target, target.clicks - self.marks().clicks))
     }
@@ -33,7 +32,7 @@ impl Columnar {
 
     /// Loads everything the feed has now. One loader at a time; readers are
     /// never blocked (DuckDB's MVCC: they see the last committed batch).
-    pub fn sync(&self, src: &SqliteStore) -> Result<Synced> {
+    pub fn sync(&self, src: &dyn TxStore) -> Result<Synced> {
         let conn = self.writer.lock();
         let out = self.sync_locked(&conn, src);
         match &out {
@@ -49,7 +48,7 @@ impl Columnar {
     /// if it is not. A query must not wait behind the background loader: it
     /// runs in the idle scheduling class, and on a busy machine it can hold
     /// the lock for as long as the CPU stays busy.
-    pub fn try_sync(&self, src: &SqliteStore, wait: std::time::Duration) -> Result<Option<Synced>> {
+    pub fn try_sync(&self, src: &dyn TxStore, wait: std::time::Duration) -> Result<Option<Synced>> {
         let Some(conn) = self.writer.try_lock_for(wait) else { return Ok(None) };
         let out = self.sync_locked(&conn, src);
         match &out {
@@ -61,7 +60,7 @@ impl Columnar {
         out.map(Some)
     }
 
-    fn sync_locked(&self, conn: &duckdb::Connection, src: &SqliteStore) -> Result<Synced> {
+    fn sync_locked(&self, conn: &duckdb::Connection, src: &dyn TxStore) -> Result<Synced> {
         let target = src.feed_marks()?;
         let mut marks = self.marks();
         let mut done = Synced::default();
@@ -117,6 +116,11 @@ impl Columnar {
                 done.cost_imports += 1;
             }
         }
+        // Read after loading: a leader on another node stores its horizon
+        // before it deletes shared rows, so any row this load missed
+        // because it was deleted is before the horizon adopted here, and
+        // queries take that span from the store's rollups.
+        self.adopt_horizon(src)?;
         Ok(done)
     }
 
@@ -124,7 +128,7 @@ impl Columnar {
     fn load_click_batch(
         &self,
         conn: &duckdb::Connection,
-        src: &SqliteStore,
+        src: &dyn TxStore,
         batch: &[FeedClick],
         upto: i64,
         marks: &mut FeedMarks,
@@ -188,7 +192,7 @@ impl Columnar {
     fn load_clicks(
         &self,
         conn: &duckdb::Connection,
-        src: &SqliteStore,
+        src: &dyn TxStore,
         batch: &[FeedClick],
         next: &FeedMarks,
     ) -> Result<()> {
@@ -315,16 +319,25 @@ impl Columnar {
     }
 
     /// Deletes raw rows older than the retention period, here first, then
-    /// the transactional store's click rows (their aggregates stay in its
-    /// rollups). Off the hot path; returns the rows deleted here.
-    pub fn compact(&self, src: &SqliteStore, now_ms: i64) -> Result<u64> {
+    /// (with `shared_too`) the transactional store's click rows (their
+    /// aggregates stay in its rollups). Off the hot path; returns the rows
+    /// deleted here.
+    ///
+    /// With several nodes on one PostgreSQL store, every node compacts its
+    /// own file and only the leader the shared rows. This store never
+    /// depends on raw rows older than the horizon: every load ends by
+    /// taking the horizon from the store's meta (which the leader writes
+    /// before deleting), and everything before it is answered from the
+    /// store's rollups, so shared rows deleted before a node loaded them
+    /// cost it nothing.
+    pub fn compact(&self, src: &dyn TxStore, now_ms: i64, shared_too: bool) -> Result<u64> {
         if self.opts.retention_days == 0 {
             return Ok(0);
         }
+        // A horizon another node's compaction set counts here too.
+        self.adopt_horizon(src)?;
         let horizon = (now_ms - self.opts.retention_days as i64 * DAY_MS).div_euclid(HOUR_MS) * HOUR_MS;
-        if self.raw_from_ms().is_some_and(|t| t >= horizon) {
-            return Ok(0);
-        }
+        let horizon = horizon.max(self.raw_from_ms().unwrap_or(i64::MIN));
         let n = {
             let conn = self.writer.lock();
             in_tx(&conn, |conn| {
@@ -335,9 +348,16 @@ impl Columnar {
             })?
         };
         self.raw_from_ms.store(horizon, Ordering::Release);
-        // SQLite remembers the horizon too, for a columnar file rebuilt later
-        // (it would otherwise take the missing old rows for zero traffic).
-        src.set_meta(RAW_FROM_META, &horizon.to_string())?;
+        if !shared_too {
+            return Ok(n);
+        }
+        // The transactional store remembers the horizon too, for a columnar
+        // file rebuilt later (it would otherwise take the missing old rows
+        // for zero traffic) and for the other nodes, before its rows go.
+        let stored = src.meta(RAW_FROM_META)?.and_then(|v| v.parse::<i64>().ok());
+        if stored.is_none_or(|h| h < horizon) {
+            src.set_meta(RAW_FROM_META, &horizon.to_string())?;
+        }
         while src.delete_raw_clicks_before(horizon, 10_000)? > 0 {
             std::thread::yield_now();
         }
@@ -346,7 +366,7 @@ impl Columnar {
 
     /// Takes the transactional store's raw horizon when it is later than
     /// this file's (a file rebuilt after retention had run).
-    pub fn adopt_horizon(&self, src: &SqliteStore) -> Result<()> {
+    pub fn adopt_horizon(&self, src: &dyn TxStore) -> Result<()> {
         if let Some(h) = src.meta(RAW_FROM_META)?.and_then(|v| v.parse::<i64>().ok()) {
             self.raw_from_ms.fetch_max(h, Ordering::AcqRel);
         }

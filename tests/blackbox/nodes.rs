@@ -1,0 +1,306 @@
+//! Several nodes on one PostgreSQL store (issue 19): three real servers on
+//! loopback ports, each with its own data directory (journal, columnar
+//! file), sharing one database the test makes and drops. Needs the
+//! machine's PostgreSQL (`SMARTLINK_TEST_PG`, default
+//! `postgres://postgres@127.0.0.1:5432/test`); without it these fail, they
+//! never skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn admin_url() -> String {
+    std::env::var("SMARTLINK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database of this test's own, dropped (connections and all) when this
+/// is, also when the test panics.
+struct TestDb {
+    url: String,
+    name: String,
+}
+
+impl TestDb {
+    fn create() -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let admin = admin_url();
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {admin} ({e}): set SMARTLINK_TEST_PG"));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("smartlink_bb_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (head, _) = admin.rsplit_once('/').unwrap();
+        TestDb { url: format!("{head}/{name}"), name }
+    }
+
+    /// The same database through `port` on loopback (a [`Gate`]).
+    fn url_via(&self, port: u16) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap();
+        let (auth, path) = rest.split_once('/').unwrap();
+        let user = auth.rsplit_once('@').map_or(String::new(), |(u, _)| format!("{u}@"));
+        format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&admin_url(), postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// Offers without caps (a shared store refuses caps for now).
+const DEFS: &str = r#"
+advertisers: [{id: adv, postback_token: adv-token}]
+affiliates: [{id: aff1}]
+offers:
+  - {id: o1, advertiser: adv, url: "https://o1.example/?cid={click_id}", payout: 2.0}
+  - {id: o2, advertiser: adv, url: "https://o2.example/?cid={click_id}", payout: 3.0}
+smartlinks:
+  - {slug: s1, affiliate: aff1, offers: [o1], fallback_url: "https://f.example/"}
+  - {slug: s2, affiliate: aff1, offers: [o2], fallback_url: "https://f.example/"}
+"#;
+
+/// A node's configuration: its own data directory, the shared store.
+fn node_config(dir: &Path, store: &str, with_admin_token: bool, defs: &str) -> PathBuf {
+    let cfg = dir.join("smartlink.yaml");
+    let token = if with_admin_token { format!("  admin_token: {ADMIN}\n") } else { String::new() };
+    let text = format!(
+        "server:\n{token}  data_dir: {}\n  ingest_defer_secs: 0\n  store: {store}\n{defs}",
+        dir.join("data").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn click(s: &Server, path: &str) -> String {
+    let r = s.get(path, &[("User-Agent", IPHONE)]);
+    assert_eq!(r.status, 302, "{}", r.body);
+    r.header("location").unwrap().split("cid=").nth(1).unwrap().split('&').next().unwrap().to_string()
+}
+
+fn report(s: &Server) -> serde_json::Value {
+    let r = s.admin("GET", "/api/v1/report?from=1d&group_by=offer,country,device&include_bots=true", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[test]
+fn three_nodes_share_definitions_conversions_secrets_and_reports() {
+    let db = TestDb::create();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = Server::start(dirs[0].path(), &node_config(dirs[0].path(), &db.url, true, DEFS));
+    let b = Server::start(dirs[1].path(), &node_config(dirs[1].path(), &db.url, true, DEFS));
+    // C is given only the store: no definitions, no admin token and no
+    // click-id secret of its own; it takes all three from the store.
+    let c_cfg = node_config(dirs[2].path(), &db.url, false, "");
+    let c = Server::try_start_with(dirs[2].path(), &c_cfg, &[("SMARTLINK_SECRET", "")])
+        .unwrap_or_else(|e| panic!("node C did not start: {e}"));
+    let nodes = [&a, &b, &c];
+
+    // A change through A routes on C within a second.
+    let r = a.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"url": "https://changed.example/?cid={click_id}"}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let changed = Instant::now();
+    loop {
+        let loc = c.get("/s/s1", &[("User-Agent", IPHONE)]).header("location").unwrap_or_default().to_string();
+        if loc.starts_with("https://changed.example/") {
+            break;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(1), "node C still routes to {loc} after 1 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Two changes at once on two nodes: both land, neither is lost.
+    std::thread::scope(|sc| {
+        let pa = sc.spawn(|| a.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"payout": 5}"#)).status);
+        let pb = sc.spawn(|| b.admin("PATCH", "/api/v1/offers/o2", Some(r#"{"payout": 7}"#)).status);
+        assert_eq!((pa.join().unwrap(), pb.join().unwrap()), (200, 200));
+    });
+    for n in nodes {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let o1 = n.admin("GET", "/api/v1/offers/o1", None).json();
+            let o2 = n.admin("GET", "/api/v1/offers/o2", None).json();
+            if o1["payout"] == 5.0 && o2["payout"] == 7.0 && o1["url"] == "https://changed.example/?cid={click_id}" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a concurrent change was lost: {o1} {o2}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    // A postback on B for a click from A is recorded once; a repeat on C
+    // (which checks A's signature with the store's secret) is a duplicate.
+    let cid = click(&a, "/s/s1?sub1=from-a");
+    let r = b.get(&format!("/postback?click_id={cid}&token=adv-token&txid=T1"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"], "recorded");
+    let r = c.get(&format!("/postback?click_id={cid}&token=adv-token&txid=T1"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"], "duplicate");
+    let listed = c.admin("GET", "/api/v1/conversions?offer=o1&affiliate=aff1", None).json();
+    assert_eq!(listed["conversions"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Clicks on every node; once loaded, every node's report is the same.
+    for (i, n) in nodes.iter().enumerate() {
+        for j in 0..4 {
+            click(n, &format!("/s/s{}?sub1=n{i}", 1 + j % 2));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The probe clicks on C, the click from A and twelve more: at least 13;
+    // rows and totals compared (the window's bounds move with the clock).
+    let reports = loop {
+        let rs: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|n| {
+                let r = report(n);
+                serde_json::json!({"rows": r["rows"], "totals": r["totals"]})
+            })
+            .collect();
+        let clicks: Vec<u64> = rs.iter().map(|r| r["totals"]["clicks"].as_u64().unwrap()).collect();
+        if clicks.iter().all(|c| *c == clicks[0]) && clicks[0] >= 13 && rs.iter().all(|r| r == &rs[0]) {
+            break rs;
+        }
+        assert!(Instant::now() < deadline, "reports never agreed: clicks {clicks:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(reports[0]["totals"]["conversions"], 1, "{}", reports[0]);
+    assert_eq!(reports[0]["totals"]["revenue"], 5.0, "{}", reports[0]);
+
+    // A graceful stop on a shared store exits cleanly (its connections are
+    // closed off the async runtime).
+    let mut c = c;
+    let _ = std::process::Command::new("kill").args(["-TERM", &c.child.id().to_string()]).status();
+    let status = c.child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(e) = c.child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "node C stopped with {status}: {err}");
+}
+
+#[test]
+fn a_node_on_a_shared_store_refuses_caps_and_a_secret_other_than_the_stores() {
+    let db = TestDb::create();
+    let d = tempfile::tempdir().unwrap();
+    let capped = DEFS.replace("payout: 2.0}", "payout: 2.0, caps: {daily_clicks: 10}}");
+    let err = Server::try_start(d.path(), &node_config(d.path(), &db.url, true, &capped)).err().expect("refused");
+    assert!(err.contains("offers[0].caps.daily_clicks") && err.contains("not supported on a shared"), "{err}");
+    // Without caps it starts; another node with another click-id secret
+    // is refused, naming it.
+    let ok = Server::start(d.path(), &node_config(d.path(), &db.url, true, DEFS));
+    let d2 = tempfile::tempdir().unwrap();
+    let cfg2 = node_config(d2.path(), &db.url, true, "");
+    let err = Server::try_start_with(d2.path(), &cfg2, &[("SMARTLINK_SECRET", "another-secret-0123456789abcdef01")])
+        .err()
+        .expect("refused");
+    assert!(err.contains("SMARTLINK_SECRET") && err.contains("differs"), "{err}");
+    // A cap added through the API is refused too.
+    let r = ok.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"caps": {"daily_conversions": 3}}"#));
+    assert_eq!(r.status, 422, "{}", r.body);
+}
+
+/// A TCP forwarder to the machine's PostgreSQL that the test can cut:
+/// while down it resets every connection through it and refuses new ones.
+struct Gate {
+    port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Gate {
+    fn start() -> Gate {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        let target = admin_url();
+        let target = target.split("://").nth(1).unwrap().rsplit_once('@').map_or(target.as_str(), |(_, h)| h);
+        let target = target.split('/').next().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(client) = conn else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else { continue };
+                let mut o = open2.lock().unwrap();
+                o.push(client.try_clone().unwrap());
+                o.push(server.try_clone().unwrap());
+                drop(o);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Gate { port, up, open }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn while_the_store_is_unreachable_clicks_are_served_and_postbacks_answer_503_with_retry_after() {
+    let db = TestDb::create();
+    let gate = Gate::start();
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), &node_config(d.path(), &db.url_via(gate.port), true, DEFS));
+    let before = click(&s, "/s/s1");
+    gate.set(false);
+    // Clicks are served (and journaled) throughout.
+    let during: Vec<String> = (0..5).map(|_| click(&s, "/s/s1")).collect();
+    let r = s.get(&format!("/postback?click_id={before}&token=adv-token"), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "no Retry-After: {:?}", r.headers);
+    // Back up: the same postback is recorded (it was not before), and
+    // the clicks journaled meanwhile reach the store.
+    gate.set(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.get(&format!("/postback?click_id={before}&token=adv-token"), &[]);
+        if r.status == 200 {
+            assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(Instant::now() < deadline, "postbacks never recovered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(during.len(), 5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while report(&s)["totals"]["clicks"] != 6 {
+        assert!(Instant::now() < deadline, "the journaled clicks never reached the store: {}", report(&s));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
