@@ -181,28 +181,11 @@ pub fn decide(
     };
 
     // Eligibility. `slots` holds positions in `sl.offers`.
-    let mut active = 0usize;
-    let mut matching = 0usize;
     let mut slots: smallvec_lite::Vec64 = smallvec_lite::Vec64::new();
     let mut cands: Vec<Candidate> = Vec::new();
     let mut inline_cands = [Candidate { key: 0, payout: 0.0, caps: Default::default() }; INLINE];
     let mut n = 0usize;
-    for (slot, &oi) in sl.offers.iter().enumerate() {
-        let o = &cat.offers[oi];
-        if o.status != Status::Active {
-            continue;
-        }
-        active += 1;
-        let t = clock.at(o.targeting.timezone);
-        if !o.targeting.matches(&input.visitor, t.hour) {
-            continue;
-        }
-        matching += 1;
-        if o.counters.reached(&o.caps, t.day).is_some() {
-            continue;
-        }
-        let c =
-            Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) };
+    let tally = eligible(cat, sl, &input.visitor, &mut clock, |slot, c| {
         if n < INLINE {
             inline_cands[n] = c;
         } else {
@@ -213,7 +196,7 @@ pub fn decide(
         }
         slots.push(slot);
         n += 1;
-    }
+    });
     let cand_slice: &mut [Candidate] = if n <= INLINE { &mut inline_cands[..n] } else { &mut cands[..] };
 
     let ctx = Context { segment: seg, hour: utc.hour, now_ms: input.now_ms };
@@ -221,18 +204,7 @@ pub fn decide(
 
     let (outcome, reason, propensity) = match picked {
         Some((slot, choice)) => (Outcome::Offer(sl.offers[slot]), choice.reason, choice.propensity),
-        None => {
-            let why = if sl.offers.is_empty() {
-                FallbackReason::EmptyPool
-            } else if active == 0 {
-                FallbackReason::AllPaused
-            } else if matching == 0 {
-                FallbackReason::NoTargetingMatch
-            } else {
-                FallbackReason::AllCapped
-            };
-            (Outcome::Fallback(why), Reason::Fallback, 1.0)
-        }
+        None => (Outcome::Fallback(tally.fallback(sl)), Reason::Fallback, 1.0),
     };
     let offer = match outcome {
         Outcome::Offer(i) => Some(&cat.offers[i]),
@@ -260,6 +232,62 @@ pub fn decide(
         None => fallback_url(None, &values),
     };
     Decision { outcome, reason, propensity, affiliate, unknown_aff, facts, click_id, url }
+}
+
+/// How many of a pool's offers were active and matched the visitor, as
+/// [`eligible`] counted them.
+struct Tally {
+    active: usize,
+    matching: usize,
+}
+
+impl Tally {
+    /// Why no offer of `sl` could take the click.
+    fn fallback(&self, sl: &Smartlink) -> FallbackReason {
+        if sl.offers.is_empty() {
+            FallbackReason::EmptyPool
+        } else if self.active == 0 {
+            FallbackReason::AllPaused
+        } else if self.matching == 0 {
+            FallbackReason::NoTargetingMatch
+        } else {
+            FallbackReason::AllCapped
+        }
+    }
+}
+
+/// The eligibility rules of [`decide`] and [`policy`]: each offer of the
+/// pool that is active, matches the visitor's targeting at the offer's
+/// local hour and has not reached a cap is handed to `take` with its
+/// position in the pool and its candidate (caps as of now).
+fn eligible(
+    cat: &Catalog,
+    sl: &Smartlink,
+    visitor: &Visitor,
+    clock: &mut Clock,
+    mut take: impl FnMut(usize, Candidate),
+) -> Tally {
+    let mut tally = Tally { active: 0, matching: 0 };
+    for (slot, &oi) in sl.offers.iter().enumerate() {
+        let o = &cat.offers[oi];
+        if o.status != Status::Active {
+            continue;
+        }
+        tally.active += 1;
+        let t = clock.at(o.targeting.timezone);
+        if !o.targeting.matches(visitor, t.hour) {
+            continue;
+        }
+        tally.matching += 1;
+        if o.counters.reached(&o.caps, t.day).is_some() {
+            continue;
+        }
+        take(
+            slot,
+            Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) },
+        );
+    }
+    tally
 }
 
 /// A click the smartlink's quality action keeps away from the offers: no
@@ -476,30 +504,12 @@ pub struct Policy {
 pub fn policy(cat: &Catalog, sl: &Smartlink, visitor: &Visitor, now_ms: i64, rng: &mut dyn RngCore) -> Policy {
     let mut clock = Clock::new(now_ms);
     let utc = clock.at(chrono_tz::UTC);
-    let (mut active, mut matching) = (0usize, 0usize);
     let mut slots = Vec::new();
     let mut cands = Vec::new();
-    for (slot, &oi) in sl.offers.iter().enumerate() {
-        let o = &cat.offers[oi];
-        if o.status != Status::Active {
-            continue;
-        }
-        active += 1;
-        let t = clock.at(o.targeting.timezone);
-        if !o.targeting.matches(visitor, t.hour) {
-            continue;
-        }
-        matching += 1;
-        if o.counters.reached(&o.caps, t.day).is_some() {
-            continue;
-        }
-        cands.push(Candidate {
-            key: o.key,
-            payout: o.payout_base,
-            caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight),
-        });
+    let tally = eligible(cat, sl, visitor, &mut clock, |slot, c| {
         slots.push(slot);
-    }
+        cands.push(c);
+    });
     let out = |probs: Vec<f64>, overridden: bool, best: Option<usize>| Policy {
         offers: slots.iter().zip(probs).map(|(&s, p)| (sl.offers[s], p)).collect(),
         overridden,
@@ -507,16 +517,7 @@ pub fn policy(cat: &Catalog, sl: &Smartlink, visitor: &Visitor, now_ms: i64, rng
         fallback: None,
     };
     if slots.is_empty() {
-        let why = if sl.offers.is_empty() {
-            FallbackReason::EmptyPool
-        } else if active == 0 {
-            FallbackReason::AllPaused
-        } else if matching == 0 {
-            FallbackReason::NoTargetingMatch
-        } else {
-            FallbackReason::AllCapped
-        };
-        return Policy { offers: Vec::new(), overridden: false, best: None, fallback: Some(why) };
+        return Policy { offers: Vec::new(), overridden: false, best: None, fallback: Some(tally.fallback(sl)) };
     }
     if let Some(ov) = sl.overrides.iter().find(|ov| ov.matches(&visitor.segment) && slots.contains(&ov.offer)) {
         return out(slots.iter().map(|&s| if s == ov.offer { 1.0 } else { 0.0 }).collect(), true, None);
