@@ -42,8 +42,8 @@ use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use crate::feed::{micros, FeedClick, FeedConversion, FeedMarks};
 use crate::sqlite::{
-    coarse_table, conversion_cell, conversion_measures, event_json, kind_of, now_ms, raw_dim, CellKey, DAY_MS, HOUR_MS,
-    LEVELS,
+    coarse_table, conversion_cell, conversion_measures, event_json, kind_of, now_ms, raw_dim, rollup_in_parts,
+    rollup_tables, CellKey, DAY_MS, HOUR_MS, LEVELS,
 };
 use crate::{
     quality_class, AlertRow, AlertStore, Attempt, AttemptRow, AuditClickRow, Change, ClickQuery, ClickRow, ConvStatus,
@@ -1635,17 +1635,7 @@ impl RollupStore for PgStore {
     /// Exact on any window, as SQLite's: whole hours from the rollups, the
     /// partial hours at either edge from the raw rows, merged by key.
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        q.check()?;
-        let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
-        if q.needs_raw_rows() || h1 >= h2 {
-            return self.rollup_from_rows(q);
-        }
-        let edges = [(q.from_ms, h1), (h2, q.to_ms)];
-        let mut parts = vec![self.rollup_whole_hours(&RollupQuery { from_ms: h1, to_ms: h2, ..q.clone() })?];
-        for (from_ms, to_ms) in edges.into_iter().filter(|(a, b)| a < b) {
-            parts.push(self.rollup_from_rows(&RollupQuery { from_ms, to_ms, ..q.clone() })?);
-        }
-        Ok(crate::merge_rows(parts.into_iter().flatten(), !q.group.is_empty()))
+        rollup_in_parts(q, |q| self.rollup_whole_hours(q), |q| self.rollup_from_rows(q))
     }
 }
 
@@ -1654,26 +1644,7 @@ impl PgStore {
     /// that has every dimension asked for (its daily table for whole days),
     /// else the full hourly rollup.
     fn rollup_whole_hours(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        let needed: Vec<Dim> =
-            q.group.iter().copied().chain(q.filters.iter().filter(|(_, v)| !v.is_empty()).map(|(d, _)| *d)).collect();
-        let level = LEVELS
-            .iter()
-            .find(|(_, dims)| needed.iter().all(|d| matches!(d, Dim::Day | Dim::Hour) || dims.contains(d)))
-            .map(|(name, _)| *name);
-        let (d1, d2) = ((q.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS, q.to_ms.div_euclid(DAY_MS) * DAY_MS);
-        let parts: Vec<(String, i64, i64)> = match level {
-            Some(l) if needed.contains(&Dim::Hour) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
-            Some(l) if d1 < d2 => [
-                (coarse_table(l, false).0, q.from_ms, d1),
-                (coarse_table(l, true).0, d1, d2),
-                (coarse_table(l, false).0, d2, q.to_ms),
-            ]
-            .into_iter()
-            .filter(|(_, a, b)| a < b)
-            .collect(),
-            Some(l) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
-            None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
-        };
+        let parts = rollup_tables(q);
         let mut rows = Vec::new();
         for (table, from, to) in parts {
             rows.extend(self.rollup_table(q, &table, from, to)?);

@@ -147,6 +147,56 @@ macro_rules! add_measures {
     };
 }
 
+/// How both stores answer a rollup exactly on any window: whole hours from
+/// the rollups (`whole_hours`), the partial hours at either edge from the
+/// raw rows (`from_rows`, at most an hour of clicks each), merged by key.
+pub(crate) fn rollup_in_parts(
+    q: &RollupQuery,
+    mut whole_hours: impl FnMut(&RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>,
+    mut from_rows: impl FnMut(&RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>,
+) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+    q.check()?;
+    let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
+    if q.needs_raw_rows() || h1 >= h2 {
+        return from_rows(q);
+    }
+    let edges = [(q.from_ms, h1), (h2, q.to_ms)];
+    let mut parts = vec![whole_hours(&RollupQuery { from_ms: h1, to_ms: h2, ..q.clone() })?];
+    for (from_ms, to_ms) in edges.into_iter().filter(|(a, b)| a < b) {
+        parts.push(from_rows(&RollupQuery { from_ms, to_ms, ..q.clone() })?);
+    }
+    Ok(crate::merge_rows(parts.into_iter().flatten(), !q.group.is_empty()))
+}
+
+/// The rollup tables that answer `q`'s whole hours, each with the window it
+/// reads: the smallest coarse level that has every dimension asked for (its
+/// daily table for whole days, its hourly one for the partial days), else
+/// the full hourly rollup.
+pub(crate) fn rollup_tables(q: &RollupQuery) -> Vec<(String, i64, i64)> {
+    // The smallest daily level that has every dimension asked for
+    // answers the whole days; the hourly rollup the partial days.
+    let needed: Vec<Dim> =
+        q.group.iter().copied().chain(q.filters.iter().filter(|(_, v)| !v.is_empty()).map(|(d, _)| *d)).collect();
+    let level = LEVELS
+        .iter()
+        .find(|(_, dims)| needed.iter().all(|d| matches!(d, Dim::Day | Dim::Hour) || dims.contains(d)))
+        .map(|(name, _)| *name);
+    let (d1, d2) = ((q.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS, q.to_ms.div_euclid(DAY_MS) * DAY_MS);
+    match level {
+        Some(l) if needed.contains(&Dim::Hour) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
+        Some(l) if d1 < d2 => [
+            (coarse_table(l, false).0, q.from_ms, d1),
+            (coarse_table(l, true).0, d1, d2),
+            (coarse_table(l, false).0, d2, q.to_ms),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a < b)
+        .collect(),
+        Some(l) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
+        None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
+    }
+}
+
 /// The table name and time column of a coarse rollup level, hourly or daily.
 pub(crate) fn coarse_table(name: &str, day: bool) -> (String, &'static str) {
     (format!("rollup_{}_{name}", if day { "day" } else { "hour" }), if day { "day_ms" } else { "hour_ms" })
@@ -1772,17 +1822,7 @@ impl RollupStore for SqliteStore {
     /// hours at either edge from the raw rows (at most an hour of clicks
     /// each), merged by key.
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        q.check()?;
-        let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
-        if q.needs_raw_rows() || h1 >= h2 {
-            return self.rollup_from_rows(q);
-        }
-        let edges = [(q.from_ms, h1), (h2, q.to_ms)];
-        let mut parts = vec![self.rollup_whole_hours(&RollupQuery { from_ms: h1, to_ms: h2, ..q.clone() })?];
-        for (from_ms, to_ms) in edges.into_iter().filter(|(a, b)| a < b) {
-            parts.push(self.rollup_from_rows(&RollupQuery { from_ms, to_ms, ..q.clone() })?);
-        }
-        Ok(crate::merge_rows(parts.into_iter().flatten(), !q.group.is_empty()))
+        rollup_in_parts(q, |q| self.rollup_whole_hours(q), |q| self.rollup_from_rows(q))
     }
 }
 
@@ -1790,28 +1830,7 @@ impl SqliteStore {
     /// The rollup tables' rows for whole hours (`q.from_ms` and `q.to_ms` on
     /// hour boundaries), one list per table read, not yet merged by key.
     fn rollup_whole_hours(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
-        // The smallest daily level that has every dimension asked for
-        // answers the whole days; the hourly rollup the partial days.
-        let needed: Vec<Dim> =
-            q.group.iter().copied().chain(q.filters.iter().filter(|(_, v)| !v.is_empty()).map(|(d, _)| *d)).collect();
-        let level = LEVELS
-            .iter()
-            .find(|(_, dims)| needed.iter().all(|d| matches!(d, Dim::Day | Dim::Hour) || dims.contains(d)))
-            .map(|(name, _)| *name);
-        let (d1, d2) = ((q.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS, q.to_ms.div_euclid(DAY_MS) * DAY_MS);
-        let parts: Vec<(String, i64, i64)> = match level {
-            Some(l) if needed.contains(&Dim::Hour) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
-            Some(l) if d1 < d2 => [
-                (coarse_table(l, false).0, q.from_ms, d1),
-                (coarse_table(l, true).0, d1, d2),
-                (coarse_table(l, false).0, d2, q.to_ms),
-            ]
-            .into_iter()
-            .filter(|(_, a, b)| a < b)
-            .collect(),
-            Some(l) => vec![(coarse_table(l, false).0, q.from_ms, q.to_ms)],
-            None => vec![("rollup_hour".to_string(), q.from_ms, q.to_ms)],
-        };
+        let parts = rollup_tables(q);
         let mut rows = Vec::new();
         for (table, from, to) in parts {
             rows.extend(self.rollup_table(q, &table, from, to)?);
