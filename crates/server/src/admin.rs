@@ -363,13 +363,11 @@ async fn apply<T>(
     let mut _cluster_lock = UnlockOffThread(None);
     if app.store.shared().is_some() {
         let store = app.store.clone();
-        let (lock, fresh) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (lock, fresh) = crate::conversions::blocking(move || {
             let lock = store.shared().map(|s| s.lock_definitions()).transpose()?;
             Ok((lock, crate::defs::load_defs(&*store)?))
         })
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
-        .map_err(ApiError::Unexpected)?;
+        .await?;
         _cluster_lock = UnlockOffThread(lock);
         *state = fresh;
     }

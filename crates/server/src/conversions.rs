@@ -226,7 +226,16 @@ pub use smartlink_analysis::names::Names;
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?.map_err(ApiError::Unexpected)
+    off_runtime(move || f().map_err(ApiError::Unexpected)).await
+}
+
+/// Runs `f` off the async workers: every store call goes through here (or
+/// [`blocking`], [`analysis`]), since PostgreSQL's client must not block a
+/// runtime thread.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?
 }
 
 #[utoipa::path(get, path = "/conversions", operation_id = "list_conversions", tag = "conversions", security(("admin_token" = []), ("affiliate_key" = [])),
@@ -257,9 +266,8 @@ async fn list(
     let now = (app.clock)();
     let limit = q.limit;
     let scope2 = scope.clone();
-    // Resolving names reads the store: off the async runtime, as every
-    // store call (PostgreSQL's client must not block a runtime thread).
-    let (rows, names) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    // Resolving the filter's names reads the store too.
+    let (rows, names) = off_runtime(move || {
         let mut f = filter(&*store, &q, now)?;
         if let Scope::Affiliate { key, .. } = scope2 {
             f.affiliate = Some(key);
@@ -268,8 +276,7 @@ async fn list(
         let names = Names::load(&*store).map_err(|e| ApiError::Unexpected(e.into()))?;
         Ok((rows, names))
     })
-    .await
-    .map_err(|e| ApiError::Unexpected(e.into()))??;
+    .await?;
     let next = (rows.len() == limit.unwrap_or(100).clamp(1, 1000)).then(|| rows.last().map(|r| r.id)).flatten();
     let pbc = app.postbacks.load();
     let money = money_of(&scope, &pbc.shares);
@@ -723,8 +730,7 @@ async fn history(
 pub(crate) async fn analysis(
     f: impl FnOnce() -> Result<Value, smartlink_analysis::report::ReportError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    let out = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Unexpected(e.into()))?;
-    Ok(Json(out?))
+    off_runtime(move || f().map_err(ApiError::from)).await.map(Json)
 }
 
 /// `POST /api/v1/costs`: one billed amount (a JSON object) or several (an
