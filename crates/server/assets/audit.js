@@ -5,7 +5,7 @@
 
 import { api } from './api.js';
 import { intervalChart } from './chart.js';
-import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, adminOnly, loading } from './util.js';
+import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, periodOf, pickSmartlink, adminOnly, loading } from './util.js';
 
 const money = (v) => (v === null || v === undefined ? '–' : fmt('epc', v));
 const ci = (p, f = money) => (Array.isArray(p) ? `[${f(p[0])}, ${f(p[1])}]` : '–');
@@ -64,20 +64,10 @@ function segmentSection(slug, seg, i) {
 export async function render(root, query, who) {
   if (adminOnly(root, who, 'Audit')) return;
   const title = el('h1', {}, 'Audit');
-  root.replaceChildren(title, loading());
-  let links;
-  try {
-    links = await api('/api/v1/smartlinks');
-  } catch (e) {
-    root.lastChild.replaceWith(errorBox(e));
-    return;
-  }
-  if (!links.length) {
-    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
-    return;
-  }
-  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
-  const period = ['1d', '7d', '30d'].includes(query.get('period')) ? query.get('period') : '7d';
+  const picked = await pickSmartlink(root, title, query);
+  if (!picked) return;
+  const { links, slug } = picked;
+  const period = periodOf(query);
   const nav = (next) => go('audit', { smartlink: slug, period, ...next });
   root.replaceChildren(title,
     el('p', { class: 'muted' }, 'Per segment: what the smartlink earned per click, and what sending the whole segment to one offer would have earned, estimated from the propensities logged with every click.'),

@@ -3,27 +3,17 @@
 // likely missed and what to do about it.
 
 import { api } from './api.js';
-import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, adminOnly, loading } from './util.js';
+import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, periodOf, pickSmartlink, adminOnly, loading } from './util.js';
 
 const pct = (v) => fmt('cr', v);
 
 export async function render(root, query, who) {
   if (adminOnly(root, who, 'Coverage gaps')) return;
   const title = el('h1', {}, 'Coverage gaps');
-  root.replaceChildren(title, loading());
-  let links;
-  try {
-    links = await api('/api/v1/smartlinks');
-  } catch (e) {
-    root.lastChild.replaceWith(errorBox(e));
-    return;
-  }
-  if (!links.length) {
-    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
-    return;
-  }
-  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
-  const period = ['1d', '7d', '30d'].includes(query.get('period')) ? query.get('period') : '7d';
+  const picked = await pickSmartlink(root, title, query);
+  if (!picked) return;
+  const { links, slug } = picked;
+  const period = periodOf(query);
   const nav = (next) => go('coverage', { smartlink: slug, period, ...next });
   root.replaceChildren(title,
     el('div', { class: 'controls' }, smartlinkPicker(links, slug, (v) => nav({ smartlink: v })), periodPicker(period, (v) => nav({ period: v }))),

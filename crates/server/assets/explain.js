@@ -7,7 +7,7 @@
 import { api } from './api.js';
 import { waterfallChart } from './chart.js';
 import {
-  el, fmt, range, addDays, daysBetween, validDate, go, errorBox, table, smartlinkPicker, adminOnly, loading,
+  el, fmt, range, addDays, daysBetween, validDate, go, errorBox, table, smartlinkPicker, pickSmartlink, adminOnly, loading,
   zonedMidnight, fmtTime, zones,
 } from './util.js';
 import { offerEvents } from './events.js';
@@ -56,20 +56,9 @@ function periodForm(st, onChange) {
 export async function render(root, query, who) {
   if (adminOnly(root, who, 'Why did EPC change?')) return;
   const title = el('h1', {}, 'Why did EPC change?');
-  root.replaceChildren(title, loading());
-  let links;
-  try {
-    links = await api('/api/v1/smartlinks');
-  } catch (e) {
-    root.lastChild.replaceWith(errorBox(e));
-    return;
-  }
-  if (!links.length) {
-    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
-    return;
-  }
-  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
-  const link = links.find((l) => l.slug === slug);
+  const picked = await pickSmartlink(root, title, query);
+  if (!picked) return;
+  const { links, slug, link } = picked;
   const st = state(query);
   const nav = (next) => go('explain', { smartlink: slug, from: st.from, to: st.to, vs_from: st.vs_from, vs_to: st.vs_to, tz: st.tz, ...next });
   root.replaceChildren(title,

@@ -3,7 +3,7 @@
 // traffic source or sub-id; flagged sources first, with why.
 
 import { api } from './api.js';
-import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, adminOnly, loading } from './util.js';
+import { el, fmt, go, errorBox, table, smartlinkPicker, periodPicker, periodOf, pickSmartlink, adminOnly, loading } from './util.js';
 
 const pct = (v) => fmt('cr', v);
 const BY = [['affiliate', 'Affiliate'], ['source', 'Traffic source'], ['sub1', 'sub1'], ['sub2', 'sub2'], ['sub3', 'sub3']];
@@ -11,20 +11,10 @@ const BY = [['affiliate', 'Affiliate'], ['source', 'Traffic source'], ['sub1', '
 export async function render(root, query, who) {
   if (adminOnly(root, who, 'Traffic quality')) return;
   const title = el('h1', {}, 'Traffic quality per source');
-  root.replaceChildren(title, loading());
-  let links;
-  try {
-    links = await api('/api/v1/smartlinks');
-  } catch (e) {
-    root.lastChild.replaceWith(errorBox(e));
-    return;
-  }
-  if (!links.length) {
-    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
-    return;
-  }
-  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
-  const period = ['1d', '7d', '30d'].includes(query.get('period')) ? query.get('period') : '7d';
+  const picked = await pickSmartlink(root, title, query);
+  if (!picked) return;
+  const { links, slug } = picked;
+  const period = periodOf(query);
   const by = BY.some(([b]) => b === query.get('by')) ? query.get('by') : 'affiliate';
   const nav = (next) => go('quality', { smartlink: slug, period, by, ...next });
   const bySel = el('select', { id: 'by', onchange: (e) => nav({ by: e.target.value }) }, BY.map(([v, t]) => el('option', { value: v, selected: v === by }, t)));

@@ -7,7 +7,7 @@
 import { api, report } from './api.js';
 import { stackedShareChart, lineChart, legendList, PALETTE, FALLBACK_COLOUR } from './chart.js';
 import {
-  el, fmt, range, rangeParams, rangeControls, addDays, go, errorBox, table, smartlinkPicker,
+  el, fmt, range, rangeParams, rangeControls, addDays, go, errorBox, table, smartlinkPicker, pickSmartlink,
   zonedMidnight, localDay, fmtTime, loading,
 } from './util.js';
 import { offerEvents } from './events.js';
@@ -55,20 +55,9 @@ function policySection(policy) {
 export async function render(root, query, who) {
   const r = range(query);
   const title = el('h1', {}, 'Where the traffic went');
-  root.replaceChildren(title, loading());
-  let links;
-  try {
-    links = await api('/api/v1/smartlinks');
-  } catch (e) {
-    root.lastChild.replaceWith(errorBox(e));
-    return;
-  }
-  if (!links.length) {
-    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
-    return;
-  }
-  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
-  const link = links.find((l) => l.slug === slug);
+  const picked = await pickSmartlink(root, title, query);
+  if (!picked) return;
+  const { links, slug, link } = picked;
   const st = { from: r.from, to: r.to, tz: r.tz, smartlink: slug };
   const nav = (next) => go('traffic', { ...st, ...next });
   root.replaceChildren(title,

@@ -1,6 +1,8 @@
 // Small helpers: a DOM builder (text only, never HTML strings), number
 // formats, dates in a time zone, and the view state kept in the URL hash.
 
+import { api } from './api.js';
+
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -224,9 +226,36 @@ export function loading() {
   return el('p', { class: 'loading' }, 'Loading…');
 }
 
+const PERIODS = [['1d', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']];
+
 // The period control of the analyses that take `period` (1, 7 or 30 days).
 export function periodPicker(current, onChange) {
   const sel = el('select', { id: 'period', onchange: (e) => onChange(e.target.value) },
-    [['1d', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']].map(([v, t]) => el('option', { value: v, selected: v === current }, t)));
+    PERIODS.map(([v, t]) => el('option', { value: v, selected: v === current }, t)));
   return [el('label', { for: 'period' }, 'Period'), sel];
+}
+
+// The view's period if it is one of the picker's, else 7 days.
+export function periodOf(query) {
+  return PERIODS.some(([v]) => v === query.get('period')) ? query.get('period') : '7d';
+}
+
+// The start of every per-smartlink page: shows `title` while the
+// smartlinks load, then returns them with the one the view names (else the
+// first), or null once it has said why there is nothing to show.
+export async function pickSmartlink(root, title, query) {
+  root.replaceChildren(title, loading());
+  let links;
+  try {
+    links = await api('/api/v1/smartlinks');
+  } catch (e) {
+    root.lastChild.replaceWith(errorBox(e));
+    return null;
+  }
+  if (!links.length) {
+    root.lastChild.replaceWith(el('p', { class: 'muted' }, 'No smartlinks yet.'));
+    return null;
+  }
+  const slug = links.some((l) => l.slug === query.get('smartlink')) ? query.get('smartlink') : links[0].slug;
+  return { links, slug, link: links.find((l) => l.slug === slug) };
 }
