@@ -141,6 +141,16 @@ fn bot_clicks_stay_out_of_report_figures_and_epc_unless_asked_for() {
     assert_eq!(report["totals"]["clicks"], 1, "{report}");
     assert_eq!(report["totals"]["epc"], 2.0);
     assert_eq!(report["excluded"]["clicks"], 4);
+    // The same split whichever way the rows are grouped: by few values
+    // (one query grouped by quality class too) or by a sub-id or time (a
+    // second query for the excluded clicks).
+    for g in ["offer", "country", "sub1", "hour"] {
+        let r = s.admin("GET", &format!("/api/v1/report?group_by={g}"), None).json();
+        assert_eq!(r["totals"]["clicks"], 1, "{g}: {r}");
+        assert_eq!(r["excluded"]["clicks"], 4, "{g}: {r}");
+        let in_rows: u64 = r["rows"].as_array().unwrap().iter().map(|x| x["clicks"].as_u64().unwrap()).sum();
+        assert_eq!(in_rows, 1, "{g}: no bot click in a row: {r}");
+    }
     let all = s.admin("GET", "/api/v1/report?group_by=quality&include_bots=true", None).json();
     assert_eq!(all["totals"]["clicks"], 5);
     assert_eq!(all["totals"]["epc"], 0.4);
