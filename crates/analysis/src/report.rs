@@ -396,7 +396,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let by_reason = dims.contains(&Dim::Reason);
     let many_rows = dims.iter().any(|d| matches!(d, Dim::Sub(_) | Dim::Hour | Dim::Day));
     let split_quality = wants_excluded && !by_reason && !many_rows;
-    let excluded = if wants_excluded && by_reason {
+    let excluded = if wants_excluded && !split_quality {
         let mut f = filters.clone();
         f.push((Dim::Quality, text(&["bot", "preview"])));
         let q = RollupQuery { from_ms: from, to_ms: to, filters: f, group: vec![], reasons: reasons.clone() };
@@ -404,13 +404,11 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         for (_, c) in rollup_money(store, q, &money)? {
             sum.add(&c);
         }
+        filters.push((Dim::Quality, text(&["human", "suspect"])));
         Some(sum)
     } else {
         None
     };
-    if wants_excluded && by_reason {
-        filters.push((Dim::Quality, text(&["human", "suspect"])));
-    }
     let totals_apart = by_reason.then(|| RollupQuery {
         from_ms: from,
         to_ms: to,
