@@ -410,8 +410,7 @@ fn open_existing(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<s
 }
 
 fn data_dir(flag: Option<PathBuf>, file: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
-    let eff =
-        smartlink_server::effective(&Options { config: file.cloned(), listen: None, data_dir: flag, store: None })?;
+    let eff = smartlink_server::effective(&Options { config: file.cloned(), data_dir: flag, ..Default::default() })?;
     Ok(eff.data_dir)
 }
 
@@ -501,7 +500,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     let store = store_flag.as_deref();
     match cli.cmd {
         Cmd::Serve { config, listen, data_dir } => {
-            let eff = smartlink_server::effective(&Options { config, listen, data_dir, store: store_flag.clone() })?;
+            let eff = smartlink_server::effective(&Options {
+                config,
+                listen,
+                data_dir,
+                store: store_flag.clone(),
+                revision: env!("SMARTLINK_GIT_REV"),
+            })?;
             let prepared = smartlink_server::prepare(&eff, smartlink_server::state::system_clock)?;
             let slice = prepared.request_slice_us;
             let rt = tokio::runtime::Builder::new_multi_thread()

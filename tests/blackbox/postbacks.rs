@@ -531,10 +531,32 @@ fn every_postback_outcome_is_counted_with_its_status_and_the_process_reports_its
     assert_eq!(m(r#"channel="postback",outcome="refused",status="401""#), 3.0, "every refusal counts");
     assert_eq!(m(r#"channel="postback",outcome="recorded",status="200""#), 1.0);
     assert_eq!(m(r#"channel="postback",outcome="duplicate",status="200""#), 1.0);
-    assert_eq!(s.metric(&format!("smartlink_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
+    // The build names its version and git revision (what --version prints).
+    let out = std::process::Command::new(bin()).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).to_string();
+    let revision = version.split(['(', ')']).nth(1).expect("--version names the revision").to_string();
+    assert_eq!(
+        s.metric(&format!("smartlink_build_info{{version=\"{}\",revision=\"{revision}\"}}", env!("CARGO_PKG_VERSION"))),
+        1.0
+    );
     assert!(s.metric("process_resident_memory_bytes") > 1e6);
     assert!(s.metric("process_open_fds") > 3.0);
     assert!(s.metric("process_start_time_seconds") > 1.7e9);
     assert_eq!(s.metric(r#"smartlink_outbound_postbacks_total{result="failed"}"#), 0.0);
     assert_eq!(s.metric("smartlink_alerts_raised_total"), 0.0);
+    // Analytics queries are timed per kind; store and journal errors are
+    // counted apart (none here).
+    let q = |kind: &str| s.metric(&format!("smartlink_report_query_seconds_count{{query=\"{kind}\"}}"));
+    assert_eq!(q("report"), 0.0);
+    assert_eq!(s.admin("GET", "/api/v1/report?group_by=offer", None).status, 200);
+    assert_eq!(s.admin("GET", "/api/v1/report?group_by=nonsense", None).status, 400);
+    assert_eq!(s.admin("GET", "/api/v1/quality?smartlink=sl", None).status, 200);
+    assert_eq!(q("report"), 2.0, "answered and refused queries are both timed");
+    assert_eq!(q("quality"), 1.0);
+    assert_eq!(q("audit"), 0.0);
+    assert_eq!(s.metric(r#"smartlink_report_query_seconds_bucket{query="report",le="+Inf"}"#), 2.0);
+    assert_eq!(s.metric(r#"smartlink_api_store_errors_total{kind="timeout"}"#), 0.0);
+    assert_eq!(s.metric(r#"smartlink_api_store_errors_total{kind="failed"}"#), 0.0);
+    assert_eq!(s.metric("smartlink_click_journal_errors_total"), 0.0);
+    assert_eq!(s.metric("smartlink_store_write_errors_total"), 0.0);
 }

@@ -148,8 +148,10 @@ pub struct LogMetrics {
     pub journal_backlog: AtomicU64,
     /// Journal records (or whole segments) found damaged or missing.
     pub journal_damaged: AtomicU64,
-    /// Failed journal appends and store loads (retried).
+    /// Failed loads of journaled rows into the store (retried).
     pub write_errors: AtomicU64,
+    /// Failed journal appends (the batch is kept and retried).
+    pub journal_errors: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -389,7 +391,7 @@ fn run_journal(mut journal: Journal, rx: Receiver<Vec<u8>>, loader: &Loader) {
                 }
                 Err(e) => {
                     // Keep the batch and retry; the queue absorbs new rows.
-                    metrics.write_errors.fetch_add(1, Relaxed);
+                    metrics.journal_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "appending to the click journal failed; retrying");
                     backoff.wait();
                     if open {

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         config: Some(cfg),
         listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().join("data")),
-        store: None,
+        ..Default::default()
     })?;
     let prepared = smartlink_server::prepare(&eff, smartlink_server::state::system_clock)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use utoipa::OpenApi;
 
+use crate::metrics::StoreFailure;
 use crate::openapi::{ApiDoc, ApiRouter};
 use crate::routes;
 use crate::state::AppState;
@@ -17,7 +18,25 @@ use crate::state::AppState;
 /// OpenAPI description ([`api`]); the document is served as is.
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = api(Some(state.clone())).split_for_parts();
-    router.fallback(crate::click::fallback).layer(axum::middleware::from_fn(require_host)).with_state(state)
+    router
+        .fallback(crate::click::fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_store_failures))
+        .layer(axum::middleware::from_fn(require_host))
+        .with_state(state)
+}
+
+/// Counts the API answers that failed in the store (`ApiError` marks them
+/// with a [`StoreFailure`] extension) into `smartlink_api_store_errors_total`.
+async fn count_store_failures(
+    State(app): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    if let Some(f) = resp.extensions().get::<StoreFailure>() {
+        app.metrics.store_failure(*f);
+    }
+    resp
 }
 
 /// The OpenAPI document of [`router`]: the same routes, described.

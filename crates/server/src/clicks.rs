@@ -70,7 +70,10 @@ async fn list(
     let show_ip = scope == Scope::Admin;
     let store = app.store.clone();
     let now = (app.clock)();
-    let Json(page) = analysis(move || smartlink_analysis::clicks::log(&*store, &req, now, show_ip)).await?;
+    let Json(page) = analysis(&app.metrics, crate::metrics::QueryKind::Clicks, move || {
+        smartlink_analysis::clicks::log(&*store, &req, now, show_ip)
+    })
+    .await?;
     Ok(match format {
         Format::Json => Json(page).into_response(),
         Format::Csv => csv_response(smartlink_analysis::clicks::csv(&page, show_ip)),

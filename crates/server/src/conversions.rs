@@ -22,6 +22,7 @@ use smartlink_store::{ConversionFilter, ConversionRow, HistoryEntry, OutboxItem,
 
 use crate::auth::Scope;
 use crate::error::{ApiError, ApiPath};
+use crate::metrics::QueryKind;
 use crate::openapi as doc;
 use crate::state::AppState;
 
@@ -622,8 +623,10 @@ async fn report(
     let store = app.store.clone();
     let now = (app.clock)();
     let pbc = app.postbacks.load_full();
-    let out =
-        analysis(move || smartlink_analysis::report::run_as(&*store, &req, money_of(&scope, &pbc.shares), now)).await?;
+    let out = analysis(&app.metrics, QueryKind::Report, move || {
+        smartlink_analysis::report::run_as(&*store, &req, money_of(&scope, &pbc.shares), now)
+    })
+    .await?;
     Ok(respond(out.0, format, |v| smartlink_analysis::report::render(v, true)))
 }
 
@@ -655,7 +658,9 @@ async fn quality(
     required_smartlink(&req.smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    let out = analysis(move || smartlink_analysis::quality::report(&*store, &req, now)).await?;
+    let out =
+        analysis(&app.metrics, QueryKind::Quality, move || smartlink_analysis::quality::report(&*store, &req, now))
+            .await?;
     Ok(respond(out.0, format, smartlink_analysis::quality::csv))
 }
 
@@ -688,7 +693,10 @@ async fn coverage(
     let store = app.store.clone();
     let catalog = app.catalog.load_full();
     let now = (app.clock)();
-    let out = analysis(move || smartlink_analysis::coverage::report(&*store, &catalog, &req, now)).await?;
+    let out = analysis(&app.metrics, QueryKind::Coverage, move || {
+        smartlink_analysis::coverage::report(&*store, &catalog, &req, now)
+    })
+    .await?;
     Ok(respond(out.0, format, smartlink_analysis::coverage::csv))
 }
 
@@ -727,10 +735,17 @@ async fn history(
 
 /// Runs an analysis (report, quality, coverage, audit, explain) off the
 /// async workers; its errors name the parameter at fault.
+/// Runs an analytics query off the async workers, timing it into
+/// `smartlink_report_query_seconds{query}`.
 pub(crate) async fn analysis(
+    metrics: &crate::metrics::Metrics,
+    query: QueryKind,
     f: impl FnOnce() -> Result<Value, smartlink_analysis::report::ReportError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    off_runtime(move || f().map_err(ApiError::from)).await.map(Json)
+    let start = std::time::Instant::now();
+    let out = off_runtime(move || f().map_err(ApiError::from)).await.map(Json);
+    metrics.observe_query(query, start.elapsed());
+    out
 }
 
 /// `POST /api/v1/costs`: one billed amount (a JSON object) or several (an
@@ -852,7 +867,10 @@ async fn audit(
     required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || smartlink_analysis::insight::audit(&*store, &smartlink, period.as_deref(), now)).await
+    analysis(&app.metrics, QueryKind::Audit, move || {
+        smartlink_analysis::insight::audit(&*store, &smartlink, period.as_deref(), now)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/explain", tag = "reports", security(("admin_token" = [])),
@@ -882,7 +900,7 @@ async fn explain(
     required_smartlink(&smartlink)?;
     let store = app.store.clone();
     let now = (app.clock)();
-    analysis(move || {
+    analysis(&app.metrics, QueryKind::Explain, move || {
         smartlink_analysis::insight::explain(&*store, &smartlink, from.as_deref(), to.as_deref(), vs.as_deref(), now)
     })
     .await
@@ -927,7 +945,7 @@ async fn policy(
     let store = app.store.clone();
     let catalog = app.catalog.load_full();
     let now = (app.clock)();
-    analysis(move || {
+    analysis(&app.metrics, QueryKind::Policy, move || {
         let rng = &mut rand::rng();
         smartlink_analysis::policy::report(&*store, &catalog, &smartlink, period.as_deref(), limit, now, rng)
     })

@@ -7,6 +7,8 @@ use axum::Json;
 
 use smartlink_analysis::report::ReportError;
 
+use crate::metrics::StoreFailure;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -46,6 +48,7 @@ impl IntoResponse for ApiError {
                 )
                     .into_response();
                 resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("10"));
+                resp.extensions_mut().insert(StoreFailure::Timeout);
                 return resp;
             }
             ApiError::Unexpected(e) if invalid_query(e).is_some() => {
@@ -64,6 +67,10 @@ impl IntoResponse for ApiError {
             body["fields"] = serde_json::to_value(fields).unwrap_or_default();
         }
         let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // Counted by the app's metrics layer (`count_store_failures`).
+            resp.extensions_mut().insert(StoreFailure::Failed);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }

@@ -65,6 +65,8 @@ pub struct Options {
     /// The shared store's URL (overrides `SMARTLINK_STORE` and
     /// `server.store`).
     pub store: Option<String>,
+    /// The build's git revision (`smartlink_build_info`); empty: unknown.
+    pub revision: &'static str,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -85,6 +87,8 @@ pub struct Effective {
     pub store: Option<Secret>,
     pub settings: ServerSettings,
     pub file: Option<(PathBuf, FileConfig)>,
+    /// The build's git revision; empty: unknown.
+    pub revision: &'static str,
 }
 
 pub fn effective(opts: &Options) -> anyhow::Result<Effective> {
@@ -99,7 +103,7 @@ pub fn effective(opts: &Options) -> anyhow::Result<Effective> {
     let data_dir =
         opts.data_dir.clone().or(env).or(settings.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     let store = store_url(opts.store.as_deref(), settings.store.as_ref())?;
-    Ok(Effective { listen, data_dir, store, settings, file })
+    Ok(Effective { listen, data_dir, store, settings, file, revision: opts.revision })
 }
 
 /// The shared store's URL: the flag, else `SMARTLINK_STORE`, else the
@@ -411,7 +415,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     if !same_as_admin.is_empty() {
         bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: same_as_admin });
     }
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::with_revision(eff.revision));
     // With a shared store, work that must run once across nodes (alerts,
     // digests, retention in the shared store) runs on the lease holder.
     let leader = Arc::new(std::sync::atomic::AtomicBool::new(!shared));

@@ -17,6 +17,105 @@ pub const HTTP_TIMEOUT_KINDS: [&str; 3] = ["header", "idle", "send"];
 /// Upper bounds of the decision latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1];
 
+/// Upper bounds of the analytics query duration buckets, in seconds.
+const QUERY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// An analytics query the API runs (the `query` label of
+/// `smartlink_report_query_seconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    Report,
+    Quality,
+    Coverage,
+    Audit,
+    Explain,
+    Policy,
+    Clicks,
+}
+
+impl QueryKind {
+    pub const ALL: [QueryKind; 7] = [
+        QueryKind::Report,
+        QueryKind::Quality,
+        QueryKind::Coverage,
+        QueryKind::Audit,
+        QueryKind::Explain,
+        QueryKind::Policy,
+        QueryKind::Clicks,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::Report => "report",
+            QueryKind::Quality => "quality",
+            QueryKind::Coverage => "coverage",
+            QueryKind::Audit => "audit",
+            QueryKind::Explain => "explain",
+            QueryKind::Policy => "policy",
+            QueryKind::Clicks => "clicks",
+        }
+    }
+}
+
+/// How an API request failed in the store (the `kind` label of
+/// `smartlink_api_store_errors_total`): a read stopped by
+/// `server.query_timeout_secs` (503), or any other failure (500).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailure {
+    Timeout,
+    Failed,
+}
+
+impl StoreFailure {
+    pub const ALL: [StoreFailure; 2] = [StoreFailure::Timeout, StoreFailure::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreFailure::Timeout => "timeout",
+            StoreFailure::Failed => "failed",
+        }
+    }
+}
+
+/// A latency histogram on atomics (cumulative buckets rendered at scrape).
+#[derive(Debug)]
+struct Histogram<const N: usize> {
+    /// One count per bound, and the last for above every bound.
+    buckets: [AtomicU64; N],
+    sum_ns: AtomicU64,
+}
+
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Histogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_ns: AtomicU64::new(0) }
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    fn observe(&self, bounds: &[f64], nanos: u64) {
+        let secs = nanos as f64 / 1e9;
+        let i = bounds.iter().position(|b| secs <= *b).unwrap_or(bounds.len()).min(N - 1);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(nanos, Relaxed);
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels`
+    /// (`key="value",` pairs, trailing comma included, or empty).
+    fn render(&self, s: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let mut cum = 0;
+        for (b, c) in bounds.iter().zip(&self.buckets) {
+            cum += c.load(Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{{labels}le=\"{b:e}\"}} {cum}");
+        }
+        cum += self.buckets[N - 1].load(Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
+        let bare = labels.trim_end_matches(',');
+        let braces = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
+        let _ = writeln!(s, "{name}_sum{braces} {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(s, "{name}_count{braces} {cum}");
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub clicks_offer: AtomicU64,
@@ -73,14 +172,24 @@ pub struct Metrics {
     pub analytics_lag: AtomicU64,
     /// Failed analytics loads.
     pub analytics_errors: AtomicU64,
-    decision_buckets: [AtomicU64; BUCKETS.len() + 1],
-    decision_sum_ns: AtomicU64,
+    decision: Histogram<{ BUCKETS.len() + 1 }>,
+    /// Analytics query durations, in [`QueryKind::ALL`] order.
+    queries: [Histogram<{ QUERY_BUCKETS.len() + 1 }>; QueryKind::ALL.len()],
+    /// API requests that failed in the store, in [`StoreFailure::ALL`] order.
+    store_failures: [AtomicU64; StoreFailure::ALL.len()],
+    /// The git revision of the build (`smartlink_build_info`), if known.
+    pub revision: &'static str,
 }
 
 /// The `result` label of `smartlink_outbound_postbacks_total`.
 pub const OUTBOUND_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
 
 impl Metrics {
+    /// Metrics of a build whose git revision is `revision` (empty: unknown).
+    pub fn with_revision(revision: &'static str) -> Metrics {
+        Metrics { revision, ..Default::default() }
+    }
+
     /// Counts one conversion that came in by `channel` (`postback`,
     /// `pixel`) with its `outcome` and answer `status`.
     pub fn conversion(&self, channel: &'static str, outcome: &'static str, status: u16) {
@@ -94,10 +203,19 @@ impl Metrics {
     }
 
     pub fn observe_decision(&self, nanos: u64) {
-        let secs = nanos as f64 / 1e9;
-        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
-        self.decision_buckets[i].fetch_add(1, Relaxed);
-        self.decision_sum_ns.fetch_add(nanos, Relaxed);
+        self.decision.observe(&BUCKETS, nanos);
+    }
+
+    /// Records how long an analytics query took (answered or failed).
+    pub fn observe_query(&self, q: QueryKind, took: std::time::Duration) {
+        let i = QueryKind::ALL.iter().position(|x| *x == q).unwrap_or(0);
+        self.queries[i].observe(&QUERY_BUCKETS, took.as_nanos().min(u64::MAX as u128) as u64);
+    }
+
+    /// Counts an API request that failed in the store.
+    pub fn store_failure(&self, f: StoreFailure) {
+        let i = StoreFailure::ALL.iter().position(|x| *x == f).unwrap_or(0);
+        self.store_failures[i].fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition format. `router` sums the
@@ -125,7 +243,7 @@ impl Metrics {
             let _ = writeln!(s, "smartlink_fallback_clicks_total{{reason=\"{}\"}} {}", r.as_str(), g(v));
         }
         // One-sample metrics: (name, type, help, value).
-        let single: [(&str, &str, &str, i64); 12] = [
+        let single: [(&str, &str, &str, i64); 13] = [
             ("smartlink_unknown_affiliate_total", "counter", "Clicks whose aff parameter named no known affiliate.", g(&self.unknown_affiliate) as i64),
             ("smartlink_unknown_source_total", "counter", "Clicks whose src parameter named no known traffic source.", g(&self.unknown_source) as i64),
             ("smartlink_click_queue_depth", "gauge", "Click rows in memory waiting for the journal.", self.log.queue_depth.load(Relaxed)),
@@ -137,7 +255,8 @@ impl Metrics {
             ("smartlink_quality_rate_capacity", "gauge", "Clicks per window the click-rate counters are sized for (server.quality.capacity_ips); past it clean visitors start to look like floods.", g(&self.rate_capacity) as i64),
             ("smartlink_click_journal_damaged_total", "counter", "Damaged click journal records or missing segments (their rows are lost; each is logged).", g(&self.log.journal_damaged) as i64),
             ("smartlink_http_handoffs_total", "counter", "Connections the click fast path handed to the full HTTP stack (a request other than a plain GET/HEAD click).", g(&self.http_handoffs) as i64),
-            ("smartlink_store_write_errors_total", "counter", "Failed click journal appends and store loads (retried).", g(&self.log.write_errors) as i64),
+            ("smartlink_store_write_errors_total", "counter", "Failed loads of journaled clicks into the store (retried).", g(&self.log.write_errors) as i64),
+            ("smartlink_click_journal_errors_total", "counter", "Failed click journal appends (the batch is kept and retried).", g(&self.log.journal_errors) as i64),
         ];
         for (name, kind, help, v) in single {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -218,8 +337,9 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# HELP smartlink_build_info The running build.\n# TYPE smartlink_build_info gauge\nsmartlink_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "# HELP smartlink_build_info The running build: its version and git revision.\n# TYPE smartlink_build_info gauge\nsmartlink_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            if self.revision.is_empty() { "unknown" } else { self.revision }
         );
         process_metrics(&mut s);
         let _ = writeln!(
@@ -228,15 +348,15 @@ impl Metrics {
             router.published, router.waited
         );
         s.push_str("# HELP smartlink_decision_seconds Time to route one click (enrichment, eligibility, pick, click id, URL).\n# TYPE smartlink_decision_seconds histogram\n");
-        let mut cum = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.decision_buckets) {
-            cum += g(c);
-            let _ = writeln!(s, "smartlink_decision_seconds_bucket{{le=\"{b:e}\"}} {cum}");
+        self.decision.render(&mut s, "smartlink_decision_seconds", "", &BUCKETS);
+        s.push_str("# HELP smartlink_report_query_seconds Time the API's analytics queries took (reports, quality, coverage, audit, explain, policy, click log), answered or failed.\n# TYPE smartlink_report_query_seconds histogram\n");
+        for (q, h) in QueryKind::ALL.iter().zip(&self.queries) {
+            h.render(&mut s, "smartlink_report_query_seconds", &format!("query=\"{}\",", q.as_str()), &QUERY_BUCKETS);
         }
-        cum += g(&self.decision_buckets[BUCKETS.len()]);
-        let _ = writeln!(s, "smartlink_decision_seconds_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(s, "smartlink_decision_seconds_sum {}", g(&self.decision_sum_ns) as f64 / 1e9);
-        let _ = writeln!(s, "smartlink_decision_seconds_count {cum}");
+        s.push_str("# HELP smartlink_api_store_errors_total API requests that failed in the store: timeout (ran past server.query_timeout_secs, answered 503) or failed (answered 500, logged).\n# TYPE smartlink_api_store_errors_total counter\n");
+        for (f, v) in StoreFailure::ALL.iter().zip(&self.store_failures) {
+            let _ = writeln!(s, "smartlink_api_store_errors_total{{kind=\"{}\"}} {}", f.as_str(), g(v));
+        }
         s
     }
 }
@@ -281,5 +401,26 @@ mod tests {
         assert!(text.contains("# TYPE smartlink_router_busy_total counter\n"));
         assert!(text.contains("\nsmartlink_router_busy_total{path=\"published\"} 3\n"));
         assert!(text.contains("\nsmartlink_router_busy_total{path=\"waited\"} 1\n"));
+    }
+
+    #[test]
+    fn query_durations_land_in_cumulative_buckets_per_query_and_the_rest_stay_zero() {
+        let m = Metrics::default();
+        m.observe_query(QueryKind::Report, std::time::Duration::from_millis(30));
+        m.observe_query(QueryKind::Report, std::time::Duration::from_secs(20));
+        m.store_failure(StoreFailure::Timeout);
+        let text = m.render(Busy::default());
+        let q = "smartlink_report_query_seconds";
+        assert!(text.contains(&format!("\n{q}_bucket{{query=\"report\",le=\"2.5e-2\"}} 0\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_bucket{{query=\"report\",le=\"5e-2\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_bucket{{query=\"report\",le=\"1e1\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_bucket{{query=\"report\",le=\"+Inf\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_sum{{query=\"report\"}} 20.03\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_count{{query=\"report\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("\n{q}_count{{query=\"audit\"}} 0\n")), "{text}");
+        assert!(text.contains("\nsmartlink_api_store_errors_total{kind=\"timeout\"} 1\n"), "{text}");
+        assert!(text.contains("\nsmartlink_api_store_errors_total{kind=\"failed\"} 0\n"), "{text}");
+        assert!(text.contains("\nsmartlink_decision_seconds_count 0\n"), "{text}");
+        assert!(text.contains(",revision=\"unknown\"} 1\n"), "{text}");
     }
 }
