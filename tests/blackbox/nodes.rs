@@ -283,6 +283,14 @@ fn while_the_store_is_unreachable_clicks_are_served_and_postbacks_answer_503_wit
     let r = s.get(&format!("/postback?click_id={before}&token=adv-token"), &[]);
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some(), "no Retry-After: {:?}", r.headers);
+    // An API read that needs the store is a 503 to retry (not a 500),
+    // counted as such.
+    let r = s.admin("GET", "/api/v1/conversions", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("unreachable"), "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "no Retry-After: {:?}", r.headers);
+    let failed = |kind: &str| s.metric(&format!("smartlink_api_store_errors_total{{kind=\"{kind}\"}}"));
+    assert_eq!((failed("unavailable"), failed("failed")), (1.0, 0.0));
     // Back up: the same postback is recorded (it was not before), and
     // the clicks journaled meanwhile reach the store.
     gate.set(true);

@@ -51,6 +51,18 @@ impl IntoResponse for ApiError {
                 resp.extensions_mut().insert(StoreFailure::Timeout);
                 return resp;
             }
+            ApiError::Unexpected(e) if is_unavailable(e) => {
+                // The shared store cut off: the client's to retry.
+                tracing::warn!(error = %e, "the store is unreachable");
+                let mut resp = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({ "error": "the store is unreachable; retry later" })),
+                )
+                    .into_response();
+                resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+                resp.extensions_mut().insert(StoreFailure::Unavailable);
+                return resp;
+            }
             ApiError::Unexpected(e) if invalid_query(e).is_some() => {
                 // A query the store refuses (e.g. sub-ids before the raw
                 // retention horizon): the message says what to change.
@@ -97,6 +109,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
 fn is_timeout(e: &anyhow::Error) -> bool {
     e.chain()
         .any(|c| matches!(c.downcast_ref::<smartlink_store::StoreError>(), Some(smartlink_store::StoreError::Timeout)))
+}
+
+/// Whether `e` is a store that could not be reached.
+fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<smartlink_store::StoreError>().is_some_and(|s| s.is_unavailable()))
 }
 
 /// The message of a query the store refused as invalid, if `e` is one.

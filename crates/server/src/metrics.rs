@@ -59,19 +59,22 @@ impl QueryKind {
 
 /// How an API request failed in the store (the `kind` label of
 /// `smartlink_api_store_errors_total`): a read stopped by
-/// `server.query_timeout_secs` (503), or any other failure (500).
+/// `server.query_timeout_secs` (503), a store that could not be reached
+/// (503), or any other failure (500).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreFailure {
     Timeout,
+    Unavailable,
     Failed,
 }
 
 impl StoreFailure {
-    pub const ALL: [StoreFailure; 2] = [StoreFailure::Timeout, StoreFailure::Failed];
+    pub const ALL: [StoreFailure; 3] = [StoreFailure::Timeout, StoreFailure::Unavailable, StoreFailure::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StoreFailure::Timeout => "timeout",
+            StoreFailure::Unavailable => "unavailable",
             StoreFailure::Failed => "failed",
         }
     }
@@ -353,7 +356,7 @@ impl Metrics {
         for (q, h) in QueryKind::ALL.iter().zip(&self.queries) {
             h.render(&mut s, "smartlink_report_query_seconds", &format!("query=\"{}\",", q.as_str()), &QUERY_BUCKETS);
         }
-        s.push_str("# HELP smartlink_api_store_errors_total API requests that failed in the store: timeout (ran past server.query_timeout_secs, answered 503) or failed (answered 500, logged).\n# TYPE smartlink_api_store_errors_total counter\n");
+        s.push_str("# HELP smartlink_api_store_errors_total API requests that failed in the store: timeout (ran past server.query_timeout_secs, answered 503), unavailable (the store could not be reached, answered 503) or failed (answered 500, logged).\n# TYPE smartlink_api_store_errors_total counter\n");
         for (f, v) in StoreFailure::ALL.iter().zip(&self.store_failures) {
             let _ = writeln!(s, "smartlink_api_store_errors_total{{kind=\"{}\"}} {}", f.as_str(), g(v));
         }

@@ -75,6 +75,19 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the store could not be reached (a PostgreSQL server down or
+    /// cut off: a connection or I/O failure, not an error the server
+    /// answered): worth a retry later, not a fault of the request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            StoreError::Pg(e) => e.is_closed() || e.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The kinds of definition the store keeps.
