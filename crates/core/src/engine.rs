@@ -4,10 +4,13 @@
 //!
 //! Everything is in memory; the only shared mutable state touched is the
 //! offers' atomic counters and the smartlink's router mutex, which is held
-//! for the pick alone (never across I/O).
+//! for the pick alone (never across I/O). With several nodes on one store
+//! a click cap is spent from the node's leased allowance, an atomic too
+//! (`caps::CapMode::Leased`): no store round trip on the click path.
 
 use rand::RngCore;
 
+use crate::caps::CapMode;
 use crate::clickid::{ClickFacts, ClickIdCodec};
 use crate::model::{Catalog, Offer, Smartlink, Status, Strategy};
 use crate::router::{Candidate, Choice, Context, ConversionStatus, Reason, RouterGuard};
@@ -279,13 +282,13 @@ fn eligible(
             continue;
         }
         tally.matching += 1;
-        if o.counters.reached(&o.caps, t.day).is_some() {
-            continue;
-        }
-        take(
-            slot,
-            Candidate { key: o.key, payout: o.payout_base, caps: o.counters.view(&o.caps, t.day, t.secs_to_midnight) },
-        );
+        let caps = match cat.cap_mode {
+            CapMode::Local if o.counters.reached(&o.caps, t.day).is_some() => continue,
+            CapMode::Local => o.counters.view(&o.caps, t.day, t.secs_to_midnight),
+            CapMode::Leased if o.counters.reached_leased(&o.caps, t.day).is_some() => continue,
+            CapMode::Leased => o.counters.view_leased(&o.caps, t.day, t.secs_to_midnight),
+        };
+        take(slot, Candidate { key: o.key, payout: o.payout_base, caps });
     }
     tally
 }
@@ -395,7 +398,11 @@ fn pick(
     // was checked to be under its caps, which is all it needs.
     let reserve = |slot: usize, clock: &mut Clock| {
         let o = &cat.offers[sl.offers[slot]];
-        !input.counted || o.counters.try_reserve_click(&o.caps, clock.at(o.targeting.timezone).day)
+        !input.counted
+            || match cat.cap_mode {
+                CapMode::Local => o.counters.try_reserve_click(&o.caps, clock.at(o.targeting.timezone).day),
+                CapMode::Leased => o.counters.try_spend_click(&o.caps, clock.at(o.targeting.timezone).day),
+            }
     };
 
     for ov in &sl.overrides {

@@ -356,6 +356,9 @@ pub struct Catalog {
     /// Numeric key → position, for attribution from click ids.
     offer_keys: std::collections::HashMap<u32, usize>,
     smartlink_keys: std::collections::HashMap<u32, usize>,
+    /// How click caps are counted: locally (one node) or from leased units
+    /// (several nodes on one store). Carried over by [`Catalog::inherit_state`].
+    pub cap_mode: crate::caps::CapMode,
 }
 
 impl Catalog {
@@ -391,13 +394,16 @@ impl Catalog {
             direct_index,
             offer_keys,
             smartlink_keys,
+            cap_mode: crate::caps::CapMode::Local,
         }
     }
 
     /// Takes over the live counters and learned router state of `prev` for
     /// every offer and smartlink that keeps its key, so a config change
-    /// never resets today's caps or what the router has learned.
+    /// never resets today's caps or what the router has learned, and its
+    /// cap mode.
     pub fn inherit_state(&mut self, prev: &Catalog) {
+        self.cap_mode = prev.cap_mode;
         for o in &mut self.offers {
             if let Some(p) = prev.offer_by_key(o.key) {
                 o.counters = p.counters.clone();

@@ -687,6 +687,32 @@ fn wait_until(ready: impl Fn() -> bool, answer: &std::sync::mpsc::Receiver<Decis
     panic!("the click never waited for the router");
 }
 
+/// Several nodes (`CapMode::Leased`): a capped offer takes clicks only
+/// while this node's allowance lasts, however far its cap; an empty
+/// allowance sends the click on as if the offer were capped; an uncapped
+/// offer needs none.
+#[test]
+fn with_leased_caps_an_offer_takes_clicks_only_while_the_node_holds_units() {
+    let mut cat = catalog(&[OfferGen { cap: Some(1_000), ..open() }, open()], Routing::Priority);
+    cat.cap_mode = smartlink_core::caps::CapMode::Leased;
+    let (sl, codec, mut rng) = (&cat.smartlinks[0], ClickIdCodec::new(b"k"), rng());
+    let mut go = || decide(&cat, sl, &click_at(T0), &codec, &mut rng).outcome;
+    assert_eq!(go(), Outcome::Offer(1), "no units leased yet");
+    cat.offers[0].counters.grant(DAY, 2, 2);
+    let mut go = || decide(&cat, sl, &click_at(T0), &codec, &mut rng).outcome;
+    assert_eq!([go(), go(), go()], [Outcome::Offer(0), Outcome::Offer(0), Outcome::Offer(1)]);
+    assert_eq!((cat.offers[0].counters.clicks(DAY), cat.offers[0].counters.allowance(DAY)), (2, 0));
+    assert_eq!(cat.offers[1].counters.clicks(DAY), 2, "the uncapped offer counts without units");
+
+    // A new catalog version keeps the mode and the allowance.
+    let mut next = catalog(&[OfferGen { cap: Some(1_000), ..open() }, open()], Routing::Priority);
+    cat.offers[0].counters.grant(DAY, 1, 3);
+    next.inherit_state(&cat);
+    assert_eq!(next.cap_mode, smartlink_core::caps::CapMode::Leased);
+    let out = decide(&next, &next.smartlinks[0], &click_at(T0), &codec, &mut rng).outcome;
+    assert_eq!(out, Outcome::Offer(0));
+}
+
 /// A click that waits for the router lock can find, once it has it, that
 /// other clicks took the last unit of a cap it counted on: it tries the
 /// other candidates and falls back when none is left, never exceeding a cap.

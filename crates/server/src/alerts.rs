@@ -71,12 +71,17 @@ pub async fn run(app: std::sync::Arc<crate::state::AppState>, interval: std::tim
         let now = (app.clock)();
         let catalog = app.catalog.load_full();
         let slugs: Vec<String> = catalog.smartlinks.iter().map(|s| s.slug.to_string()).collect();
-        // Cap transitions, from the live counters (exact on this node), with
+        // Cap transitions, from the live counters (exact on one node; with
+        // several, as of this node's last lease and conversion refresh), with
         // the smartlinks whose pool holds the offer.
         let mut transitions = Vec::new();
         for (i, o) in catalog.offers.iter().enumerate() {
             let t = smartlink_core::time::local(o.targeting.timezone, now);
-            let at = o.counters.reached(&o.caps, t.day);
+            let at = match catalog.cap_mode {
+                smartlink_core::caps::CapMode::Local => o.counters.reached(&o.caps, t.day),
+                // An allowance empty for a moment is not the cap.
+                smartlink_core::caps::CapMode::Leased => o.counters.reached_in_total(&o.caps, t.day),
+            };
             let was = capped.insert(o.key, at.is_some()).unwrap_or(false);
             let pools = || -> Vec<String> {
                 catalog.smartlinks.iter().filter(|s| s.offers.contains(&i)).map(|s| s.slug.to_string()).collect()

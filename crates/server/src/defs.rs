@@ -150,12 +150,6 @@ pub fn commit_defs(
 ) -> Result<(Catalog, PostbackConfig), ApplyError> {
     hash_api_keys(&mut new);
     build_catalog(&new, &provisional_keys(&new, &state.keys)).map_err(ApplyError::Invalid)?;
-    if store.shared().is_some() {
-        let refused = refused_on_shared_store(&new);
-        if !refused.is_empty() {
-            return Err(ApplyError::Invalid(refused));
-        }
-    }
     let changes = changes_between(&state.defs, &new).map_err(ApplyError::Store)?;
     store.apply(&changes, actor).map_err(|e| ApplyError::Store(e.into()))?;
     let cs = CurrencySettings {
@@ -172,33 +166,6 @@ pub fn commit_defs(
     let postbacks = PostbackConfig::from_defs(&reloaded.defs, &reloaded.keys);
     *state = reloaded;
     Ok((catalog, postbacks))
-}
-
-/// What a store shared by several nodes refuses, as errors on their paths:
-/// daily caps. Each node counts caps in memory, exactly for its own
-/// clicks only, so N nodes would let up to N times a cap through; until
-/// caps are leased from the shared store, a shared store takes none.
-pub fn refused_on_shared_store(defs: &Definitions) -> Vec<FieldError> {
-    let mut out = Vec::new();
-    for (i, o) in defs.offers.iter().enumerate() {
-        let c = &o.caps;
-        for (name, set) in [
-            ("daily_clicks", c.daily_clicks.is_some()),
-            ("daily_conversions", c.daily_conversions.is_some()),
-            ("daily_budget", c.daily_budget.is_some()),
-        ] {
-            if set {
-                out.push(FieldError {
-                    path: format!("offers[{i}].caps.{name}"),
-                    message: "caps are not supported on a shared (PostgreSQL) store yet: each node would count \
-                              only its own clicks and the total could pass the cap; remove the cap, or run one \
-                              node on SQLite"
-                        .into(),
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Upserts every definition of `file` into `base` (what `import` does:

@@ -25,6 +25,7 @@ pub mod domains;
 pub mod error;
 pub mod geo;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod network;
 pub mod openapi;
@@ -267,6 +268,9 @@ pub struct Prepared {
     pub request_slice_us: u32,
     /// Held until the server stops: this process owns the click journal.
     pub journal_lock: std::fs::File,
+    /// On a shared store, the thread that leases click-cap units
+    /// (`leases`); stopped, giving its units back, after the last click.
+    pub leases: Option<leases::Handle>,
 }
 
 /// Opens the store, applies the config file if it changed, builds the
@@ -385,16 +389,15 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             Err(defs::ApplyError::Store(e)) => return Err(e),
         }
     }
-    if shared {
-        let refused = defs::refused_on_shared_store(&defs.defs);
-        if !refused.is_empty() {
-            bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: refused });
-        }
-    }
-    let catalog = match config::build_catalog(&defs.defs, &defs.keys) {
+    let mut catalog = match config::build_catalog(&defs.defs, &defs.keys) {
         Ok(c) => c,
         Err(errors) => bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors }),
     };
+    if shared {
+        // Several nodes count click caps from units leased from the store;
+        // every later catalog inherits the mode.
+        catalog.cap_mode = smartlink_core::caps::CapMode::Leased;
+    }
     let config_name = eff.file.as_ref().map_or("server settings".into(), |(p, _)| p.display().to_string());
     let domain_specs = eff.file.as_ref().map(|(_, f)| f.domains.as_slice()).unwrap_or_default();
     let (domains, certs) = load_domains(domain_specs, &catalog, eff.settings.tls_listen.is_some())
@@ -484,7 +487,13 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             true
         }))?;
     }
+    let leases = leases::start(
+        &state,
+        format!("{}-{}", std::process::id(), &random_hex()[..12]),
+        smartlink_core::caps::LeaseSettings::default(),
+    )?;
     Ok(Prepared {
+        leases,
         state,
         writer,
         postback_writer,
@@ -762,6 +771,7 @@ pub async fn run(
         tls,
         config_file,
         tls_poll,
+        leases,
         ..
     } = prepared;
     // Registered before the first connection is served: from then on a
@@ -787,6 +797,10 @@ pub async fn run(
         (Some(_), None) => bail!("a TLS listener without certificates (server.tls_listen needs domains with tls)"),
     };
     http::serve(listener, tls, app, Some(state.clone()), limits, state.metrics.clone(), shutdown).await;
+    if let Some(l) = leases {
+        // No click spends a unit any more: what is left goes back.
+        tokio::task::spawn_blocking(move || l.stop()).await.ok();
+    }
     reloader.abort();
     let _ = reloader.await;
     outbound.abort();

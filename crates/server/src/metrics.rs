@@ -140,6 +140,13 @@ pub struct Metrics {
     /// clicks per window they are sized for.
     pub rate_window_clicks: AtomicU64,
     pub rate_capacity: AtomicU64,
+    /// Cap leases on a shared store (`leases`): click-cap units this node
+    /// holds unspent now, units taken from and given back to the store,
+    /// and takes or returns that failed.
+    pub cap_units_held: AtomicU64,
+    pub cap_units_taken: AtomicU64,
+    pub cap_units_returned: AtomicU64,
+    pub cap_lease_errors: AtomicU64,
     /// Connections the click fast path handed to hyper (a request other
     /// than a plain click).
     pub http_handoffs: AtomicU64,
@@ -269,6 +276,30 @@ impl Metrics {
             let _ = writeln!(s, "smartlink_http_timeouts_total{{kind=\"{k}\"}} {}", g(v));
         }
         for (name, kind, help, v) in [
+            (
+                "smartlink_cap_units_held",
+                "gauge",
+                "Click-cap units this node took from the shared store and has not spent or given back (0 on SQLite).",
+                g(&self.cap_units_held),
+            ),
+            (
+                "smartlink_cap_units_taken_total",
+                "counter",
+                "Click-cap units this node took from the shared store in blocks.",
+                g(&self.cap_units_taken),
+            ),
+            (
+                "smartlink_cap_units_returned_total",
+                "counter",
+                "Click-cap units this node gave back to the shared store (idle near the cap, cap lowered, day over, shutdown).",
+                g(&self.cap_units_returned),
+            ),
+            (
+                "smartlink_cap_lease_errors_total",
+                "counter",
+                "Cap-unit takes or returns that failed (the store unreachable): no units taken, or units stranded until the day ends.",
+                g(&self.cap_lease_errors),
+            ),
             ("smartlink_http_connections", "gauge", "Open HTTP connections.", g(&self.http_open)),
             (
                 "smartlink_http_connection_drains_total",

@@ -318,6 +318,47 @@ pub trait SharedStore: Send + Sync {
     /// The leader lease, if no other node holds it now: held while the
     /// returned lease's connection lives.
     fn try_lead(&self) -> Result<Option<Box<dyn Lease>>>;
+    /// Takes up to `want` units of an offer's daily click cap `cap` for
+    /// `node`, in one transaction: never more than the cap is handed out
+    /// for (`offer`, `day`) in total, whatever nodes take at once. Grants
+    /// what is left when that is less (0 when none is).
+    fn take_cap_units(&self, t: &CapTake<'_>) -> Result<CapGrant>;
+    /// Gives back up to `units` that `node` holds for (`offer`, `day`)
+    /// (never more than it holds); returns the total taken afterwards.
+    fn return_cap_units(&self, node: &str, offer: u32, day: u32, units: u64, now_ms: i64) -> Result<u64>;
+    /// The units taken for (`offer`, `day`) and what each node holds.
+    fn cap_units(&self, offer: u32, day: u32) -> Result<CapUnits>;
+    /// Forgets cap units of days before `day` (every timezone's day is
+    /// past it by then); returns the rows removed.
+    fn forget_cap_units_before(&self, day: u32) -> Result<u64>;
+}
+
+/// A request for a block of click-cap units ([`SharedStore::take_cap_units`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapTake<'a> {
+    pub node: &'a str,
+    pub offer: u32,
+    /// The offer's local day number.
+    pub day: u32,
+    /// The cap as the taking node's definitions say.
+    pub cap: u64,
+    pub want: u64,
+    pub now_ms: i64,
+}
+
+/// What a take was given, and the units taken in total after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapGrant {
+    pub granted: u64,
+    pub taken: u64,
+}
+
+/// The units taken for one (offer, day) and what each node holds
+/// (nodes holding none left out), by node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapUnits {
+    pub taken: u64,
+    pub held: Vec<(String, u64)>,
 }
 
 /// A held leader lease ([`SharedStore::try_lead`]).

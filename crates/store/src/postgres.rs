@@ -92,7 +92,22 @@ const TRIES: usize = 8;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "the store as of SQLite's schema with costs and digests", V1),
     (2, "a definitions version, bumped and signalled (NOTIFY) by every change of entities or meta", V2),
+    (3, "click-cap units taken per offer and local day, and held per node (cap leases)", V3),
 ];
+
+/// `cap_usage.taken` is what every node took in total (never above the cap
+/// the taker passed: the row is locked, read, and raised by at most what is
+/// left); `cap_leases.held` is each node's share of it not yet given back.
+/// Units are given back only by the node holding them.
+const V3: &str = r#"
+CREATE TABLE cap_usage (
+    offer BIGINT NOT NULL, day BIGINT NOT NULL, taken BIGINT NOT NULL CHECK (taken >= 0),
+    PRIMARY KEY (offer, day));
+CREATE TABLE cap_leases (
+    offer BIGINT NOT NULL, day BIGINT NOT NULL, node TEXT COLLATE "C" NOT NULL,
+    held BIGINT NOT NULL CHECK (held >= 0), updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (offer, day, node));
+"#;
 
 const V2: &str = r#"
 CREATE TABLE definitions_version (
@@ -2272,5 +2287,94 @@ impl crate::SharedStore for PgStore {
         let mut client = self.dedicated()?;
         let got: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_LEADER])?.get(0);
         Ok(got.then(|| Box::new(SessionLock { client, key: LOCK_LEADER }) as Box<dyn crate::Lease>))
+    }
+
+    fn take_cap_units(&self, t: &crate::CapTake<'_>) -> Result<crate::CapGrant> {
+        let (offer, day) = (t.offer as i64, t.day as i64);
+        // Both tables are locked in one order (usage, then the node's
+        // lease) by takes and returns alike.
+        self.write_tx(&[], |tx| {
+            tx.execute(
+                "INSERT INTO cap_usage (offer, day, taken) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+                &[&offer, &day],
+            )?;
+            // The row lock makes concurrent takes wait and read the taken
+            // total their predecessor committed.
+            let taken: i64 = tx
+                .query_one("SELECT taken FROM cap_usage WHERE offer = $1 AND day = $2 FOR UPDATE", &[&offer, &day])?
+                .get(0);
+            let taken = taken as u64;
+            let granted = t.want.min(t.cap.saturating_sub(taken));
+            if granted > 0 {
+                let g = n_of(granted);
+                tx.execute(
+                    "UPDATE cap_usage SET taken = taken + $3 WHERE offer = $1 AND day = $2",
+                    &[&offer, &day, &g],
+                )?;
+                tx.execute(
+                    "INSERT INTO cap_leases (offer, day, node, held, updated_ms) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (offer, day, node) DO UPDATE
+                     SET held = cap_leases.held + EXCLUDED.held, updated_ms = EXCLUDED.updated_ms",
+                    &[&offer, &day, &t.node, &g, &t.now_ms],
+                )?;
+            }
+            Ok(crate::CapGrant { granted, taken: taken + granted })
+        })
+    }
+
+    fn return_cap_units(&self, node: &str, offer: u32, day: u32, units: u64, now_ms: i64) -> Result<u64> {
+        let (offer, day) = (offer as i64, day as i64);
+        self.write_tx(&[], |tx| {
+            let Some(row) =
+                tx.query_opt("SELECT taken FROM cap_usage WHERE offer = $1 AND day = $2 FOR UPDATE", &[&offer, &day])?
+            else {
+                return Ok(0);
+            };
+            let taken: i64 = row.get(0);
+            let held: i64 = tx
+                .query_opt(
+                    "SELECT held FROM cap_leases WHERE offer = $1 AND day = $2 AND node = $3 FOR UPDATE",
+                    &[&offer, &day, &node],
+                )?
+                .map_or(0, |r| r.get(0));
+            let back = n_of(units).min(held).min(taken);
+            if back == 0 {
+                return Ok(taken as u64);
+            }
+            tx.execute(
+                "UPDATE cap_leases SET held = held - $4, updated_ms = $5 WHERE offer = $1 AND day = $2 AND node = $3",
+                &[&offer, &day, &node, &back, &now_ms],
+            )?;
+            tx.execute(
+                "UPDATE cap_usage SET taken = taken - $3 WHERE offer = $1 AND day = $2",
+                &[&offer, &day, &back],
+            )?;
+            Ok((taken - back) as u64)
+        })
+    }
+
+    fn cap_units(&self, offer: u32, day: u32) -> Result<crate::CapUnits> {
+        let (offer, day) = (offer as i64, day as i64);
+        let mut c = self.pool.read()?;
+        let taken: i64 = c
+            .query_opt("SELECT taken FROM cap_usage WHERE offer = $1 AND day = $2", &[&offer, &day])?
+            .map_or(0, |r| r.get(0));
+        let held = c
+            .query(
+                "SELECT node, held FROM cap_leases WHERE offer = $1 AND day = $2 AND held > 0 ORDER BY node",
+                &[&offer, &day],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        Ok(crate::CapUnits { taken: taken as u64, held })
+    }
+
+    fn forget_cap_units_before(&self, day: u32) -> Result<u64> {
+        let day = day as i64;
+        self.write_tx(&[], |tx| {
+            let leases = tx.execute("DELETE FROM cap_leases WHERE day < $1", &[&day])?;
+            Ok(leases + tx.execute("DELETE FROM cap_usage WHERE day < $1", &[&day])?)
+        })
     }
 }

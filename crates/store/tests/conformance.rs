@@ -1504,13 +1504,13 @@ mod postgres_only {
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap(), vec![1, 2]);
+            assert_eq!(t.join().unwrap(), vec![1, 2, 3]);
         }
         let s = PgStore::connect(&db.url).unwrap();
         s.set_meta("k", "v").unwrap();
         drop(s);
         let s = PgStore::connect(&db.url).unwrap();
-        assert_eq!(s.schema_versions().unwrap(), vec![1, 2]);
+        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3]);
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "a second connect keeps the data");
     }
 
@@ -1552,6 +1552,123 @@ mod postgres_only {
         assert!(done_rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(), "the lock is exclusive");
         drop(held);
         done_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("taken once released");
+    }
+
+    /// Cap leases (issue 19): nodes taking blocks of one offer's daily click
+    /// cap at once, each through a store of its own, are never handed more
+    /// than the cap in total, and what each holds adds up to the total.
+    #[test]
+    fn many_nodes_taking_cap_units_at_once_are_never_handed_more_than_the_cap() {
+        let db = pg::TestDb::create();
+        const CAP: u64 = 997;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+        let nodes: Vec<_> = (0..12)
+            .map(|i| {
+                let (url, start) = (db.url.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let s = PgStore::connect(&url).unwrap();
+                    let node = format!("node-{i}");
+                    start.wait();
+                    let (mut got, mut seen_max) = (0, 0);
+                    for k in 0.. {
+                        // Blocks of 1 to 9 units, and a few tries past the end.
+                        let want = 1 + (k * 7 + i) % 9;
+                        let t = CapTake { node: &node, offer: 7, day: 20_000, cap: CAP, want, now_ms: 1 };
+                        let g = s.shared().unwrap().take_cap_units(&t).unwrap();
+                        assert!(g.granted <= want && g.taken <= CAP, "{g:?} for {want}");
+                        seen_max = seen_max.max(g.taken);
+                        got += g.granted;
+                        if g.granted == 0 {
+                            break;
+                        }
+                    }
+                    (node, got, seen_max)
+                })
+            })
+            .collect();
+        let got: Vec<(String, u64, u64)> = nodes.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(got.iter().map(|g| g.1).sum::<u64>(), CAP, "{got:?}");
+        assert!(got.iter().all(|g| g.2 == CAP), "every node saw the cap used up: {got:?}");
+        let s = PgStore::connect(&db.url).unwrap();
+        let units = s.shared().unwrap().cap_units(7, 20_000).unwrap();
+        assert_eq!(units.taken, CAP);
+        let mut held: Vec<(String, u64)> = got.into_iter().filter(|g| g.1 > 0).map(|g| (g.0, g.1)).collect();
+        held.sort();
+        assert_eq!(units.held, held, "each node holds what it was granted");
+        assert_eq!(s.shared().unwrap().cap_units(7, 20_001).unwrap(), CapUnits::default(), "another day: none");
+    }
+
+    /// Takes and returns racing: a returned unit may be taken again by any
+    /// node, the total never passes the cap, and in the end the total is
+    /// exactly what the nodes hold.
+    #[test]
+    fn cap_units_returned_while_others_take_are_taken_again_and_never_counted_twice() {
+        let db = pg::TestDb::create();
+        const CAP: u64 = 300;
+        let nodes: Vec<_> = (0..6)
+            .map(|i| {
+                let url = db.url.clone();
+                std::thread::spawn(move || {
+                    let s = PgStore::connect(&url).unwrap();
+                    let sh = s.shared().unwrap();
+                    let node = format!("n{i}");
+                    let mut held = 0u64;
+                    for k in 0..60u64 {
+                        if (k + i) % 3 == 2 && held > 0 {
+                            let back = held.div_ceil(2);
+                            let taken = sh.return_cap_units(&node, 1, 5, back, 2).unwrap();
+                            assert!(taken <= CAP);
+                            held -= back;
+                        } else {
+                            let t = CapTake { node: &node, offer: 1, day: 5, cap: CAP, want: 1 + k % 13, now_ms: 1 };
+                            let g = sh.take_cap_units(&t).unwrap();
+                            assert!(g.taken <= CAP, "{g:?}");
+                            held += g.granted;
+                        }
+                    }
+                    (node, held)
+                })
+            })
+            .collect();
+        let mut held: Vec<(String, u64)> =
+            nodes.into_iter().map(|t| t.join().unwrap()).filter(|(_, h)| *h > 0).collect();
+        held.sort();
+        let s = PgStore::connect(&db.url).unwrap();
+        let units = s.shared().unwrap().cap_units(1, 5).unwrap();
+        assert_eq!(units.taken, held.iter().map(|h| h.1).sum::<u64>(), "{units:?}");
+        assert_eq!(units.held, held);
+    }
+
+    #[test]
+    fn a_node_gives_back_at_most_what_it_holds_and_a_lowered_cap_grants_nothing_until_units_come_back() {
+        let db = pg::TestDb::create();
+        let s = PgStore::connect(&db.url).unwrap();
+        let sh = s.shared().unwrap();
+        let take = |node: &str, cap: u64, want: u64| {
+            sh.take_cap_units(&CapTake { node, offer: 3, day: 9, cap, want, now_ms: 1 }).unwrap()
+        };
+        assert_eq!(take("a", 100, 40), CapGrant { granted: 40, taken: 40 });
+        assert_eq!(take("b", 100, 50), CapGrant { granted: 50, taken: 90 });
+        assert_eq!(take("c", 100, 50), CapGrant { granted: 10, taken: 100 }, "what is left");
+        assert_eq!(take("c", 100, 1), CapGrant { granted: 0, taken: 100 });
+        assert_eq!(sh.return_cap_units("nobody", 3, 9, 10, 2).unwrap(), 100, "holds nothing, gives nothing");
+        assert_eq!(sh.return_cap_units("a", 3, 9, 1_000, 2).unwrap(), 60, "a gives back its 40, no more");
+        assert_eq!(sh.return_cap_units("a", 3, 9, 1, 2).unwrap(), 60);
+        // The cap lowered to 50 under 60 taken: nothing until 11 come back.
+        assert_eq!(take("a", 50, 5), CapGrant { granted: 0, taken: 60 });
+        assert_eq!(sh.return_cap_units("b", 3, 9, 11, 2).unwrap(), 49);
+        assert_eq!(take("a", 50, 5), CapGrant { granted: 1, taken: 50 });
+        assert_eq!(sh.return_cap_units("a", 3, 99, 1, 2).unwrap(), 0, "a day without units");
+        let units = sh.cap_units(3, 9).unwrap();
+        assert_eq!(units.held, vec![("a".into(), 1), ("b".into(), 39), ("c".into(), 10)]);
+        take("a", 10, 3);
+        s.shared()
+            .unwrap()
+            .take_cap_units(&CapTake { node: "a", offer: 3, day: 10, cap: 10, want: 3, now_ms: 1 })
+            .unwrap();
+        assert_eq!(sh.forget_cap_units_before(10).unwrap(), 4, "day 9: its total and three leases");
+        assert_eq!(sh.cap_units(3, 9).unwrap(), CapUnits::default());
+        assert_eq!(sh.cap_units(3, 10).unwrap().taken, 3, "day 10 is kept");
     }
 
     #[test]
