@@ -1748,8 +1748,9 @@ mod postgres_only {
                 let (w, done) = (writers[t % 2].clone(), done.clone());
                 std::thread::spawn(move || {
                     for i in 0..30 {
-                        let batch: Vec<_> =
-                            (0..7).map(|j| learn_click(&format!("t{t}i{i}j{j}"), 1_000 + i * 10 + j, "human")).collect();
+                        let batch: Vec<_> = (0..7)
+                            .map(|j| learn_click(&format!("t{t}i{i}j{j}"), 1_000 + i * 10 + j, "human"))
+                            .collect();
                         w.insert_clicks(&batch).unwrap();
                         record(&*w, &[pb(&format!("t{t}i{i}j0"), "", ConvStatus::Pending, Some(1.0), 9_000)]);
                     }
