@@ -75,6 +75,8 @@ pub struct Metrics {
     pub analytics_errors: AtomicU64,
     decision_buckets: [AtomicU64; BUCKETS.len() + 1],
     decision_sum_ns: AtomicU64,
+    /// Learning from other nodes' rows (a shared store only).
+    pub learn: crate::learn::LearnMetrics,
 }
 
 /// The `result` label of `smartlink_outbound_postbacks_total`.
@@ -237,6 +239,7 @@ impl Metrics {
         let _ = writeln!(s, "smartlink_decision_seconds_bucket{{le=\"+Inf\"}} {cum}");
         let _ = writeln!(s, "smartlink_decision_seconds_sum {}", g(&self.decision_sum_ns) as f64 / 1e9);
         let _ = writeln!(s, "smartlink_decision_seconds_count {cum}");
+        self.learn.render(&mut s, crate::state::system_clock());
         s
     }
 }
