@@ -14,7 +14,7 @@
 //! to the marks taken before it, and the task every row after them, so no
 //! row is applied twice or missed.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use smartlink_core::{Country, Device, Os, Segment};
 use smartlink_store::{LearnClick, LearnConversion, LearnMarks, Store};
 use smartlink_visitor::quality::QualityClass;
 
+use crate::metrics::LearnMetrics;
 use crate::state::AppState;
 
 /// Default of `server.learn_interval_secs`.
@@ -107,47 +108,6 @@ pub fn apply_clicks(catalog: &Catalog, clicks: &[LearnClick]) -> u64 {
         applied += 1;
     }
     applied
-}
-
-/// What `/metrics` shows of the learning task (rendered only on a shared
-/// store).
-#[derive(Debug, Default)]
-pub struct LearnMetrics {
-    /// The task runs (a node on a shared store).
-    pub enabled: AtomicBool,
-    /// Other nodes' click rows and conversion events applied.
-    pub clicks: AtomicU64,
-    pub conversions: AtomicU64,
-    /// Passes that failed (the store unreachable): retried next time.
-    pub errors: AtomicU64,
-    /// Wall-clock time (ms) at which the marks learned up to were read.
-    pub learned_at_ms: AtomicI64,
-}
-
-impl LearnMetrics {
-    /// Appends the learning metrics (nothing on a store of one node).
-    pub fn render(&self, out: &mut String, now_ms: i64) {
-        use std::fmt::Write as _;
-        if !self.enabled.load(Relaxed) {
-            return;
-        }
-        let lag = (now_ms - self.learned_at_ms.load(Relaxed)).max(0) as f64 / 1000.0;
-        let _ = write!(
-            out,
-            "# HELP smartlink_cluster_learn_lag_seconds How old the newest rows this node's routers learned from other \
-             nodes can be: the time since the marks it has applied every row up to were read.\n\
-             # TYPE smartlink_cluster_learn_lag_seconds gauge\nsmartlink_cluster_learn_lag_seconds {lag}\n\
-             # HELP smartlink_cluster_learned_rows_total Other nodes' click rows and conversion events applied to \
-             this node's routers.\n# TYPE smartlink_cluster_learned_rows_total counter\n\
-             smartlink_cluster_learned_rows_total{{kind=\"click\"}} {}\n\
-             smartlink_cluster_learned_rows_total{{kind=\"conversion\"}} {}\n\
-             # HELP smartlink_cluster_learn_errors_total Learning passes that failed (retried).\n\
-             # TYPE smartlink_cluster_learn_errors_total counter\nsmartlink_cluster_learn_errors_total {}\n",
-            self.clicks.load(Relaxed),
-            self.conversions.load(Relaxed),
-            self.errors.load(Relaxed),
-        );
-    }
 }
 
 /// One pass: reads the current marks, then every other node's row after
@@ -306,20 +266,5 @@ smartlinks:
         assert!(!apply_conversion(&cat, &event("human", "??", None)), "an unknown country is skipped, as at start-up");
         // A status change goes through with its previous status.
         assert!(apply_conversion(&cat, &event("human", "US", Some(ConvStatus::Pending))));
-    }
-
-    #[test]
-    fn the_learning_metrics_show_only_on_a_shared_store_with_the_lag_since_the_marks_were_read() {
-        let m = LearnMetrics::default();
-        let mut out = String::new();
-        m.render(&mut out, 10_000);
-        assert_eq!(out, "");
-        m.enabled.store(true, Relaxed);
-        m.learned_at_ms.store(7_500, Relaxed);
-        m.clicks.store(12, Relaxed);
-        m.render(&mut out, 10_000);
-        assert!(out.contains("smartlink_cluster_learn_lag_seconds 2.5\n"), "{out}");
-        assert!(out.contains("smartlink_cluster_learned_rows_total{kind=\"click\"} 12\n"), "{out}");
-        assert!(out.contains("smartlink_cluster_learned_rows_total{kind=\"conversion\"} 0\n"), "{out}");
     }
 }
