@@ -137,6 +137,9 @@ pub struct ServerSettings {
     /// are reloaded when one changed; SIGHUP reloads at once); 0: SIGHUP
     /// only. Default 10.
     pub tls_poll_secs: Option<u64>,
+    /// On a shared store, seconds between the passes that apply other
+    /// nodes' clicks and conversions to this node's routers. Default 2.
+    pub learn_interval_secs: Option<f64>,
     /// Traffic-quality inputs: network databases, block list, rate windows.
     #[serde(default)]
     pub quality: QualitySettings,
@@ -842,6 +845,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
         }
     }
     range(&mut e, "server.tls_poll_secs", s.tls_poll_secs, 0, 86_400, "seconds");
+    range(&mut e, "server.learn_interval_secs", s.learn_interval_secs, 0.1, 3_600.0, "seconds");
     range(&mut e, "server.queue_capacity", s.queue_capacity, 1, 10_000_000, "a number of rows");
     range(&mut e, "server.ingest_catch_up_mib", s.ingest_catch_up_mib, 1, 1 << 20, "MiB");
     range(&mut e, "server.ingest_defer_secs", s.ingest_defer_secs, 0, 3_600, "seconds");

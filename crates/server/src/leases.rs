@@ -227,11 +227,14 @@ impl Handle {
 /// one node the counters are exact and there is nothing to lease). The
 /// first round runs before this returns, so capped offers hold units
 /// before the first click.
-pub fn start(app: &Arc<AppState>, node: String, settings: LeaseSettings) -> anyhow::Result<Option<Handle>> {
-    if app.store.shared().is_none() {
+///
+/// The node's leases are held under the shared store's node id (the one its
+/// click and conversion rows carry), in hex.
+pub fn start(app: &Arc<AppState>, settings: LeaseSettings) -> anyhow::Result<Option<Handle>> {
+    let Some(shared) = app.store.shared() else {
         return Ok(None);
-    }
-    let mut leases = Leases::new(node, settings);
+    };
+    let mut leases = Leases::new(format!("{:016x}", shared.node()), settings);
     leases.tick(&app.catalog.load(), &*app.store, &app.metrics, (app.clock)());
     let stop = Arc::new(AtomicBool::new(false));
     let weak: Weak<AppState> = Arc::downgrade(app);

@@ -25,6 +25,7 @@ pub mod domains;
 pub mod error;
 pub mod geo;
 pub mod http;
+pub mod learn;
 pub mod leases;
 pub mod metrics;
 pub mod network;
@@ -48,10 +49,8 @@ use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use smartlink_core::clickid::ClickIdCodec;
 use smartlink_core::model::Catalog;
-use smartlink_core::router::Context as RouteCtx;
 use smartlink_core::time::{day_range_ms, local};
-use smartlink_core::{Country, Device, Os, Segment};
-use smartlink_store::{SqliteStore, Store, TxStore};
+use smartlink_store::{LearnClick, LearnConversion, SqliteStore, Store, TxStore};
 
 pub use app::router;
 use config::{FileConfig, Secret, ServerSettings};
@@ -406,7 +405,20 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     // Rows a previous run journaled but did not load count for caps and
     // routing: load them before rebuilding from the store.
     let recovered = journal::recover(&journal_dir, &*store)?;
-    rebuild_state(&*store, &catalog, clock())?;
+    // On a shared store the replay stops at marks read first, and the
+    // learning task applies other nodes' rows after them: every row once.
+    let replay = match store.shared() {
+        Some(sh) => {
+            tracing::info!(node = sh.node(), "this node's id on the shared store (on the rows it writes)");
+            Replay::Shared(sh, sh.learn_marks()?)
+        }
+        None => Replay::Local(&*store),
+    };
+    rebuild_state(&*store, replay, &catalog, clock())?;
+    let learn_from = match replay {
+        Replay::Shared(_, marks) => Some(marks),
+        Replay::Local(_) => None,
+    };
 
     let click_secret = if shared {
         let given = env_value("SMARTLINK_SECRET");
@@ -473,6 +485,10 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         leader,
         clock,
     });
+    if let Some(marks) = learn_from {
+        let secs = eff.settings.learn_interval_secs.unwrap_or(learn::DEFAULT_INTERVAL_SECS);
+        learn::start(&state, marks, std::time::Duration::from_secs_f64(secs));
+    }
     if let Some(sh) = state.store.shared() {
         // A change through any node reaches this one's click path: the
         // same reload as after a local change.
@@ -487,11 +503,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
             true
         }))?;
     }
-    let leases = leases::start(
-        &state,
-        format!("{}-{}", std::process::id(), &random_hex()[..12]),
-        smartlink_core::caps::LeaseSettings::default(),
-    )?;
+    let leases = leases::start(&state, smartlink_core::caps::LeaseSettings::default())?;
     Ok(Prepared {
         leases,
         state,
@@ -674,9 +686,70 @@ fn reload(state: &AppState, tls: Option<&tls::Tls>, file: Option<&Path>, reread:
 /// How far back the router's learned state is rebuilt from stored clicks.
 const REPLAY_DAYS: i64 = 7;
 
+/// Where the start-up replay reads the router's history: the store of
+/// one node, or a shared store up to the marks the learning task starts
+/// from.
+#[derive(Clone, Copy)]
+enum Replay<'a> {
+    Local(&'a dyn Store),
+    Shared(&'a dyn smartlink_store::SharedStore, smartlink_store::LearnMarks),
+}
+
+impl Replay<'_> {
+    fn clicks(&self, from_ms: i64, after: Option<&str>, limit: usize) -> anyhow::Result<Vec<LearnClick>> {
+        Ok(match self {
+            Replay::Shared(sh, marks) => sh.replay_clicks(from_ms, after, marks.clicks, limit)?,
+            Replay::Local(store) => store
+                .clicks_since(from_ms, after, limit)?
+                .into_iter()
+                .map(|c| LearnClick {
+                    rid: 0,
+                    click_id: c.click_id,
+                    ts_ms: c.ts_ms,
+                    smartlink: c.smartlink,
+                    offer: c.offer,
+                    country: c.country,
+                    device: c.device,
+                    os: c.os,
+                    quality: c.quality,
+                })
+                .collect(),
+        })
+    }
+
+    /// Conversions that arrived since `from_ms`, each in its latest status.
+    fn conversions(&self, from_ms: i64) -> anyhow::Result<Vec<LearnConversion>> {
+        Ok(match self {
+            Replay::Shared(sh, marks) => sh.replay_conversions(from_ms, marks.conversions)?,
+            Replay::Local(store) => store
+                .conversions(&smartlink_store::ConversionFilter {
+                    from_ms: Some(from_ms),
+                    limit: 10_000_000,
+                    ..Default::default()
+                })?
+                .into_iter()
+                .map(|c| LearnConversion {
+                    rid: 0,
+                    conversion_id: c.id,
+                    ts_ms: c.ts_ms,
+                    click_ts_ms: c.click_ts_ms,
+                    smartlink: c.smartlink,
+                    offer: c.offer,
+                    country: c.country,
+                    device: c.device,
+                    os: c.os,
+                    quality: c.quality,
+                    previous: None,
+                    status: c.status,
+                })
+                .collect(),
+        })
+    }
+}
+
 /// Today's click counters per offer (in each offer's timezone) and the
 /// router's click history, from the store.
-fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::Result<()> {
+fn rebuild_state(store: &dyn Store, replay: Replay<'_>, catalog: &Catalog, now_ms: i64) -> anyhow::Result<()> {
     // Today's totals per offer, queried once per distinct (timezone, day).
     type DayTotals = (HashMap<u32, u64>, HashMap<u32, (u64, f64)>);
     let mut by_day: HashMap<(chrono_tz::Tz, u32), DayTotals> = HashMap::new();
@@ -695,50 +768,28 @@ fn rebuild_state(store: &dyn Store, catalog: &Catalog, now_ms: i64) -> anyhow::R
         let (n, spent) = conversions.get(&o.key).copied().unwrap_or((0, 0.0));
         o.counters.seed(day, clicks.get(&o.key).copied().unwrap_or(0), n, spent);
     }
-    // Conversions are replayed in time order between the clicks.
+    // Conversions are replayed in time order between the clicks, each as
+    // a new conversion in its latest status.
     let since = now_ms - REPLAY_DAYS * 86_400_000;
-    let mut conversions = store.conversions(&smartlink_store::ConversionFilter {
-        from_ms: Some(since),
-        limit: 10_000_000,
-        ..Default::default()
-    })?;
-    conversions.sort_by_key(|c| (c.ts_ms, c.id));
+    let mut conversions = replay.conversions(since)?;
+    conversions.sort_by_key(|c| (c.ts_ms, c.conversion_id));
     let mut conv_iter = conversions.into_iter().peekable();
     let mut learn_until = |until_ms: i64| {
         while let Some(c) = conv_iter.next_if(|c| c.ts_ms <= until_ms) {
-            let sl = catalog.smartlink_by_key(c.smartlink).filter(|sl| !sl.is_direct());
-            let (Some(sl), Ok(country)) = (sl, Country::parse(&c.country)) else {
-                continue;
-            };
-            let segment = Segment {
-                country,
-                device: Device::parse(&c.device).unwrap_or(Device::Desktop),
-                os: Os::parse(&c.os).unwrap_or(Os::Other),
-            };
-            // Replayed as a new conversion in its latest status.
-            sl.router.lock().on_conversion(c.offer, segment, c.click_ts_ms, c.ts_ms, None, c.status.for_router());
+            learn::apply_conversion(catalog, &c);
         }
     };
-    let mut from = now_ms - REPLAY_DAYS * 86_400_000;
+    let mut from = since;
     let mut after: Option<String> = None;
     let mut replayed = 0u64;
     loop {
-        let page = store.clicks_since(from, after.as_deref(), 50_000)?;
+        let page = replay.clicks(from, after.as_deref(), 50_000)?;
         let Some(last) = page.last() else { break };
         let full = page.len() == 50_000;
         (from, after) = (last.ts_ms, Some(last.click_id.clone()));
         for c in &page {
             learn_until(c.ts_ms);
-            let sl = catalog.smartlink_by_key(c.smartlink).filter(|sl| !sl.is_direct());
-            let (Some(offer), Some(sl)) = (c.offer, sl) else { continue };
-            let segment = Segment {
-                country: Country::parse(&c.country).unwrap_or(Country::UNKNOWN),
-                device: Device::parse(&c.device).unwrap_or(Device::Desktop),
-                os: Os::parse(&c.os).unwrap_or(Os::Other),
-            };
-            let ctx = RouteCtx { segment, hour: local(chrono_tz::UTC, c.ts_ms).hour, now_ms: c.ts_ms };
-            sl.router.lock().on_click(offer, &ctx);
-            replayed += 1;
+            replayed += learn::apply_clicks(catalog, std::slice::from_ref(c));
         }
         if !full {
             break;

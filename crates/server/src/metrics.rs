@@ -2,7 +2,7 @@
 //! counters and one histogram bucket, with no lock and no allocation.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use smartlink_clicklog::LogMetrics;
@@ -189,6 +189,49 @@ pub struct Metrics {
     store_failures: [AtomicU64; StoreFailure::ALL.len()],
     /// The git revision of the build (`smartlink_build_info`), if known.
     pub revision: &'static str,
+    /// Learning from other nodes' rows (a shared store only).
+    pub learn: LearnMetrics,
+}
+
+/// What `/metrics` shows of learning from other nodes' rows
+/// (`crate::learn`; rendered only on a shared store).
+#[derive(Debug, Default)]
+pub struct LearnMetrics {
+    /// The task runs (a node on a shared store).
+    pub enabled: AtomicBool,
+    /// Other nodes' click rows and conversion events applied.
+    pub clicks: AtomicU64,
+    pub conversions: AtomicU64,
+    /// Passes that failed (the store unreachable): retried next time.
+    pub errors: AtomicU64,
+    /// Wall-clock time (ms) at which the marks learned up to were read.
+    pub learned_at_ms: AtomicI64,
+}
+
+impl LearnMetrics {
+    /// Appends the learning metrics (nothing on a store of one node).
+    pub fn render(&self, out: &mut String, now_ms: i64) {
+        use std::fmt::Write as _;
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        let lag = (now_ms - self.learned_at_ms.load(Relaxed)).max(0) as f64 / 1000.0;
+        let _ = write!(
+            out,
+            "# HELP smartlink_cluster_learn_lag_seconds How old the newest rows this node's routers learned from other \
+             nodes can be: the time since the marks it has applied every row up to were read.\n\
+             # TYPE smartlink_cluster_learn_lag_seconds gauge\nsmartlink_cluster_learn_lag_seconds {lag}\n\
+             # HELP smartlink_cluster_learned_rows_total Other nodes' click rows and conversion events applied to \
+             this node's routers.\n# TYPE smartlink_cluster_learned_rows_total counter\n\
+             smartlink_cluster_learned_rows_total{{kind=\"click\"}} {}\n\
+             smartlink_cluster_learned_rows_total{{kind=\"conversion\"}} {}\n\
+             # HELP smartlink_cluster_learn_errors_total Learning passes that failed (retried).\n\
+             # TYPE smartlink_cluster_learn_errors_total counter\nsmartlink_cluster_learn_errors_total {}\n",
+            self.clicks.load(Relaxed),
+            self.conversions.load(Relaxed),
+            self.errors.load(Relaxed),
+        );
+    }
 }
 
 /// The `result` label of `smartlink_outbound_postbacks_total`.
@@ -391,6 +434,9 @@ impl Metrics {
         for (f, v) in StoreFailure::ALL.iter().zip(&self.store_failures) {
             let _ = writeln!(s, "smartlink_api_store_errors_total{{kind=\"{}\"}} {}", f.as_str(), g(v));
         }
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.learn.render(&mut s, now_ms);
         s
     }
 }
@@ -456,5 +502,20 @@ mod tests {
         assert!(text.contains("\nsmartlink_api_store_errors_total{kind=\"failed\"} 0\n"), "{text}");
         assert!(text.contains("\nsmartlink_decision_seconds_count 0\n"), "{text}");
         assert!(text.contains(",revision=\"unknown\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn the_learning_metrics_show_only_on_a_shared_store_with_the_lag_since_the_marks_were_read() {
+        let m = LearnMetrics::default();
+        let mut out = String::new();
+        m.render(&mut out, 10_000);
+        assert_eq!(out, "");
+        m.enabled.store(true, Relaxed);
+        m.learned_at_ms.store(7_500, Relaxed);
+        m.clicks.store(12, Relaxed);
+        m.render(&mut out, 10_000);
+        assert!(out.contains("smartlink_cluster_learn_lag_seconds 2.5\n"), "{out}");
+        assert!(out.contains("smartlink_cluster_learned_rows_total{kind=\"click\"} 12\n"), "{out}");
+        assert!(out.contains("smartlink_cluster_learned_rows_total{kind=\"conversion\"} 0\n"), "{out}");
     }
 }

@@ -331,6 +331,33 @@ pub trait SharedStore: Send + Sync {
     /// Forgets cap units of days before `day` (every timezone's day is
     /// past it by then); returns the rows removed.
     fn forget_cap_units_before(&self, day: u32) -> Result<u64>;
+
+    // Learning from every node's rows (see `LearnMarks`).
+
+    /// This node's id, chosen at random when the store was opened: every
+    /// click row this store loads and every conversion history row it
+    /// records carries it, so that a node can tell its own rows (which
+    /// its router learned from as they happened) from other nodes'.
+    fn node(&self) -> i64;
+    /// How far the learnable tables have got (every row up to a mark
+    /// is committed).
+    fn learn_marks(&self) -> Result<LearnMarks>;
+    /// The start-up replay's clicks: the rows with `rid <= upto` in the
+    /// order and pages of [`Store::clicks_since`] (`from_ms`, or after the
+    /// row (`from_ms`, `after`)), every node's.
+    fn replay_clicks(&self, from_ms: i64, after: Option<&str>, upto: i64, limit: usize) -> Result<Vec<LearnClick>>;
+    /// The start-up replay's conversions: those that arrived at
+    /// `from_ms` or later, each in its status as of history mark `upto`
+    /// (one that had no history row by then is left out); `previous` is
+    /// `None`, `ts_ms` the conversion's arrival.
+    fn replay_conversions(&self, from_ms: i64, upto: i64) -> Result<Vec<LearnConversion>>;
+    /// Other nodes' click rows with `after < rid <= upto`, in rid order,
+    /// at most `limit` (rows this node loaded are left out).
+    fn learn_clicks(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<LearnClick>>;
+    /// Other nodes' conversion events (history rows: a new conversion or
+    /// a status change) with `after < rid <= upto`, in rid order, at most
+    /// `limit` (events this node recorded are left out).
+    fn learn_conversions(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<LearnConversion>>;
 }
 
 /// A request for a block of click-cap units ([`SharedStore::take_cap_units`]).
@@ -359,6 +386,55 @@ pub struct CapGrant {
 pub struct CapUnits {
     pub taken: u64,
     pub held: Vec<(String, u64)>,
+}
+
+/// The marks a node learns from other nodes' rows after: the largest
+/// committed `rid` of the clicks and of the conversion history. Rows are
+/// numbered in commit order (their writers hold a transaction-level
+/// advisory lock from before the number is drawn until the commit), so
+/// "every row after mark M" read later never misses one committed
+/// meanwhile with a smaller number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnMarks {
+    pub clicks: i64,
+    pub conversions: i64,
+}
+
+/// A stored click as the router learns it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LearnClick {
+    pub rid: i64,
+    pub click_id: String,
+    pub ts_ms: i64,
+    pub smartlink: u32,
+    /// `None`: a fallback click.
+    pub offer: Option<u32>,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    /// Quality class (`human` when unset).
+    pub quality: String,
+}
+
+/// A conversion event as the router learns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnConversion {
+    /// The history row's `rid` (0 in the start-up replay).
+    pub rid: i64,
+    pub conversion_id: i64,
+    /// When the event arrived.
+    pub ts_ms: i64,
+    pub click_ts_ms: i64,
+    pub smartlink: u32,
+    pub offer: u32,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    /// The click's quality class (`human` when unset).
+    pub quality: String,
+    /// The status before this event (`None`: a new conversion).
+    pub previous: Option<ConvStatus>,
+    pub status: ConvStatus,
 }
 
 /// A held leader lease ([`SharedStore::try_lead`]).

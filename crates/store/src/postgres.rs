@@ -93,6 +93,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "the store as of SQLite's schema with costs and digests", V1),
     (2, "a definitions version, bumped and signalled (NOTIFY) by every change of entities or meta", V2),
     (3, "click-cap units taken per offer and local day, and held per node (cap leases)", V3),
+    (4, "the node that loaded each click row and recorded each conversion history row (learning)", V4),
 ];
 
 /// `cap_usage.taken` is what every node took in total (never above the cap
@@ -107,6 +108,14 @@ CREATE TABLE cap_leases (
     offer BIGINT NOT NULL, day BIGINT NOT NULL, node TEXT COLLATE "C" NOT NULL,
     held BIGINT NOT NULL CHECK (held >= 0), updated_ms BIGINT NOT NULL,
     PRIMARY KEY (offer, day, node));
+"#;
+
+/// Which node wrote a row: nodes learn from each other's rows and skip
+/// their own (numbered 4: 3 is the cap leases'; every version not yet
+/// applied runs, so the order the two arrive in does not matter).
+const V4: &str = r#"
+ALTER TABLE clicks ADD COLUMN node BIGINT;
+ALTER TABLE conversion_history ADD COLUMN node BIGINT;
 "#;
 
 const V2: &str = r#"
@@ -377,6 +386,19 @@ pub struct PgStore {
     pool: Pool,
     /// The URL without its password, for messages.
     url: String,
+    /// This node's id (random, positive), written on the click and
+    /// conversion history rows it writes.
+    node: i64,
+}
+
+/// A random positive id for a node (std's hasher keys come from the OS's
+/// random source; the time and process id only add to them).
+fn random_node() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    ((h.finish() >> 1) | 1) as i64
 }
 
 impl std::fmt::Debug for PgStore {
@@ -411,6 +433,7 @@ impl PgStore {
                 limit_ms: AtomicU64::new(0),
             },
             url: crate::redact_url(url),
+            node: random_node(),
         };
         store.migrate()?;
         Ok(store)
@@ -424,8 +447,9 @@ impl PgStore {
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY,
                    applied_ms BIGINT NOT NULL, description TEXT NOT NULL)",
             )?;
-            let have: i64 = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
-            for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > have) {
+            let have: Vec<i64> =
+                c.query("SELECT version FROM schema_migrations", &[])?.iter().map(|r| r.get(0)).collect();
+            for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !have.contains(v)) {
                 let mut tx = c.transaction()?;
                 tx.batch_execute(&migration_sql(sql))?;
                 tx.execute(
@@ -1111,14 +1135,14 @@ impl Store for PgStore {
             tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")?;
             let inserted = tx.query(
                 &format!(
-                    "INSERT INTO clicks ({CLICK_COLS}) SELECT {CLICK_COLS} FROM clicks_in i
+                    "INSERT INTO clicks ({CLICK_COLS}, node) SELECT {CLICK_COLS}, $1::bigint FROM clicks_in i
                      WHERE NOT EXISTS (SELECT 1 FROM clicks c
                        WHERE c.ts_ms / 1000 = i.ts_ms / 1000 AND c.click_id = i.click_id)
                      ORDER BY n
                      RETURNING ts_ms, smartlink, offer, affiliate, country, device, os, browser, language, quality,
                        cost"
                 ),
-                &[],
+                &[&self.node],
             )?;
             tx.batch_execute("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")?;
             let mut cells: HashMap<CellKey, Measures> = HashMap::new();
@@ -1352,10 +1376,12 @@ fn queue_outbound(tx: &mut Transaction<'_>, id: i64, p: &PostbackIn, status: Con
 }
 
 /// Records one postback; what it adds to the rollups goes to `deltas`,
-/// applied once for the whole batch (see `record_postbacks`).
+/// applied once for the whole batch (see `record_postbacks`); its history
+/// row carries `node`.
 fn record_one(
     tx: &mut Transaction<'_>,
     p: &PostbackIn,
+    node: i64,
     deltas: &mut Vec<(CellKey, Measures, i64)>,
 ) -> Result<Recorded> {
     const FIND: &str = "SELECT id, status, payout_base, cost FROM conversions
@@ -1365,9 +1391,9 @@ fn record_one(
     };
     let history = |tx: &mut Transaction<'_>, id: i64, from: Option<ConvStatus>| -> Result<()> {
         tx.execute(
-            "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source, reason)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&id, &p.ts_ms, &from.map(|f| f.as_str()), &p.status.as_str(), &p.source, &p.reason],
+            "INSERT INTO conversion_history (conversion_id, ts_ms, from_status, to_status, source, reason, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&id, &p.ts_ms, &from.map(|f| f.as_str()), &p.status.as_str(), &p.source, &p.reason, &node],
         )?;
         Ok(())
     };
@@ -1460,7 +1486,7 @@ impl ConversionStore for PgStore {
                 // rolled back alone; a deadlock retries the whole batch.
                 let mut sp = tx.transaction()?;
                 let mut own = Vec::new();
-                match record_one(&mut sp, p, &mut own) {
+                match record_one(&mut sp, p, self.node, &mut own) {
                     Ok(r) => {
                         sp.commit()?;
                         deltas.append(&mut own);
@@ -2377,4 +2403,119 @@ impl crate::SharedStore for PgStore {
             Ok(leases + tx.execute("DELETE FROM cap_usage WHERE day < $1", &[&day])?)
         })
     }
+
+    fn node(&self) -> i64 {
+        self.node
+    }
+
+    fn learn_marks(&self) -> Result<crate::LearnMarks> {
+        let mut c = self.pool.read()?;
+        let r = c.query_one(
+            "SELECT (SELECT COALESCE(MAX(rid), 0) FROM clicks), (SELECT COALESCE(MAX(rid), 0) FROM conversion_history)",
+            &[],
+        )?;
+        Ok(crate::LearnMarks { clicks: r.get(0), conversions: r.get(1) })
+    }
+
+    fn replay_clicks(
+        &self,
+        from_ms: i64,
+        after: Option<&str>,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::LearnClick>> {
+        let mut c = self.pool.read()?;
+        let limit = limit.min(i64::MAX as usize) as i64;
+        // The pages of `clicks_since`, rows past the mark left out.
+        let rows = c.query(
+            &format!(
+                "SELECT {LEARN_CLICK_COLS} FROM clicks WHERE {} AND rid <= $3
+                 ORDER BY ts_ms / 1000, click_id LIMIT $4",
+                if after.is_none() {
+                    "ts_ms / 1000 >= $1::bigint / 1000 AND ts_ms >= $1 AND $2::text IS NULL"
+                } else {
+                    "(ts_ms / 1000, click_id) > ($1::bigint / 1000, $2::text)"
+                }
+            ),
+            &[&from_ms, &after, &upto, &limit],
+        )?;
+        Ok(rows.iter().map(row_to_learn_click).collect())
+    }
+
+    fn replay_conversions(&self, from_ms: i64, upto: i64) -> Result<Vec<crate::LearnConversion>> {
+        let mut c = self.pool.read()?;
+        let rows = c.query(
+            &format!(
+                "SELECT 0::bigint, c.id, c.ts_ms, {LEARN_CONVERSION_COLS}, NULL::text, h.to_status FROM conversions c
+                 JOIN LATERAL (SELECT to_status FROM conversion_history
+                   WHERE conversion_id = c.id AND rid <= $2 ORDER BY rid DESC LIMIT 1) h ON TRUE
+                 WHERE c.ts_ms >= $1 ORDER BY c.ts_ms, c.id"
+            ),
+            &[&from_ms, &upto],
+        )?;
+        rows.iter().map(row_to_learn_conversion).collect()
+    }
+
+    fn learn_clicks(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<crate::LearnClick>> {
+        let mut c = self.pool.read()?;
+        let rows = c.query(
+            &format!(
+                "SELECT {LEARN_CLICK_COLS} FROM clicks
+                 WHERE rid > $1 AND rid <= $2 AND node IS DISTINCT FROM $3 ORDER BY rid LIMIT $4"
+            ),
+            &[&after, &upto, &self.node, &(limit.min(i64::MAX as usize) as i64)],
+        )?;
+        Ok(rows.iter().map(row_to_learn_click).collect())
+    }
+
+    fn learn_conversions(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<crate::LearnConversion>> {
+        let mut c = self.pool.read()?;
+        let rows = c.query(
+            &format!(
+                "SELECT h.rid, c.id, h.ts_ms, {LEARN_CONVERSION_COLS}, h.from_status, h.to_status
+                 FROM conversion_history h
+                 JOIN conversions c ON c.id = h.conversion_id
+                 WHERE h.rid > $1 AND h.rid <= $2 AND h.node IS DISTINCT FROM $3 ORDER BY h.rid LIMIT $4"
+            ),
+            &[&after, &upto, &self.node, &(limit.min(i64::MAX as usize) as i64)],
+        )?;
+        rows.iter().map(row_to_learn_conversion).collect()
+    }
+}
+
+const LEARN_CLICK_COLS: &str = "rid, click_id, ts_ms, smartlink, offer, country, device, os, quality";
+
+fn row_to_learn_click(r: &Row) -> crate::LearnClick {
+    crate::LearnClick {
+        rid: r.get(0),
+        click_id: r.get(1),
+        ts_ms: r.get(2),
+        smartlink: key(r, 3),
+        offer: opt_key(r, 4),
+        country: r.get(5),
+        device: r.get(6),
+        os: r.get(7),
+        quality: quality_class(r.get(8)).to_string(),
+    }
+}
+
+/// A conversion event's columns between (history rid, conversion id,
+/// event time) and (from status, to status).
+const LEARN_CONVERSION_COLS: &str = "c.click_ts_ms, c.smartlink, c.offer, c.country, c.device, c.os, c.quality";
+
+fn row_to_learn_conversion(r: &Row) -> Result<crate::LearnConversion> {
+    Ok(crate::LearnConversion {
+        rid: r.get(0),
+        conversion_id: r.get(1),
+        ts_ms: r.get(2),
+        click_ts_ms: r.get(3),
+        smartlink: key(r, 4),
+        offer: key(r, 5),
+        country: r.get(6),
+        device: r.get(7),
+        os: r.get(8),
+        quality: quality_class(r.get(9)).to_string(),
+        previous: r.get::<_, Option<String>>(10).as_deref().map(status_of).transpose()?,
+        status: status_of(r.get(11))?,
+    })
 }

@@ -1504,13 +1504,13 @@ mod postgres_only {
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap(), vec![1, 2, 3]);
+            assert_eq!(t.join().unwrap(), vec![1, 2, 3, 4]);
         }
         let s = PgStore::connect(&db.url).unwrap();
         s.set_meta("k", "v").unwrap();
         drop(s);
         let s = PgStore::connect(&db.url).unwrap();
-        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3]);
+        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3, 4]);
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "a second connect keeps the data");
     }
 
@@ -1746,6 +1746,159 @@ mod postgres_only {
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "an idle connection is checked and replaced");
         s.set_meta("k", "w").unwrap();
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("w"));
+    }
+
+    fn learn_click(id: &str, ts: i64, quality: &str) -> ClickRow {
+        ClickRow {
+            click_id: id.into(),
+            ts_ms: ts,
+            smartlink: 1,
+            offer: Some(2),
+            country: "US".into(),
+            device: "mobile".into(),
+            os: "ios".into(),
+            quality: quality.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Two nodes on one store: each reads the other's click rows and
+    /// conversion events after a mark, in commit order, never its own.
+    #[test]
+    fn each_node_learns_the_other_nodes_rows_after_its_marks_and_never_its_own() {
+        let db = pg::TestDb::create();
+        let (a, b) = (PgStore::connect(&db.url).unwrap(), PgStore::connect(&db.url).unwrap());
+        let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+        assert_ne!(sa.node(), sb.node(), "every store opened is a node of its own");
+        assert_eq!(sa.learn_marks().unwrap(), LearnMarks::default());
+        a.insert_clicks(&[learn_click("k1", 1_000, "human"), learn_click("k2", 2_000, "bot")]).unwrap();
+        b.insert_clicks(&[learn_click("k3", 3_000, "")]).unwrap();
+        record(&b, &[pb("k1", "t1", ConvStatus::Pending, Some(2.0), 5_000)]);
+        record(&a, &[pb("k1", "t1", ConvStatus::Approved, None, 6_000)]);
+        let m = sa.learn_marks().unwrap();
+        assert_eq!(m, sb.learn_marks().unwrap());
+
+        let ids = |cs: Vec<LearnClick>| cs.into_iter().map(|c| (c.click_id, c.quality)).collect::<Vec<_>>();
+        assert_eq!(ids(sa.learn_clicks(0, m.clicks, 100).unwrap()), [("k3".to_string(), "human".to_string())]);
+        assert_eq!(
+            ids(sb.learn_clicks(0, m.clicks, 100).unwrap()),
+            [("k1".to_string(), "human".to_string()), ("k2".to_string(), "bot".to_string())]
+        );
+        let first = sb.learn_clicks(0, m.clicks, 1).unwrap();
+        assert_eq!(first.len(), 1, "at most limit");
+        let rest = sb.learn_clicks(first[0].rid, m.clicks, 100).unwrap();
+        assert_eq!(rest.iter().map(|c| c.click_id.as_str()).collect::<Vec<_>>(), ["k2"], "after the mark only");
+        let k1 = &first[0];
+        assert_eq!(
+            (k1.ts_ms, k1.smartlink, k1.offer, k1.country.as_str(), k1.device.as_str(), k1.os.as_str()),
+            (1_000, 1, Some(2), "US", "mobile", "ios")
+        );
+
+        // B recorded the conversion, A the approval: each learns the other's.
+        let on_a = sa.learn_conversions(0, m.conversions, 100).unwrap();
+        let on_b = sb.learn_conversions(0, m.conversions, 100).unwrap();
+        assert_eq!(on_a.len(), 1, "{on_a:?}");
+        assert_eq!(on_b.len(), 1, "{on_b:?}");
+        assert_eq!((on_a[0].previous, on_a[0].status, on_a[0].ts_ms), (None, ConvStatus::Pending, 5_000));
+        assert_eq!(
+            (on_b[0].previous, on_b[0].status, on_b[0].ts_ms),
+            (Some(ConvStatus::Pending), ConvStatus::Approved, 6_000)
+        );
+        assert_eq!(on_a[0].conversion_id, on_b[0].conversion_id);
+        assert_eq!(
+            (on_a[0].click_ts_ms, on_a[0].smartlink, on_a[0].offer, on_a[0].country.as_str(), on_a[0].quality.as_str()),
+            (1_000, 1, 2, "US", "human")
+        );
+        assert!(on_a[0].rid < on_b[0].rid, "history rows in commit order");
+        // Nothing new after the marks.
+        assert!(sa.learn_clicks(m.clicks, m.clicks, 100).unwrap().is_empty());
+        assert!(sa.learn_conversions(m.conversions, m.conversions, 100).unwrap().is_empty());
+    }
+
+    /// The start-up replay reads every node's rows up to the marks, in the
+    /// pages of `clicks_since`, and each conversion as it stood at its
+    /// mark: what the learning task applies after the marks is not in it.
+    #[test]
+    fn the_replay_stops_at_the_marks_and_shows_each_conversion_as_it_stood_there() {
+        let db = pg::TestDb::create();
+        let (a, b) = (PgStore::connect(&db.url).unwrap(), PgStore::connect(&db.url).unwrap());
+        let sa = a.shared().unwrap();
+        a.insert_clicks(&[learn_click("k2", 1_000, "human"), learn_click("k1", 1_500, "human")]).unwrap();
+        b.insert_clicks(&[learn_click("k0", 2_000, "human")]).unwrap();
+        record(&b, &[pb("k1", "t1", ConvStatus::Pending, Some(2.0), 5_000)]);
+        let m = sa.learn_marks().unwrap();
+        // After the marks: a click, an approval, a new conversion.
+        a.insert_clicks(&[learn_click("k4", 1_200, "human")]).unwrap();
+        record(&a, &[pb("k1", "t1", ConvStatus::Approved, None, 6_000)]);
+        record(&b, &[pb("k2", "t2", ConvStatus::Approved, Some(1.0), 7_000)]);
+
+        let page = |from, after: Option<&str>, limit| {
+            sa.replay_clicks(from, after, m.clicks, limit).unwrap().into_iter().map(|c| c.click_id).collect::<Vec<_>>()
+        };
+        assert_eq!(page(0, None, 100), ["k1", "k2", "k0"], "(second, click id) order, both nodes' rows, k4 left out");
+        assert_eq!(page(0, None, 2), ["k1", "k2"]);
+        assert_eq!(page(1_000, Some("k2"), 100), ["k0"], "the page after (1 s, k2)");
+        assert_eq!(page(1_600, None, 100), ["k0"]);
+
+        let replayed = sa.replay_conversions(0, m.conversions).unwrap();
+        assert_eq!(replayed.len(), 1, "the conversion recorded after the marks is left out: {replayed:?}");
+        assert_eq!((replayed[0].previous, replayed[0].status, replayed[0].ts_ms), (None, ConvStatus::Pending, 5_000));
+        let now = sa.learn_marks().unwrap();
+        let all = sa.replay_conversions(0, now.conversions).unwrap();
+        let statuses: Vec<_> = all.iter().map(|c| (c.ts_ms, c.status)).collect();
+        assert_eq!(statuses, [(5_000, ConvStatus::Approved), (7_000, ConvStatus::Approved)], "latest as of the mark");
+        assert_eq!(sa.replay_conversions(6_000, now.conversions).unwrap().len(), 1, "arrived since from_ms");
+    }
+
+    /// Rows are numbered when inserted but committed in any order by
+    /// concurrent writers; a reader that moves its mark to the largest
+    /// number it saw must still see every row exactly once. Writers on two
+    /// stores load clicks and record postbacks while a third follows them.
+    #[test]
+    fn a_node_following_concurrent_writers_sees_every_row_exactly_once() {
+        let db = pg::TestDb::create();
+        let writers: Vec<Arc<PgStore>> = (0..2).map(|_| Arc::new(PgStore::connect(&db.url).unwrap())).collect();
+        let reader = PgStore::connect(&db.url).unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let (w, done) = (writers[t % 2].clone(), done.clone());
+                std::thread::spawn(move || {
+                    for i in 0..30 {
+                        let batch: Vec<_> = (0..7)
+                            .map(|j| learn_click(&format!("t{t}i{i}j{j}"), 1_000 + i * 10 + j, "human"))
+                            .collect();
+                        w.insert_clicks(&batch).unwrap();
+                        record(&*w, &[pb(&format!("t{t}i{i}j0"), "", ConvStatus::Pending, Some(1.0), 9_000)]);
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let sh = reader.shared().unwrap();
+        let (mut clicks, mut events) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        let mut marks = LearnMarks::default();
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == 6;
+            let upto = sh.learn_marks().unwrap();
+            for c in sh.learn_clicks(marks.clicks, upto.clicks, 1_000_000).unwrap() {
+                assert!(clicks.insert(c.click_id.clone()), "click {} read twice", c.click_id);
+            }
+            for e in sh.learn_conversions(marks.conversions, upto.conversions, 1_000_000).unwrap() {
+                assert!(events.insert(e.rid), "conversion event {} read twice", e.rid);
+            }
+            marks = upto;
+            if finished {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(clicks.len(), 6 * 30 * 7, "every click row once");
+        assert_eq!(events.len(), 6 * 30, "every conversion event once");
+        assert_eq!(reader.count_clicks().unwrap(), 6 * 30 * 7);
     }
 
     #[test]
