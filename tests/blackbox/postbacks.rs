@@ -288,6 +288,12 @@ fn a_signed_postback_with_a_repeated_or_unknown_parameter_is_refused_naming_it()
     let sig = signature(&[("click_id", &cid), ("payout", "1"), ("note", "x"), ("ts", &ts)]);
     let r = postback(&s, &format!("click_id={cid}&payout=1&note=x&ts={ts}&sig={sig}"));
     assert_eq!((r.status, r.json()["parameter"].as_str()), (400, Some("note")), "{}", r.body);
+    // Counted by the parameter at fault; a name no postback reads is
+    // `other` (a client could send any number of names: never a label).
+    let m = |labels: &str| s.metric(&format!("smartlink_postbacks_total{{channel=\"postback\",{labels}}}"));
+    assert_eq!(m(r#"outcome="refused",status="400",parameter="payout""#), 1.0);
+    assert_eq!(m(r#"outcome="refused",status="400",parameter="other""#), 1.0);
+    assert!(!s.get("/metrics", &[]).body.contains("note"), "a client's parameter name became a label");
     // Values with reserved characters sign in their encoded form.
     let sig = signature(&[("click_id", &cid), ("txid", "a&b=c d"), ("ts", &ts)]);
     let r = postback(&s, &format!("click_id={cid}&txid=a%26b%3Dc%20d&ts={ts}&sig={sig}"));
@@ -303,6 +309,8 @@ fn a_signed_postback_ts_far_in_the_past_is_refused_not_overflowed() {
         let r = postback(&s, &format!("click_id={cid}&ts={ts}&sig={sig}"));
         assert_eq!((r.status, r.json()["parameter"].as_str()), (403, Some("ts")), "ts={ts}: {}", r.body);
     }
+    let stale = r#"smartlink_postbacks_total{channel="postback",outcome="refused",status="403",parameter="ts"}"#;
+    assert_eq!(s.metric(stale), 3.0, "stale timestamps are counted as such");
 }
 
 #[test]
@@ -527,10 +535,15 @@ fn every_postback_outcome_is_counted_with_its_status_and_the_process_reports_its
     assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token")).status, 200);
     assert_eq!(postback(&s, &format!("click_id={cid}&token=adv-token")).status, 200);
     let m = |labels: &str| s.metric(&format!("smartlink_postbacks_total{{{labels}}}"));
-    assert_eq!(m(r#"channel="postback",outcome="refused",status="400""#), 1.0);
-    assert_eq!(m(r#"channel="postback",outcome="refused",status="401""#), 3.0, "every refusal counts");
-    assert_eq!(m(r#"channel="postback",outcome="recorded",status="200""#), 1.0);
-    assert_eq!(m(r#"channel="postback",outcome="duplicate",status="200""#), 1.0);
+    assert_eq!(m(r#"channel="postback",outcome="refused",status="400",parameter="click_id""#), 1.0);
+    assert_eq!(
+        m(r#"channel="postback",outcome="refused",status="401",parameter="token""#),
+        3.0,
+        "every refusal counts, with the parameter at fault"
+    );
+    assert_eq!(m(r#"channel="postback",outcome="recorded",status="200",parameter="none""#), 1.0);
+    assert_eq!(m(r#"channel="postback",outcome="duplicate",status="200",parameter="none""#), 1.0);
+
     // The build names its version and git revision (what --version prints).
     let out = std::process::Command::new(bin()).arg("--version").output().unwrap();
     let version = String::from_utf8_lossy(&out.stdout).to_string();

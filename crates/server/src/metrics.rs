@@ -171,7 +171,7 @@ pub struct Metrics {
     /// Conversions in by (channel, outcome, HTTP status): `recorded`,
     /// `duplicate`, `updated` (200) or `refused` (the 4xx/5xx answered).
     /// Off the click path; a few dozen cells at most.
-    conversions: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str, u16), u64>>,
+    conversions: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str, u16, &'static str), u64>>,
     /// Outbound postback attempts by result: `delivered`, `retry`, `failed`.
     pub outbound: [AtomicU64; 3],
     /// Alerts raised (stored as new).
@@ -244,10 +244,12 @@ impl Metrics {
     }
 
     /// Counts one conversion that came in by `channel` (`postback`,
-    /// `pixel`) with its `outcome` and answer `status`.
-    pub fn conversion(&self, channel: &'static str, outcome: &'static str, status: u16) {
+    /// `pixel`) with its `outcome`, answer `status` and, for a refusal, the
+    /// `parameter` at fault (a bounded set of names: `none`, `other`, or one
+    /// the postback reads).
+    pub fn conversion(&self, channel: &'static str, outcome: &'static str, status: u16, parameter: &'static str) {
         let mut m = self.conversions.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((channel, outcome, status)).or_default() += 1;
+        *m.entry((channel, outcome, status, parameter)).or_default() += 1;
     }
 
     pub fn fallback(&self, r: FallbackReason) {
@@ -389,11 +391,13 @@ impl Metrics {
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
-        s.push_str("# HELP smartlink_postbacks_total Conversions in (postbacks and pixels) by channel, outcome (recorded, duplicate, updated, refused) and the HTTP status answered.\n# TYPE smartlink_postbacks_total counter\n");
-        for ((channel, outcome, status), v) in self.conversions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        s.push_str("# HELP smartlink_postbacks_total Conversions in (postbacks and pixels) by channel, outcome (recorded, duplicate, updated, refused), the HTTP status answered and, for a refusal, the parameter at fault (none: not one parameter's fault; other: a parameter no postback reads).\n# TYPE smartlink_postbacks_total counter\n");
+        for ((channel, outcome, status, parameter), v) in
+            self.conversions.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
             let _ = writeln!(
                 s,
-                "smartlink_postbacks_total{{channel=\"{channel}\",outcome=\"{outcome}\",status=\"{status}\"}} {v}"
+                "smartlink_postbacks_total{{channel=\"{channel}\",outcome=\"{outcome}\",status=\"{status}\",parameter=\"{parameter}\"}} {v}"
             );
         }
         s.push_str("# HELP smartlink_outbound_postbacks_total Outbound postback attempts by result (delivered; retry: failed, tried again later; failed: given up).\n# TYPE smartlink_outbound_postbacks_total counter\n");

@@ -202,9 +202,24 @@ async fn postback(State(app): State<Arc<AppState>>, req: Request) -> Response {
 /// status, the parameter and the reason (which never quote a token or
 /// signature).
 pub fn log_refused(metrics: &crate::metrics::Metrics, channel: &'static str, e: &PostbackError) {
-    metrics.conversion(channel, "refused", e.status.as_u16());
+    metrics.conversion(channel, "refused", e.status.as_u16(), parameter_label(e.parameter.as_deref()));
     let parameter = e.parameter.as_deref().unwrap_or("");
     tracing::info!(channel, status = e.status.as_u16(), parameter, reason = %e.message, "conversion refused");
+}
+
+/// The `parameter` label of a refusal: a name the postback reads (its
+/// first alias, so `clickid` and `subid` count as `click_id`), `other` for
+/// any other name a client sent (unbounded, so never a label of its own),
+/// `none` when no one parameter is at fault.
+fn parameter_label(p: Option<&str>) -> &'static str {
+    match p {
+        None => "none",
+        Some("click_id" | "clickid" | "subid" | "cid") => "click_id",
+        Some("payout" | "sum" | "amount") => "payout",
+        Some("event" | "goal") => "event",
+        Some("txid" | "transaction_id" | "tid") => "txid",
+        Some(p) => KNOWN_PARAMS.iter().find(|k| **k == p).copied().unwrap_or("other"),
+    }
 }
 
 /// How a conversion reached the server, which decides how it is trusted.
@@ -477,7 +492,7 @@ pub async fn convert(
         cost_base,
     };
     let recorded = record_and_learn(app, input, &facts).await?;
-    app.metrics.conversion(channel.source(), recorded.result, 200);
+    app.metrics.conversion(channel.source(), recorded.result, 200, "none");
     Ok(recorded)
 }
 
