@@ -33,14 +33,18 @@
 //!   they were made; when one fires, the offer's cells are re-levelled by
 //!   the observed ratio, keeping the segment structure learned over days.
 //!   The detector arms after an offer's first day (before that a change
-//!   cannot be told from a time-of-day pattern), and its predictions use
-//!   yesterday's hourly pattern.
+//!   cannot be told from a time-of-day pattern), and its predictions include
+//!   the learned hour-of-day effect.
 //! * **Approval** (Beta around the pool's) from the final status of each
 //!   conversion, including later status changes (`previous`).
-//! * **Hour of day**: a per-offer multiplier per UTC hour, shrunk toward 1.
-//!   How much hours differ is estimated from even and odd days separately
-//!   (the product of their deviations), so noise and one-off changes do not
-//!   count, only a pattern that repeats.
+//! * **Hour of day**: per offer, a smooth daily cycle of the log rate (a
+//!   Gaussian process on the circle: six harmonics with shrinking prior
+//!   variances), fitted to conversions against the hour-free model's
+//!   expectation per UTC hour; its amplitude and smoothness are chosen by
+//!   the data (marginal likelihood over a small grid, averaged), with the
+//!   smartlink's other offers as part of the prior (`hours.rs`).
+//!   Neighbouring hours share evidence, so a daily pattern shows within a
+//!   day or two.
 //!
 //! # Policy
 //! Thompson sampling over the value posterior (its variance scaled by
@@ -77,6 +81,7 @@ use rand::RngCore;
 
 use crate::model::Segment;
 
+mod hours;
 mod policy;
 mod shared;
 mod stats;
@@ -414,9 +419,9 @@ impl RouterState {
     pub fn diagnostics(&self) -> String {
         let d = &self.learned.derived;
         format!(
-            "kappa {:.2?} hour {:.1} pool_cr {:.4} approval {:.3} delay {:.0}s offers {} cells {} relevels {}",
+            "kappa {:.2?} hour {:.2} pool_cr {:.4} approval {:.3} delay {:.0}s offers {} cells {} relevels {}",
             &d.kappa[1..],
-            d.kappa_hour,
+            d.hour_scale,
             d.pool_cr,
             d.pool_approval,
             d.delay_ms / 1000.0,

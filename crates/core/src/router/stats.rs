@@ -13,6 +13,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::Segment;
 
+use super::hours;
+
 pub(super) const NONE: u32 = u32::MAX;
 pub(super) const MS_PER_HOUR: f64 = 3_600_000.0;
 
@@ -74,12 +76,6 @@ pub(super) fn cell_key(offer: u32, level: usize, seg: Segment) -> u64 {
 #[inline]
 pub(super) fn hour_of(ms: i64) -> usize {
     ms.div_euclid(3_600_000).rem_euclid(24) as usize
-}
-
-/// `parity of the UTC day × 24 + UTC hour`.
-#[inline]
-fn day_hour(ms: i64) -> usize {
-    (ms.div_euclid(86_400_000).rem_euclid(2) * 24) as usize + hour_of(ms)
 }
 
 /// Discounted exposure and conversions of one cell.
@@ -204,11 +200,8 @@ pub(super) struct Cell {
 /// model's early mistakes into them and look like hour effects or drift.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct CountryExt {
-    /// Exposure (unweighted) and conversions per UTC hour of the click,
-    /// separately for even and odd days (`parity * 24 + hour`): an hour
-    /// effect must show on both to count, so a one-off change on one day is
-    /// not mistaken for a time-of-day pattern.
-    pub hours: [Exposure; 48],
+    /// Exposure (unweighted) and conversions per UTC hour of the click.
+    pub hours: [Exposure; 24],
     /// The change detector's evidence since the offer's `drift_since`,
     /// undiscounted: each click weighted by what the model predicted for it
     /// when it was made (so `a - b` is the number of conversions expected to
@@ -238,14 +231,8 @@ pub(super) struct OfferStats {
     pub hour_mult: [f64; 24],
     /// Squared coefficient of variation of each multiplier.
     pub hour_cv2: [f64; 24],
-    /// Prior strength of this offer's hourly multipliers around 1.
-    pub kappa_hour: f64,
-    /// Lightly shrunk hourly ratios, used only in the change detector's
-    /// predictions, so a time-of-day pattern seen yesterday is not taken for
-    /// a change today. Indexed like the hour cells (`parity * 24 + hour`)
-    /// but computed from the *other* parity's days: what a click is compared
-    /// with never includes its own day, so today's change cannot hide in it.
-    pub hour_raw: [f64; 48],
+    /// Posterior weights of the hour model's prior grid (`hours::fit`).
+    pub hour_weights: [f64; hours::GRID],
     /// When the router first heard of the offer.
     pub first_seen: i64,
     /// One CUSUM per alternative ratio in `CUSUM_RATIOS`: the statistic and
@@ -275,8 +262,7 @@ impl OfferStats {
             delay: Pair::default(),
             hour_mult: [1.0; 24],
             hour_cv2: [0.0; 24],
-            kappa_hour: KAPPA_HOUR_DEFAULT,
-            hour_raw: [1.0; 48],
+            hour_weights: hours::base_prior(),
             first_seen: 0,
             cusum: [Cusum::default(); 4],
             drift_since: 0,
@@ -292,8 +278,9 @@ impl OfferStats {
 pub(super) struct Derived {
     /// Prior strength (pseudo-conversions) of each level around its parent.
     pub kappa: [f64; LEVELS],
-    /// Prior strength of the hourly multipliers around 1.
-    pub kappa_hour: f64,
+    /// Mean over the offers of the hour effect's estimated scale (the
+    /// standard deviation of its log-multiplier over the day).
+    pub hour_scale: f64,
     /// Conversion rate of the whole pool.
     pub pool_cr: f64,
     /// Approval rate of the whole pool.
@@ -316,8 +303,6 @@ pub(super) struct Rates {
 
 /// Default prior strengths, used until the data says otherwise.
 const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 8.0];
-/// Hours are assumed alike (±7 %) until the data says otherwise.
-const KAPPA_HOUR_DEFAULT: f64 = 200.0;
 /// Weight of the default in the empirical-Bayes estimates: as many cells
 /// of this many expected conversions.
 const EB_PRIOR_CELLS: f64 = 3.0;
@@ -335,8 +320,6 @@ const DRIFT_MATURE_CONVERSIONS: f64 = 10.0;
 /// The detector arms once the offer has a full day of history: within its
 /// first day a change cannot be told from a time-of-day pattern.
 const DRIFT_MIN_AGE_MS: i64 = 86_400_000;
-/// Pseudo-conversions of the detector's hourly ratios.
-const HOUR_RAW_PRIOR: f64 = 3.0;
 /// The level whose cells keep hour and change-detection statistics
 /// (offer×country×device): fine enough that the routing's traffic mix
 /// within a cell barely moves, coarse enough to stay small.
@@ -391,7 +374,7 @@ impl Learned {
             recent_delays: std::collections::VecDeque::new(),
             derived: Derived {
                 kappa: KAPPA_DEFAULT,
-                kappa_hour: KAPPA_HOUR_DEFAULT,
+                hour_scale: 0.0,
                 pool_cr: 0.01,
                 pool_approval: 0.9,
                 delay_ms: rates.prior_delay_ms,
@@ -442,7 +425,7 @@ impl Learned {
                     if level == EXT_LEVEL {
                         ext = self.country_ext.len() as u32;
                         self.country_ext.push(CountryExt {
-                            hours: [Exposure::at(now); 48],
+                            hours: [Exposure::at(now); 24],
                             drift: Exposure::at(now),
                             drift_seen: (0.0, 0.0),
                         });
@@ -558,14 +541,14 @@ impl Learned {
         let o = &self.offers[oi];
         let (mu, w) = (o.mu, o.hour_mult[hour]);
         let armed = o.drift_since > 0;
-        let predicted = base * o.hour_raw[day_hour(now)];
+        let predicted = base * o.hour_mult[hour];
         let mut c = leaf;
         while c != NONE {
             let cell = &mut self.cells[c as usize];
             cell.exp.add_click(now, now, w, r.lam, mu);
             if cell.ext != NONE {
                 let x = &mut self.country_ext[cell.ext as usize];
-                x.hours[day_hour(now)].add_click(now, now, 1.0, r.lam, mu);
+                x.hours[hour_of(now)].add_click(now, now, 1.0, r.lam, mu);
                 if armed {
                     x.drift.add_click(now, now, predicted, 0.0, mu);
                 }
@@ -595,7 +578,7 @@ impl Learned {
                 cell.exp.add_conversion(now, click_ms, 1.0, r.lam, mu);
                 if cell.ext != NONE {
                     let x = &mut self.country_ext[cell.ext as usize];
-                    x.hours[day_hour(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
+                    x.hours[hour_of(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
                     if in_window {
                         x.drift.add_conversion(now, click_ms, 1.0, 0.0, mu);
                     }
@@ -682,8 +665,8 @@ impl Learned {
             x.drift.b *= rho;
         }
         // The hour statistics are left alone: they are compared with the
-        // re-levelled rates from now on, and a one-off change shows on one
-        // day's hours only, which the even/odd-day estimate ignores.
+        // re-levelled rates from now on (a one-off change leaves a dip at
+        // the hours since it, which fades with the discount).
         for &c in &o.cells {
             self.cells[c as usize].exp.k *= rho;
         }
@@ -796,17 +779,11 @@ impl Learned {
         }
 
         // Hourly multipliers: per offer and UTC hour, actual conversions vs
-        // those expected from the current hour-free rate of each country.
-        // How much hours differ is estimated from the *product* of the
-        // deviations seen on even and on odd days: noise and one-off changes
-        // are independent between the two and average out, a daily pattern
-        // shows on both.
-        // Per offer, then pooled: an offer's own evidence decides its
-        // strength, with the pool's as the prior.
-        let prev_h = 1.0 / self.derived.kappa_hour.max(1e-9);
-        let (mut num, mut den) = (0.0, 0.0);
-        let mut per_offer = vec![(0.0, 0.0); self.offers.len()];
-        let mut hv = vec![[(0.0, 0.0); 48]; self.offers.len()];
+        // those expected from the current hour-free rate of each country,
+        // fitted as a smooth daily cycle whose amplitude and smoothness the
+        // data chooses (`hours::fit`). The prior over those is pooled: half
+        // a fixed default, half what the smartlink's other offers showed.
+        let mut hv = vec![[(0.0, 0.0); 24]; self.offers.len()];
         for (oi, o) in self.offers.iter().enumerate() {
             let (mut se, mut sk) = (0.0, 0.0);
             for &c in &o.countries {
@@ -824,40 +801,35 @@ impl Learned {
             for v in hv[oi].iter_mut() {
                 v.0 *= scale;
             }
-            let prev_o = 1.0 / o.kappa_hour.max(1e-9);
-            for h in 0..24 {
-                let ((e0, k0), (e1, k1)) = (hv[oi][h], hv[oi][24 + h]);
-                if e0 < 0.5 || e1 < 0.5 {
-                    continue;
-                }
-                let t = (k0 - e0) * (k1 - e1) / (e0 * e1);
-                let w = 1.0 / ((prev_h + 1.0 / e0) * (prev_h + 1.0 / e1));
-                num += w * t;
-                den += w;
-                let w = 1.0 / ((prev_o + 1.0 / e0) * (prev_o + 1.0 / e1));
-                per_offer[oi].0 += w * t;
-                per_offer[oi].1 += w;
+        }
+        let base = hours::base_prior();
+        let mut pooled = [0.0; hours::GRID];
+        for o in &self.offers {
+            for (p, w) in pooled.iter_mut().zip(&o.hour_weights) {
+                *p += w;
             }
         }
-        let w0 = EB_PRIOR_CELLS * eb_weight(1.0 / KAPPA_HOUR_DEFAULT, EB_PRIOR_CELL_SIZE, 0.0);
-        let inv = (num + w0 / KAPPA_HOUR_DEFAULT) / (den + w0);
-        let inv_pool = inv.clamp(1.0 / 1000.0, 1.0 / 0.5);
-        self.derived.kappa_hour = 1.0 / inv_pool;
+        let n_offers = self.offers.len() as f64;
+        let mut scale_sum = 0.0;
         for (oi, o) in self.offers.iter_mut().enumerate() {
-            let w0 = EB_PRIOR_CELLS * eb_weight(inv_pool, EB_PRIOR_CELL_SIZE, 0.0);
-            let (n, d) = per_offer[oi];
-            let kh = 1.0 / ((n + w0 * inv_pool) / (d + w0)).clamp(1.0 / 1000.0, 1.0 / 0.5);
-            o.kappa_hour = kh;
-            for h in 0..24 {
-                let (e, k) = (hv[oi][h].0 + hv[oi][24 + h].0, hv[oi][h].1 + hv[oi][24 + h].1);
-                o.hour_mult[h] = (k + kh) / (e + kh);
-                o.hour_cv2[h] = 1.0 / (k + kh);
-                for p in 0..2 {
-                    let (e, k) = hv[oi][(1 - p) * 24 + h];
-                    o.hour_raw[p * 24 + h] = (k + HOUR_RAW_PRIOR) / (e + HOUR_RAW_PRIOR);
+            let mut prior = base;
+            if n_offers > 1.0 {
+                for (g, p) in prior.iter_mut().enumerate() {
+                    *p = 0.5 * *p + 0.5 * (pooled[g] - o.hour_weights[g]) / (n_offers - 1.0);
                 }
             }
+            let mut e = [0.0; 24];
+            let mut k = [0.0; 24];
+            for h in 0..24 {
+                (e[h], k[h]) = hv[oi][h];
+            }
+            let fit = hours::fit(&e, &k, &prior);
+            o.hour_mult = fit.mult;
+            o.hour_cv2 = fit.var;
+            o.hour_weights = fit.weights;
+            scale_sum += fit.scale;
         }
+        self.derived.hour_scale = if n_offers > 0.0 { scale_sum / n_offers } else { 0.0 };
     }
 }
 
