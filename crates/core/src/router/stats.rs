@@ -664,11 +664,16 @@ impl Learned {
             x.drift.a = x.drift.a - x.drift.b + x.drift.b * rho;
             x.drift.b *= rho;
         }
-        // The hour statistics are left alone: they are compared with the
-        // re-levelled rates from now on (a one-off change leaves a dip at
-        // the hours since it, which fades with the discount).
         for &c in &o.cells {
             self.cells[c as usize].exp.k *= rho;
+        }
+        // The hour statistics likewise: compared with the re-levelled
+        // rates, the hours before the change would otherwise read as a
+        // daily peak and the hours since it as a trough.
+        for &c in &o.countries {
+            for x in &mut self.country_ext[self.cells[c as usize].ext as usize].hours {
+                x.k *= rho;
+            }
         }
         self.relevels += 1;
         self.generation += 1;
