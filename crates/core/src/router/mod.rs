@@ -8,8 +8,9 @@
 //! next click on.
 //!
 //! * **Conversion rate**, Gamma–Poisson over the hierarchy
-//!   pool → offer → offer×country → offer×country×device →
-//!   offer×country×device×os. Each level is estimated from the data of the
+//!   pool → offer → offer×region (the country's UN M49 sub-region) →
+//!   offer×country → offer×country×device → offer×country×device×os.
+//!   Each level is estimated from the data of the
 //!   level below that is *not* on the click's path (its siblings), with its
 //!   parent's estimate as the prior, and the leaf from its own data, so every
 //!   click counts once. A prior has the parent's mean and variance
@@ -83,6 +84,7 @@ use crate::model::Segment;
 
 mod hours;
 mod policy;
+mod regions;
 mod shared;
 mod stats;
 

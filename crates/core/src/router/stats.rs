@@ -19,9 +19,10 @@ pub(super) const NONE: u32 = u32::MAX;
 pub(super) const MS_PER_HOUR: f64 = 3_600_000.0;
 
 /// Levels of the pooling hierarchy, coarsest first. Level 0 is the pool
-/// prior (no cell); 1 = offer, 2 = offer×country, 3 = offer×country×device,
-/// 4 = offer×country×device×os.
-pub(super) const LEVELS: usize = 5;
+/// prior (no cell); 1 = offer, 2 = offer×region (the country's M49
+/// sub-region, `regions.rs`), 3 = offer×country, 4 = offer×country×device,
+/// 5 = offer×country×device×os.
+pub(super) const LEVELS: usize = 6;
 
 /// A fast, deterministic hasher for the integer keys used here.
 #[derive(Default, Clone, Copy)]
@@ -66,8 +67,9 @@ pub(super) fn cell_key(offer: u32, level: usize, seg: Segment) -> u64 {
     let s = pack_segment(seg) as u64;
     let part = match level {
         1 => 0,
-        2 => s & !0x1f,
-        3 => s & !0x07,
+        2 => super::regions::region(seg.country) as u64,
+        3 => s & !0x1f,
+        4 => s & !0x07,
         _ => s,
     };
     ((offer as u64) << 24) | ((level as u64) << 16) | part
@@ -302,7 +304,7 @@ pub(super) struct Rates {
 }
 
 /// Default prior strengths, used until the data says otherwise.
-const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 8.0];
+const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 4.0, 8.0];
 /// Weight of the default in the empirical-Bayes estimates: as many cells
 /// of this many expected conversions.
 const EB_PRIOR_CELLS: f64 = 3.0;
@@ -323,7 +325,7 @@ const DRIFT_MIN_AGE_MS: i64 = 86_400_000;
 /// The level whose cells keep hour and change-detection statistics
 /// (offer×country×device): fine enough that the routing's traffic mix
 /// within a cell barely moves, coarse enough to stay small.
-const EXT_LEVEL: usize = 3;
+const EXT_LEVEL: usize = 4;
 /// The fewest events between two count-triggered re-estimations.
 const EVENTS_PER_REFRESH: u64 = 2_000;
 /// Least time between two count-triggered refreshes.
@@ -411,7 +413,7 @@ impl Learned {
     /// The leaf cell of (offer, segment), creating the chain as needed.
     fn leaf_or_insert(&mut self, oi: usize, seg: Segment, now: i64) -> u32 {
         let key = self.offers[oi].key;
-        if let Some(&c) = self.cell_index.get(&cell_key(key, 4, seg)) {
+        if let Some(&c) = self.cell_index.get(&cell_key(key, LEVELS - 1, seg)) {
             return c;
         }
         let mut parent = self.offers[oi].top;
