@@ -931,16 +931,16 @@ impl DelaySample {
     fn push(&mut self, click: i64, at: i64) {
         self.stride = self.stride.max(1);
         self.count += 1;
-        if self.count % self.stride != 0 {
+        if !self.count.is_multiple_of(self.stride) {
             return;
         }
         if self.seen.len() == RECENT_DELAYS {
             let span = at - self.seen.front().map_or(at, |e| e.1);
             if span < DELAY_SPAN_MS && !self.truncated {
-                let mut i = 0;
+                let mut i = 0u32;
                 self.seen.retain(|_| {
                     i += 1;
-                    i % 2 == 0
+                    i.is_multiple_of(2)
                 });
                 self.stride *= 2;
             } else {
