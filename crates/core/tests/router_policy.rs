@@ -302,32 +302,3 @@ fn a_country_with_a_handful_of_clicks_is_routed_by_what_its_region_shows() {
     assert!(at1 > 1.5 * at2, "Austria: offer 1 {at1:.4} vs offer 2 {at2:.4}");
     assert!(cl2 > 1.5 * cl1, "Chile: offer 2 {cl2:.4} vs offer 1 {cl1:.4}");
 }
-
-#[test]
-fn a_payout_cut_re_values_the_next_click_of_a_young_router() {
-    // A smartlink a few minutes old: offer 1 (CR 0.25) has taken 794 of
-    // 800 clicks, offer 2 six (one conversion), all within ten minutes. Offer
-    // 1's payout is then cut to a quarter: the very next clicks go to
-    // offer 2, whose rate the router has little reason to doubt.
-    let mut rng = Pcg64::seed_from_u64(3);
-    let mut r = RouterState::new();
-    let s = seg("US");
-    let mut now = T0;
-    for i in 0..800 {
-        now += 750;
-        let key = if i % 134 == 1 { 2 } else { 1 };
-        let ctx = Context { segment: s, hour: 0, now_ms: now };
-        // The router is asked (its answer is overridden, as if it had
-        // chosen this way): it has seen both offers at their old payouts.
-        r.choose(&[cand(1, 1.0), cand(2, 1.0)], &ctx, &mut rng);
-        r.on_click(key, &ctx);
-        // Offer 1 converts on every fourth click, offer 2 on one of its six.
-        if (key == 1 && i % 4 == 1) || i == 403 {
-            r.on_conversion(key, s, now, now + 1_000, None, ConversionStatus::Approved);
-        }
-    }
-    let cands = [cand(1, 0.25), cand(2, 1.0)];
-    let ctx = Context { segment: s, hour: 0, now_ms: now + 1_000 };
-    let to_two = (0..400).filter(|_| r.choose(&cands, &ctx, &mut rng).index == 1).count();
-    assert!(to_two > 300, "only {to_two} of the next 400 clicks went to the now better offer");
-}

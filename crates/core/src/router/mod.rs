@@ -21,10 +21,7 @@
 //!   rare segment is routed by what its country and the offer have shown
 //!   until it has data of its own. An offer the router has never seen is
 //!   assumed as good as the pool's average click (its rate prior is the
-//!   pool's value per click over its payout), so it is tried promptly; the
-//!   pool is valued at reference payouts that follow the payouts with the
-//!   learning half-life, so one offer's payout cut does not drag the
-//!   others' priors down with it.
+//!   pool's value per click over its payout), so it is tried promptly.
 //! * **Delayed conversions.** The click→postback delay is learned per offer
 //!   (exponential, shrunk to the pool's, corrected for the long delays not
 //!   seen yet by a truncated maximum-likelihood fit on a thinned sample of
@@ -80,8 +77,7 @@
 //! their periodic re-estimation is scheduled by event time and event counts:
 //! replaying the same clicks and conversions in time order rebuilds a
 //! bit-identical state (see [`RouterState::same_learning`]). The policy
-//! cache and the shadow prices are recomputed from it within minutes; the
-//! reference payouts start again from the current ones.
+//! cache and the shadow prices are recomputed from it within minutes.
 
 use std::sync::Arc;
 
@@ -271,9 +267,6 @@ pub struct RouterState {
     rates: Rates,
     learned: Learned,
     pacing: FastMap<u32, Pacing>,
-    /// Per offer, a slowly moving reference payout and when it was last
-    /// moved (see `pool_epc`).
-    ref_payouts: FastMap<u32, (f64, i64)>,
     policies: FastMap<u32, Arc<PolicyEntry>>,
     scored: Vec<Scored>,
     wins: Vec<u32>,
@@ -311,7 +304,6 @@ impl RouterState {
             rates,
             learned: Learned::new(&rates),
             pacing: FastMap::default(),
-            ref_payouts: FastMap::default(),
             policies: FastMap::default(),
             scored: Vec::new(),
             wins: Vec::new(),
@@ -477,24 +469,16 @@ impl RouterState {
     /// The EPC a brand-new offer is assumed to have: the candidates' pooled
     /// value per click (so a newcomer is a priori as good as the offers it
     /// competes with, whatever its payout, and gets tried promptly).
-    ///
-    /// The pool is valued at each offer's *reference* payout, which follows
-    /// its payout with the learning half-life: were it valued at current
-    /// payouts, cutting one offer's payout would lower every other offer's
-    /// prior with it, and an offer with little data would look no better
-    /// than the one just cut (a young router kept sending clicks to the cut
-    /// offer).
     fn pool_epc(&self, cands: &[Candidate], now: i64) -> f64 {
         let l = &self.learned;
         let lam = self.rates.lam;
         let (mut num, mut den, mut pay) = (0.0, 0.0, 0.0);
         for c in cands {
-            let payout = self.ref_payouts.get(&c.key).map_or(c.payout, |r| r.0).max(0.0);
-            pay += payout;
+            pay += c.payout.max(0.0);
             if let Some(oi) = l.offer(c.key) {
                 let o = &l.offers[oi];
                 let (n, k) = l.cells[o.top as usize].exp.read(now, lam, o.mu);
-                num += k * l.approval(Some(oi), now, lam).0 * payout;
+                num += k * l.approval(Some(oi), now, lam).0 * c.payout.max(0.0);
                 den += n;
             }
         }
@@ -545,15 +529,6 @@ impl RouterState {
 
     fn refresh_policy(&mut self, seg: u32, sig: u64, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) {
         let n = cands.len();
-        let lam = self.rates.lam;
-        for c in cands {
-            let r = self.ref_payouts.entry(c.key).or_insert((c.payout, ctx.now_ms));
-            if ctx.now_ms > r.1 {
-                let w = (-lam * (ctx.now_ms - r.1) as f64).exp();
-                r.0 = r.0 * w + c.payout * (1.0 - w);
-                r.1 = ctx.now_ms;
-            }
-        }
         let epc = self.pool_epc(cands, ctx.now_ms);
         self.scored.clear();
         for c in cands {
