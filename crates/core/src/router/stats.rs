@@ -194,23 +194,27 @@ pub(super) struct Cell {
     pub ext: u32,
 }
 
-/// What is kept per offer×country beyond the cell itself.
+/// What is kept per offer×country×device beyond the cell itself.
 ///
-/// The hour and change-detection statistics keep raw exposure per
-/// offer×country, and are compared with the *current* model's rates when
-/// they are evaluated: predictions made at click time would carry the
-/// model's early mistakes into them and look like hour effects or drift.
+/// The hour statistics keep raw exposure per cell, and are compared with
+/// the *current* model's rates when they are evaluated: predictions made at
+/// click time would carry the model's early mistakes into them and look
+/// like hour effects.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct CountryExt {
     /// Exposure (unweighted) and conversions per UTC hour of the click.
     pub hours: [Exposure; 24],
-    /// The change detector's evidence since the offer's `drift_since`,
-    /// undiscounted: each click weighted by what the model predicted for it
-    /// when it was made (so `a - b` is the number of conversions expected to
-    /// have arrived by now), and the conversions that did.
-    pub drift: Exposure,
-    /// `(a - b, k)` of `drift` at the offer's last check.
-    pub drift_seen: (f64, f64),
+}
+
+/// The change detector's evidence for the clicks of one stretch of click
+/// time (`DRIFT_BIN_MS`), undiscounted: each click weighted by what the
+/// model predicted for it when it was made (so `a - b` of `exp` is the
+/// number of its conversions expected to have arrived by now), and the
+/// conversions of those clicks that did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct DriftBin {
+    pub start: i64,
+    pub exp: Exposure,
 }
 
 /// Per-offer statistics that are not per segment.
@@ -237,9 +241,9 @@ pub(super) struct OfferStats {
     pub hour_weights: [f64; hours::GRID],
     /// When the router first heard of the offer.
     pub first_seen: i64,
-    /// One CUSUM per alternative ratio in `CUSUM_RATIOS`: the statistic and
-    /// the expected/actual conversions since it last left zero.
-    pub cusum: [Cusum; 4],
+    /// The change detector's evidence by click time, oldest first, over at
+    /// most `DRIFT_WINDOW_MS` (clicks of cells the model knows well only).
+    pub drift: std::collections::VecDeque<DriftBin>,
     /// Clicks before this time are not in the detector's evidence (0 =
     /// detector off).
     pub drift_since: i64,
@@ -266,7 +270,7 @@ impl OfferStats {
             hour_cv2: [0.0; 24],
             hour_weights: hours::base_prior(),
             first_seen: 0,
-            cusum: [Cusum::default(); 4],
+            drift: std::collections::VecDeque::new(),
             drift_since: 0,
             drift_checked: 0,
             usage: Pair::default(),
@@ -319,6 +323,24 @@ const DRIFT_CHECK_MS: i64 = 60_000;
 /// Discounted conversions an offer×country×device cell needs before its
 /// outcomes count as evidence of a change.
 const DRIFT_MATURE_CONVERSIONS: f64 = 10.0;
+/// Click time covered by one bin of the change detector's evidence (the
+/// resolution of the change point it finds).
+const DRIFT_BIN_MS: i64 = 15 * 60_000;
+/// Click time the change detector looks back over: long enough for the
+/// conversions of a change to arrive with postbacks that take hours, short
+/// enough to stay small (96 bins an offer); older mismatches are left to
+/// the discount.
+const DRIFT_WINDOW_MS: i64 = 24 * 3_600_000;
+/// The change ratios the detector weighs evidence at: a window whose
+/// ratio lies beyond is weighed at the nearest bound. A few hours where
+/// the model is far off (the edge of a sharp daily peak a smooth cycle
+/// cannot follow, a handful of conversions) then do not add up to a
+/// change as fast as a sustained shift of the whole offer.
+const DRIFT_RATIO_RANGE: (f64, f64) = (0.5, 2.0);
+/// Pseudo-conversions (at ratio 1) in the change ratio applied when the
+/// detector fires: a change found on few conversions is not taken at face
+/// value.
+const DRIFT_RATIO_PRIOR: f64 = 2.0;
 /// The detector arms once the offer has a full day of history: within its
 /// first day a change cannot be told from a time-of-day pattern.
 const DRIFT_MIN_AGE_MS: i64 = 86_400_000;
@@ -426,11 +448,7 @@ impl Learned {
                     let mut ext = NONE;
                     if level == EXT_LEVEL {
                         ext = self.country_ext.len() as u32;
-                        self.country_ext.push(CountryExt {
-                            hours: [Exposure::at(now); 24],
-                            drift: Exposure::at(now),
-                            drift_seen: (0.0, 0.0),
-                        });
+                        self.country_ext.push(CountryExt { hours: [Exposure::at(now); 24] });
                         self.offers[oi].countries.push(c);
                     }
                     self.cells.push(Cell { exp: Exposure::at(now), parent, offer: oi as u32, level: level as u8, ext });
@@ -544,20 +562,29 @@ impl Learned {
         let (mu, w) = (o.mu, o.hour_mult[hour]);
         let armed = o.drift_since > 0;
         let predicted = base * o.hour_mult[hour];
+        let mut known = false;
         let mut c = leaf;
         while c != NONE {
             let cell = &mut self.cells[c as usize];
             cell.exp.add_click(now, now, w, r.lam, mu);
             if cell.ext != NONE {
+                // Just advanced to `now`: `k` is current.
+                known = cell.exp.k >= DRIFT_MATURE_CONVERSIONS;
                 let x = &mut self.country_ext[cell.ext as usize];
                 x.hours[hour_of(now)].add_click(now, now, 1.0, r.lam, mu);
-                if armed {
-                    x.drift.add_click(now, now, predicted, 0.0, mu);
-                }
             }
             c = cell.parent;
         }
         let o = &mut self.offers[oi];
+        if armed && known {
+            let start = now - now.rem_euclid(DRIFT_BIN_MS);
+            if o.drift.back().is_none_or(|b| b.start < start) {
+                o.drift.push_back(DriftBin { start, exp: Exposure::at(now) });
+            }
+            if let Some(b) = o.drift.back_mut() {
+                b.exp.add_click(now, now, predicted, 0.0, mu);
+            }
+        }
         o.usage.add(now, 1.0, base * w * approval, r.lam_usage);
         o.pending.add(now, base * w * approval, 0.0, mu);
         self.traffic.click(now);
@@ -573,19 +600,27 @@ impl Learned {
             self.conversions += 1;
             let leaf = self.leaf_or_insert(oi, seg, now);
             let mu = self.offers[oi].mu;
-            let in_window = self.offers[oi].drift_since > 0 && click_ms >= self.offers[oi].drift_since;
+            let mut known = false;
             let mut c = leaf;
             while c != NONE {
                 let cell = &mut self.cells[c as usize];
                 cell.exp.add_conversion(now, click_ms, 1.0, r.lam, mu);
                 if cell.ext != NONE {
+                    known = cell.exp.k >= DRIFT_MATURE_CONVERSIONS;
                     let x = &mut self.country_ext[cell.ext as usize];
                     x.hours[hour_of(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
-                    if in_window {
-                        x.drift.add_conversion(now, click_ms, 1.0, 0.0, mu);
-                    }
                 }
                 c = cell.parent;
+            }
+            // Into the bin of its click, if that click is in the evidence
+            // (its cell known well, after the detector armed or last fired).
+            let o = &mut self.offers[oi];
+            if known && o.drift.front().is_some_and(|b| b.start <= click_ms) {
+                let i = o.drift.partition_point(|b| b.start <= click_ms) - 1;
+                let b = &mut o.drift[i];
+                if click_ms < b.start + DRIFT_BIN_MS {
+                    b.exp.add_conversion(now, click_ms, 1.0, 0.0, mu);
+                }
             }
             let delay = (now - click_ms) as f64;
             self.delay.add(now, delay, 1.0, r.lam);
@@ -600,11 +635,25 @@ impl Learned {
     }
 
     /// Tests whether the offer's recent outcomes still agree with the
-    /// model's predictions (a Poisson likelihood-ratio test on a fast
-    /// window); if not, re-levels every cell of the offer by the observed
-    /// ratio. A silent change of an offer's conversion rate is usually
-    /// multiplicative across segments, so this adapts within hours without
-    /// forgetting the segment structure learned over days.
+    /// model's predictions; if not, re-levels every cell of the offer by the
+    /// observed ratio. A silent change of an offer's conversion rate is
+    /// usually multiplicative across segments, so this adapts within hours
+    /// without forgetting the segment structure learned over days.
+    ///
+    /// The test is a generalized likelihood ratio over change points in
+    /// *click* time: for every start `τ` among the bins of the last
+    /// `DRIFT_WINDOW_MS`, the conversions that have arrived for the clicks
+    /// since `τ` (`k`) against what the model predicted for those clicks
+    /// when they were made, hour of day included, and expects to have
+    /// arrived by now (`e`), at the window's own ratio (within
+    /// `DRIFT_RATIO_RANGE`); the likelihood is Poisson widened to a
+    /// negative binomial by the hour model's own uncertainty about its
+    /// shape at the window's hours, so where the smooth daily cycle is
+    /// unsure (the edges of a sharp peak) a miss counts for less, and where
+    /// it is sure (no daily pattern) the test is plain Poisson. Grouping by
+    /// click time keeps the conversions of clicks made before a change out
+    /// of the evidence about it (with postbacks taking minutes to hours
+    /// they would dilute the first hours after it).
     fn check_drift(&mut self, oi: usize, now: i64, r: &Rates) {
         let o = &self.offers[oi];
         if now - o.drift_checked < DRIFT_CHECK_MS {
@@ -617,52 +666,60 @@ impl Learned {
         if o.drift_since == 0 {
             if k1 >= DRIFT_MIN_CONVERSIONS && now - o.first_seen >= DRIFT_MIN_AGE_MS {
                 o.drift_since = now;
-                o.cusum = [Cusum::default(); 4];
-                for &c in &o.countries {
-                    let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-                    x.drift = Exposure::at(now);
-                    x.drift_seen = (0.0, 0.0);
-                }
+                o.drift.clear();
             }
             return;
         }
-        // New evidence since the last check, from the cells the model knows
-        // well: where it has little data its predictions are guesses, and a
-        // miss there is learning, not a change.
-        let (mut de, mut dk) = (0.0, 0.0);
-        for &c in &o.countries {
-            let known = self.cells[c as usize].exp.read(now, r.lam, mu).1 >= DRIFT_MATURE_CONVERSIONS;
-            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-            let (e, k) = x.drift.read(now, 0.0, mu);
-            if known {
-                de += (e - x.drift_seen.0).max(0.0);
-                dk += (k - x.drift_seen.1).max(0.0);
+        while o.drift.front().is_some_and(|b| b.start < now - DRIFT_WINDOW_MS) {
+            o.drift.pop_front();
+        }
+        // How uncertain the hour model's shape is at each hour (its
+        // log-variance there beyond that of its best-known hour, which is
+        // the level's, what the detector is there to question).
+        let floor = o.hour_cv2.iter().cloned().fold(f64::INFINITY, f64::min);
+        let shape = o.hour_cv2.map(|v| (v - floor).max(0.0));
+        let mut by_hour = [0.0; 24];
+        let (mut e, mut k, mut var) = (0.0, 0.0, 0.0);
+        let (mut best, mut rho) = (0.0, 1.0);
+        for b in o.drift.iter().rev() {
+            let (be, bk) = b.exp.read(now, 0.0, mu);
+            let h = hour_of(b.start);
+            var += shape[h] * be * (2.0 * by_hour[h] + be);
+            by_hour[h] += be;
+            e += be;
+            k += bk;
+            if e < 1.0 {
+                continue;
             }
-            x.drift_seen = (e, k);
-        }
-        let mut fired = None;
-        for (c, &ratio) in o.cusum.iter_mut().zip(&CUSUM_RATIOS) {
-            // Log-likelihood ratio of "rate × ratio" against "rate as
-            // predicted" for dk conversions where de were expected.
-            c.s += dk * ratio.ln() - de * (ratio - 1.0);
-            c.e += de;
-            c.k += dk;
-            if c.s <= 0.0 {
-                *c = Cusum::default();
-            } else if c.s > r.drift_threshold && fired.is_none() {
-                fired = Some(((c.k + 0.5) / (c.e + 0.5)).clamp(0.02, 50.0));
+            // Conversions are Poisson around a prediction that is itself
+            // uncertain where the hour model is (a Gamma multiplier of
+            // variance `var / e²`, errors shared by the window's clicks of
+            // one hour of the day): negative binomial with shape `n`, whose
+            // log-likelihood ratio of "rate × alt" to "rate as predicted"
+            // is `k ln alt + (k + n) ln((e + n) / (alt e + n))` (Poisson as
+            // `n → ∞`). The alternative's ratio is the window's own within
+            // `DRIFT_RATIO_RANGE`, the nearest bound beyond it.
+            let alt = (k / e).clamp(DRIFT_RATIO_RANGE.0, DRIFT_RATIO_RANGE.1);
+            let llr = if var > 1e-12 * e * e {
+                let n = e * e / var;
+                k * alt.ln() + (k + n) * ((e + n) / (alt * e + n)).ln()
+            } else {
+                k * alt.ln() - (alt - 1.0) * e
+            };
+            if llr > best {
+                best = llr;
+                rho = (k + DRIFT_RATIO_PRIOR) / (e + DRIFT_RATIO_PRIOR);
             }
         }
-        let Some(rho) = fired else { return };
-        o.cusum = [Cusum::default(); 4];
-        // Clicks still in their conversion window were predicted at the old
-        // rate: correct what they are expected to deliver, or the detector
-        // would fire again on the same mistake while their postbacks arrive.
-        for &c in &o.countries {
-            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-            x.drift.a = x.drift.a - x.drift.b + x.drift.b * rho;
-            x.drift.b *= rho;
+        if best <= r.drift_threshold {
+            return;
         }
+        let rho = rho.clamp(0.02, 50.0);
+        // The evidence starts over: the clicks still in their conversion
+        // window were predicted at the old rate, and would make the
+        // detector fire again on the same mistake while their postbacks
+        // arrive.
+        o.drift.clear();
         for &c in &o.cells {
             self.cells[c as usize].exp.k *= rho;
         }
@@ -999,18 +1056,6 @@ fn truncated_exponential_mean(sample: &DelaySample, now: i64) -> Option<f64> {
     }
     Some(((lo + hi) / 2.0).exp())
 }
-
-/// A one-sided CUSUM statistic with the evidence behind it.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct Cusum {
-    pub s: f64,
-    pub e: f64,
-    pub k: f64,
-}
-
-/// The changes of an offer's conversion rate the detector looks for
-/// (multiplicative, both directions); smaller ones are left to the discount.
-const CUSUM_RATIOS: [f64; 4] = [0.5, 0.75, 1.33, 2.0];
 
 /// What a conversion event changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
