@@ -31,11 +31,14 @@
 //!   age, kept incrementally with two decayed sums, so young clicks are not
 //!   taken for failures.
 //! * **Drift.** Everything is discounted with a 48 h half-life. On top, per
-//!   offer, CUSUM tests (for ×0.5, ×0.75, ×1.33, ×2) compare the conversions
-//!   of well-known cells with what the model predicted for those clicks when
-//!   they were made; when one fires, the offer's cells (and its hour
-//!   statistics) are re-levelled by the observed ratio, keeping the segment
-//!   structure learned over days.
+//!   offer, a likelihood-ratio test over change points in click time
+//!   (15-minute bins, the last 24 h) compares the conversions of the clicks
+//!   of well-known cells since each candidate change point with what the
+//!   model predicted for those clicks when they were made (the window's
+//!   own ratio, weighed within ×0.5…×2; negative binomial where the hour
+//!   model is unsure of its shape); when it fires, the offer's cells (and
+//!   its hour statistics) are re-levelled by the observed ratio, keeping the
+//!   segment structure learned over days.
 //!   The detector arms after an offer's first day (before that a change
 //!   cannot be told from a time-of-day pattern), and its predictions include
 //!   the learned hour-of-day effect.
