@@ -36,6 +36,9 @@ pub(super) const GRID: usize = SCALES.len() * DECAYS.len();
 /// Prior over the scales before any pooling: small effects are likelier.
 const SCALE_PRIOR: [f64; 5] = [0.6, 0.25, 0.1, 0.04, 0.01];
 const NEWTON_STEPS: usize = 8;
+/// Posterior weight of a grid point below which its variances are not
+/// computed (taken as 0).
+const NEGLIGIBLE_WEIGHT: f64 = 1e-6;
 
 /// The grid's prior weights with nothing learned.
 pub(super) fn base_prior() -> [f64; GRID] {
@@ -95,6 +98,21 @@ fn cholesky(a: &mut [[f64; F]; F]) -> bool {
     true
 }
 
+/// `‖L⁻¹ r‖² = rᵀ (L Lᵀ)⁻¹ r`: one forward substitution.
+fn quad_inv(l: &[[f64; F]; F], r: &[f64; F]) -> f64 {
+    let mut x = [0.0; F];
+    let mut q = 0.0;
+    for i in 0..F {
+        let mut s = r[i];
+        for k in 0..i {
+            s -= l[i][k] * x[k];
+        }
+        x[i] = s / l[i][i];
+        q += x[i] * x[i];
+    }
+    q
+}
+
 /// Solves `L Lᵀ x = b` in place.
 fn solve(l: &[[f64; F]; F], x: &mut [f64; F]) {
     for i in 0..F {
@@ -119,7 +137,9 @@ pub(super) fn fit(e: &[f64; 24], k: &[f64; 24], prior: &[f64; GRID]) -> HourFit 
     let b = basis();
     let mut log_w = [f64::NEG_INFINITY; GRID];
     let mut thetas = [[0.0; 24]; GRID];
-    let mut vars = [[0.0; 24]; GRID];
+    // The Hessian's factor at each grid point's mode, for the variances,
+    // which are computed only where the grid point's weight counts.
+    let mut factors = [[[0.0; F]; F]; GRID];
     for (si, &s) in SCALES.iter().enumerate() {
         for (di, &p) in DECAYS.iter().enumerate() {
             let g = si * DECAYS.len() + di;
@@ -210,16 +230,7 @@ pub(super) fn fit(e: &[f64; 24], k: &[f64; 24], prior: &[f64; GRID]) -> HourFit 
             }
             log_w[g] = prior[g].ln() + ll - 0.5 * quad - 0.5 * log_det;
             thetas[g] = theta;
-            // The variance of the periodic part only: the level's is the
-            // hour-free rate's own uncertainty, which the rate's posterior
-            // already carries.
-            for h in 0..24 {
-                let mut row = b[h];
-                row[F - 1] = 0.0;
-                let mut x = row;
-                solve(&h_mat, &mut x);
-                vars[g][h] = (0..F).map(|f| row[f] * x[f]).sum::<f64>().max(0.0);
-            }
+            factors[g] = h_mat;
         }
     }
     let top = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -243,9 +254,21 @@ pub(super) fn fit(e: &[f64; 24], k: &[f64; 24], prior: &[f64; GRID]) -> HourFit 
         }
         scale += w * SCALES[g / DECAYS.len()];
         for h in 0..24 {
+            // The variance of the periodic part only: the level's is the
+            // hour-free rate's own uncertainty, which the rate's posterior
+            // already carries. Negligible grid points (most of them, once
+            // the data has chosen) skip it: their share of the spread is
+            // below the weight itself.
+            let v = if w < NEGLIGIBLE_WEIGHT {
+                0.0
+            } else {
+                let mut row = b[h];
+                row[F - 1] = 0.0;
+                quad_inv(&factors[g], &row).max(0.0)
+            };
             // The median multiplier of each fit (e^θ), and its log-normal
             // spread: E[e^{2θ}] / e^{2θ} = e^{2v}.
-            let (t, v) = (thetas[g][h], vars[g][h]);
+            let t = thetas[g][h];
             mult[h] += w * t.exp();
             second[h] += w * (2.0 * t + v).exp();
         }
