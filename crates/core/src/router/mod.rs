@@ -8,8 +8,9 @@
 //! next click on.
 //!
 //! * **Conversion rate**, Gamma–Poisson over the hierarchy
-//!   pool → offer → offer×country → offer×country×device →
-//!   offer×country×device×os. Each level is estimated from the data of the
+//!   pool → offer → offer×region (the country's UN M49 sub-region) →
+//!   offer×country → offer×country×device → offer×country×device×os.
+//!   Each level is estimated from the data of the
 //!   level below that is *not* on the click's path (its siblings), with its
 //!   parent's estimate as the prior, and the leaf from its own data, so every
 //!   click counts once. A prior has the parent's mean and variance
@@ -23,24 +24,34 @@
 //!   pool's value per click over its payout), so it is tried promptly.
 //! * **Delayed conversions.** The click→postback delay is learned per offer
 //!   (exponential, shrunk to the pool's, corrected for the long delays not
-//!   seen yet by a truncated maximum-likelihood fit on recent conversions).
+//!   seen yet by a truncated maximum-likelihood fit on a thinned sample of
+//!   the conversions that spans up to a week, so it stays stable when
+//!   postbacks take hours).
 //!   Each click counts as exposure in proportion to the delay CDF at its
 //!   age, kept incrementally with two decayed sums, so young clicks are not
 //!   taken for failures.
 //! * **Drift.** Everything is discounted with a 48 h half-life. On top, per
-//!   offer, CUSUM tests (for ×0.5, ×0.75, ×1.33, ×2) compare the conversions
-//!   of well-known cells with what the model predicted for those clicks when
-//!   they were made; when one fires, the offer's cells are re-levelled by
-//!   the observed ratio, keeping the segment structure learned over days.
+//!   offer, a likelihood-ratio test over change points in click time
+//!   (15-minute bins, the last 24 h) compares the conversions of the clicks
+//!   of well-known cells since each candidate change point with what the
+//!   model predicted for those clicks when they were made (the window's
+//!   own ratio, weighed within ×0.5…×2; negative binomial where the hour
+//!   model is unsure of its shape); when it fires, the offer's cells (and
+//!   its hour statistics) are re-levelled by the observed ratio, keeping the
+//!   segment structure learned over days.
 //!   The detector arms after an offer's first day (before that a change
-//!   cannot be told from a time-of-day pattern), and its predictions use
-//!   yesterday's hourly pattern.
+//!   cannot be told from a time-of-day pattern), and its predictions include
+//!   the learned hour-of-day effect.
 //! * **Approval** (Beta around the pool's) from the final status of each
 //!   conversion, including later status changes (`previous`).
-//! * **Hour of day**: a per-offer multiplier per UTC hour, shrunk toward 1.
-//!   How much hours differ is estimated from even and odd days separately
-//!   (the product of their deviations), so noise and one-off changes do not
-//!   count, only a pattern that repeats.
+//! * **Hour of day**: per offer, a smooth daily cycle of the log rate (a
+//!   Gaussian process on the circle: six harmonics with shrinking prior
+//!   variances), fitted to conversions against the hour-free model's
+//!   expectation per UTC hour; its amplitude and smoothness are chosen by
+//!   the data (marginal likelihood over a small grid, averaged), with the
+//!   smartlink's other offers as part of the prior (`hours.rs`).
+//!   Neighbouring hours share evidence, so a daily pattern shows within a
+//!   day or two.
 //!
 //! # Policy
 //! Thompson sampling over the value posterior (its variance scaled by
@@ -77,7 +88,9 @@ use rand::RngCore;
 
 use crate::model::Segment;
 
+mod hours;
 mod policy;
+mod regions;
 mod shared;
 mod stats;
 
@@ -414,9 +427,9 @@ impl RouterState {
     pub fn diagnostics(&self) -> String {
         let d = &self.learned.derived;
         format!(
-            "kappa {:.2?} hour {:.1} pool_cr {:.4} approval {:.3} delay {:.0}s offers {} cells {} relevels {}",
+            "kappa {:.2?} hour {:.2} pool_cr {:.4} approval {:.3} delay {:.0}s offers {} cells {} relevels {}",
             &d.kappa[1..],
-            d.kappa_hour,
+            d.hour_scale,
             d.pool_cr,
             d.pool_approval,
             d.delay_ms / 1000.0,

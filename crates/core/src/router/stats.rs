@@ -13,13 +13,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::Segment;
 
+use super::hours;
+
 pub(super) const NONE: u32 = u32::MAX;
 pub(super) const MS_PER_HOUR: f64 = 3_600_000.0;
 
 /// Levels of the pooling hierarchy, coarsest first. Level 0 is the pool
-/// prior (no cell); 1 = offer, 2 = offer×country, 3 = offer×country×device,
-/// 4 = offer×country×device×os.
-pub(super) const LEVELS: usize = 5;
+/// prior (no cell); 1 = offer, 2 = offer×region (the country's M49
+/// sub-region, `regions.rs`), 3 = offer×country, 4 = offer×country×device,
+/// 5 = offer×country×device×os.
+pub(super) const LEVELS: usize = 6;
 
 /// A fast, deterministic hasher for the integer keys used here.
 #[derive(Default, Clone, Copy)]
@@ -64,8 +67,9 @@ pub(super) fn cell_key(offer: u32, level: usize, seg: Segment) -> u64 {
     let s = pack_segment(seg) as u64;
     let part = match level {
         1 => 0,
-        2 => s & !0x1f,
-        3 => s & !0x07,
+        2 => super::regions::region(seg.country) as u64,
+        3 => s & !0x1f,
+        4 => s & !0x07,
         _ => s,
     };
     ((offer as u64) << 24) | ((level as u64) << 16) | part
@@ -74,12 +78,6 @@ pub(super) fn cell_key(offer: u32, level: usize, seg: Segment) -> u64 {
 #[inline]
 pub(super) fn hour_of(ms: i64) -> usize {
     ms.div_euclid(3_600_000).rem_euclid(24) as usize
-}
-
-/// `parity of the UTC day × 24 + UTC hour`.
-#[inline]
-fn day_hour(ms: i64) -> usize {
-    (ms.div_euclid(86_400_000).rem_euclid(2) * 24) as usize + hour_of(ms)
 }
 
 /// Discounted exposure and conversions of one cell.
@@ -196,26 +194,27 @@ pub(super) struct Cell {
     pub ext: u32,
 }
 
-/// What is kept per offer×country beyond the cell itself.
+/// What is kept per offer×country×device beyond the cell itself.
 ///
-/// The hour and change-detection statistics keep raw exposure per
-/// offer×country, and are compared with the *current* model's rates when
-/// they are evaluated: predictions made at click time would carry the
-/// model's early mistakes into them and look like hour effects or drift.
+/// The hour statistics keep raw exposure per cell, and are compared with
+/// the *current* model's rates when they are evaluated: predictions made at
+/// click time would carry the model's early mistakes into them and look
+/// like hour effects.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct CountryExt {
-    /// Exposure (unweighted) and conversions per UTC hour of the click,
-    /// separately for even and odd days (`parity * 24 + hour`): an hour
-    /// effect must show on both to count, so a one-off change on one day is
-    /// not mistaken for a time-of-day pattern.
-    pub hours: [Exposure; 48],
-    /// The change detector's evidence since the offer's `drift_since`,
-    /// undiscounted: each click weighted by what the model predicted for it
-    /// when it was made (so `a - b` is the number of conversions expected to
-    /// have arrived by now), and the conversions that did.
-    pub drift: Exposure,
-    /// `(a - b, k)` of `drift` at the offer's last check.
-    pub drift_seen: (f64, f64),
+    /// Exposure (unweighted) and conversions per UTC hour of the click.
+    pub hours: [Exposure; 24],
+}
+
+/// The change detector's evidence for the clicks of one stretch of click
+/// time (`DRIFT_BIN_MS`), undiscounted: each click weighted by what the
+/// model predicted for it when it was made (so `a - b` of `exp` is the
+/// number of its conversions expected to have arrived by now), and the
+/// conversions of those clicks that did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct DriftBin {
+    pub start: i64,
+    pub exp: Exposure,
 }
 
 /// Per-offer statistics that are not per segment.
@@ -238,19 +237,20 @@ pub(super) struct OfferStats {
     pub hour_mult: [f64; 24],
     /// Squared coefficient of variation of each multiplier.
     pub hour_cv2: [f64; 24],
-    /// Prior strength of this offer's hourly multipliers around 1.
-    pub kappa_hour: f64,
-    /// Lightly shrunk hourly ratios, used only in the change detector's
-    /// predictions, so a time-of-day pattern seen yesterday is not taken for
-    /// a change today. Indexed like the hour cells (`parity * 24 + hour`)
-    /// but computed from the *other* parity's days: what a click is compared
-    /// with never includes its own day, so today's change cannot hide in it.
-    pub hour_raw: [f64; 48],
+    /// Posterior weights of the hour model's prior grid (`hours::fit`).
+    pub hour_weights: [f64; hours::GRID],
+    /// Posterior mean scale of the last hour fit (`hours::HourFit::scale`).
+    pub hour_scale: f64,
+    /// Event time of the last hour fit (`i64::MIN`: none yet, or due at
+    /// the next refresh), and the offer's discounted conversions then (see
+    /// `HOUR_REFIT_MS`).
+    pub hour_fit_ms: i64,
+    pub hour_fit_k: f64,
     /// When the router first heard of the offer.
     pub first_seen: i64,
-    /// One CUSUM per alternative ratio in `CUSUM_RATIOS`: the statistic and
-    /// the expected/actual conversions since it last left zero.
-    pub cusum: [Cusum; 4],
+    /// The change detector's evidence by click time, oldest first, over at
+    /// most `DRIFT_WINDOW_MS` (clicks of cells the model knows well only).
+    pub drift: std::collections::VecDeque<DriftBin>,
     /// Clicks before this time are not in the detector's evidence (0 =
     /// detector off).
     pub drift_since: i64,
@@ -275,10 +275,12 @@ impl OfferStats {
             delay: Pair::default(),
             hour_mult: [1.0; 24],
             hour_cv2: [0.0; 24],
-            kappa_hour: KAPPA_HOUR_DEFAULT,
-            hour_raw: [1.0; 48],
+            hour_weights: hours::base_prior(),
+            hour_scale: 0.0,
+            hour_fit_ms: i64::MIN,
+            hour_fit_k: 0.0,
             first_seen: 0,
-            cusum: [Cusum::default(); 4],
+            drift: std::collections::VecDeque::new(),
             drift_since: 0,
             drift_checked: 0,
             usage: Pair::default(),
@@ -292,8 +294,9 @@ impl OfferStats {
 pub(super) struct Derived {
     /// Prior strength (pseudo-conversions) of each level around its parent.
     pub kappa: [f64; LEVELS],
-    /// Prior strength of the hourly multipliers around 1.
-    pub kappa_hour: f64,
+    /// Mean over the offers of the hour effect's estimated scale (the
+    /// standard deviation of its log-multiplier over the day).
+    pub hour_scale: f64,
     /// Conversion rate of the whole pool.
     pub pool_cr: f64,
     /// Approval rate of the whole pool.
@@ -315,9 +318,7 @@ pub(super) struct Rates {
 }
 
 /// Default prior strengths, used until the data says otherwise.
-const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 8.0];
-/// Hours are assumed alike (±7 %) until the data says otherwise.
-const KAPPA_HOUR_DEFAULT: f64 = 200.0;
+const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 4.0, 8.0];
 /// Weight of the default in the empirical-Bayes estimates: as many cells
 /// of this many expected conversions.
 const EB_PRIOR_CELLS: f64 = 3.0;
@@ -332,15 +333,42 @@ const DRIFT_CHECK_MS: i64 = 60_000;
 /// Discounted conversions an offer×country×device cell needs before its
 /// outcomes count as evidence of a change.
 const DRIFT_MATURE_CONVERSIONS: f64 = 10.0;
+/// Click time covered by one bin of the change detector's evidence (the
+/// resolution of the change point it finds).
+const DRIFT_BIN_MS: i64 = 15 * 60_000;
+/// Click time the change detector looks back over: long enough for the
+/// conversions of a change to arrive with postbacks that take hours, short
+/// enough to stay small (96 bins an offer); older mismatches are left to
+/// the discount.
+const DRIFT_WINDOW_MS: i64 = 24 * 3_600_000;
+/// The change ratios the detector weighs evidence at: a window whose
+/// ratio lies beyond is weighed at the nearest bound. A few hours where
+/// the model is far off (the edge of a sharp daily peak a smooth cycle
+/// cannot follow, a handful of conversions) then do not add up to a
+/// change as fast as a sustained shift of the whole offer.
+const DRIFT_RATIO_RANGE: (f64, f64) = (0.5, 2.0);
+/// Pseudo-conversions (at ratio 1) in the change ratio applied when the
+/// detector fires: a change found on few conversions is not taken at face
+/// value.
+const DRIFT_RATIO_PRIOR: f64 = 2.0;
 /// The detector arms once the offer has a full day of history: within its
 /// first day a change cannot be told from a time-of-day pattern.
 const DRIFT_MIN_AGE_MS: i64 = 86_400_000;
-/// Pseudo-conversions of the detector's hourly ratios.
-const HOUR_RAW_PRIOR: f64 = 3.0;
 /// The level whose cells keep hour and change-detection statistics
 /// (offer×country×device): fine enough that the routing's traffic mix
 /// within a cell barely moves, coarse enough to stay small.
-const EXT_LEVEL: usize = 3;
+const EXT_LEVEL: usize = 4;
+/// An offer's hour model is refitted at the first statistics refresh 30
+/// minutes (of event time) after its last fit, or sooner when its discounted
+/// conversions are a tenth more than then (a young offer), or after a
+/// detected change. A fit costs a few
+/// hundred microseconds per offer; the hour statistics gain one hour of
+/// the day's data an hour, so refitting at every refresh (600 s) mostly
+/// repeated the same fit under the smartlink's lock. (An hour's cadence
+/// cost less still but moved the halving test's seed 7 below its bar.)
+const HOUR_REFIT_MS: i64 = 1_800_000;
+/// The growth of an offer's hour conversions that triggers a refit sooner.
+const HOUR_REFIT_GROWTH: f64 = 1.1;
 /// The fewest events between two count-triggered re-estimations.
 const EVENTS_PER_REFRESH: u64 = 2_000;
 /// Least time between two count-triggered refreshes.
@@ -359,9 +387,9 @@ pub(super) struct Learned {
     pub pool_usage: Pair,
     /// Pool-wide delay sum (`x`, ms) and count (`y`).
     pub delay: Pair,
-    /// (click, postback) times of the latest conversions, for the
-    /// truncation-corrected delay estimate.
-    pub recent_delays: std::collections::VecDeque<(i64, i64)>,
+    /// (click, postback) times of a thinned sample of the conversions, for
+    /// the truncation-corrected delay estimate (`DelaySample`).
+    pub recent_delays: DelaySample,
     pub derived: Derived,
     pub last_refresh: i64,
     /// Events since the last re-estimation, and ever.
@@ -388,10 +416,10 @@ impl Learned {
             traffic: Traffic::default(),
             pool_usage: Pair::default(),
             delay: Pair::default(),
-            recent_delays: std::collections::VecDeque::new(),
+            recent_delays: DelaySample::default(),
             derived: Derived {
                 kappa: KAPPA_DEFAULT,
-                kappa_hour: KAPPA_HOUR_DEFAULT,
+                hour_scale: 0.0,
                 pool_cr: 0.01,
                 pool_approval: 0.9,
                 delay_ms: rates.prior_delay_ms,
@@ -428,7 +456,7 @@ impl Learned {
     /// The leaf cell of (offer, segment), creating the chain as needed.
     fn leaf_or_insert(&mut self, oi: usize, seg: Segment, now: i64) -> u32 {
         let key = self.offers[oi].key;
-        if let Some(&c) = self.cell_index.get(&cell_key(key, 4, seg)) {
+        if let Some(&c) = self.cell_index.get(&cell_key(key, LEVELS - 1, seg)) {
             return c;
         }
         let mut parent = self.offers[oi].top;
@@ -441,11 +469,7 @@ impl Learned {
                     let mut ext = NONE;
                     if level == EXT_LEVEL {
                         ext = self.country_ext.len() as u32;
-                        self.country_ext.push(CountryExt {
-                            hours: [Exposure::at(now); 48],
-                            drift: Exposure::at(now),
-                            drift_seen: (0.0, 0.0),
-                        });
+                        self.country_ext.push(CountryExt { hours: [Exposure::at(now); 24] });
                         self.offers[oi].countries.push(c);
                     }
                     self.cells.push(Cell { exp: Exposure::at(now), parent, offer: oi as u32, level: level as u8, ext });
@@ -558,21 +582,30 @@ impl Learned {
         let o = &self.offers[oi];
         let (mu, w) = (o.mu, o.hour_mult[hour]);
         let armed = o.drift_since > 0;
-        let predicted = base * o.hour_raw[day_hour(now)];
+        let predicted = base * o.hour_mult[hour];
+        let mut known = false;
         let mut c = leaf;
         while c != NONE {
             let cell = &mut self.cells[c as usize];
             cell.exp.add_click(now, now, w, r.lam, mu);
             if cell.ext != NONE {
+                // Just advanced to `now`: `k` is current.
+                known = cell.exp.k >= DRIFT_MATURE_CONVERSIONS;
                 let x = &mut self.country_ext[cell.ext as usize];
-                x.hours[day_hour(now)].add_click(now, now, 1.0, r.lam, mu);
-                if armed {
-                    x.drift.add_click(now, now, predicted, 0.0, mu);
-                }
+                x.hours[hour_of(now)].add_click(now, now, 1.0, r.lam, mu);
             }
             c = cell.parent;
         }
         let o = &mut self.offers[oi];
+        if armed && known {
+            let start = now - now.rem_euclid(DRIFT_BIN_MS);
+            if o.drift.back().is_none_or(|b| b.start < start) {
+                o.drift.push_back(DriftBin { start, exp: Exposure::at(now) });
+            }
+            if let Some(b) = o.drift.back_mut() {
+                b.exp.add_click(now, now, predicted, 0.0, mu);
+            }
+        }
         o.usage.add(now, 1.0, base * w * approval, r.lam_usage);
         o.pending.add(now, base * w * approval, 0.0, mu);
         self.traffic.click(now);
@@ -588,26 +621,31 @@ impl Learned {
             self.conversions += 1;
             let leaf = self.leaf_or_insert(oi, seg, now);
             let mu = self.offers[oi].mu;
-            let in_window = self.offers[oi].drift_since > 0 && click_ms >= self.offers[oi].drift_since;
+            let mut known = false;
             let mut c = leaf;
             while c != NONE {
                 let cell = &mut self.cells[c as usize];
                 cell.exp.add_conversion(now, click_ms, 1.0, r.lam, mu);
                 if cell.ext != NONE {
+                    known = cell.exp.k >= DRIFT_MATURE_CONVERSIONS;
                     let x = &mut self.country_ext[cell.ext as usize];
-                    x.hours[day_hour(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
-                    if in_window {
-                        x.drift.add_conversion(now, click_ms, 1.0, 0.0, mu);
-                    }
+                    x.hours[hour_of(click_ms)].add_conversion(now, click_ms, 1.0, r.lam, mu);
                 }
                 c = cell.parent;
             }
+            // Into the bin of its click, if that click is in the evidence
+            // (its cell known well, after the detector armed or last fired).
+            let o = &mut self.offers[oi];
+            if known && o.drift.front().is_some_and(|b| b.start <= click_ms) {
+                let i = o.drift.partition_point(|b| b.start <= click_ms) - 1;
+                let b = &mut o.drift[i];
+                if click_ms < b.start + DRIFT_BIN_MS {
+                    b.exp.add_conversion(now, click_ms, 1.0, 0.0, mu);
+                }
+            }
             let delay = (now - click_ms) as f64;
             self.delay.add(now, delay, 1.0, r.lam);
-            if self.recent_delays.len() == RECENT_DELAYS {
-                self.recent_delays.pop_front();
-            }
-            self.recent_delays.push_back((click_ms, now));
+            self.recent_delays.push(click_ms, now);
             let o = &mut self.offers[oi];
             o.delay.add(now, delay, 1.0, r.lam);
         }
@@ -618,11 +656,25 @@ impl Learned {
     }
 
     /// Tests whether the offer's recent outcomes still agree with the
-    /// model's predictions (a Poisson likelihood-ratio test on a fast
-    /// window); if not, re-levels every cell of the offer by the observed
-    /// ratio. A silent change of an offer's conversion rate is usually
-    /// multiplicative across segments, so this adapts within hours without
-    /// forgetting the segment structure learned over days.
+    /// model's predictions; if not, re-levels every cell of the offer by the
+    /// observed ratio. A silent change of an offer's conversion rate is
+    /// usually multiplicative across segments, so this adapts within hours
+    /// without forgetting the segment structure learned over days.
+    ///
+    /// The test is a generalized likelihood ratio over change points in
+    /// *click* time: for every start `τ` among the bins of the last
+    /// `DRIFT_WINDOW_MS`, the conversions that have arrived for the clicks
+    /// since `τ` (`k`) against what the model predicted for those clicks
+    /// when they were made, hour of day included, and expects to have
+    /// arrived by now (`e`), at the window's own ratio (within
+    /// `DRIFT_RATIO_RANGE`); the likelihood is Poisson widened to a
+    /// negative binomial by the hour model's own uncertainty about its
+    /// shape at the window's hours, so where the smooth daily cycle is
+    /// unsure (the edges of a sharp peak) a miss counts for less, and where
+    /// it is sure (no daily pattern) the test is plain Poisson. Grouping by
+    /// click time keeps the conversions of clicks made before a change out
+    /// of the evidence about it (with postbacks taking minutes to hours
+    /// they would dilute the first hours after it).
     fn check_drift(&mut self, oi: usize, now: i64, r: &Rates) {
         let o = &self.offers[oi];
         if now - o.drift_checked < DRIFT_CHECK_MS {
@@ -635,58 +687,72 @@ impl Learned {
         if o.drift_since == 0 {
             if k1 >= DRIFT_MIN_CONVERSIONS && now - o.first_seen >= DRIFT_MIN_AGE_MS {
                 o.drift_since = now;
-                o.cusum = [Cusum::default(); 4];
-                for &c in &o.countries {
-                    let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-                    x.drift = Exposure::at(now);
-                    x.drift_seen = (0.0, 0.0);
-                }
+                o.drift.clear();
             }
             return;
         }
-        // New evidence since the last check, from the cells the model knows
-        // well: where it has little data its predictions are guesses, and a
-        // miss there is learning, not a change.
-        let (mut de, mut dk) = (0.0, 0.0);
-        for &c in &o.countries {
-            let known = self.cells[c as usize].exp.read(now, r.lam, mu).1 >= DRIFT_MATURE_CONVERSIONS;
-            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-            let (e, k) = x.drift.read(now, 0.0, mu);
-            if known {
-                de += (e - x.drift_seen.0).max(0.0);
-                dk += (k - x.drift_seen.1).max(0.0);
+        while o.drift.front().is_some_and(|b| b.start < now - DRIFT_WINDOW_MS) {
+            o.drift.pop_front();
+        }
+        // How uncertain the hour model's shape is at each hour (its
+        // log-variance there beyond that of its best-known hour, which is
+        // the level's, what the detector is there to question).
+        let floor = o.hour_cv2.iter().cloned().fold(f64::INFINITY, f64::min);
+        let shape = o.hour_cv2.map(|v| (v - floor).max(0.0));
+        let mut by_hour = [0.0; 24];
+        let (mut e, mut k, mut var) = (0.0, 0.0, 0.0);
+        let (mut best, mut rho) = (0.0, 1.0);
+        for b in o.drift.iter().rev() {
+            let (be, bk) = b.exp.read(now, 0.0, mu);
+            let h = hour_of(b.start);
+            var += shape[h] * be * (2.0 * by_hour[h] + be);
+            by_hour[h] += be;
+            e += be;
+            k += bk;
+            if e < 1.0 {
+                continue;
             }
-            x.drift_seen = (e, k);
-        }
-        let mut fired = None;
-        for (c, &ratio) in o.cusum.iter_mut().zip(&CUSUM_RATIOS) {
-            // Log-likelihood ratio of "rate × ratio" against "rate as
-            // predicted" for dk conversions where de were expected.
-            c.s += dk * ratio.ln() - de * (ratio - 1.0);
-            c.e += de;
-            c.k += dk;
-            if c.s <= 0.0 {
-                *c = Cusum::default();
-            } else if c.s > r.drift_threshold && fired.is_none() {
-                fired = Some(((c.k + 0.5) / (c.e + 0.5)).clamp(0.02, 50.0));
+            // Conversions are Poisson around a prediction that is itself
+            // uncertain where the hour model is (a Gamma multiplier of
+            // variance `var / e²`, errors shared by the window's clicks of
+            // one hour of the day): negative binomial with shape `n`, whose
+            // log-likelihood ratio of "rate × alt" to "rate as predicted"
+            // is `k ln alt + (k + n) ln((e + n) / (alt e + n))` (Poisson as
+            // `n → ∞`). The alternative's ratio is the window's own within
+            // `DRIFT_RATIO_RANGE`, the nearest bound beyond it.
+            let alt = (k / e).clamp(DRIFT_RATIO_RANGE.0, DRIFT_RATIO_RANGE.1);
+            let llr = if var > 1e-12 * e * e {
+                let n = e * e / var;
+                k * alt.ln() + (k + n) * ((e + n) / (alt * e + n)).ln()
+            } else {
+                k * alt.ln() - (alt - 1.0) * e
+            };
+            if llr > best {
+                best = llr;
+                rho = (k + DRIFT_RATIO_PRIOR) / (e + DRIFT_RATIO_PRIOR);
             }
         }
-        let Some(rho) = fired else { return };
-        o.cusum = [Cusum::default(); 4];
-        // Clicks still in their conversion window were predicted at the old
-        // rate: correct what they are expected to deliver, or the detector
-        // would fire again on the same mistake while their postbacks arrive.
-        for &c in &o.countries {
-            let x = &mut self.country_ext[self.cells[c as usize].ext as usize];
-            x.drift.a = x.drift.a - x.drift.b + x.drift.b * rho;
-            x.drift.b *= rho;
+        if best <= r.drift_threshold {
+            return;
         }
-        // The hour statistics are left alone: they are compared with the
-        // re-levelled rates from now on, and a one-off change shows on one
-        // day's hours only, which the even/odd-day estimate ignores.
+        let rho = rho.clamp(0.02, 50.0);
+        // The evidence starts over: the clicks still in their conversion
+        // window were predicted at the old rate, and would make the
+        // detector fire again on the same mistake while their postbacks
+        // arrive.
+        o.drift.clear();
         for &c in &o.cells {
             self.cells[c as usize].exp.k *= rho;
         }
+        // The hour statistics likewise: compared with the re-levelled
+        // rates, the hours before the change would otherwise read as a
+        // daily peak and the hours since it as a trough.
+        for &c in &o.countries {
+            for x in &mut self.country_ext[self.cells[c as usize].ext as usize].hours {
+                x.k *= rho;
+            }
+        }
+        self.offers[oi].hour_fit_ms = i64::MIN;
         self.relevels += 1;
         self.generation += 1;
     }
@@ -796,18 +862,20 @@ impl Learned {
         }
 
         // Hourly multipliers: per offer and UTC hour, actual conversions vs
-        // those expected from the current hour-free rate of each country.
-        // How much hours differ is estimated from the *product* of the
-        // deviations seen on even and on odd days: noise and one-off changes
-        // are independent between the two and average out, a daily pattern
-        // shows on both.
-        // Per offer, then pooled: an offer's own evidence decides its
-        // strength, with the pool's as the prior.
-        let prev_h = 1.0 / self.derived.kappa_hour.max(1e-9);
-        let (mut num, mut den) = (0.0, 0.0);
-        let mut per_offer = vec![(0.0, 0.0); self.offers.len()];
-        let mut hv = vec![[(0.0, 0.0); 48]; self.offers.len()];
+        // those expected from the current hour-free rate of each country,
+        // fitted as a smooth daily cycle whose amplitude and smoothness the
+        // data chooses (`hours::fit`). The prior over those is pooled: half
+        // a fixed default, half what the smartlink's other offers showed.
+        // Only the offers whose fit is due (`HOUR_REFIT_MS`) are refitted.
+        let mut hv = vec![[(0.0, 0.0); 24]; self.offers.len()];
+        let mut due = vec![false; self.offers.len()];
         for (oi, o) in self.offers.iter().enumerate() {
+            due[oi] = o.hour_fit_ms == i64::MIN
+                || now - o.hour_fit_ms >= HOUR_REFIT_MS
+                || vals[o.top as usize].1 > HOUR_REFIT_GROWTH * o.hour_fit_k + 1.0;
+            if !due[oi] {
+                continue;
+            }
             let (mut se, mut sk) = (0.0, 0.0);
             for &c in &o.countries {
                 let rate = self.predict(oi, c, now, lam);
@@ -824,40 +892,42 @@ impl Learned {
             for v in hv[oi].iter_mut() {
                 v.0 *= scale;
             }
-            let prev_o = 1.0 / o.kappa_hour.max(1e-9);
-            for h in 0..24 {
-                let ((e0, k0), (e1, k1)) = (hv[oi][h], hv[oi][24 + h]);
-                if e0 < 0.5 || e1 < 0.5 {
-                    continue;
-                }
-                let t = (k0 - e0) * (k1 - e1) / (e0 * e1);
-                let w = 1.0 / ((prev_h + 1.0 / e0) * (prev_h + 1.0 / e1));
-                num += w * t;
-                den += w;
-                let w = 1.0 / ((prev_o + 1.0 / e0) * (prev_o + 1.0 / e1));
-                per_offer[oi].0 += w * t;
-                per_offer[oi].1 += w;
+        }
+        let base = hours::base_prior();
+        let mut pooled = [0.0; hours::GRID];
+        for o in &self.offers {
+            for (p, w) in pooled.iter_mut().zip(&o.hour_weights) {
+                *p += w;
             }
         }
-        let w0 = EB_PRIOR_CELLS * eb_weight(1.0 / KAPPA_HOUR_DEFAULT, EB_PRIOR_CELL_SIZE, 0.0);
-        let inv = (num + w0 / KAPPA_HOUR_DEFAULT) / (den + w0);
-        let inv_pool = inv.clamp(1.0 / 1000.0, 1.0 / 0.5);
-        self.derived.kappa_hour = 1.0 / inv_pool;
+        let n_offers = self.offers.len() as f64;
+        let mut scale_sum = 0.0;
         for (oi, o) in self.offers.iter_mut().enumerate() {
-            let w0 = EB_PRIOR_CELLS * eb_weight(inv_pool, EB_PRIOR_CELL_SIZE, 0.0);
-            let (n, d) = per_offer[oi];
-            let kh = 1.0 / ((n + w0 * inv_pool) / (d + w0)).clamp(1.0 / 1000.0, 1.0 / 0.5);
-            o.kappa_hour = kh;
-            for h in 0..24 {
-                let (e, k) = (hv[oi][h].0 + hv[oi][24 + h].0, hv[oi][h].1 + hv[oi][24 + h].1);
-                o.hour_mult[h] = (k + kh) / (e + kh);
-                o.hour_cv2[h] = 1.0 / (k + kh);
-                for p in 0..2 {
-                    let (e, k) = hv[oi][(1 - p) * 24 + h];
-                    o.hour_raw[p * 24 + h] = (k + HOUR_RAW_PRIOR) / (e + HOUR_RAW_PRIOR);
+            if !due[oi] {
+                scale_sum += o.hour_scale;
+                continue;
+            }
+            let mut prior = base;
+            if n_offers > 1.0 {
+                for (g, p) in prior.iter_mut().enumerate() {
+                    *p = 0.5 * *p + 0.5 * (pooled[g] - o.hour_weights[g]) / (n_offers - 1.0);
                 }
             }
+            let mut e = [0.0; 24];
+            let mut k = [0.0; 24];
+            for h in 0..24 {
+                (e[h], k[h]) = hv[oi][h];
+            }
+            let fit = hours::fit(&e, &k, &prior);
+            o.hour_mult = fit.mult;
+            o.hour_cv2 = fit.var;
+            o.hour_weights = fit.weights;
+            o.hour_scale = fit.scale;
+            o.hour_fit_ms = now;
+            o.hour_fit_k = vals[o.top as usize].1;
+            scale_sum += fit.scale;
         }
+        self.derived.hour_scale = if n_offers > 0.0 { scale_sum / n_offers } else { 0.0 };
     }
 }
 
@@ -924,21 +994,72 @@ impl Traffic {
 }
 
 /// Conversions kept for the delay estimate.
-const RECENT_DELAYS: usize = 500;
+const RECENT_DELAYS: usize = 1000;
+/// Span of arrivals the delay sample reaches before it starts forgetting
+/// the oldest (until then it thins instead).
+const DELAY_SPAN_MS: i64 = 7 * 86_400_000;
+
+/// A sample of (click, postback) times from which the delay is fitted.
+///
+/// Every `stride`-th conversion is kept; when the sample is full it keeps
+/// every other entry and doubles the stride, so it covers a growing span of
+/// arrivals at a uniform sampling rate (which the truncated likelihood
+/// does not need to know). A delay of 12 h with 75 conversions an hour
+/// would otherwise be fitted from the last 7 hours of arrivals only, whose
+/// doubly truncated likelihood says little: estimates swung by ×3, and each
+/// swing re-weighted every young click's exposure and read as a change of
+/// the offers' rates. Once the sample spans `DELAY_SPAN_MS` it forgets its
+/// oldest entries instead (and the fit truncates below), so a change of
+/// the delay is still followed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct DelaySample {
+    pub seen: std::collections::VecDeque<(i64, i64)>,
+    stride: u64,
+    count: u64,
+    /// Whether entries have been forgotten from the front (then arrivals
+    /// before the front's are not in the sample).
+    pub truncated: bool,
+}
+
+impl DelaySample {
+    fn push(&mut self, click: i64, at: i64) {
+        self.stride = self.stride.max(1);
+        self.count += 1;
+        if !self.count.is_multiple_of(self.stride) {
+            return;
+        }
+        if self.seen.len() == RECENT_DELAYS {
+            let span = at - self.seen.front().map_or(at, |e| e.1);
+            if span < DELAY_SPAN_MS && !self.truncated {
+                let mut i = 0u32;
+                self.seen.retain(|_| {
+                    i += 1;
+                    i.is_multiple_of(2)
+                });
+                self.stride *= 2;
+            } else {
+                self.seen.pop_front();
+                self.truncated = true;
+            }
+        }
+        self.seen.push_back((click, at));
+    }
+}
 
 /// Maximum-likelihood mean of an exponential delay from the conversions in
 /// `seen` (oldest arrival first). A conversion of a click made at `c` is in
 /// the sample only if it arrived by `now` (delay ≤ `now − c`) and, once the
-/// buffer has started dropping old entries, not before the oldest kept
+/// sample has started forgetting old entries, not before the oldest kept
 /// arrival `t0` (delay ≥ `t0 − c`): each contributes the doubly truncated
 /// density `e^{-d/θ} / θ / (e^{-L/θ} − e^{-U/θ})`. Plain means are biased
 /// short while long delays are still on their way. `None` with too little
 /// data.
-fn truncated_exponential_mean(seen: &std::collections::VecDeque<(i64, i64)>, now: i64) -> Option<f64> {
+fn truncated_exponential_mean(sample: &DelaySample, now: i64) -> Option<f64> {
+    let seen = &sample.seen;
     if seen.len() < 20 {
         return None;
     }
-    let t0 = if seen.len() == RECENT_DELAYS { seen.front().map_or(i64::MIN, |e| e.1) } else { i64::MIN };
+    let t0 = if sample.truncated { seen.front().map_or(i64::MIN, |e| e.1) } else { i64::MIN };
     let nll = |theta: f64| -> f64 {
         seen.iter()
             .map(|&(click, at)| {
@@ -972,18 +1093,6 @@ fn truncated_exponential_mean(seen: &std::collections::VecDeque<(i64, i64)>, now
     }
     Some(((lo + hi) / 2.0).exp())
 }
-
-/// A one-sided CUSUM statistic with the evidence behind it.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct Cusum {
-    pub s: f64,
-    pub e: f64,
-    pub k: f64,
-}
-
-/// The changes of an offer's conversion rate the detector looks for
-/// (multiplicative, both directions); smaller ones are left to the discount.
-const CUSUM_RATIOS: [f64; 4] = [0.5, 0.75, 1.33, 2.0];
 
 /// What a conversion event changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
