@@ -171,7 +171,7 @@ pub struct Metrics {
     /// Conversions in by (channel, outcome, HTTP status): `recorded`,
     /// `duplicate`, `updated` (200) or `refused` (the 4xx/5xx answered).
     /// Off the click path; a few dozen cells at most.
-    conversions: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str, u16, &'static str), u64>>,
+    conversions: std::sync::Mutex<std::collections::BTreeMap<ConversionCell, u64>>,
     /// Outbound postback attempts by result: `delivered`, `retry`, `failed`.
     pub outbound: [AtomicU64; 3],
     /// Alerts raised (stored as new).
@@ -233,6 +233,9 @@ impl LearnMetrics {
         );
     }
 }
+
+/// A `smartlink_postbacks_total` series: channel, outcome, status, parameter.
+type ConversionCell = (&'static str, &'static str, u16, &'static str);
 
 /// The `result` label of `smartlink_outbound_postbacks_total`.
 pub const OUTBOUND_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
