@@ -29,8 +29,8 @@
 //! The report is the simulator's own self-contained page: inline styles and
 //! SVG, no script. The dashboard's policy forbids inline styles, so the
 //! report has a URL of its own and a policy of its own: inline styles and
-//! nothing else (`default-src 'none'`), no script at all (`sandbox`), and
-//! framed by this origin only (the dashboard shows it in an
+//! nothing else (`default-src 'none'`; `img-src data:` for its empty icon),
+//! no script at all (`sandbox`), and framed by this origin only (the dashboard shows it in an
 //! `<iframe sandbox>`). The dashboard draws the scores table itself from
 //! the JSON; the report adds the hourly charts.
 
@@ -521,8 +521,9 @@ async fn run(
 
 /// What the report page may do: show itself with its inline styles, in a
 /// frame of this origin or a tab of its own; nothing loads, nothing runs.
-pub const REPORT_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
+/// (`img-src data:` is for its empty icon, `data:,`.)
+pub const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
+                              form-action 'none'; frame-ancestors 'self'; sandbox";
 
 #[utoipa::path(get, path = "/simulations/{id}", operation_id = "get_simulation", tag = "simulator", security(("admin_token" = [])),
     params(("id" = String, Path, description = "The run's id, optionally with `.json` or `.html` (its HTML report)")),
