@@ -34,7 +34,6 @@
 //! `<iframe sandbox>`). The dashboard draws the scores table itself from
 //! the JSON; the report adds the hourly charts.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -44,7 +43,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use smartlink_sim::{Scenario, SimError, SimReport, Strategy};
 use utoipa::ToSchema;
@@ -54,6 +52,7 @@ use crate::conversions::off_runtime;
 use crate::error::{ApiError, ApiPath, FieldError};
 use crate::openapi::{ApiRouter, ErrorBody};
 use crate::routes;
+use crate::simulation_runs::{Kept, Simulation, SimulationEvent, StrategyScore, KEEP};
 use crate::state::AppState;
 
 /// How much one run may ask for.
@@ -85,50 +84,6 @@ pub const LIMITS: Limits = Limits {
     time_limit_secs: 60,
 };
 
-/// Runs kept per node (newest first; the oldest is forgotten).
-pub const KEEP: usize = 10;
-
-/// The runs this node keeps, and the one-at-a-time gate.
-pub struct Simulations {
-    running: Arc<tokio::sync::Semaphore>,
-    kept: Mutex<VecDeque<Arc<Kept>>>,
-}
-
-struct Kept {
-    summary: Simulation,
-    html: String,
-}
-
-impl Default for Simulations {
-    fn default() -> Self {
-        Simulations { running: Arc::new(tokio::sync::Semaphore::new(1)), kept: Mutex::new(VecDeque::new()) }
-    }
-}
-
-impl Simulations {
-    /// The right to run, while no other run holds it; else a 429.
-    fn gate(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.running
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::Busy("another simulation is running on this server: try again when it ends".into()))
-    }
-
-    fn keep(&self, k: Kept) {
-        let mut q = self.kept.lock();
-        q.push_front(Arc::new(k));
-        q.truncate(KEEP);
-    }
-
-    fn get(&self, id: &str) -> Option<Arc<Kept>> {
-        self.kept.lock().iter().find(|k| k.summary.id == id).cloned()
-    }
-
-    fn list(&self) -> Vec<Simulation> {
-        self.kept.lock().iter().map(|k| k.summary.clone()).collect()
-    }
-}
-
 /// What to run: a scenario's text or a bundled scenario's name (one of
 /// the two), and optionally the seed and strategies.
 #[derive(Deserialize, ToSchema)]
@@ -145,60 +100,6 @@ pub struct SimulationRequest {
     /// Strategies to score besides the oracle, which always runs:
     /// `smartlink`, `random`, `round_robin`, `greedy_epc`. Default: all.
     pub strategies: Option<Vec<String>>,
-}
-
-/// One strategy's scores, as `smartlink simulate --json` gives them
-/// (FORMAT.md; money and ratios rounded to 4 decimals).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct StrategyScore {
-    pub strategy: String,
-    /// The true expected value of the offers it chose, summed.
-    pub expected_revenue: f64,
-    /// What was paid.
-    pub revenue: f64,
-    /// Approved conversions.
-    pub conversions: u64,
-    /// `expected_revenue` over the oracle's, on the same clicks.
-    pub oracle_ratio: f64,
-    /// Conversions not approved.
-    pub rejected: u64,
-    /// Clicks no offer accepted.
-    pub fallback_clicks: u64,
-}
-
-/// An event of the scenario, as the report's charts number them.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct SimulationEvent {
-    /// Hours from the start.
-    pub at_hour: u32,
-    pub label: String,
-}
-
-/// A run: what was run and how each strategy scored.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Simulation {
-    pub id: String,
-    /// The bundled scenario run; null for one sent as text.
-    pub example: Option<String>,
-    /// The scenario's `name`.
-    pub scenario: String,
-    pub seed: u64,
-    /// Clicks in the run's click stream (every strategy saw the same).
-    pub clicks: u64,
-    pub duration_hours: u32,
-    /// The simulated clock's start (unix ms).
-    pub start_ms: i64,
-    /// Offer ids in pool order (added offers last).
-    pub offers: Vec<String>,
-    pub events: Vec<SimulationEvent>,
-    /// The oracle first, then the strategies asked for.
-    pub results: Vec<StrategyScore>,
-    /// When it was run (unix ms).
-    pub created_ms: i64,
-    /// How long it ran.
-    pub elapsed_ms: u64,
-    /// The HTML report's URL.
-    pub report: String,
 }
 
 /// The runs this node keeps.
@@ -504,7 +405,10 @@ async fn run(
     let req = parse_request(&body)?;
     // Parsing a large file is CPU work too: off the async workers.
     let (sc, example, seed, strategies) = off_runtime(move || prepare(req)).await?;
-    let permit = app.simulations.gate()?;
+    let permit = app
+        .simulations
+        .gate()
+        .ok_or_else(|| ApiError::Busy("another simulation is running on this server: try again when it ends".into()))?;
     let started = Instant::now();
     let limit = Duration::from_secs(LIMITS.time_limit_secs);
     let (report, html) = run_bounded(sc, seed, strategies, limit, permit).await?;
@@ -666,27 +570,9 @@ mod tests {
     }
 
     #[test]
-    fn a_second_run_while_one_runs_is_a_429_with_retry_after() {
-        let sims = Simulations::default();
-        let first = sims.gate().unwrap();
-        let r = sims.gate().map(|_| ()).unwrap_err().into_response();
+    fn a_busy_simulator_is_a_429_with_retry_after() {
+        let r = ApiError::Busy("another simulation is running".into()).into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"5"[..]));
-        drop(first);
-        assert!(sims.gate().is_ok(), "free again once the first run ends");
-    }
-
-    #[test]
-    fn the_node_keeps_its_last_runs_newest_first() {
-        let sims = Simulations::default();
-        let r = smartlink_sim::run(&smartlink_sim::parse_scenario(SMALL).unwrap(), 1, &[]);
-        for i in 0..KEEP + 2 {
-            let s = summary(&format!("id{i}"), None, &r, i as i64, Duration::ZERO).unwrap();
-            sims.keep(Kept { summary: s, html: String::new() });
-        }
-        let ids: Vec<String> = sims.list().into_iter().map(|s| s.id).collect();
-        assert_eq!(ids.len(), KEEP);
-        assert_eq!(ids[0], format!("id{}", KEEP + 1));
-        assert!(sims.get("id0").is_none() && sims.get("id1").is_none() && sims.get("id2").is_some());
     }
 }
