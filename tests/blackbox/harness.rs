@@ -153,8 +153,21 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        self.request_within(10, method, path, headers, body)
+    }
+
+    /// [`Server::request`], waiting up to `secs` for the answer (for work
+    /// that takes seconds in a debug build on a busy machine).
+    pub fn request_within(
+        &self,
+        secs: u64,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
         let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
         exchange(&mut s, &self.addr, method, path, headers, body)
     }
 

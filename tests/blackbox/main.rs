@@ -26,3 +26,4 @@ mod policy;
 mod postbacks;
 mod quality;
 mod scoping;
+mod simulations;

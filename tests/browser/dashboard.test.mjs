@@ -598,6 +598,88 @@ test('editing a smartlink and creating an affiliate and an offer go through the 
   await page.context().close();
 });
 
+test('the simulator runs a bundled scenario and shows the API\'s scores and the report', async () => {
+  const page = await newPage();
+  await signIn(page, ADMIN);
+  await page.getByRole('link', { name: 'Simulator' }).click();
+  await page.locator('#sim-form').waitFor();
+  await axe(page, 'simulator');
+  await page.getByLabel('Scenario', { exact: true }).selectOption('basic');
+  await page.locator('#sim-about').filter({ hasText: /48 hours/ }).waitFor();
+  await page.getByLabel('Seed').fill('4');
+  // Three strategies of five (the oracle always runs): a quick run.
+  await page.getByLabel('round robin').uncheck();
+  await page.getByLabel(/^greedy EPC/).uncheck();
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  await page.locator('#sim-scores').waitFor({ timeout: 120000 });
+
+  // The table's numbers are the API's for the same request (a run is
+  // deterministic per seed).
+  const shown = await page.evaluate(() => [...document.querySelectorAll('#sim-scores tbody tr')].map((tr) => ({
+    strategy: tr.querySelector('[data-strategy]').dataset.strategy,
+    ...Object.fromEntries([...tr.querySelectorAll('[data-field]')].map((c) => [c.dataset.field, Number(c.dataset.value)])),
+  })));
+  const again = await api('/api/v1/simulations', { method: 'POST', body: { example: 'basic', seed: 4, strategies: ['smartlink', 'random'] } });
+  assert.deepEqual(shown, again.results);
+  assert.deepEqual(shown.map((r) => r.strategy), ['oracle', 'smartlink', 'random']);
+  const kept = (await api('/api/v1/simulations')).simulations;
+  const id = await page.locator('[data-run]').getAttribute('data-run');
+  assert.ok(kept.some((r) => r.id === id), 'the page\'s run is kept by the server');
+  assert.ok((await page.evaluate(() => location.hash)).endsWith(`run=${id}`), 'the run is in the URL');
+
+  // The simulator's own report, framed: its scores table names every strategy.
+  const frame = page.frameLocator('#sim-report');
+  await frame.locator('table').waitFor();
+  const reportRows = await frame.locator('table tbody tr td:first-child').allTextContents();
+  assert.deepEqual(reportRows, ['oracle', 'smartlink', 'random']);
+  assert.match(await frame.locator('h1').textContent(), /basic/);
+  const report = await page.request.get(`${BASE}/api/v1/simulations/${id}.html`);
+  assert.equal(report.status(), 200);
+  assert.match(report.headers()['content-security-policy'], /sandbox/);
+  await axe(page, 'simulator-result');
+  await shot(page, 'simulator');
+  // A full-page capture leaves the report's frame (another process) blank.
+  await page.locator('#sim-report').screenshot({ path: join(SHOTS, 'simulator-frame.png') });
+
+  // The report on its own, accessible too (scripts are off in it: axe is
+  // injected by the test with the page's policy bypassed).
+  const alone = await newPage({ bypassCSP: true });
+  await alone.context().addCookies(await page.context().cookies());
+  await alone.goto(`${BASE}/api/v1/simulations/${id}.html`);
+  await alone.locator('table').waitFor();
+  await axe(alone, 'simulator-report');
+  await shot(alone, 'simulator-report');
+  await alone.context().close();
+
+  // A reload shows the run again.
+  await page.reload();
+  await page.locator(`[data-run="${id}"] #sim-scores`).waitFor();
+
+  // A broken file: the API's message, and the field marked.
+  await page.getByLabel('Scenario', { exact: true }).selectOption('');
+  page.expectedErrors = true;
+  await page.getByLabel(/^The scenario/).fill('name: broken\nduration_hours: 0\n');
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  await page.locator('#sim-error').filter({ hasText: /scenario/ }).waitFor();
+  page.expectedErrors = false;
+  assert.equal(await page.locator('#sim-text').getAttribute('aria-invalid'), 'true');
+  await axe(page, 'simulator-error');
+  await shot(page, 'simulator-error');
+  await page.context().close();
+
+  // An affiliate sees neither the page nor its API.
+  const aff = await newPage();
+  await signIn(aff, KEYS.aff1);
+  assert.equal(await aff.getByRole('link', { name: 'Simulator' }).count(), 0, 'no Simulator link for an affiliate');
+  await aff.goto(`${BASE}/#/simulator`);
+  await aff.getByText('This page is for the admin.').waitFor();
+  aff.expectedErrors = true;
+  const status = await aff.evaluate(async () => (await fetch('/api/v1/scenarios')).status);
+  aff.expectedErrors = false;
+  assert.equal(status, 403);
+  await aff.context().close();
+});
+
 test('the new pages fit a phone\'s width', async () => {
   const phone = await newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   await signIn(phone, ADMIN);
@@ -606,6 +688,7 @@ test('the new pages fit a phone\'s width', async () => {
     ['explain-phone', `#/explain?smartlink=global&from=${TO}&to=${TO}&vs_from=${FROM}&vs_to=${utcDate(-1)}&tz=UTC`, '#explain-table'],
     ['clicks-phone', `#/clicks?from=${FROM}&to=${TO}&tz=UTC`, '#clicks'],
     ['smartlink-edit-phone', '#/smartlinks/global', '#def-form'],
+    ['simulator-phone', '#/simulator', '#sim-form'],
   ];
   for (const [name, hash, ready] of pages) {
     await phone.goto(`${BASE}/${hash}`);

@@ -1,6 +1,7 @@
 //! How the server's threads ask Linux to schedule them: request threads ask
-//! for a short time slice, the click writer's threads for classes and nice
-//! values that never (or rarely) preempt request work. Elsewhere, and where
+//! for a short time slice, the click writer's threads (and a simulation run
+//! from the admin API) for classes and nice values that never (or rarely)
+//! preempt request work. Elsewhere, and where
 //! a request is refused, the kernel's defaults apply.
 
 /// Scheduling classes the click writer's threads put themselves in.
@@ -42,6 +43,16 @@ pub fn background_thread() {
     }
 }
 
+/// Puts the calling thread where long CPU-bound work on demand belongs (a
+/// simulation run from the admin API): the batch class at nice 10, so it
+/// yields to request threads yet still progresses on a busy machine (the
+/// idle class could starve it past its time limit). Threads it starts
+/// inherit both.
+pub fn batch_thread() {
+    set_class(SchedClass::Batch);
+    set_nice(10);
+}
+
 /// Sets the calling thread's nice value (raising it needs no privilege).
 pub(crate) fn set_nice(nice: i32) {
     #[cfg(target_os = "linux")]
@@ -49,7 +60,7 @@ pub(crate) fn set_nice(nice: i32) {
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
-            tracing::warn!(nice, "could not set a click writer thread's priority");
+            tracing::warn!(nice, "could not set a background thread's priority");
         }
     }
     #[cfg(not(target_os = "linux"))]

@@ -14,10 +14,11 @@ import * as quality from './quality.js';
 import * as logs from './logs.js';
 import * as hist from './history.js';
 import * as defs from './defs.js';
+import * as simulator from './simulator.js';
 
 const definitions = (kind) => ({ render: (root, query, who, rest) => defs.render(kind, root, query, who, rest) });
 const PAGES = {
-  overview, traffic, breakdowns, audit, explain, coverage, quality,
+  overview, traffic, breakdowns, audit, explain, coverage, quality, simulator,
   clicks: { render: logs.clicks },
   conversions: { render: logs.conversions },
   alerts: { render: hist.alerts },
@@ -31,7 +32,7 @@ const PAGES = {
 const TITLES = {
   overview: 'Overview', traffic: 'Where the traffic went', breakdowns: 'Breakdowns', audit: 'Audit', explain: 'Why did EPC change',
   coverage: 'Coverage gaps', quality: 'Traffic quality', clicks: 'Click log', conversions: 'Conversion log', alerts: 'Alerts',
-  history: 'Change history', offers: 'Offers', smartlinks: 'Smartlinks', advertisers: 'Advertisers', affiliates: 'Affiliates', sources: 'Traffic sources',
+  history: 'Change history', simulator: 'Simulator', offers: 'Offers', smartlinks: 'Smartlinks', advertisers: 'Advertisers', affiliates: 'Affiliates', sources: 'Traffic sources',
 };
 const $ = (id) => document.getElementById(id);
 let who = null;

@@ -53,7 +53,8 @@ pub fn api(auth: Option<Arc<AppState>>) -> ApiRouter<Arc<AppState>> {
         .merge(crate::conversions::routes())
         .merge(crate::clicks::routes())
         .merge(crate::admin::routes())
-        .merge(crate::digests::routes());
+        .merge(crate::digests::routes())
+        .merge(crate::simulations::routes());
     let v1 = match auth {
         Some(state) => v1.layer(axum::middleware::from_fn_with_state(state, crate::auth::auth)),
         None => v1,

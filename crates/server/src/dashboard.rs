@@ -81,6 +81,7 @@ static ASSETS: &[Asset] = &[
     asset!("logs.js", JS),
     asset!("history.js", JS),
     asset!("defs.js", JS),
+    asset!("simulator.js", JS),
 ];
 
 /// Each asset's entity tag (a digest of its bytes), in [`ASSETS`] order.

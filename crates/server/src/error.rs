@@ -26,6 +26,13 @@ pub enum ApiError {
     /// An `If-Match` that does not match the current document (412).
     #[error("{0}")]
     PreconditionFailed(String),
+    /// Well-formed but not something the server will do, with the fields
+    /// at fault (422), when one message says more than "validation failed".
+    #[error("{0}")]
+    Unprocessable(String, Vec<FieldError>),
+    /// A bounded resource is taken: try again shortly (429, `Retry-After`).
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -40,6 +47,8 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_, f) => (StatusCode::CONFLICT, f.clone()),
             ApiError::Invalid(f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),
             ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, vec![]),
+            ApiError::Unprocessable(_, f) => (StatusCode::UNPROCESSABLE_ENTITY, f.clone()),
+            ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, vec![]),
             ApiError::Unexpected(e) if is_timeout(e) => {
                 // A read past the store's time limit: the client's to narrow.
                 let mut resp = (
@@ -85,6 +94,9 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
         }
         resp
     }

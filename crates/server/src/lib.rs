@@ -37,6 +37,8 @@ pub mod postback_config;
 pub mod postback_writer;
 pub mod rate_load;
 pub mod session;
+pub mod simulation_runs;
+pub mod simulations;
 pub mod state;
 pub mod tls;
 
@@ -482,6 +484,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         journal_dir: journal_dir.clone(),
         ready_max_backlog_bytes: eff.settings.ready_max_backlog_mib.unwrap_or(DEFAULT_READY_BACKLOG_MIB) << 20,
         sessions: session::Sessions::default(),
+        simulations: simulation_runs::Simulations::default(),
         leader,
         clock,
     });

@@ -47,6 +47,7 @@ use crate::config::FieldError;
         (name = "outbound", description = "The outbound postback outbox."),
         (name = "reports", description = "Reports, the click log, cost imports and the analyses."),
         (name = "digests", description = "Scheduled digests (admin token)."),
+        (name = "simulator", description = "The traffic simulator on a bundled or uploaded scenario: scores and the HTML report (admin token)."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
         (name = "dashboard", description = "The web dashboard (`/`, `/ui/`): its files and its session (sign-in with the admin token or an affiliate key; the cookie then authenticates `/api/v1` too)."),
     )

@@ -56,6 +56,8 @@ pub struct AppState {
     /// Dashboard sessions and sign-in failures (in memory: a restart
     /// signs everyone out).
     pub sessions: crate::session::Sessions,
+    /// The simulator's runs this node keeps, and its one-at-a-time gate.
+    pub simulations: crate::simulation_runs::Simulations,
     /// Whether this node runs the work that runs once across nodes
     /// (alerts, digests, retention in the shared store): always on SQLite;
     /// on a shared store, while it holds the leader lease.

@@ -1,6 +1,8 @@
 //! The `--report DIR` page: one self-contained `index.html` with inline SVG
 //! charts (no scripts, no fonts, no network fetches), readable on a laptop
-//! and printable.
+//! and printable. Its icon is an empty `data:` URL, so a browser showing
+//! it over HTTP (the server's `/api/v1/simulations/{id}.html`) does not
+//! ask the host for `/favicon.ico` either.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -294,6 +296,7 @@ pub fn render_html(r: &SimReport) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>smartlink simulation: {name}</title>
+<link rel="icon" href="data:,">
 <style>
 body {{ font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0 auto; max-width: 1000px; padding: 24px; }}
 h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 17px; margin: 28px 0 4px; }}

@@ -21,7 +21,9 @@
 //! # Ok(()) }
 //! ```
 //! Lower level: [`load_scenario`] / [`parse_scenario`] and
-//! [`run`]`(&scenario, seed, &[Strategy])`.
+//! [`run`]`(&scenario, seed, &[Strategy])`; [`run_until`] takes a stop flag
+//! too (the server bounds a run's time with it). [`EXAMPLES`] are the
+//! public scenarios of `examples/scenarios/`, embedded.
 //!
 //! Determinism: the click stream and every strategy's RNG streams are
 //! `rand_pcg` generators seeded from the seed and a fixed label, and no
@@ -30,14 +32,16 @@
 
 use std::path::PathBuf;
 
+mod examples;
 mod html;
 mod report;
 mod run;
 mod scenario;
 
+pub use examples::{example, Example, EXAMPLES};
 pub use html::{render_html, write_html_report};
 pub use report::{render_json, render_table};
-pub use run::{run, EventMark, HourStats, SimReport, Strategy, StrategyResult};
+pub use run::{run, run_until, EventMark, HourStats, SimReport, Strategy, StrategyResult};
 pub use scenario::{
     load_scenario, parse_scenario, DailyCap, Event, EventAction, OfferSpec, Scenario, SegmentPattern, TargetingSpec,
     Traffic,

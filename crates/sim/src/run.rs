@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -141,8 +141,9 @@ fn stream(seed: u64, label: &str) -> Pcg64 {
 
 /// The shared click stream: Poisson arrivals whose rate is
 /// `clicks_per_hour × hourly_profile[UTC hour]`, piecewise constant per
-/// UTC hour, and a segment drawn from the mix for each click.
-fn click_stream(sc: &Scenario, seed: u64) -> Vec<Click> {
+/// UTC hour, and a segment drawn from the mix for each click. `None` once
+/// `stop` is set (looked at once an hour of clicks).
+fn click_stream(sc: &Scenario, seed: u64, stop: &AtomicBool) -> Option<Vec<Click>> {
     let mut rng = stream(seed, "clicks");
     let cum: Vec<f64> = sc
         .traffic
@@ -158,6 +159,9 @@ fn click_stream(sc: &Scenario, seed: u64) -> Vec<Click> {
     let mut out = Vec::with_capacity((expected * 1.05) as usize + 16);
     let mut piece = sc.start_ms;
     while piece < end {
+        if stop.load(AtomicOrdering::Relaxed) {
+            return None;
+        }
         let next = ((piece.div_euclid(MS_PER_HOUR) + 1) * MS_PER_HOUR).min(end);
         let hour = piece.div_euclid(MS_PER_HOUR).rem_euclid(24) as usize;
         let rate = sc.traffic.clicks_per_hour * sc.traffic.hourly_profile[hour] / MS_PER_HOUR as f64;
@@ -175,7 +179,7 @@ fn click_stream(sc: &Scenario, seed: u64) -> Vec<Click> {
         }
         piece = next;
     }
-    out
+    Some(out)
 }
 
 /// Read-only tables shared by every strategy.
@@ -535,8 +539,12 @@ impl Agent {
     }
 }
 
-/// Plays one strategy over the click stream.
-fn play(prep: &Prepared, clicks: &[Click], strategy: Strategy, seed: u64) -> StrategyResult {
+/// How many clicks a strategy plays between looks at the stop flag: the
+/// flag costs one relaxed load per this many clicks.
+const STOP_CHECK_CLICKS: usize = 4096;
+
+/// Plays one strategy over the click stream; `None` once `stop` is set.
+fn play(prep: &Prepared, clicks: &[Click], strategy: Strategy, seed: u64, stop: &AtomicBool) -> Option<StrategyResult> {
     let sc = prep.sc;
     let mut policy_rng = stream(seed, &format!("{}/policy", strategy.name()));
     let mut world_rng = stream(seed, &format!("{}/outcomes", strategy.name()));
@@ -591,6 +599,9 @@ fn play(prep: &Prepared, clicks: &[Click], strategy: Strategy, seed: u64) -> Str
     };
 
     for (seq, click) in clicks.iter().enumerate() {
+        if seq % STOP_CHECK_CLICKS == 0 && stop.load(AtomicOrdering::Relaxed) {
+            return None;
+        }
         // Everything due before this click, in time order (postbacks before
         // an event at the same instant).
         loop {
@@ -680,7 +691,7 @@ fn play(prep: &Prepared, clicks: &[Click], strategy: Strategy, seed: u64) -> Str
         }
     }
     res.hourly = hourly;
-    res
+    Some(res)
 }
 
 fn apply_event(prep: &Prepared, rt: &mut [OfferRt], action: &EventAction, added: Option<usize>) {
@@ -742,8 +753,16 @@ fn event_label(action: &EventAction) -> String {
 /// two threads; each has its own RNG streams, so the result does not depend
 /// on which others run.
 pub fn run(sc: &Scenario, seed: u64, strategies: &[Strategy]) -> SimReport {
+    run_until(sc, seed, strategies, &AtomicBool::new(false)).expect("a run nobody stops ends")
+}
+
+/// [`run`], given up as soon as `stop` is set (each strategy looks at it
+/// every few thousand clicks): `None` then. For callers that bound a
+/// run's time (the server's `POST /api/v1/simulations`); what a run that
+/// ends returns does not depend on the flag.
+pub fn run_until(sc: &Scenario, seed: u64, strategies: &[Strategy], stop: &AtomicBool) -> Option<SimReport> {
     let prep = Prepared::new(sc);
-    let clicks = click_stream(sc, seed);
+    let clicks = click_stream(sc, seed, stop)?;
     let mut list = vec![Strategy::Oracle];
     for &s in strategies {
         if !list.contains(&s) {
@@ -763,7 +782,10 @@ pub fn run(sc: &Scenario, seed: u64, strategies: &[Strategy]) -> SimReport {
                         if i >= list.len() {
                             break;
                         }
-                        done.push((i, play(&prep, &clicks, list[i], seed)));
+                        match play(&prep, &clicks, list[i], seed, stop) {
+                            Some(r) => done.push((i, r)),
+                            None => break,
+                        }
                     }
                     done
                 })
@@ -775,12 +797,13 @@ pub fn run(sc: &Scenario, seed: u64, strategies: &[Strategy]) -> SimReport {
             }
         }
     });
-    let mut results: Vec<StrategyResult> = slots.into_iter().map(|r| r.expect("every strategy ran")).collect();
+    // A strategy missing was stopped.
+    let mut results: Vec<StrategyResult> = slots.into_iter().collect::<Option<_>>()?;
     let oracle = results[0].expected_revenue;
     for r in &mut results {
         r.oracle_ratio = if oracle > 0.0 { r.expected_revenue / oracle } else { 1.0 };
     }
-    SimReport {
+    Some(SimReport {
         scenario: sc.name.clone(),
         seed,
         clicks: clicks.len() as u64,
@@ -789,5 +812,5 @@ pub fn run(sc: &Scenario, seed: u64, strategies: &[Strategy]) -> SimReport {
         offers: prep.offers.iter().map(|o| o.id.clone()).collect(),
         events: sc.events.iter().map(|e| EventMark { at_hour: e.at_hour, label: event_label(&e.action) }).collect(),
         results,
-    }
+    })
 }

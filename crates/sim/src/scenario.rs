@@ -33,6 +33,25 @@ pub struct Scenario {
     pub events: Vec<Event>,
 }
 
+impl Scenario {
+    /// The clicks the scenario asks for on average: each simulated hour's
+    /// Poisson rate (`clicks_per_hour` times its UTC hour's multiplier),
+    /// summed. What a run costs grows with it.
+    pub fn expected_clicks(&self) -> f64 {
+        let first = self.start_ms.div_euclid(3_600_000);
+        (0..self.duration_hours as i64)
+            .map(|h| self.traffic.hourly_profile[(first + h).rem_euclid(24) as usize])
+            .sum::<f64>()
+            * self.traffic.clicks_per_hour
+    }
+
+    /// Offers in the pool over the whole run: the initial ones and those
+    /// events add.
+    pub fn offer_count(&self) -> usize {
+        self.offers.len() + self.events.iter().filter(|e| matches!(e.action, EventAction::AddOffer(_))).count()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Traffic {
     pub clicks_per_hour: f64,

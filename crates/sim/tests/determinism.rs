@@ -1,6 +1,8 @@
 //! Same file + seed + strategy ⇒ byte-identical output.
 
-use smartlink_sim::{render_json, Strategy};
+use std::sync::atomic::AtomicBool;
+
+use smartlink_sim::{parse_scenario, render_json, run_until, Strategy};
 
 use crate::support::run_yaml;
 
@@ -50,4 +52,30 @@ fn json_has_the_documented_shape() {
         assert!(x["conversions"].is_u64());
     }
     assert_eq!(v["results"][0]["oracle_ratio"], 1.0);
+}
+
+#[test]
+fn a_run_nobody_stops_is_the_plain_run_and_a_stopped_one_gives_nothing() {
+    let sc = parse_scenario(YAML).unwrap();
+    let plain = run_yaml(YAML, 42, &Strategy::ALL);
+    assert_eq!(run_until(&sc, 42, &Strategy::ALL, &AtomicBool::new(false)), Some(plain));
+    assert_eq!(run_until(&sc, 42, &Strategy::ALL, &AtomicBool::new(true)), None);
+}
+
+#[test]
+fn expected_clicks_sum_each_hours_rate_from_the_start_hour() {
+    let sc = parse_scenario(YAML).unwrap();
+    assert_eq!(sc.expected_clicks(), 6.0 * 400.0);
+    assert_eq!(sc.offer_count(), 3, "two offers and one added by an event");
+    // A profile that doubles UTC hour 23 and silences hour 0; the run
+    // starts at 22:00, so it covers 22, 23, 0 and 1.
+    let mut profile = vec!["1"; 24];
+    profile[23] = "2";
+    profile[0] = "0";
+    let yaml = format!(
+        "duration_hours: 4\nstart: 2026-01-05T22:00:00Z\ntraffic: {{clicks_per_hour: 100, hourly_profile: [{}], segments: [{{country: US, device: mobile, os: ios, share: 1}}]}}\noffers: [{{id: a, payout: 1, cr: 0.1}}]\n",
+        profile.join(", ")
+    );
+    let sc = parse_scenario(&yaml).unwrap();
+    assert_eq!(sc.expected_clicks(), 100.0 * (1.0 + 2.0 + 0.0 + 1.0));
 }
