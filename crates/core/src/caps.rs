@@ -147,7 +147,15 @@ impl OfferCounters {
     pub fn reached(&self, caps: &Caps, day: u32) -> Option<CapKind> {
         if caps.daily_clicks.is_some_and(|c| self.clicks(day) >= c) {
             Some(CapKind::Clicks)
-        } else if caps.daily_conversions.is_some_and(|c| self.conversions(day) >= c) {
+        } else {
+            self.conversion_cap_reached(caps, day)
+        }
+    }
+
+    /// The conversion or budget cap reached today, if any (counted the same
+    /// way on one node and on several).
+    fn conversion_cap_reached(&self, caps: &Caps, day: u32) -> Option<CapKind> {
+        if caps.daily_conversions.is_some_and(|c| self.conversions(day) >= c) {
             Some(CapKind::Conversions)
         } else if caps.daily_budget.is_some_and(|b| self.budget_micros.get(day) >= micros(b)) {
             Some(CapKind::Budget)
@@ -207,12 +215,8 @@ impl OfferCounters {
         if caps.daily_clicks.is_some() && self.allowance.get(day) == 0 {
             self.missed.try_add(day, 1, None);
             Some(CapKind::Clicks)
-        } else if caps.daily_conversions.is_some_and(|c| self.conversions(day) >= c) {
-            Some(CapKind::Conversions)
-        } else if caps.daily_budget.is_some_and(|b| self.budget_micros.get(day) >= micros(b)) {
-            Some(CapKind::Budget)
         } else {
-            None
+            self.conversion_cap_reached(caps, day)
         }
     }
 
@@ -223,9 +227,7 @@ impl OfferCounters {
         if caps.daily_clicks.is_some_and(|c| self.taken.get(day) >= c && self.allowance.get(day) == 0) {
             Some(CapKind::Clicks)
         } else {
-            // Without the click cap: the conversion and budget caps, and no
-            // click counted as missed.
-            self.reached_leased(&Caps { daily_clicks: None, ..*caps }, day)
+            self.conversion_cap_reached(caps, day)
         }
     }
 
