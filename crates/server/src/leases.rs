@@ -65,17 +65,67 @@ pub struct Leases {
     last_conversions_ms: Option<i64>,
     last_forget_ms: Option<i64>,
     failures: u64,
+    backoff: Backoff,
+}
+
+/// The longest wait between rounds while the store fails: a store that is
+/// down is not asked 20 times a second by every node.
+const MAX_BACKOFF_MS: i64 = 2_000;
+
+/// Rounds while the store keeps failing: after a failed round the next
+/// waits one tick, then twice as long per failed round up to
+/// [`MAX_BACKOFF_MS`]; a round without failure ends the wait.
+#[derive(Debug, Default)]
+struct Backoff {
+    retry_at_ms: Option<i64>,
+    wait_ms: i64,
+}
+
+impl Backoff {
+    fn due(&self, now_ms: i64) -> bool {
+        self.retry_at_ms.is_none_or(|t| now_ms >= t)
+    }
+
+    fn failed(&mut self, now_ms: i64) {
+        self.wait_ms = (self.wait_ms * 2).clamp(TICK.as_millis() as i64, MAX_BACKOFF_MS);
+        self.retry_at_ms = Some(now_ms + self.wait_ms);
+    }
+
+    fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
 }
 
 impl Leases {
     /// `node` names this process in the store's lease rows (unique per
     /// process run: a restarted node holds nothing it held before).
     pub fn new(node: String, settings: LeaseSettings) -> Leases {
-        Leases { node, settings, offers: HashMap::new(), last_conversions_ms: None, last_forget_ms: None, failures: 0 }
+        Leases {
+            node,
+            settings,
+            offers: HashMap::new(),
+            last_conversions_ms: None,
+            last_forget_ms: None,
+            failures: 0,
+            backoff: Backoff::default(),
+        }
     }
 
     /// One round over the catalog at `now_ms`.
     pub fn tick(&mut self, catalog: &Catalog, store: &dyn Store, metrics: &Metrics, now_ms: i64) {
+        if !self.backoff.due(now_ms) {
+            return;
+        }
+        let before = self.failures;
+        self.round(catalog, store, metrics, now_ms);
+        if self.failures > before {
+            self.backoff.failed(now_ms);
+        } else {
+            self.backoff.succeeded();
+        }
+    }
+
+    fn round(&mut self, catalog: &Catalog, store: &dyn Store, metrics: &Metrics, now_ms: i64) {
         let Some(sh) = store.shared() else { return };
         let Leases { node, settings, offers, failures, .. } = self;
         let mut seen = HashSet::new();
@@ -250,4 +300,30 @@ pub fn start(app: &Arc<AppState>, settings: LeaseSettings) -> anyhow::Result<Opt
         leases.tick(&app.catalog.load(), &*app.store, &app.metrics, now);
     })?;
     Ok(Some(Handle { stop, thread: Some(thread) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_wait_longer_after_each_failed_round_up_to_two_seconds_and_not_after_a_good_one() {
+        let mut b = Backoff::default();
+        assert!(b.due(0));
+        let mut waits = Vec::new();
+        let mut now = 0;
+        for _ in 0..8 {
+            b.failed(now);
+            let next = b.retry_at_ms.unwrap();
+            assert!(!b.due(next - 1));
+            assert!(b.due(next));
+            waits.push(next - now);
+            now = next;
+        }
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        b.succeeded();
+        assert!(b.due(now));
+        b.failed(now);
+        assert_eq!(b.retry_at_ms, Some(now + 50), "a good round starts the waits again from one tick");
+    }
 }
