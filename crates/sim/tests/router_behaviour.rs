@@ -70,12 +70,21 @@ fn a_silent_halving_of_the_best_offers_conversion_rate_is_detected() {
         "  - {id: a, payout: 1.0, cr: 0.06}\n  - {id: b, payout: 1.0, cr: 0.04}",
         "conversion_delay_minutes: {mean: 20}\nevents:\n  - {at_hour: 30, offer: a, cr_multiplier: 0.5}",
     );
-    let r = run_yaml(&yaml, 7, &[Smartlink]);
-    assert!(share(&r, Smartlink, 0, 24..30) > 0.8, "a is the best offer before the change");
-    // Thirty hours of history at 0.06 would outweigh three at 0.03 for days
-    // without change detection (48 h half-life).
-    let moved = share(&r, Smartlink, 1, 33..36);
-    assert!(moved > 0.7, "only {:.0}% moved to b", moved * 100.0);
+    // Over twelve seeds: one seed's path decides too much (over seeds 1-60
+    // the share moved ranges from 0.01 to 1.00; seed 7 alone went from 0.87
+    // to 0.49 with a change that raised the 60-seed mean from 0.82 to 0.86).
+    let mut moved = Vec::new();
+    for seed in 1..=12 {
+        let r = run_yaml(&yaml, seed, &[Smartlink]);
+        assert!(share(&r, Smartlink, 0, 24..30) > 0.8, "seed {seed}: a is the best offer before the change");
+        // Thirty hours of history at 0.06 would outweigh three at 0.03 for
+        // days without change detection (48 h half-life).
+        moved.push(share(&r, Smartlink, 1, 33..36));
+    }
+    let mean = moved.iter().sum::<f64>() / moved.len() as f64;
+    assert!(mean > 0.75, "on average only {:.0}% moved to b: {moved:.2?}", mean * 100.0);
+    let most = moved.iter().filter(|m| **m > 0.5).count();
+    assert!(most >= 8, "most traffic moved to b on only {most} of 12 seeds: {moved:.2?}");
 }
 
 #[test]

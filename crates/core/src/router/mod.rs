@@ -99,6 +99,10 @@ pub use shared::{Busy, RouterGuard, SharedRouter};
 use policy::{signature, unit, Pacing, PolicyEntry, Xoshiro};
 use stats::{pack_segment, FastMap, Learned, Rates, StatusChange, LEVELS, MS_PER_HOUR};
 
+/// The conversions from which an offer's posterior is taken to be as
+/// conservative as the calibration of [`RouterConfig::variance_scale`] found.
+const CALIBRATED_CONVERSIONS: f64 = 10.0;
+
 /// Remaining daily capacity of a candidate, as the router may use it to pace.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CapView {
@@ -503,7 +507,7 @@ impl RouterState {
         let payout = c.payout.max(0.0);
         let prior = if payout > 0.0 && am > 0.0 { (epc / (payout * am)).clamp(1e-7, 0.5) } else { l.derived.pool_cr };
         let kappa = &l.derived.kappa;
-        let (m, var, top_mean, hm, hcv2) = match oi {
+        let (m, var, top_mean, hm, hcv2, seen) = match oi {
             Some(oi) => {
                 let path = l.path(oi, ctx.segment);
                 let (m, var) = l.posterior(oi, &path, now, lam, prior);
@@ -511,23 +515,37 @@ impl RouterState {
                 let (n1, k1) = l.cells[o.top as usize].exp.read(now, lam, o.mu);
                 let top = (kappa[1] + k1) / (kappa[1] / prior + n1);
                 let h = ctx.hour as usize % 24;
-                (m, var, top, o.hour_mult[h], o.hour_cv2[h])
+                (m, var, top, o.hour_mult[h], o.hour_cv2[h], k1)
             }
             None => {
                 let mut var = prior * prior / kappa[1];
                 for k in &kappa[2..LEVELS] {
                     var += prior * prior / k;
                 }
-                (prior, var, prior, 1.0, 0.0)
+                (prior, var, prior, 1.0, 0.0, 0.0)
             }
         };
         let cr = m * hm;
         let value = payout * cr * am;
         let cv2 =
             if m > 0.0 && am > 0.0 { (1.0 + var / (m * m)) * (1.0 + hcv2) * (1.0 + av / (am * am)) - 1.0 } else { 0.0 };
-        let cv2 = cv2 * self.cfg.variance_scale;
+        let cv2 = cv2 * self.variance_scale(seen);
         let scored = Scored { value, cv2, keep: pace.keep(), click_price: pace.clicks * payout * top_mean * am };
         (scored, cr, am)
+    }
+
+    /// The factor Thompson sampling scales an offer's posterior variance
+    /// by, given the (discounted) conversions it has shown: the configured
+    /// [`RouterConfig::variance_scale`] once it has shown
+    /// [`CALIBRATED_CONVERSIONS`], 1 (the posterior as it is) with none, and
+    /// in between in proportion. The calibration behind the configured
+    /// scale was measured on offers with data; an offer with few or no
+    /// conversions has a posterior dominated by its prior, and narrowing
+    /// that starves it: 34 clicks without a conversion (true rate 0.10 vs
+    /// 0.05) were enough to stop routing to it for good.
+    fn variance_scale(&self, seen: f64) -> f64 {
+        let s = self.cfg.variance_scale;
+        s + (1.0 - s) * (1.0 - seen / CALIBRATED_CONVERSIONS).max(0.0)
     }
 
     fn refresh_policy(&mut self, seg: u32, sig: u64, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) {
