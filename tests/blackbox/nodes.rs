@@ -104,6 +104,17 @@ fn three_nodes_share_definitions_conversions_secrets_and_reports() {
         .unwrap_or_else(|e| panic!("node C did not start: {e}"));
     let nodes = [&a, &b, &c];
 
+    // The store keeps the admin token's hash, never the token: C checks
+    // the token it was never given against the hash.
+    let mut pg = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let meta: Vec<(String, String)> =
+        pg.query("SELECT key, value FROM meta", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(meta.iter().all(|(_, v)| !v.contains(ADMIN)), "the admin token is stored in clear: {meta:?}");
+    let hash = meta.iter().find(|(k, _)| k == "admin_token_sha256").map(|(_, v)| v.clone());
+    assert!(hash.as_deref().is_some_and(|h| h.starts_with("sha256:") && h.len() == 7 + 64), "{meta:?}");
+    assert_eq!(c.admin("GET", "/api/v1/offers", None).status, 200, "node C refuses the admin token");
+    assert_eq!(c.get("/api/v1/offers", &[("Authorization", "Bearer not-the-token")]).status, 401);
+
     // A change through A routes on C within a second.
     let r = a.admin("PATCH", "/api/v1/offers/o1", Some(r#"{"url": "https://changed.example/?cid={click_id}"}"#));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -201,6 +212,13 @@ fn a_node_on_a_shared_store_takes_caps_and_refuses_a_secret_other_than_the_store
         .err()
         .expect("refused");
     assert!(err.contains("SMARTLINK_SECRET") && err.contains("differs"), "{err}");
+    // So is a node given another admin token.
+    let d3 = tempfile::tempdir().unwrap();
+    let cfg3 = node_config(d3.path(), &db.url, true, "");
+    let text = std::fs::read_to_string(&cfg3).unwrap().replace(ADMIN, "another-admin-token-0123456789");
+    std::fs::write(&cfg3, text).unwrap();
+    let err = Server::try_start_with(d3.path(), &cfg3, &[("SMARTLINK_SECRET", "")]).err().expect("refused");
+    assert!(err.contains("admin token") && err.contains("differs"), "{err}");
     // A cap added through the API is taken too.
     let r = ok.admin("PATCH", "/api/v1/offers/o2", Some(r#"{"caps": {"daily_conversions": 3}}"#));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -372,7 +372,7 @@ async fn apply<T>(
         *state = fresh;
     }
     let (new, out) = change(&state.defs)?;
-    let same_as_admin = crate::defs::keys_equal_to_admin_token(&new, app.admin_token.expose());
+    let same_as_admin = crate::defs::keys_equal_to_admin_token(&new, app.admin_token_hash.expose());
     if !same_as_admin.is_empty() {
         return Err(ApiError::Invalid(vec![FieldError {
             path: "api_key".into(),

@@ -52,11 +52,13 @@ pub async fn auth(
 
 /// Who a token is: the admin token, an affiliate key, or nobody.
 pub fn identify(app: &AppState, token: &str) -> Option<Scope> {
-    if token_matches(token, app.admin_token.expose()) {
+    // The admin token and affiliate keys are kept hashed: hash what was
+    // sent and compare the hashes.
+    let hashed = crate::defs::hashed_api_key(token);
+    if token_matches(&hashed, app.admin_token_hash.expose()) {
         return Some(Scope::Admin);
     }
-    // Keys are stored hashed: hash what was sent and compare the hashes.
-    affiliate_by_hash(app, &crate::defs::hashed_api_key(token))
+    affiliate_by_hash(app, &hashed)
 }
 
 /// The affiliate whose stored key hash this is. Every key is compared, so

@@ -59,12 +59,17 @@ fn is_hashed_api_key(k: &str) -> bool {
 /// Affiliates whose API key is the admin token (which would let the
 /// token's holder act as that affiliate and the affiliate guess the
 /// token), as errors on their `api_key`.
-pub fn keys_equal_to_admin_token(defs: &Definitions, admin_token: &str) -> Vec<FieldError> {
-    let admin = hashed_api_key(admin_token);
+/// `admin_hash` is the token's hash ([`hashed_api_key`]); keys may be given
+/// in clear or hashed.
+pub fn keys_equal_to_admin_token(defs: &Definitions, admin_hash: &str) -> Vec<FieldError> {
+    let same = |k: &str| {
+        let hashed = if is_hashed_api_key(k) { k.to_string() } else { hashed_api_key(k) };
+        crate::auth::token_matches(&hashed, admin_hash)
+    };
     defs.affiliates
         .iter()
         .enumerate()
-        .filter(|(_, a)| a.api_key.as_ref().is_some_and(|k| k.expose() == admin_token || k.expose() == admin.as_str()))
+        .filter(|(_, a)| a.api_key.as_ref().is_some_and(|k| same(k.expose())))
         .map(|(i, _)| FieldError {
             path: format!("affiliates[{i}].api_key"),
             message: "must not be the admin token".into(),

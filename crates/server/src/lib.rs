@@ -164,7 +164,10 @@ fn open_shared(url: &str, _query_timeout: Option<std::time::Duration>) -> anyhow
 
 /// The meta keys a shared store keeps the node-wide secrets under.
 const CLICK_SECRET_META: &str = "click_id_secret";
-const ADMIN_TOKEN_META: &str = "admin_token";
+/// The admin token's hash (`sha256:` + hex, as affiliate keys are kept):
+/// the token itself is never stored (PostgreSQL migration 5 replaced the
+/// clear `admin_token` key of earlier stores by its hash).
+const ADMIN_TOKEN_META: &str = "admin_token_sha256";
 
 /// A node-wide secret on a shared store: the store's `key`, which the
 /// first node to start stores (`given`, else 32 random bytes in hex) and
@@ -178,6 +181,46 @@ fn shared_secret(store: &dyn Store, given: Option<&str>, key: &str, what: &str) 
             "{what} differs from the one the shared store holds (meta key {key}): every node uses the same; \
              leave it unset to take the store's, or change the store's first"
         );
+    }
+    Ok(stored)
+}
+
+/// The admin token's hash on a shared store. A node given a token (its
+/// file or `SMARTLINK_ADMIN_TOKEN`) stores its hash if the store has none
+/// and refuses to start if the store holds another. A node given none takes
+/// the stored hash (it checks tokens without knowing the token); the first
+/// node of a new store given none generates a token into `file` (mode 0600),
+/// where the operator reads it, and stores its hash.
+fn shared_admin_token_hash(store: &dyn Store, given: Option<&str>, file: &Path) -> anyhow::Result<String> {
+    if let Some(t) = given {
+        let hash = defs::hashed_api_key(t);
+        if store.meta_or_insert(ADMIN_TOKEN_META, &hash)? != hash {
+            bail!(
+                "the admin token differs from the one the shared store holds the hash of (meta key \
+                 {ADMIN_TOKEN_META}): every node uses the same; leave it unset to take the store's, or change the \
+                 store's first"
+            );
+        }
+        return Ok(hash);
+    }
+    if let Some(hash) = store.meta(ADMIN_TOKEN_META)? {
+        tracing::info!(
+            "no admin_token configured: checking tokens against the shared store's hash (meta key \
+             {ADMIN_TOKEN_META}, the same on every node)"
+        );
+        return Ok(hash);
+    }
+    let token = secret("SMARTLINK_ADMIN_TOKEN", file)?;
+    let hash = defs::hashed_api_key(&token);
+    let stored = store.meta_or_insert(ADMIN_TOKEN_META, &hash)?;
+    if stored == hash {
+        tracing::info!(file = %file.display(), "no admin_token configured: generated one into this file; the shared \
+            store keeps only its hash");
+    } else {
+        // Another node stored its token's hash first: this file's token
+        // would not be accepted anywhere, so it must not be left to be read.
+        std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+        tracing::info!("no admin_token configured: another node set the shared store's first; using its hash");
     }
     Ok(stored)
 }
@@ -347,28 +390,24 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         capacity,
     );
     let configured = eff.settings.admin_token.as_ref().filter(|t| !t.expose().is_empty());
-    let admin_token = match configured {
+    // Only the token's hash is kept past this point: requests are checked
+    // against it, and a shared store never holds the token in clear.
+    let admin_token_hash = match configured {
         _ if shared => {
             let given = configured.map(|t| t.expose().to_string()).or_else(|| env_value("SMARTLINK_ADMIN_TOKEN"));
-            let t = shared_secret(&*store, given.as_deref(), ADMIN_TOKEN_META, "the admin token")?;
-            if given.is_none() {
-                tracing::info!(
-                    "no admin_token configured: using the shared store's (meta key {ADMIN_TOKEN_META}, the same on \
-                     every node)"
-                );
-            }
-            Secret::new(t)
+            shared_admin_token_hash(&*store, given.as_deref(), &eff.data_dir.join("admin_token"))?
         }
-        Some(t) => t.clone(),
+        Some(t) => defs::hashed_api_key(t.expose()),
         _ => {
             let path = eff.data_dir.join("admin_token");
             let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
             tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
-            Secret::new(t)
+            defs::hashed_api_key(&t)
         }
     };
+    let admin_token_hash = Secret::new(admin_token_hash);
     if let Some((path, file)) = &eff.file {
-        let same_as_admin = defs::keys_equal_to_admin_token(&file.definitions, admin_token.expose());
+        let same_as_admin = defs::keys_equal_to_admin_token(&file.definitions, admin_token_hash.expose());
         if !same_as_admin.is_empty() {
             bail!(config::ConfigError::Invalid { file: path.display().to_string(), errors: same_as_admin });
         }
@@ -428,7 +467,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     } else {
         secret("SMARTLINK_SECRET", &eff.data_dir.join("secret"))?
     };
-    let same_as_admin = defs::keys_equal_to_admin_token(&defs.defs, admin_token.expose());
+    let same_as_admin = defs::keys_equal_to_admin_token(&defs.defs, admin_token_hash.expose());
     if !same_as_admin.is_empty() {
         bail!(config::ConfigError::Invalid { file: "stored definitions".into(), errors: same_as_admin });
     }
@@ -474,7 +513,7 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         ua_cache: smartlink_visitor::ua_cache::UaCache::new(65_536),
         behaviour,
         proxies,
-        admin_token,
+        admin_token_hash,
         metrics,
         clicks,
         postbacks: ArcSwap::from_pointee(postbacks),

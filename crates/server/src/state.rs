@@ -37,7 +37,8 @@ pub struct AppState {
     pub behaviour: smartlink_visitor::quality::Behaviour,
     /// Whose forwarded headers are believed (empty without `trust_proxy`).
     pub proxies: crate::click::Proxies,
-    pub admin_token: Secret,
+    /// The admin token's hash (`sha256:` + hex); the token itself is not kept.
+    pub admin_token_hash: Secret,
     pub metrics: Arc<Metrics>,
     pub clicks: ClickQueue,
     /// Postback credentials, outbound targets and rates; swapped with the catalog.

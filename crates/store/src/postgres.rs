@@ -94,6 +94,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "a definitions version, bumped and signalled (NOTIFY) by every change of entities or meta", V2),
     (3, "click-cap units taken per offer and local day, and held per node (cap leases)", V3),
     (4, "the node that loaded each click row and recorded each conversion history row (learning)", V4),
+    (5, "the admin token kept as its hash, not in clear", V5),
 ];
 
 /// `cap_usage.taken` is what every node took in total (never above the cap
@@ -116,6 +117,17 @@ CREATE TABLE cap_leases (
 const V4: &str = r#"
 ALTER TABLE clicks ADD COLUMN node BIGINT;
 ALTER TABLE conversion_history ADD COLUMN node BIGINT;
+"#;
+
+/// Nodes check the admin token against its hash (`sha256:` + hex, the
+/// form affiliate keys are kept in): a store that held the token in clear
+/// keeps only the hash from here on.
+const V5: &str = r#"
+INSERT INTO meta (key, value)
+    SELECT 'admin_token_sha256', 'sha256:' || encode(sha256(convert_to(value, 'UTF8')), 'hex')
+    FROM meta WHERE key = 'admin_token'
+    ON CONFLICT (key) DO NOTHING;
+DELETE FROM meta WHERE key = 'admin_token';
 "#;
 
 const V2: &str = r#"

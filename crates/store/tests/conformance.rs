@@ -1504,14 +1504,33 @@ mod postgres_only {
             })
             .collect();
         for t in threads {
-            assert_eq!(t.join().unwrap(), vec![1, 2, 3, 4]);
+            assert_eq!(t.join().unwrap(), vec![1, 2, 3, 4, 5]);
         }
         let s = PgStore::connect(&db.url).unwrap();
         s.set_meta("k", "v").unwrap();
         drop(s);
         let s = PgStore::connect(&db.url).unwrap();
-        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3, 4, 5]);
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("v"), "a second connect keeps the data");
+    }
+
+    #[test]
+    fn migration_5_replaces_a_clear_admin_token_by_its_hash() {
+        let db = pg::TestDb::create();
+        // A store as version 4 left it: the admin token in clear.
+        let s = PgStore::connect(&db.url).unwrap();
+        s.set_meta("admin_token", "an-old-clear-token").unwrap();
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        c.execute("DELETE FROM schema_migrations WHERE version = 5", &[]).unwrap();
+        drop(s);
+        let s = PgStore::connect(&db.url).unwrap();
+        assert_eq!(s.schema_versions().unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(s.meta("admin_token").unwrap(), None, "the clear token is gone");
+        assert_eq!(
+            s.meta("admin_token_sha256").unwrap().as_deref(),
+            Some("sha256:9e6a64e9361755ebeff6ebf88413fae8a48009983795d953c076a97e2c4d6bca"),
+            "its hash, in the form affiliate keys are kept in (sha256 of the UTF-8 token, hex)"
+        );
     }
 
     /// What several nodes need beyond the store's traits: the first value
