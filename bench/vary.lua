@@ -20,8 +20,10 @@ setup = function(thread)
   threads = threads + 1
 end
 local n = 0
+-- An optional script argument (`wrk ... -s vary.lua URL -- OFFSET`) moves
+-- the sequence further, for several wrk processes at once (bench/nodes.sh).
 init = function(args)
-  n = offset or 0
+  n = (offset or 0) + (tonumber(args[1]) or 0)
 end
 request = function()
   n = n + 1

@@ -11,6 +11,10 @@
 //! (same definitions, same distributions, no transactional rows): the
 //! 100 M-click measurement, where filling SQLite through the write path
 //! would take an hour and 25 GB; only the columnar path is timed then.
+//! `STORE=postgres://…/db` fills that (empty) PostgreSQL database instead
+//! of SQLite in `dir` (the columnar file stays in `dir`, loaded from
+//! PostgreSQL's feed, as on a node of a shared store): the old path is then
+//! PostgreSQL's rollups and raw rows.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +22,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use smartlink_analysis::report::{run, ReportRequest};
 use smartlink_columnar::{Analyzed, Options};
-use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, PostbackIn, SqliteStore, Store};
+use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, PostbackIn, SqliteStore, Store, TxStore};
 
 fn zipf(rng: &mut impl Rng, n: usize) -> usize {
     // Inverse-CDF of a truncated 1/k distribution: a few values dominate.
@@ -77,24 +81,30 @@ fn main() {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("report_load_{}", std::process::id())));
     let synth = std::env::var("SYNTH").is_ok_and(|v| v == "1");
     let old_path = !synth && std::env::var("OLD_PATH").map_or(true, |v| v != "0");
-    let sqlite = Arc::new(SqliteStore::open_dir(&dir).expect("open store"));
-    let now = match sqlite.meta("report_load_now").unwrap() {
+    let store: Arc<dyn TxStore> = match std::env::var("STORE").ok().filter(|s| !s.is_empty()) {
+        Some(url) => {
+            assert!(!synth, "SYNTH=1 writes no transactional rows: it needs no STORE");
+            Arc::new(smartlink_store::PgStore::connect(&url).expect("open PostgreSQL"))
+        }
+        None => Arc::new(SqliteStore::open_dir(&dir).expect("open store")),
+    };
+    let now = match store.meta("report_load_now").unwrap() {
         Some(t) => t.parse().unwrap(),
         None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
     };
-    if sqlite.meta("report_load_now").unwrap().is_none() {
+    if store.meta("report_load_now").unwrap().is_none() {
         if synth {
-            definitions(&sqlite);
+            definitions(&*store);
             synthesize(&dir, clicks, days, now);
         } else {
-            fill(&sqlite, clicks, days, now);
+            fill(&*store, clicks, days, now);
         }
-        sqlite.set_meta("report_load_now", &now.to_string()).unwrap();
+        store.set_meta("report_load_now", &now.to_string()).unwrap();
     }
-    let n = if synth { clicks as u64 } else { sqlite.count_clicks().unwrap() };
+    let n = if synth { clicks as u64 } else { store.count_clicks().unwrap() };
     println!("store: {n} clicks in {}", dir.display());
     let analyzed =
-        Analyzed::open(sqlite.clone(), &dir, Options { retention_days: 0, ..Default::default() }).expect("analytics");
+        Analyzed::open(store.clone(), &dir, Options { retention_days: 0, ..Default::default() }).expect("analytics");
     let t = Instant::now();
     let loaded = analyzed.load().expect("load");
     let secs = t.elapsed().as_secs_f64();
@@ -107,13 +117,20 @@ fn main() {
         );
     }
     let (db, duck) = (dir.join("smartlink.db"), dir.join("analytics.duckdb"));
-    println!(
-        "disk: transactional {:.0} MiB ({:.0} B/click), columnar {:.0} MiB ({:.1} B/click)",
-        file_mib(&db),
-        file_mib(&db) * (1 << 20) as f64 / n as f64,
-        file_mib(&duck),
-        file_mib(&duck) * (1 << 20) as f64 / n as f64
-    );
+    if std::env::var("STORE").is_ok_and(|s| !s.is_empty()) {
+        println!(
+            "disk: columnar {:.0} MiB (PostgreSQL's: psql -c \"SELECT pg_database_size(current_database())\")",
+            file_mib(&duck)
+        );
+    } else {
+        println!(
+            "disk: transactional {:.0} MiB ({:.0} B/click), columnar {:.0} MiB ({:.1} B/click)",
+            file_mib(&db),
+            file_mib(&db) * (1 << 20) as f64 / n as f64,
+            file_mib(&duck),
+            file_mib(&duck) * (1 << 20) as f64 / n as f64
+        );
+    }
     let period = format!("{days}d");
     let window_from = (now - 2 * 86_400_000) / 3_600_000 * 3_600_000 + 17 * 60_000 + 3_123;
     let f = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
@@ -160,7 +177,7 @@ fn main() {
         let (new_ms, new_out) = time(&analyzed, 5);
         let rows = new_out["rows"].as_array().map_or(0, |r| r.len());
         let old = if old_path {
-            let (ms, out) = time(&*sqlite, 3);
+            let (ms, out) = time(&*store, 3);
             // The old path sums money as floats: a derived ratio (CPA, CPC)
             // can round the other way in its 6th decimal.
             assert!(close(&out["rows"], &new_out["rows"]), "{name}: both paths give the same rows");
@@ -174,7 +191,7 @@ fn main() {
     println!("peak RSS {:.0} MiB", peak_rss_mib());
 }
 
-fn definitions(store: &SqliteStore) {
+fn definitions(store: &dyn Store) {
     let put = |kind, id: String, spec: String| Change::Put { kind, id, spec };
     let mut defs = vec![put(Kind::Advertiser, "adv".into(), r#"{"id":"adv"}"#.into())];
     for o in 1..=50 {
@@ -305,7 +322,7 @@ fn synthesize(dir: &std::path::Path, clicks: usize, days: i64, now: i64) {
     eprintln!("synthesized {clicks} clicks and {n} conversions in {:.0} s", t0.elapsed().as_secs_f64());
 }
 
-fn fill(store: &SqliteStore, clicks: usize, days: i64, now: i64) {
+fn fill(store: &dyn Store, clicks: usize, days: i64, now: i64) {
     definitions(store);
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let start = now - days * 86_400_000;
