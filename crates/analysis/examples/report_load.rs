@@ -22,7 +22,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use smartlink_analysis::report::{run, ReportRequest};
 use smartlink_columnar::{Analyzed, Options};
-use smartlink_store::{Change, ClickRow, ConvStatus, ConversionStore, Kind, PostbackIn, SqliteStore, Store, TxStore};
+use smartlink_store::{Change, ClickRow, ConvStatus, Kind, PostbackIn, SqliteStore, Store, TxStore};
 
 fn zipf(rng: &mut impl Rng, n: usize) -> usize {
     // Inverse-CDF of a truncated 1/k distribution: a few values dominate.
