@@ -383,7 +383,15 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     // Whole UTC days can come from the daily rollups; local days and hours
     // are derived from hours.
     let utc_days = tz == chrono_tz::UTC && !group.iter().any(|g| matches!(*g, "hour" | "hour_of_day" | "weekday"));
-    let dim_for = |g: &str| if g == "day" && utc_days { Some(Dim::Day) } else { dim_of(g) };
+    // Hour of day and weekday are grouped where the rows are (the store
+    // knows the zone); hours and local days are re-keyed here.
+    let zone = smartlink_store::Zone(tz);
+    let dim_for = |g: &str| match g {
+        "day" if utc_days => Some(Dim::Day),
+        "hour" | "hour_of_day" => Some(Dim::HourOfDay(zone)),
+        "weekday" => Some(Dim::Weekday(zone)),
+        _ => dim_of(g),
+    };
     let mut dims: Vec<Dim> = group.iter().filter_map(|g| dim_for(g)).collect();
     dims.dedup();
     // A click with several quality reasons is in several reason rows, so
@@ -396,7 +404,29 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     let by_reason = dims.contains(&Dim::Reason);
     let many_rows = dims.iter().any(|d| matches!(d, Dim::Sub(_) | Dim::Hour | Dim::Day));
     let split_quality = wants_excluded && !by_reason && !many_rows;
-    let excluded = if wants_excluded && !split_quality {
+    // Grouped by reason with bots left out, one scan by quality class
+    // answers both the totals and `excluded`.
+    let mut totals_known: Option<Cell> = None;
+    let excluded = if wants_excluded && by_reason {
+        let q = RollupQuery {
+            from_ms: from,
+            to_ms: to,
+            filters: filters.clone(),
+            group: vec![Dim::Quality],
+            reasons: reasons.clone(),
+        };
+        let (mut out, mut kept) = (Cell::default(), Cell::default());
+        for (key, c) in rollup_money(store, q, &money)? {
+            match key.first() {
+                Some(DimValue::Text(t)) if matches!(t.as_str(), "bot" | "preview") => out.add(&c),
+                Some(DimValue::Text(t)) if matches!(t.as_str(), "human" | "suspect") => kept.add(&c),
+                _ => {}
+            }
+        }
+        totals_known = Some(kept);
+        filters.push((Dim::Quality, text(&["human", "suspect"])));
+        Some(out)
+    } else if wants_excluded && !split_quality {
         let mut f = filters.clone();
         f.push((Dim::Quality, text(&["bot", "preview"])));
         let q = RollupQuery { from_ms: from, to_ms: to, filters: f, group: vec![], reasons: reasons.clone() };
@@ -409,7 +439,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     } else {
         None
     };
-    let totals_apart = by_reason.then(|| RollupQuery {
+    let totals_apart = (by_reason && totals_known.is_none()).then(|| RollupQuery {
         from_ms: from,
         to_ms: to,
         filters: filters.clone(),
@@ -456,6 +486,10 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         .collect();
     let render = |g: &str, d: Dim, v: &DimValue| -> Value {
         match (v, kind_of(d)) {
+            (DimValue::Key(h), _) if matches!(d, Dim::HourOfDay(_)) => Value::from(*h),
+            (DimValue::Key(w), _) if matches!(d, Dim::Weekday(_)) => {
+                Value::from(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][*w as usize % 7])
+            }
             (DimValue::Key(0), Some(_)) => Value::Null,
             (DimValue::Key(k), Some(kind)) => name_of(kind, *k).map(Value::from).unwrap_or(Value::Null),
             (DimValue::Text(t), _) => Value::from(t.clone()),
@@ -474,7 +508,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
     };
     // Per column: stored value → number of its rendered value; the
     // rendered values by number.
-    let mut seen: Vec<HashMap<StoredKey, u32>> = vec![HashMap::new(); group.len()];
+    let mut seen: Vec<HashMap<DimValue, u32>> = vec![HashMap::new(); group.len()];
     let mut numbers: Vec<HashMap<String, u32>> = vec![HashMap::new(); group.len()];
     let mut values: Vec<Vec<Value>> = vec![Vec::new(); group.len()];
     let mut merged: HashMap<Vec<u32>, Cell> = HashMap::new();
@@ -483,8 +517,8 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         totals.add(&m);
         let mut ids = Vec::with_capacity(group.len());
         for (c, (g, (pos, d))) in group.iter().zip(&cols).enumerate() {
-            let stored = StoredKey::of(&key[*pos]);
-            let id = match seen[c].get(&stored) {
+            let stored = &key[*pos];
+            let id = match seen[c].get(stored) {
                 Some(id) => *id,
                 None => {
                     let v = render(g, *d, &key[*pos]);
@@ -493,7 +527,7 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
                     if id == next {
                         values[c].push(v);
                     }
-                    seen[c].insert(stored, id);
+                    seen[c].insert(stored.clone(), id);
                     id
                 }
             };
@@ -501,110 +535,102 @@ pub fn run_as(store: &dyn Store, req: &ReportRequest, money: Money, now_ms: i64)
         }
         merged.entry(ids).or_default().add(&m);
     }
-    // In the order of the rows' JSON keys, as sorting ties are kept.
-    let mut merged: Vec<(String, KeyedRow, Cell)> = merged
-        .into_iter()
-        .map(|(ids, cell)| {
-            let out: Vec<(String, Value)> = group
-                .iter()
-                .zip(&ids)
-                .enumerate()
-                .map(|(c, (g, id))| (g.to_string(), values[c][*id as usize].clone()))
-                .collect();
-            (serde_json::to_string(&out).unwrap_or_default(), out, cell)
-        })
-        .collect();
-    merged.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(q) = totals_apart {
         totals = Cell::default();
         for (_, c) in rollup_money(store, q, &money)? {
             totals.add(&c);
         }
     }
+    if let Some(t) = totals_known {
+        totals = t;
+    }
     let blended = if totals.m.clicks > 0 { totals.m.revenue / totals.m.clicks as f64 } else { 0.0 };
     let admin = matches!(money, Money::Admin(_));
+    let columns: Vec<&str> = COLUMNS.iter().chain(ADMIN_COLUMNS.iter().filter(|_| admin)).copied().collect();
     let row = |cell: &Cell, obj: &mut Map<String, Value>| {
-        let m = &cell.m;
-        let c = m.clicks as f64;
-        obj.insert("clicks".into(), m.clicks.into());
-        obj.insert("fallback_clicks".into(), m.fallback_clicks.into());
-        obj.insert("conversions".into(), m.approved.into());
-        obj.insert("pending".into(), m.pending.into());
-        obj.insert("rejected".into(), m.rejected.into());
-        obj.insert("chargebacks".into(), m.chargebacks.into());
-        obj.insert("revenue".into(), round(m.revenue).into());
-        money_columns(m, obj);
-        obj.insert("cr".into(), if c > 0.0 { m.approved as f64 / c } else { 0.0 }.into());
-        obj.insert("epc".into(), if c > 0.0 { round(m.revenue / c) } else { 0.0 }.into());
-        obj.insert("blended_epc".into(), round(blended).into());
-        if admin {
-            // Rounded parts, so the three shown add up exactly.
-            let (revenue, payout) = (round(m.revenue), round(cell.payout));
-            obj.insert("payout".into(), payout.into());
-            obj.insert("margin".into(), round(revenue - payout).into());
+        for c in &columns {
+            obj.insert((*c).into(), measure(cell, blended, c));
         }
     };
-    let mut rows: Vec<Value> = merged
-        .into_iter()
-        .map(|(_, k, m)| {
-            let mut obj = Map::new();
-            for (name, v) in k {
-                obj.insert(name, v);
-            }
-            row(&m, &mut obj);
-            Value::Object(obj)
-        })
-        .collect();
     let sort = req.sort.clone().unwrap_or_else(|| "-clicks".into());
     let (desc, col) = match sort.strip_prefix('-') {
         Some(c) => (true, c.to_string()),
         None => (false, sort.clone()),
     };
-    let known = COLUMNS.contains(&col.as_str())
-        || (admin && ADMIN_COLUMNS.contains(&col.as_str()))
-        || group.contains(&col.as_str());
-    if !known {
+    let by_group = group.iter().position(|g| *g == col);
+    if !columns.contains(&col.as_str()) && by_group.is_none() {
         return Err(bad("sort", format!("unknown column {col:?}")));
     }
-    rows.sort_by(|a, b| {
-        let o = cmp_values(&a[&col], &b[&col]);
-        if desc {
-            o.reverse()
-        } else {
-            o
-        }
+    // Sorted before any row is built (a sub-id breakdown has thousands of
+    // rows and keeps fifty): by the sort column, ties in the order of the
+    // group values.
+    let key_order = |a: &[u32], b: &[u32]| {
+        (0..a.len()).map(|c| cmp_values(&values[c][a[c] as usize], &values[c][b[c] as usize])).find(|o| o.is_ne())
+    };
+    let sort_value = |ids: &[u32], cell: &Cell| match by_group {
+        Some(c) => values[c][ids[c] as usize].clone(),
+        None => measure(cell, blended, &col),
+    };
+    let mut keyed: Vec<(Value, Vec<u32>, Cell)> =
+        merged.into_iter().map(|(ids, cell)| (sort_value(&ids, &cell), ids, cell)).collect();
+    keyed.sort_by(|a, b| {
+        let o = cmp_values(&a.0, &b.0);
+        let o = if desc { o.reverse() } else { o };
+        o.then_with(|| key_order(&a.1, &b.1).unwrap_or(std::cmp::Ordering::Equal))
     });
     if let Some(n) = req.limit {
-        rows.truncate(n);
+        keyed.truncate(n);
     }
+    let rows: Vec<Value> = keyed
+        .into_iter()
+        .map(|(_, ids, cell)| {
+            let mut obj = Map::new();
+            for (c, (g, id)) in group.iter().zip(&ids).enumerate() {
+                obj.insert(g.to_string(), values[c][*id as usize].clone());
+            }
+            row(&cell, &mut obj);
+            Value::Object(obj)
+        })
+        .collect();
     let mut t = Map::new();
     row(&totals, &mut t);
     let excluded = excluded.map(|Cell { m, .. }| {
         json!({ "quality": ["bot", "preview"], "clicks": m.clicks, "conversions": m.approved,
                 "revenue": round(m.revenue), "cost": round(m.cost) })
     });
-    Ok(json!({ "from": from, "to": to, "tz": tz.name(), "group_by": group, "rows": rows, "totals": t,
-               "excluded": excluded }))
+    // Built by moving the rows in: `json!` would serialize (copy) them.
+    let mut out = Map::new();
+    out.insert("from".into(), from.into());
+    out.insert("to".into(), to.into());
+    out.insert("tz".into(), tz.name().into());
+    out.insert("group_by".into(), group.iter().map(|g| Value::from(*g)).collect());
+    out.insert("rows".into(), Value::Array(rows));
+    out.insert("totals".into(), Value::Object(t));
+    out.insert("excluded".into(), excluded.unwrap_or(Value::Null));
+    Ok(Value::Object(out))
 }
 
-/// A report row's group columns: (`group_by` name, rendered value).
-type KeyedRow = Vec<(String, Value)>;
-
-/// A stored group value, hashable: what a column's rendering is memoised by.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum StoredKey {
-    Key(u32),
-    Text(String),
-    Hour(i64),
-}
-
-impl StoredKey {
-    fn of(v: &DimValue) -> StoredKey {
-        match v {
-            DimValue::Key(k) => StoredKey::Key(*k),
-            DimValue::Text(t) => StoredKey::Text(t.clone()),
-            DimValue::Hour(h) => StoredKey::Hour(*h),
-        }
+/// One measure column of a report row (or its totals) by name, as the
+/// report shows it: money rounded, ratios of the rounded parts where they
+/// must add up. `blended` is the report's blended EPC.
+fn measure(cell: &Cell, blended: f64, col: &str) -> Value {
+    let m = &cell.m;
+    let c = m.clicks as f64;
+    match col {
+        "clicks" => m.clicks.into(),
+        "fallback_clicks" => m.fallback_clicks.into(),
+        "conversions" => m.approved.into(),
+        "pending" => m.pending.into(),
+        "rejected" => m.rejected.into(),
+        "chargebacks" => m.chargebacks.into(),
+        "revenue" => round(m.revenue).into(),
+        "cr" => if c > 0.0 { m.approved as f64 / c } else { 0.0 }.into(),
+        "epc" => if c > 0.0 { round(m.revenue / c) } else { 0.0 }.into(),
+        "blended_epc" => round(blended).into(),
+        // Rounded parts, so the three shown add up exactly.
+        "payout" => round(cell.payout).into(),
+        "margin" => round(round(m.revenue) - round(cell.payout)).into(),
+        money => money_column(m, money),
     }
 }
 
@@ -612,15 +638,34 @@ impl StoredKey {
 /// 0.5 is +50%; `null` without cost), `cpa` (cost per approved
 /// conversion; `null` without one) and `cpc` (cost per click).
 pub fn money_columns(m: &Measures, obj: &mut Map<String, Value>) {
+    for col in ["cost", "profit", "roi", "cpa", "cpc"] {
+        obj.insert(col.into(), money_column(m, col));
+    }
+}
+
+/// One of [`money_columns`] by name (`Null` for a name it does not have).
+fn money_column(m: &Measures, col: &str) -> Value {
     let per = |n: f64| if n > 0.0 { Value::from(round(m.cost / n)) } else { Value::Null };
-    obj.insert("cost".into(), round(m.cost).into());
-    obj.insert("profit".into(), round(m.revenue - m.cost).into());
-    obj.insert(
-        "roi".into(),
-        if m.cost > 0.0 { Value::from(round((m.revenue - m.cost) / m.cost)) } else { Value::Null },
-    );
-    obj.insert("cpa".into(), per(m.approved as f64));
-    obj.insert("cpc".into(), if m.clicks > 0 { Value::from(round(m.cost / m.clicks as f64)) } else { 0.0.into() });
+    match col {
+        "cost" => round(m.cost).into(),
+        "profit" => round(m.revenue - m.cost).into(),
+        "roi" => {
+            if m.cost > 0.0 {
+                Value::from(round((m.revenue - m.cost) / m.cost))
+            } else {
+                Value::Null
+            }
+        }
+        "cpa" => per(m.approved as f64),
+        "cpc" => {
+            if m.clicks > 0 {
+                Value::from(round(m.cost / m.clicks as f64))
+            } else {
+                0.0.into()
+            }
+        }
+        _ => Value::Null,
+    }
 }
 
 fn round(v: f64) -> f64 {
@@ -628,9 +673,12 @@ fn round(v: f64) -> f64 {
 }
 
 fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.to_string().cmp(&b.to_string()),
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+            _ => a.to_string().cmp(&b.to_string()),
+        },
     }
 }
 

@@ -184,7 +184,7 @@ fn same(f: &Fixture, q: &RollupQuery) {
     assert_eq!(canon(col.rollup(q).unwrap()), want, "columnar {q:?}");
 }
 
-const DIMS: [Dim; 16] = [
+const DIMS: [Dim; 19] = [
     Dim::Smartlink,
     Dim::Offer,
     Dim::Affiliate,
@@ -201,7 +201,50 @@ const DIMS: [Dim; 16] = [
     Dim::Reason,
     Dim::Hour,
     Dim::Day,
+    Dim::HourOfDay(Zone(chrono_tz::UTC)),
+    // Half-hour offset: local hours of the UTC hour's start.
+    Dim::HourOfDay(Zone(chrono_tz::Asia::Kolkata)),
+    Dim::Weekday(Zone(chrono_tz::America::New_York)),
 ];
+
+#[test]
+fn local_hours_and_weekdays_across_a_clock_change_match_the_transactional_store() {
+    // Three days around Berlin's change to summer time (2026-03-29 01:00
+    // UTC), in whole and partial hours: the columnar store groups by local
+    // time in SQL, the transactional store by UTC hour re-keyed.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+    let analyzed =
+        Analyzed::open(sqlite.clone(), dir.path(), Options { retention_days: 0, ..Default::default() }).unwrap();
+    let mut g = Gen(11);
+    let start = 1_774_569_600_000; // 2026-03-27 00:00 UTC
+    let cs = clicks(&mut g, 2_000, start, 72, "z");
+    sqlite.insert_clicks(&cs).unwrap();
+    sqlite.record_postbacks(&postbacks(&mut g, &cs, 3)).unwrap();
+    let f = Fixture { _dir: dir, sqlite, analyzed, clicks: cs };
+    for tz in [chrono_tz::Europe::Berlin, chrono_tz::Asia::Kolkata, chrono_tz::America::St_Johns] {
+        let z = Zone(tz);
+        for group in [
+            vec![Dim::HourOfDay(z)],
+            vec![Dim::Weekday(z), Dim::Offer],
+            vec![Dim::HourOfDay(z), Dim::Weekday(z), Dim::Country],
+            vec![Dim::Hour, Dim::HourOfDay(z)],
+        ] {
+            for (from_ms, to_ms) in [(0, i64::MAX), (start + 1_234_567, start + 50 * HOUR + 17)] {
+                same(&f, &RollupQuery { from_ms, to_ms, group: group.clone(), ..Default::default() });
+            }
+        }
+    }
+    // Every local hour is there: 2026-03-29 has 23 in Berlin, the others 24.
+    let q = RollupQuery {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        group: vec![Dim::HourOfDay(Zone(chrono_tz::Europe::Berlin))],
+        ..Default::default()
+    };
+    assert_eq!(f.analyzed.rollup(&q).unwrap().len(), 24);
+    assert_eq!(f.analyzed.rollup(&q).unwrap().iter().map(|(_, m)| m.clicks).sum::<u64>(), f.clicks.len() as u64);
+}
 
 #[test]
 fn every_single_and_paired_breakdown_matches_the_transactional_store() {
@@ -482,9 +525,12 @@ proptest! {
                 Dim::Reason => DimValue::Text(c.quality_reasons.split(',').next().unwrap_or("").to_string()),
                 Dim::Hour => DimValue::Hour(c.ts_ms / HOUR * HOUR),
                 Dim::Day => DimValue::Hour(c.ts_ms / DAY * DAY),
+                // Local time groups only (checked apart).
+                Dim::HourOfDay(_) | Dim::Weekday(_) => DimValue::Key(0),
             };
             match (d, v) {
                 (Dim::Reason, DimValue::Text(r)) => q.reasons.push(r),
+                (Dim::HourOfDay(_) | Dim::Weekday(_), _) => {}
                 (d, v) => q.filters.push((d, vec![v])),
             }
         }

@@ -779,6 +779,86 @@ pub enum Dim {
     /// The UTC day (epoch ms of its midnight). Lets a query be answered by
     /// the daily rollups.
     Day,
+    /// The local hour of day (0..=23, as [`DimValue::Key`]) in a time zone,
+    /// of the UTC hour a click is in (its start's local hour: exact for
+    /// zones whose offset is whole hours). Grouping only, never a filter.
+    HourOfDay(Zone),
+    /// The local weekday (0 = Monday ..= 6, as [`DimValue::Key`]) in a
+    /// time zone, of the UTC hour a click is in. Grouping only.
+    Weekday(Zone),
+}
+
+/// A time zone as a grouping parameter ([`Dim::HourOfDay`],
+/// [`Dim::Weekday`]); ordered by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Zone(pub chrono_tz::Tz);
+
+impl PartialOrd for Zone {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Zone {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.name().cmp(other.0.name())
+    }
+}
+
+impl Zone {
+    /// The zone's UTC offset (ms) at every UTC hour start in
+    /// `[from_ms, to_ms)`, as change points: `(first hour start, offset)`,
+    /// the first at `from_ms`'s hour. The window is read within 1970–2099
+    /// (beyond, the nearest end's offset holds), a week at a time with a
+    /// binary search to the hour where the offset changes: a month is one
+    /// or two entries, found in a handful of look-ups. An offset that
+    /// changes and changes back within one week would be missed; no zone
+    /// does that.
+    pub fn offsets(self, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)> {
+        use chrono::{Offset, TimeZone};
+        const HOUR_MS: i64 = 3_600_000;
+        const WEEK_MS: i64 = 7 * 24 * HOUR_MS;
+        const LAST_MS: i64 = 4_102_444_800_000; // 2100-01-01
+        let at = |h: i64| {
+            self.0.timestamp_millis_opt(h).single().map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()) * 1000)
+        };
+        let hour = |t: i64| t.div_euclid(HOUR_MS) * HOUR_MS;
+        let lo = hour(from_ms.clamp(0, LAST_MS));
+        let hi = hour(to_ms.clamp(0, LAST_MS));
+        let mut out = vec![(lo, at(lo))];
+        let mut t = lo;
+        while t < hi {
+            let current = out.last().map_or(0, |(_, o)| *o);
+            let next = (t + WEEK_MS).min(hi);
+            if at(next) == current {
+                t = next;
+                continue;
+            }
+            // The first hour start in (t, next] with another offset.
+            let (mut a, mut b) = (t, next);
+            while b - a > HOUR_MS {
+                let mid = hour(a + (b - a) / 2);
+                if at(mid) == current {
+                    a = mid;
+                } else {
+                    b = mid;
+                }
+            }
+            out.push((b, at(b)));
+            t = b;
+        }
+        out
+    }
+
+    /// The local hour of day and weekday (0 = Monday) of the UTC hour
+    /// starting at `hour_ms`.
+    pub fn local(self, hour_ms: i64) -> (u32, u32) {
+        use chrono::{Datelike, TimeZone, Timelike};
+        match self.0.timestamp_millis_opt(hour_ms).single() {
+            Some(t) => (t.hour(), t.weekday().num_days_from_monday()),
+            None => (0, 0),
+        }
+    }
 }
 
 impl Dim {
@@ -800,7 +880,7 @@ impl Dim {
             Dim::Sub(_) => "sub5",
             Dim::Source => "source",
             Dim::Reason => "reason",
-            Dim::Hour => "hour_ms",
+            Dim::Hour | Dim::HourOfDay(_) | Dim::Weekday(_) => "hour_ms",
             Dim::Day => "day_ms",
         }
     }
@@ -808,7 +888,7 @@ impl Dim {
 
 /// A filter value: numeric keys for entities (0 = none/fallback), text for
 /// the segment dimensions.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DimValue {
     Key(u32),
     Text(String),
@@ -866,7 +946,55 @@ impl RollupQuery {
         if self.filters.iter().any(|(d, _)| *d == Dim::Reason) {
             return Err(StoreError::Invalid("reason: filter quality reasons with `reasons`".into()));
         }
+        if self.filters.iter().any(|(d, _)| matches!(d, Dim::HourOfDay(_) | Dim::Weekday(_))) {
+            return Err(StoreError::Invalid("hour of day and weekday group a report; they do not filter one".into()));
+        }
         Ok(())
+    }
+
+    /// Whether the grouping has a local hour of day or weekday.
+    pub fn has_local_time(&self) -> bool {
+        self.group.iter().any(|d| matches!(d, Dim::HourOfDay(_) | Dim::Weekday(_)))
+    }
+
+    /// Answers a query grouped by local hour of day or weekday with `run`
+    /// grouped by UTC hour instead, each hour's rows then re-keyed to its
+    /// local hour or weekday and merged: for stores that keep hours, not
+    /// local time (the transactional stores' hourly rollups).
+    pub fn via_hours(
+        &self,
+        run: impl FnOnce(&RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>,
+    ) -> Result<Vec<(Vec<DimValue>, Measures)>> {
+        let mut group: Vec<Dim> = Vec::new();
+        for d in &self.group {
+            let d = if matches!(d, Dim::HourOfDay(_) | Dim::Weekday(_)) { Dim::Hour } else { *d };
+            if !group.contains(&d) {
+                group.push(d);
+            }
+        }
+        let at: Vec<usize> = self
+            .group
+            .iter()
+            .map(|d| {
+                let d = if matches!(d, Dim::HourOfDay(_) | Dim::Weekday(_)) { Dim::Hour } else { *d };
+                group.iter().position(|g| *g == d).unwrap_or(0)
+            })
+            .collect();
+        let rows = run(&RollupQuery { group, ..self.clone() })?;
+        let rekeyed = rows.into_iter().map(|(key, m)| {
+            let key = self
+                .group
+                .iter()
+                .zip(&at)
+                .map(|(d, i)| match (d, &key[*i]) {
+                    (Dim::HourOfDay(z), DimValue::Hour(h)) => DimValue::Key(z.local(*h).0),
+                    (Dim::Weekday(z), DimValue::Hour(h)) => DimValue::Key(z.local(*h).1),
+                    (_, v) => v.clone(),
+                })
+                .collect();
+            (key, m)
+        });
+        Ok(merge_rows(rekeyed, !self.group.is_empty()))
     }
 
     /// Whether the rollup cannot answer this query (quality reasons,
@@ -1054,4 +1182,49 @@ pub trait DigestStore {
     fn due_digests(&self, now_ms: i64, limit: usize) -> Result<Vec<DigestRow>>;
     /// Records a delivery attempt: counts it and moves the state.
     fn record_digest_attempt(&self, id: i64, attempt: &DigestAttempt) -> Result<()>;
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn a_zones_offsets_change_at_the_hour_its_clocks_change() {
+        let berlin = Zone(chrono_tz::Europe::Berlin);
+        // 2026-03-01 .. 2026-11-01: summer time from 2026-03-29 01:00 UTC
+        // to 2026-10-25 01:00 UTC.
+        let got = berlin.offsets(1_772_323_200_000, 1_793_491_200_000);
+        assert_eq!(got, vec![(1_772_323_200_000, H), (1_774_746_000_000, 2 * H), (1_792_890_000_000, H)]);
+        // A window inside one offset, and one starting off the hour.
+        assert_eq!(berlin.offsets(1_774_746_000_000 + 5, 1_774_746_000_000 + 10 * H), vec![(1_774_746_000_000, 2 * H)]);
+        let kolkata = Zone(chrono_tz::Asia::Kolkata);
+        assert_eq!(kolkata.offsets(1_772_323_200_000, 1_793_491_200_000), vec![(1_772_323_200_000, 19_800_000)]);
+    }
+
+    #[test]
+    fn an_unbounded_window_is_read_within_1970_to_2099() {
+        let ny = Zone(chrono_tz::America::New_York);
+        let got = ny.offsets(i64::MIN, i64::MAX);
+        assert_eq!(got[0].0, 0);
+        assert!(got.len() > 200 && got.len() < 400, "two changes a year for most years: {}", got.len());
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+    }
+
+    #[test]
+    fn local_hour_and_weekday_of_an_hour() {
+        // 2026-03-29 01:00 UTC is 03:00 on a Sunday in Berlin.
+        assert_eq!(Zone(chrono_tz::Europe::Berlin).local(1_774_746_000_000), (3, 6));
+        assert_eq!(Zone(chrono_tz::UTC).local(1_774_746_000_000), (1, 6));
+    }
+
+    #[test]
+    fn local_dimensions_group_but_do_not_filter() {
+        let q = RollupQuery {
+            filters: vec![(Dim::HourOfDay(Zone(chrono_tz::UTC)), vec![DimValue::Key(3)])],
+            ..Default::default()
+        };
+        assert!(q.check().unwrap_err().to_string().contains("do not filter"));
+    }
 }

@@ -156,6 +156,9 @@ pub(crate) fn rollup_in_parts(
     mut from_rows: impl FnMut(&RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>,
 ) -> Result<Vec<(Vec<DimValue>, Measures)>> {
     q.check()?;
+    if q.has_local_time() {
+        return q.via_hours(|q| rollup_in_parts(q, whole_hours, from_rows));
+    }
     let (h1, h2) = ((q.from_ms + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS, q.to_ms.div_euclid(HOUR_MS) * HOUR_MS);
     if q.needs_raw_rows() || h1 >= h2 {
         return from_rows(q);

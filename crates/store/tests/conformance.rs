@@ -1520,7 +1520,7 @@ mod postgres_only {
         // A store as version 4 left it: the admin token in clear.
         let s = PgStore::connect(&db.url).unwrap();
         s.set_meta("admin_token", "an-old-clear-token").unwrap();
-        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        let mut c = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
         c.execute("DELETE FROM schema_migrations WHERE version = 5", &[]).unwrap();
         drop(s);
         let s = PgStore::connect(&db.url).unwrap();
