@@ -401,7 +401,11 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
         _ => {
             let path = eff.data_dir.join("admin_token");
             let t = secret("SMARTLINK_ADMIN_TOKEN", &path)?;
-            tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
+            if env_value("SMARTLINK_ADMIN_TOKEN").is_some() {
+                tracing::info!("admin token from SMARTLINK_ADMIN_TOKEN");
+            } else {
+                tracing::info!(file = %path.display(), "no admin_token configured: using the token stored in this file");
+            }
             defs::hashed_api_key(&t)
         }
     };
