@@ -748,3 +748,156 @@ fn a_node_killed_mid_traffic_drains_its_journal_and_every_journaled_click_is_sto
     // after it) exactly once, and none of its own.
     wait_exactly(&b, LEARNED_CLICKS, (total - answered_b.len() as u64) as f64);
 }
+
+/// A PostgreSQL server of the test's own: `initdb` into a temporary
+/// directory, served on a free loopback port, stopped and started by the
+/// test (the machine's shared server is never touched). Run as the
+/// `postgres` user when the test runs as root (PostgreSQL refuses root).
+struct OwnedPg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl OwnedPg {
+    fn start() -> OwnedPg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let as_postgres =
+            std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let dir = tempfile::tempdir().unwrap();
+        if as_postgres {
+            let ok = std::process::Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status().unwrap();
+            assert!(ok.success(), "chown to postgres");
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = OwnedPg { dir, bin, port, as_postgres };
+        let data = pg.dir.path().join("data");
+        pg.run("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.up();
+        pg
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if self.as_postgres {
+            std::process::Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+        } else {
+            std::process::Command::new(&exe).args(args).output()
+        }
+        .unwrap();
+        assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn up(&self) {
+        let (data, log) = (self.dir.path().join("data"), self.dir.path().join("log"));
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
+    }
+
+    /// Stops the server at once (`immediate`: no shutdown checkpoint, as a
+    /// crash), every connection cut.
+    fn down(&self) {
+        self.run("pg_ctl", &["-D", self.dir.path().join("data").to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for OwnedPg {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let exe = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            std::process::Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+        } else {
+            std::process::Command::new(&exe).args(args).output()
+        };
+    }
+}
+
+/// PostgreSQL itself (a server of the test's own) stopped for 10 s while
+/// clicks flow: clicks are served throughout, postbacks answer 503 with
+/// `Retry-After` while it is down and are recorded once it is back, and
+/// afterwards every click answered and every postback acknowledged is in
+/// the store exactly once.
+#[test]
+fn postgresql_stopped_for_10_s_mid_load_loses_no_click_and_no_acknowledged_postback() {
+    let pg = OwnedPg::start();
+    postgres::Client::connect(&pg.url("postgres"), postgres::NoTls)
+        .unwrap()
+        .batch_execute("CREATE DATABASE t")
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), &node_config(d.path(), &pg.url("t"), true, DUO));
+    let (stop, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+    let load = {
+        let (addr, stop, n) = (s.addr.clone(), stop.clone(), answered.clone());
+        std::thread::spawn(move || click_until(addr, "l", stop, n))
+    };
+    wait_count(&answered, 100, "clicks before the stop");
+    let before = try_click(&s.addr, "/s/duo?sub1=before").expect("a click");
+
+    pg.down();
+    let stopped = Instant::now();
+    let at_stop = answered.load(Ordering::SeqCst);
+    let mut refused = vec![before];
+    while stopped.elapsed() < Duration::from_secs(10) {
+        let cid = try_click(&s.addr, &format!("/s/duo?sub1=down{}", refused.len())).expect("clicks are served");
+        let r = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
+        assert_eq!(r.status, 503, "a postback while PostgreSQL is down: {}", r.body);
+        assert!(r.header("retry-after").is_some(), "no Retry-After: {:?}", r.headers);
+        refused.push(cid);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let during = answered.load(Ordering::SeqCst) - at_stop;
+    assert!(during >= 100, "only {during} clicks answered in the 10 s PostgreSQL was down");
+
+    pg.up();
+    // Each refused postback, retried as its sender would, is recorded once;
+    // a second retry is a duplicate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for cid in &refused {
+        loop {
+            let r = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
+            if r.status == 200 {
+                assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+                break;
+            }
+            assert_eq!(r.status, 503, "{}", r.body);
+            assert!(Instant::now() < deadline, "postbacks never recovered");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let again = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
+        assert_eq!((again.status, again.json()["result"].clone()), (200, "duplicate".into()), "{}", again.body);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let loaded = load.join().unwrap();
+    let total = loaded.len() + refused.len();
+    s.wait_stored(total as u64);
+
+    let mut c = postgres::Client::connect(&pg.url("t"), postgres::NoTls).unwrap();
+    let stored: std::collections::HashMap<String, i64> = c
+        .query("SELECT click_id, COUNT(*) FROM clicks GROUP BY click_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let missing = loaded.iter().chain(&refused).filter(|c| stored.get(*c) != Some(&1)).count();
+    assert_eq!(missing, 0, "clicks answered but not stored exactly once");
+    assert_eq!(stored.len(), total, "rows for clicks never answered");
+    for cid in &refused {
+        let n: i64 = c.query_one("SELECT COUNT(*) FROM conversions WHERE click_id = $1", &[cid]).unwrap().get(0);
+        assert_eq!(n, 1, "the postback for {cid} is stored {n} times");
+    }
+}
