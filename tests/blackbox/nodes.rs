@@ -451,17 +451,7 @@ fn while_the_store_is_unreachable_clicks_are_served_and_postbacks_answer_503_wit
     // Back up: the same postback is recorded (it was not before), and
     // the clicks journaled meanwhile reach the store.
     gate.set(true);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = s.get(&format!("/postback?click_id={before}&token=adv-token"), &[]);
-        if r.status == 200 {
-            assert_eq!(r.json()["result"], "recorded", "{}", r.body);
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.body);
-        assert!(Instant::now() < deadline, "postbacks never recovered");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    retry_until_recorded(&s, &before, Instant::now() + Duration::from_secs(30));
     assert_eq!(during.len(), 5);
     let deadline = Instant::now() + Duration::from_secs(60);
     while report(&s)["totals"]["clicks"] != 6 {
@@ -749,6 +739,21 @@ fn a_node_killed_mid_traffic_drains_its_journal_and_every_journaled_click_is_sto
     wait_exactly(&b, LEARNED_CLICKS, (total - answered_b.len() as u64) as f64);
 }
 
+/// Retries a postback for `cid` as its sender would while the store is
+/// away (503), until it is recorded (200, `recorded`) or `deadline`.
+fn retry_until_recorded(s: &Server, cid: &str, deadline: Instant) {
+    loop {
+        let r = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
+        if r.status == 200 {
+            assert_eq!(r.json()["result"], "recorded", "{}", r.body);
+            return;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(Instant::now() < deadline, "postbacks never recovered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A PostgreSQL server of the test's own: `initdb` into a temporary
 /// directory, served on a free loopback port, stopped and started by the
 /// test (the machine's shared server is never touched). Run as the
@@ -784,14 +789,22 @@ impl OwnedPg {
         pg
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// One of PostgreSQL's tools, as the `postgres` user under root.
+    fn command(&self, tool: &str, args: &[&str]) -> std::process::Command {
         let exe = self.bin.join(tool);
-        let out = if self.as_postgres {
-            std::process::Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+        let mut c = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
         } else {
-            std::process::Command::new(&exe).args(args).output()
-        }
-        .unwrap();
+            std::process::Command::new(exe)
+        };
+        c.args(args);
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool, args).output().unwrap();
         assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -816,13 +829,7 @@ impl OwnedPg {
 impl Drop for OwnedPg {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let exe = self.bin.join("pg_ctl");
-        let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            std::process::Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
-        } else {
-            std::process::Command::new(&exe).args(args).output()
-        };
+        let _ = self.command("pg_ctl", &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"]).output();
     }
 }
 
@@ -868,16 +875,7 @@ fn postgresql_stopped_for_10_s_mid_load_loses_no_click_and_no_acknowledged_postb
     // a second retry is a duplicate.
     let deadline = Instant::now() + Duration::from_secs(60);
     for cid in &refused {
-        loop {
-            let r = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
-            if r.status == 200 {
-                assert_eq!(r.json()["result"], "recorded", "{}", r.body);
-                break;
-            }
-            assert_eq!(r.status, 503, "{}", r.body);
-            assert!(Instant::now() < deadline, "postbacks never recovered");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        retry_until_recorded(&s, cid, deadline);
         let again = s.get(&format!("/postback?click_id={cid}&token=adv-token"), &[]);
         assert_eq!((again.status, again.json()["result"].clone()), (200, "duplicate".into()), "{}", again.body);
     }
