@@ -6,6 +6,8 @@
 //! `cargo run --release -p smartlink-analysis --example report_load -- [clicks] [days] [dir]`
 //! (default 10,000,000 clicks over 30 days in a temporary directory; pass a
 //! directory to keep the store and re-time it without refilling).
+//! `RUNS=n` takes the median of n runs (default 5), `CASES=a,b` times only
+//! the breakdowns whose names contain one of these.
 //! `OLD_PATH=0` skips the transactional path (seconds per query at 10 M).
 //! `SYNTH=1` writes the facts straight into the columnar file with SQL
 //! (same definitions, same distributions, no transactional rows): the
@@ -151,8 +153,16 @@ fn main() {
         ("29.5-min window by sub1", vec!["sub1"], vec![], None, None, Some((window_from, window_from + 1_770_500))),
     ];
     println!("now_ms {now}, window_from_ms {window_from} (bench/duckdb_sql.py takes both)");
-    println!("{:<34} {:>12} {:>12} {:>6}", "breakdown (median of 5)", "columnar ms", "old ms", "rows");
+    // `RUNS=n` times each breakdown n times (median; default 5); `CASES=a,b`
+    // only the breakdowns whose names contain one of these.
+    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let only: Vec<String> =
+        std::env::var("CASES").map(|v| v.split(',').map(String::from).collect()).unwrap_or_default();
+    println!("{:<34} {:>12} {:>12} {:>6}", format!("breakdown (median of {runs})"), "columnar ms", "old ms", "rows");
     for (name, group, filters, sort, limit, window) in cases {
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
         let req = ReportRequest {
             from: Some(window.map_or(period.clone(), |(a, _)| a.to_string())),
             to: window.map(|(_, b)| b.to_string()),
@@ -174,7 +184,7 @@ fn main() {
             times.sort_by(|a, b| a.total_cmp(b));
             (times[runs / 2], out)
         };
-        let (new_ms, new_out) = time(&analyzed, 5);
+        let (new_ms, new_out) = time(&analyzed, runs);
         let rows = new_out["rows"].as_array().map_or(0, |r| r.len());
         let old = if old_path {
             let (ms, out) = time(&*store, 3);

@@ -40,7 +40,9 @@ fn expr(d: Dim, ts: &str, window: (i64, i64)) -> String {
         Dim::Language => "language".into(),
         Dim::Quality => "quality".into(),
         Dim::Sub(n) => format!("sub{}", n.clamp(1, 5)),
-        Dim::Reason => "reason".into(),
+        // Grouped first by the stored list (a few dozen distinct lists),
+        // split into codes on the grouped rows: see [`by_reason`].
+        Dim::Reason => "reasons".into(),
         Dim::Hour => format!("({ts} // {HOUR_MS}) * {HOUR_MS}"),
         Dim::Day => format!("({ts} // {DAY_MS}) * {DAY_MS}"),
         Dim::HourOfDay(z) => format!("({}) // {HOUR_MS} % 24", local_ms(z, ts, window)),
@@ -159,38 +161,85 @@ fn conditions(q: &RollupQuery, ts: &str, dict: &Dict, args: &mut Vec<Value>) -> 
 /// `SELECT {outer} FROM (SELECT {inner}, measures ... GROUP BY ...)`:
 /// groups on the stored (narrow) columns, casts the few result rows. Keys
 /// are named `g0`, `g1`, …; measures `{prefix}0`, `{prefix}1`, ….
+///
+/// Hours and days are grouped by their UTC number and scaled back to epoch
+/// ms on the grouped rows (a multiplication per row cost ~7 ms a 10 M
+/// scan). Weekdays are grouped by local day number (a month is ~31) and
+/// turned into weekdays on the grouped rows, adding up the days that fall
+/// on each: a modulo on every fact row cost more (weekday × language 151 →
+/// 141 ms at 10 M clicks, docs/benchmarks.md). Hours of the day stay a
+/// per-row expression: grouping by UTC hour (720 a month × the other keys)
+/// was slower.
 fn grouped(group: &[Dim], ts: &str, window: (i64, i64), prefix: &str, measures: &[&str], from_where: &str) -> String {
-    // Hours and days are grouped by their number and scaled back to epoch
-    // ms on the grouped rows (a multiplication per row cost ~7 ms a 10 M
-    // scan).
     let inner: Vec<String> = group
         .iter()
         .enumerate()
         .map(|(i, d)| match d {
             Dim::Hour => format!("{ts} // {HOUR_MS} AS g{i}"),
             Dim::Day => format!("{ts} // {DAY_MS} AS g{i}"),
+            Dim::Weekday(z) => format!("({}) // {DAY_MS} AS g{i}", local_ms(*z, ts, window)),
             d => format!("{} AS g{i}", expr(*d, ts, window)),
         })
         .collect();
-    let outer: Vec<String> = group
+    let local = group.iter().any(|d| matches!(d, Dim::Weekday(_)));
+    let keys: Vec<String> = group
         .iter()
         .enumerate()
         .map(|(i, d)| match d {
             _ if textual(*d) => format!("g{i}"),
             Dim::Hour => format!("(g{i} * {HOUR_MS})::BIGINT AS g{i}"),
             Dim::Day => format!("(g{i} * {DAY_MS})::BIGINT AS g{i}"),
+            // Day 0 (1970-01-01) was a Thursday: 3 with Monday as 0.
+            Dim::Weekday(_) => format!("((g{i} + 3) % 7)::BIGINT AS g{i}"),
             _ => format!("g{i}::BIGINT AS g{i}"),
         })
-        .chain((0..measures.len()).map(|i| format!("{prefix}{i}::BIGINT AS {prefix}{i}")))
+        .collect();
+    let outer: Vec<String> = keys
+        .into_iter()
+        .chain((0..measures.len()).map(|i| {
+            if local {
+                format!("SUM({prefix}{i})::BIGINT AS {prefix}{i}")
+            } else {
+                format!("{prefix}{i}::BIGINT AS {prefix}{i}")
+            }
+        }))
         .collect();
     let inner_cols: Vec<String> =
         inner.into_iter().chain(measures.iter().enumerate().map(|(i, m)| format!("{m} AS {prefix}{i}"))).collect();
-    let by = if group.is_empty() {
-        String::new()
-    } else {
-        format!(" GROUP BY {}", (0..group.len()).map(|i| format!("g{i}")).collect::<Vec<_>>().join(", "))
+    let positions = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let by = if group.is_empty() { String::new() } else { format!(" GROUP BY {}", positions(group.len())) };
+    let regroup = if local { format!(" GROUP BY {}", positions(group.len())) } else { String::new() };
+    format!("SELECT {} FROM (SELECT {} {from_where}{by}){regroup}", outer.join(", "), inner_cols.join(", "))
+}
+
+/// Grouped by quality reason, a fact row counts once under each code of its
+/// list (`''` is one empty code). `sql` grouped by the stored list; this
+/// splits each grouped row's list and adds the rows up again by code: the
+/// split runs on a few hundred grouped rows instead of every fact row
+/// (unnesting 10 M rows was half of the breakdown's time, docs/benchmarks.md).
+/// Exact, as every measure is a count or a sum.
+fn by_reason(group: &[Dim], prefix: &str, measures: usize, sql: String) -> String {
+    let Some(at) = group.iter().position(|d| *d == Dim::Reason) else {
+        return sql;
     };
-    format!("SELECT {} FROM (SELECT {} {from_where}{by})", outer.join(", "), inner_cols.join(", "))
+    // Every reason column of the grouping is the one code (as a grouping
+    // `[reason, offer, reason]` over unnested rows would be).
+    let split: Vec<String> = (0..group.len())
+        .filter(|i| *i == at || group[*i] != Dim::Reason)
+        .map(|i| if i == at { format!("unnest(string_split(g{i}, ',')) AS g{i}") } else { format!("g{i}") })
+        .chain((0..measures).map(|i| format!("{prefix}{i}")))
+        .collect();
+    let keys: Vec<String> = (0..group.len())
+        .map(|i| if group[i] == Dim::Reason { format!("g{at} AS g{i}") } else { format!("g{i}") })
+        .collect();
+    let sums = (0..measures).map(|i| format!("SUM({prefix}{i})::BIGINT AS {prefix}{i}"));
+    format!(
+        "SELECT {}, {} FROM (SELECT {} FROM ({sql})) GROUP BY {}",
+        keys.join(", "),
+        sums.collect::<Vec<_>>().join(", "),
+        split.join(", "),
+        (1..=group.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn micros_f64(m: i64) -> f64 {
@@ -203,15 +252,7 @@ impl Columnar {
     pub fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         q.check()?;
         let click_only = q.needs_raw_rows();
-        // Grouped by reason, a fact row is one row per reason code it
-        // carries (`string_split('', ',')` is one empty code).
-        let facts = |table: &str, wh: &str| {
-            if q.group.contains(&Dim::Reason) {
-                format!("FROM (SELECT *, unnest(string_split(reasons, ',')) AS reason FROM {table} WHERE {wh})")
-            } else {
-                format!("FROM {table} WHERE {wh}")
-            }
-        };
+        let facts = |table: &str, wh: &str| format!("FROM {table} WHERE {wh}");
         let dict = self.dict.read();
         let (mut cargs, mut vargs) = (Vec::new(), Vec::new());
         let cwhere = conditions(q, "ts_ms", &dict, &mut cargs)?;
@@ -232,6 +273,7 @@ impl Columnar {
             &["COUNT(*)", "COUNT(*) FILTER (WHERE offer = 0)", "COALESCE(SUM(cost), 0)"],
             &facts("clicks", &cwhere),
         );
+        let csql = by_reason(&q.group, "m", 3, csql);
         let approved = format!("status = {APPROVED}");
         let vsql = grouped(
             &q.group,
@@ -248,6 +290,7 @@ impl Columnar {
             ],
             &facts("conversions", &vwhere),
         );
+        let vsql = by_reason(&q.group, "n", 6, vsql);
         // One statement: both aggregates, joined on the group key (every
         // key column is NOT NULL, so `USING` pairs each key once), so each
         // result row is one group and nothing is merged here.
