@@ -276,8 +276,11 @@ fn synthesize(dir: &std::path::Path, clicks: usize, days: i64, now: i64) {
     let skew = |n: usize, k: u32| format!("floor({n} * pow({}, 2.5))::INTEGER", u(k));
     let (r3, r4) = (format!("floor(3 * {})::INTEGER", u(12)), format!("floor(4 * {})::INTEGER", u(12)));
     let (sub2, c4) = (format!("floor(20 * {})::INTEGER", u(14)), format!("floor(4 * {})::INTEGER", u(15)));
+    // Every click into a scratch table first, then each into the table of
+    // its class (the store keeps bots and previews apart).
+    c.execute_batch("CREATE TABLE synth_clicks AS SELECT * FROM clicks LIMIT 0").expect("scratch table");
     let sql = format!(
-        "INSERT INTO clicks SELECT i + 1, {start} + i * {step}, 1 + {sl}, offer, 1 + {aff}, source,
+        "INSERT INTO synth_clicks SELECT i + 1, {start} + i * {step}, 1 + {sl}, offer, 1 + {aff}, source,
            {countries}[{country} + 1], CASE WHEN os_i < 2 THEN (CASE WHEN {u7} < 0.85 THEN {mobile} ELSE {tablet} END)
              ELSE {desktop} END,
            {oses}[os_i + 1], {browsers}[{browser} + 1], {langs}[{lang} + 1], {classes}[q + 1],
@@ -320,8 +323,14 @@ fn synthesize(dir: &std::path::Path, clicks: usize, days: i64, now: i64) {
            smartlink, offer, affiliate, source, country, device, os, browser, language, quality, reasons,
            sub1, sub2, sub3, sub4, sub5, CASE WHEN hash(rid * 17) % 100 < 85 THEN 1 ELSE 2 END,
            (1000000 + offer * 100000), 0, '', 3600
-         FROM clicks WHERE offer > 0 AND hash(rid * 7) % 1000 < 20";
+         FROM synth_clicks WHERE offer > 0 AND hash(rid * 7) % 1000 < 20";
     c.execute_batch(conversions).expect("conversions");
+    c.execute_batch(
+        "INSERT INTO clicks SELECT * FROM synth_clicks WHERE quality NOT IN (2, 3) ORDER BY rid;
+         INSERT INTO bot_clicks SELECT * FROM synth_clicks WHERE quality IN (2, 3) ORDER BY rid;
+         DROP TABLE synth_clicks;",
+    )
+    .expect("clicks by class");
     let n: i64 = c.query_row("SELECT count(*) FROM conversions", [], |r| r.get(0)).unwrap();
     c.execute(
         "INSERT OR REPLACE INTO meta VALUES ('clicks', ?), ('conversions', ?)",

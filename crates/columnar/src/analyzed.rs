@@ -119,6 +119,10 @@ impl Analyzed {
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RollupStore for Analyzed {
+    fn classes_apart(&self) -> bool {
+        self.col.is_some()
+    }
+
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>> {
         // Before the raw horizon only the rollups remain, whichever store
         // answers: what needs raw rows is refused, never answered in part.

@@ -1038,6 +1038,14 @@ pub fn merge_rows(
 /// that produced them), with their latest status.
 pub trait RollupStore {
     fn rollup(&self, q: &RollupQuery) -> Result<Vec<(Vec<DimValue>, Measures)>>;
+
+    /// Whether bot and preview clicks are stored apart from the others, so
+    /// that a report's rows (human and suspect) and its `excluded` clicks
+    /// are two scans of separate rows, cheaper than one grouped by class
+    /// too. Only a hint for how to ask: every store answers either way.
+    fn classes_apart(&self) -> bool {
+        false
+    }
 }
 
 /// Which traffic sources a quality report compares, over which clicks.

@@ -9,7 +9,7 @@ use smartlink_store::{
     AuditClickRow, Dim, DimValue, Measures, Result, RollupQuery, SourceCounts, SourceQuery, StoreError, Zone,
 };
 
-use super::{Columnar, Dict, APPROVED};
+use super::{click_table, Columnar, Dict, APPROVED};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -254,6 +254,21 @@ impl Columnar {
         let click_only = q.needs_raw_rows();
         let facts = |table: &str, wh: &str| format!("FROM {table} WHERE {wh}");
         let dict = self.dict.read();
+        // The click tables that can hold the classes the filters let through.
+        let classes = q.filters.iter().filter(|(d, _)| *d == Dim::Quality).fold(None::<Vec<u32>>, |acc, (_, vs)| {
+            let codes: Vec<u32> = vs
+                .iter()
+                .filter_map(|v| match v {
+                    DimValue::Text(t) => dict.code(t),
+                    _ => None,
+                })
+                .collect();
+            Some(match acc {
+                Some(a) => a.into_iter().filter(|c| codes.contains(c)).collect(),
+                None => codes,
+            })
+        });
+        let clicks = format!("{} AS clicks", click_table(classes.as_deref()));
         let (mut cargs, mut vargs) = (Vec::new(), Vec::new());
         let cwhere = conditions(q, "ts_ms", &dict, &mut cargs)?;
         let mut vwhere = conditions(q, "click_ts_ms", &dict, &mut vargs)?;
@@ -271,7 +286,7 @@ impl Columnar {
             window,
             "m",
             &["COUNT(*)", "COUNT(*) FILTER (WHERE offer = 0)", "COALESCE(SUM(cost), 0)"],
-            &facts("clicks", &cwhere),
+            &facts(&clicks, &cwhere),
         );
         let csql = by_reason(&q.group, "m", 3, csql);
         let approved = format!("status = {APPROVED}");
@@ -378,8 +393,9 @@ impl Columnar {
         };
         let owner = if q.by_source { "source" } else { "affiliate" };
         let csql = format!(
-            "SELECT {owner}::BIGINT, {sub}, quality::BIGINT, reasons, COUNT(*)::BIGINT FROM clicks
-             WHERE smartlink = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY 1, 2, 3, 4"
+            "SELECT {owner}::BIGINT, {sub}, quality::BIGINT, reasons, COUNT(*)::BIGINT FROM {} AS clicks
+             WHERE smartlink = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY 1, 2, 3, 4",
+            click_table(None)
         );
         let vsql = format!(
             "SELECT {owner}::BIGINT, {sub}, status::BIGINT, flags, ctit_secs FROM conversions
@@ -438,11 +454,11 @@ impl Columnar {
 
     /// [`smartlink_store::QualityStore::audit_clicks`].
     pub fn audit_clicks(&self, smartlink: u32, from_ms: i64, to_ms: i64) -> Result<Vec<AuditClickRow>> {
-        let classes = self.class_filter("k.quality", &["human", "suspect"]);
+        let (classes, table) = self.class_filter("k.quality", &["human", "suspect"]);
         let sql = format!(
             "SELECT k.country::BIGINT, k.device::BIGINT, k.os::BIGINT, k.offer::BIGINT, k.propensity,
                COALESCE(c.payout, 0)::BIGINT, (k.cost + COALESCE(c.cost, 0))::BIGINT
-             FROM clicks k LEFT JOIN (
+             FROM {table} k LEFT JOIN (
                SELECT click_rid, SUM(payout) AS payout, SUM(cost) AS cost FROM conversions
                WHERE status = {APPROVED} AND click_rid IS NOT NULL AND click_ts_ms >= ?2 AND click_ts_ms < ?3
                GROUP BY click_rid) c ON c.click_rid = k.rid
@@ -480,9 +496,9 @@ impl Columnar {
         to_ms: i64,
         classes: &[&str],
     ) -> Result<Vec<(String, String, String, u64)>> {
-        let classes = self.class_filter("quality", classes);
+        let (classes, table) = self.class_filter("quality", classes);
         let sql = format!(
-            "SELECT country::BIGINT, device::BIGINT, fallback_reason::BIGINT, COUNT(*)::BIGINT FROM clicks
+            "SELECT country::BIGINT, device::BIGINT, fallback_reason::BIGINT, COUNT(*)::BIGINT FROM {table}
              WHERE smartlink = ? AND ts_ms >= ? AND ts_ms < ? AND {classes} GROUP BY 1, 2, 3"
         );
         let rows: Vec<(i64, i64, i64, i64)> = self.read(|c| {
@@ -496,10 +512,12 @@ impl Columnar {
         Ok(rows.into_iter().map(|(c, d, f, n)| (dict.value(c), dict.value(d), dict.value(f), n as u64)).collect())
     }
 
-    /// `col` is one of the quality classes (nothing when none is known).
-    fn class_filter(&self, col: &str, classes: &[&str]) -> String {
+    /// `col` is one of the quality classes (nothing when none is known),
+    /// and the click table(s) holding them.
+    fn class_filter(&self, col: &str, classes: &[&str]) -> (String, &'static str) {
         let dict = self.dict.read();
-        int_in(col, classes.iter().filter_map(|c| dict.code(c)).map(i64::from).collect())
+        let codes: Vec<u32> = classes.iter().filter_map(|c| dict.code(c)).collect();
+        (int_in(col, codes.iter().copied().map(i64::from).collect()), click_table(Some(&codes)))
     }
 }
 

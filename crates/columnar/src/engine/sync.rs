@@ -211,10 +211,17 @@ impl Columnar {
                     ]);
                 }
                 let codes = self.codes(conn, &texts)?;
-                let mut app = conn.appender("clicks").map_err(db_err)?;
-                app.append_record_batch(click_batch(batch, &codes)?).map_err(db_err)?;
-                app.flush().map_err(db_err)?;
-                drop(app);
+                // Bots and previews to their own table (`APART`).
+                let (apart, kept): (Vec<usize>, Vec<usize>) =
+                    (0..batch.len()).partition(|&i| super::APART.contains(&codes[i * 7 + 5]));
+                for (table, rows) in [("clicks", kept), ("bot_clicks", apart)] {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let mut app = conn.appender(table).map_err(db_err)?;
+                    app.append_record_batch(click_batch(batch, &codes, &rows)?).map_err(db_err)?;
+                    app.flush().map_err(db_err)?;
+                }
                 // Conversions recorded before their click row had landed
                 // (a postback can overtake the click loader) carry no
                 // sub-ids yet: refetch those in this batch's time span. A
@@ -311,7 +318,9 @@ impl Columnar {
                 app.flush().map_err(db_err)?;
             }
             conn.execute_batch(
-                "UPDATE clicks SET cost = n.cost FROM new_costs n WHERE clicks.rid = n.rid; DELETE FROM new_costs;",
+                "UPDATE clicks SET cost = n.cost FROM new_costs n WHERE clicks.rid = n.rid;
+                 UPDATE bot_clicks SET cost = n.cost FROM new_costs n WHERE bot_clicks.rid = n.rid;
+                 DELETE FROM new_costs;",
             )
             .map_err(db_err)?;
             write_marks(conn, next)
@@ -341,7 +350,8 @@ impl Columnar {
         let n = {
             let conn = self.writer.lock();
             in_tx(&conn, |conn| {
-                let n = conn.execute("DELETE FROM clicks WHERE ts_ms < ?", [horizon]).map_err(db_err)?;
+                let n = conn.execute("DELETE FROM clicks WHERE ts_ms < ?", [horizon]).map_err(db_err)?
+                    + conn.execute("DELETE FROM bot_clicks WHERE ts_ms < ?", [horizon]).map_err(db_err)?;
                 conn.execute("DELETE FROM conversions WHERE click_ts_ms < ?", [horizon]).map_err(db_err)?;
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('raw_from_ms', ?)", [horizon]).map_err(db_err)?;
                 Ok(n as u64)
@@ -381,14 +391,16 @@ fn write_marks(conn: &duckdb::Connection, m: &FeedMarks) -> Result<()> {
     Ok(())
 }
 
-/// A batch of click rows as the `clicks` table's columns, appended a
+/// The rows `rows` of a batch as the click tables' columns, appended a
 /// vector (2,048 rows) at a time; row by row, the appender binds each value
 /// through its own call.
-fn click_batch(batch: &[FeedClick], codes: &[u32]) -> Result<RecordBatch> {
-    let code = |i: usize| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(codes.chunks_exact(7).map(|k| k[i]))) };
-    let int = |f: fn(&FeedClick) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(batch.iter().map(f))) };
-    let key = |f: fn(&FeedClick) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(batch.iter().map(f))) };
-    let text = |f: fn(&FeedClick) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(batch.iter().map(f))) };
+fn click_batch(batch: &[FeedClick], codes: &[u32], rows: &[usize]) -> Result<RecordBatch> {
+    let code =
+        |i: usize| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| codes[r * 7 + i]))) };
+    let picked = || rows.iter().map(|r| &batch[*r]);
+    let int = |f: fn(&FeedClick) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(picked().map(f))) };
+    let key = |f: fn(&FeedClick) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(picked().map(f))) };
+    let text = |f: fn(&FeedClick) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(picked().map(f))) };
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("rid", int(|c| c.rid)),
         ("ts_ms", int(|c| c.ts_ms)),
@@ -409,7 +421,7 @@ fn click_batch(batch: &[FeedClick], codes: &[u32]) -> Result<RecordBatch> {
         ("sub3", text(|c| &c.subs[2])),
         ("sub4", text(|c| &c.subs[3])),
         ("sub5", text(|c| &c.subs[4])),
-        ("propensity", Arc::new(Float64Array::from_iter_values(batch.iter().map(|c| c.propensity)))),
+        ("propensity", Arc::new(Float64Array::from_iter_values(picked().map(|c| c.propensity)))),
         ("cost", int(|c| c.cost_micros)),
     ];
     RecordBatch::try_from_iter(columns).map_err(|e| StoreError::Analytics(format!("click batch: {e}")))
