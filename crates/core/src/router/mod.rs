@@ -428,6 +428,12 @@ impl RouterState {
 
     /// One line on the re-estimated constants (for debugging and tuning).
     #[doc(hidden)]
+    /// Learned cells (offer × segment level), the part of the state that
+    /// grows with the traffic's variety.
+    pub fn cells(&self) -> usize {
+        self.learned.cells.len()
+    }
+
     pub fn diagnostics(&self) -> String {
         let d = &self.learned.derived;
         format!(
