@@ -691,13 +691,8 @@ fn a_node_killed_mid_traffic_drains_its_journal_and_every_journaled_click_is_sto
     gate.set(true);
     let a = Server::start(dirs[0].path(), &a_cfg);
     b.wait_stored(answered_b.len() as u64);
+    let stored = stored_click_counts(&db.url);
     let mut pg = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
-    let stored: std::collections::HashMap<String, i64> = pg
-        .query("SELECT click_id, COUNT(*) FROM clicks GROUP BY click_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     let doubled: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "clicks stored twice: {doubled:?}");
     let lost: Vec<_> = answered_a[..safe].iter().filter(|c| !stored.contains_key(*c)).collect();
@@ -884,13 +879,8 @@ fn postgresql_stopped_for_10_s_mid_load_loses_no_click_and_no_acknowledged_postb
     let total = loaded.len() + refused.len();
     s.wait_stored(total as u64);
 
+    let stored = stored_click_counts(&pg.url("t"));
     let mut c = postgres::Client::connect(&pg.url("t"), postgres::NoTls).unwrap();
-    let stored: std::collections::HashMap<String, i64> = c
-        .query("SELECT click_id, COUNT(*) FROM clicks GROUP BY click_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     let missing = loaded.iter().chain(&refused).filter(|c| stored.get(*c) != Some(&1)).count();
     assert_eq!(missing, 0, "clicks answered but not stored exactly once");
     assert_eq!(stored.len(), total, "rows for clicks never answered");
@@ -898,4 +888,14 @@ fn postgresql_stopped_for_10_s_mid_load_loses_no_click_and_no_acknowledged_postb
         let n: i64 = c.query_one("SELECT COUNT(*) FROM conversions WHERE click_id = $1", &[cid]).unwrap().get(0);
         assert_eq!(n, 1, "the postback for {cid} is stored {n} times");
     }
+}
+
+/// How many times each click id is stored in the PostgreSQL store at `url`.
+fn stored_click_counts(url: &str) -> std::collections::HashMap<String, i64> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.query("SELECT click_id, COUNT(*) FROM clicks GROUP BY click_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
