@@ -7,10 +7,10 @@
 //! `cargo run --release -p smartlink-core --example network_memory -- [clicks] [hours]`
 //! (default 10,000,000 clicks over 24 hours: 116 clicks a second across
 //! the network; the routers' refresh cadence is in event time, so the
-//! rate matters). Prints, at each quarter of the
-//! run: the process's resident memory, the learned cells summed over all
-//! routers, and the mean time of one decision (`choose` + `on_click`) over
-//! that quarter. Deterministic (seeded).
+//! rate matters). Prints, at each quarter of the run: the process's
+//! resident memory, the learned cells summed over all routers and those
+//! folded so far, the cached policies, and the mean time of one decision
+//! (`choose` + `on_click`) over that quarter. Deterministic (seeded).
 
 use std::time::Instant;
 
@@ -89,7 +89,10 @@ fn main() {
         (0.004 + 0.02 * (offer % 7) as f64 / 7.0) * factor * [1.0, 0.8, 1.2][device]
     };
     println!("{SMARTLINKS} smartlinks × {POOL} offers (of {NETWORK_OFFERS}), {clicks} clicks over {hours} hours");
-    println!("{:>12} {:>10} {:>14} {:>16}", "clicks", "RSS MiB", "learned cells", "ns per decision");
+    println!(
+        "{:>12} {:>10} {:>14} {:>14} {:>16} {:>16}",
+        "clicks", "RSS MiB", "learned cells", "folded cells", "cached policies", "ns per decision"
+    );
     let step = ((hours * 3_600_000.0 / clicks as f64) as i64).max(1);
     let mut now = T0;
     let quarter = clicks.div_ceil(4);
@@ -120,7 +123,9 @@ fn main() {
         if i % quarter == 0 || i == clicks {
             let per = t.elapsed().as_nanos() as f64 / (i - (i - 1) / quarter * quarter) as f64;
             let cells: usize = routers.iter().map(RouterState::cells).sum();
-            println!("{i:>12} {:>10.0} {cells:>14} {per:>16.0}", rss_mib() - base);
+            let folded: u64 = routers.iter().map(RouterState::folded_cells).sum();
+            let policies: usize = routers.iter().map(RouterState::cached_policies).sum();
+            println!("{i:>12} {:>10.0} {cells:>14} {folded:>14} {policies:>16} {per:>16.0}", rss_mib() - base);
             t = Instant::now();
         }
     }

@@ -5,11 +5,13 @@
 //! Nothing here is learned from outcomes: after a restart it is recomputed
 //! on the first clicks, from the replayed statistics.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use rand::RngCore;
 
 /// The policy's distribution over one candidate list for one segment and
 /// hour: `cum[i]` is the probability of choosing candidate `0..=i`.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(super) struct PolicyEntry {
     /// The packed segment the entry is for.
     pub seg: u32,
@@ -22,6 +24,25 @@ pub(super) struct PolicyEntry {
     pub cum: Vec<f64>,
     /// The candidate with the highest posterior-mean score.
     pub best: u32,
+    /// Clicks that picked from it (also from the shared board): how much a
+    /// policy for this segment is used, for the next one's draws.
+    pub uses: AtomicU32,
+}
+
+impl Clone for PolicyEntry {
+    fn clone(&self) -> Self {
+        PolicyEntry {
+            seg: self.seg,
+            sig: self.sig,
+            hour: self.hour,
+            generation: self.generation,
+            computed_ms: self.computed_ms,
+            conversions: self.conversions,
+            cum: self.cum.clone(),
+            best: self.best,
+            uses: AtomicU32::new(self.uses.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl PolicyEntry {
@@ -43,6 +64,7 @@ impl PolicyEntry {
 
     /// The candidate that the uniform draw `u` in `[0, 1)` selects.
     pub fn sample(&self, u: f64) -> super::Choice {
+        self.uses.fetch_add(1, Ordering::Relaxed);
         let n = self.cum.len();
         let mut i = self.cum.partition_point(|&c| c <= u);
         if i >= n {

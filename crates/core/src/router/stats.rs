@@ -24,6 +24,48 @@ pub(super) const MS_PER_HOUR: f64 = 3_600_000.0;
 /// 5 = offer×country×device×os.
 pub(super) const LEVELS: usize = 6;
 
+/// Posterior mean and variance of a conversion rate down the hierarchy
+/// (see [`Learned::posterior`]), from the data of each level of a path
+/// (`data[level]`, `data[LEVELS]` empty), the level-1 prior `(mean,
+/// strength)` and, per level from 2, `(ratio, kappa)`: the prior of a
+/// level is its parent's estimate times `ratio` with strength `kappa` (how
+/// much cells differ around that). Without a network prior every ratio is
+/// 1 and `kappa` the router's own; with one (`network.rs`) the ratios are
+/// the network's relative effects of the segment and `kappa` how closely
+/// a link follows them. `means`, when given, receives each level's mean.
+pub(super) fn chain(
+    data: &[(f64, f64); LEVELS + 1],
+    (prior, strength): (f64, f64),
+    steps: &[(f64, f64); LEVELS],
+    mut means: Option<&mut [f64; LEVELS]>,
+) -> (f64, f64) {
+    let own = |level: usize| {
+        let (n, k) = data[level];
+        let (nc, kc) = data[level + 1];
+        ((n - nc).max(0.0), (k - kc).max(0.0))
+    };
+    let (n, k) = own(1);
+    let a = strength + k;
+    let b = strength / prior + n;
+    let (mut mean, mut var) = (a / b, a / (b * b));
+    if let Some(m) = means.as_deref_mut() {
+        m[1] = mean;
+    }
+    for (level, &(ratio, kap)) in steps.iter().enumerate().skip(2) {
+        let (n, k) = own(level);
+        let (pm, pv) = (mean * ratio, var * ratio * ratio);
+        let strength = pm * pm / (pm * pm / kap + pv);
+        let a = strength + k;
+        let b = strength / pm + n;
+        mean = a / b;
+        var = a / (b * b);
+        if let Some(m) = means.as_deref_mut() {
+            m[level] = mean;
+        }
+    }
+    (mean, var)
+}
+
 /// A fast, deterministic hasher for the integer keys used here.
 #[derive(Default, Clone, Copy)]
 pub(super) struct KeyHasher(u64);
@@ -136,6 +178,17 @@ impl Exposure {
         self.k += w * (-lam * age).exp();
     }
 
+    /// Adds `other` as of `now`, its exposure scaled by `scale` (its
+    /// conversions are not).
+    pub fn absorb(&mut self, other: &Exposure, scale: f64, now: i64, lam: f64, mu: f64) {
+        let mut o = *other;
+        o.advance(now, lam, mu);
+        self.advance(now, lam, mu);
+        self.a += scale * o.a;
+        self.b += scale * o.b;
+        self.k += o.k;
+    }
+
     /// `(exposure, conversions)` as of `now`.
     #[inline]
     pub fn read(&self, now: i64, lam: f64, mu: f64) -> (f64, f64) {
@@ -229,6 +282,11 @@ pub(super) struct OfferStats {
     pub cells: Vec<u32>,
     /// The offer's cells at `EXT_LEVEL` (those with a `CountryExt`).
     pub countries: Vec<u32>,
+    /// The hour statistics of the offer's `EXT_LEVEL` cells that were
+    /// folded away (`Learned::fold`), their exposure weighted by the cell's
+    /// predicted rate when it was folded: the expected conversions those
+    /// clicks stand for, per UTC hour, beside their actual conversions.
+    pub folded_hours: [Exposure; 24],
     /// Approved (`x`) and rejected (`y`) conversions, discounted.
     pub approval: Pair,
     /// Sum of delays in ms (`x`) and number of delays (`y`), discounted.
@@ -248,6 +306,8 @@ pub(super) struct OfferStats {
     pub hour_fit_k: f64,
     /// When the router first heard of the offer.
     pub first_seen: i64,
+    /// Conversions reported since the offer's last hour fit.
+    pub fit_conversions: u32,
     /// The change detector's evidence by click time, oldest first, over at
     /// most `DRIFT_WINDOW_MS` (clicks of cells the model knows well only).
     pub drift: std::collections::VecDeque<DriftBin>,
@@ -271,6 +331,7 @@ impl OfferStats {
             top,
             cells: Vec::new(),
             countries: Vec::new(),
+            folded_hours: [Exposure::default(); 24],
             approval: Pair::default(),
             delay: Pair::default(),
             hour_mult: [1.0; 24],
@@ -280,6 +341,7 @@ impl OfferStats {
             hour_fit_ms: i64::MIN,
             hour_fit_k: 0.0,
             first_seen: 0,
+            fit_conversions: 0,
             drift: std::collections::VecDeque::new(),
             drift_since: 0,
             drift_checked: 0,
@@ -318,11 +380,11 @@ pub(super) struct Rates {
 }
 
 /// Default prior strengths, used until the data says otherwise.
-const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 4.0, 8.0];
+pub(super) const KAPPA_DEFAULT: [f64; LEVELS] = [0.0, 1.0, 2.0, 4.0, 4.0, 8.0];
 /// Weight of the default in the empirical-Bayes estimates: as many cells
 /// of this many expected conversions.
-const EB_PRIOR_CELLS: f64 = 3.0;
-const EB_PRIOR_CELL_SIZE: f64 = 10.0;
+pub(super) const EB_PRIOR_CELLS: f64 = 3.0;
+pub(super) const EB_PRIOR_CELL_SIZE: f64 = 10.0;
 /// Strength of the pool's approval rate as a prior for one offer's.
 pub(super) const KAPPA_APPROVAL: f64 = 4.0;
 /// Minimum discounted conversions of an offer before its change detector
@@ -369,6 +431,11 @@ const EXT_LEVEL: usize = 4;
 const HOUR_REFIT_MS: i64 = 1_800_000;
 /// The growth of an offer's hour conversions that triggers a refit sooner.
 const HOUR_REFIT_GROWTH: f64 = 1.1;
+/// Hour fits one refresh runs at most (the longest overdue first; the
+/// rest at the next refresh). A fit costs a few hundred microseconds and a
+/// refresh runs on a click under the smartlink's lock: a pool of 50 offers
+/// all due at once would hold it for over 10 ms.
+const MAX_REFITS_PER_REFRESH: usize = 8;
 /// The fewest events between two count-triggered re-estimations. Small, so
 /// that a young router re-estimates after its first conversions: with 2,000
 /// here, a fresh smartlink kept the 30-minute prior delay for its first ten
@@ -378,6 +445,20 @@ const HOUR_REFIT_GROWTH: f64 = 1.1;
 const EVENTS_PER_REFRESH: u64 = 16;
 /// Least time between two count-triggered refreshes.
 const MIN_YOUNG_REFRESH_MS: i64 = 1_000;
+/// How often (event time) a refresh looks for cells to fold.
+const FOLD_CHECK_MS: i64 = 3_600_000;
+/// A cell untouched this long folds into its parent unless its own
+/// evidence still counts (`FOLD_KEEP_CONVERSIONS`).
+const FOLD_IDLE_MS: i64 = 24 * 3_600_000;
+/// Discounted conversions that keep an idle cell until `FOLD_FORGET_MS`.
+const FOLD_KEEP_CONVERSIONS: f64 = 1.0;
+/// A cell untouched this long folds whatever it holds: 3.5 half-lives of
+/// the default discount, its data weighs under a tenth of what it did.
+const FOLD_FORGET_MS: i64 = 7 * 24 * 3_600_000;
+/// Cells one router keeps at most; past this the least recently touched
+/// cells without children fold first (a guard against traffic of unbounded
+/// variety, far above what real segment mixes reach in `FOLD_IDLE_MS`).
+pub(super) const CELL_BUDGET: usize = 200_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Learned {
@@ -397,6 +478,10 @@ pub(super) struct Learned {
     pub recent_delays: DelaySample,
     pub derived: Derived,
     pub last_refresh: i64,
+    /// Event time of the last look for cells to fold.
+    pub last_fold: i64,
+    /// Cells folded into their parents so far.
+    pub folded: u64,
     /// Events since the last re-estimation, and ever.
     pub events: u32,
     pub total_events: u64,
@@ -430,6 +515,8 @@ impl Learned {
                 delay_ms: rates.prior_delay_ms,
             },
             last_refresh: i64::MIN,
+            last_fold: i64::MIN,
+            folded: 0,
             events: 0,
             total_events: 0,
             conversions: 0,
@@ -521,30 +608,20 @@ impl Learned {
     /// a well-known offer is uncertain only by how much segments differ, and
     /// a cell under an uncertain parent learns mostly from its own data.
     pub fn posterior(&self, oi: usize, path: &[u32; LEVELS], now: i64, lam: f64, prior: f64) -> (f64, f64) {
-        let mu = self.offers[oi].mu;
         let kappa = &self.derived.kappa;
+        let steps: [(f64, f64); LEVELS] = std::array::from_fn(|l| (1.0, kappa[l]));
+        chain(&self.path_data(oi, path, now, lam), (prior, kappa[1]), &steps, None)
+    }
+
+    /// `(exposure, conversions)` of each level of `path` (index = level;
+    /// 0 and `LEVELS` stay empty).
+    pub fn path_data(&self, oi: usize, path: &[u32; LEVELS], now: i64, lam: f64) -> [(f64, f64); LEVELS + 1] {
+        let mu = self.offers[oi].mu;
         let mut data = [(0.0, 0.0); LEVELS + 1];
         for level in 1..LEVELS {
             data[level] = self.read(path[level], now, lam, mu);
         }
-        let own = |level: usize| {
-            let (n, k) = data[level];
-            let (nc, kc) = data[level + 1];
-            ((n - nc).max(0.0), (k - kc).max(0.0))
-        };
-        let (n, k) = own(1);
-        let a = kappa[1] + k;
-        let b = kappa[1] / prior + n;
-        let (mut mean, mut var) = (a / b, a / (b * b));
-        for (level, &kap) in kappa.iter().enumerate().skip(2) {
-            let (n, k) = own(level);
-            let strength = mean * mean / (mean * mean / kap + var);
-            let a = strength + k;
-            let b = strength / mean + n;
-            mean = a / b;
-            var = a / (b * b);
-        }
-        (mean, var)
+        data
     }
 
     /// Posterior mean only, with the pool prior: the model's own
@@ -624,6 +701,7 @@ impl Learned {
         let click_ms = click_ms.min(now);
         if change.new_conversion {
             self.conversions += 1;
+            self.offers[oi].fit_conversions += 1;
             let leaf = self.leaf_or_insert(oi, seg, now);
             let mu = self.offers[oi].mu;
             let mut known = false;
@@ -757,6 +835,9 @@ impl Learned {
                 x.k *= rho;
             }
         }
+        for x in &mut self.offers[oi].folded_hours {
+            x.k *= rho;
+        }
         self.offers[oi].hour_fit_ms = i64::MIN;
         self.relevels += 1;
         self.generation += 1;
@@ -771,9 +852,14 @@ impl Learned {
         // triggered ones are at least a second apart: a burst of traffic
         // into a new smartlink would otherwise refresh dozens of times in
         // its first second and stall the clicks waiting for the lock.
-        let young = self.events as u64 >= EVENTS_PER_REFRESH && self.events as u64 * 10 >= self.total_events;
+        // A router that sees fewer events than `EVENTS_PER_REFRESH` per
+        // refresh period (a tail smartlink) waits for that many: each
+        // refresh walks all its cells, and on a click every few minutes it
+        // would run on nearly every click for estimates that barely moved.
+        let enough = self.events as u64 >= EVENTS_PER_REFRESH;
+        let young = enough && self.events as u64 * 10 >= self.total_events;
         let due = self.last_refresh == i64::MIN
-            || now - self.last_refresh >= r.refresh_ms
+            || (enough && now - self.last_refresh >= r.refresh_ms)
             || (young && now - self.last_refresh >= MIN_YOUNG_REFRESH_MS);
         if due {
             self.refresh(now, r);
@@ -872,12 +958,27 @@ impl Learned {
         // data chooses (`hours::fit`). The prior over those is pooled: half
         // a fixed default, half what the smartlink's other offers showed.
         // Only the offers whose fit is due (`HOUR_REFIT_MS`) are refitted.
+        // An offer without a conversion since its last fit is not refitted
+        // on time alone: its clicks since then move the fit little (each a
+        // fraction of an expected conversion), and a tail smartlink's 50
+        // offers refitted every 30 minutes cost more per click than the
+        // rest of the router together (`network_memory`).
         let mut hv = vec![[(0.0, 0.0); 24]; self.offers.len()];
         let mut due = vec![false; self.offers.len()];
+        let mut overdue: Vec<(i64, usize)> = Vec::new();
         for (oi, o) in self.offers.iter().enumerate() {
-            due[oi] = o.hour_fit_ms == i64::MIN
-                || now - o.hour_fit_ms >= HOUR_REFIT_MS
-                || vals[o.top as usize].1 > HOUR_REFIT_GROWTH * o.hour_fit_k + 1.0;
+            if o.hour_fit_ms == i64::MIN
+                || (o.fit_conversions > 0 && now - o.hour_fit_ms >= HOUR_REFIT_MS)
+                || vals[o.top as usize].1 > HOUR_REFIT_GROWTH * o.hour_fit_k + 1.0
+            {
+                overdue.push((o.hour_fit_ms, oi));
+            }
+        }
+        overdue.sort_unstable();
+        for &(_, oi) in overdue.iter().take(MAX_REFITS_PER_REFRESH) {
+            due[oi] = true;
+        }
+        for (oi, o) in self.offers.iter().enumerate() {
             if !due[oi] {
                 continue;
             }
@@ -892,6 +993,13 @@ impl Learned {
                     se += n * rate;
                     sk += k;
                 }
+            }
+            for (v, x) in hv[oi].iter_mut().zip(&o.folded_hours) {
+                let (e, k) = x.read(now, lam, o.mu);
+                v.0 += e;
+                v.1 += k;
+                se += e;
+                sk += k;
             }
             let scale = (sk + 1.0) / (se + 1.0);
             for v in hv[oi].iter_mut() {
@@ -930,9 +1038,147 @@ impl Learned {
             o.hour_scale = fit.scale;
             o.hour_fit_ms = now;
             o.hour_fit_k = vals[o.top as usize].1;
+            o.fit_conversions = 0;
             scale_sum += fit.scale;
         }
         self.derived.hour_scale = if n_offers > 0.0 { scale_sum / n_offers } else { 0.0 };
+
+        if self.last_fold == i64::MIN {
+            self.last_fold = now;
+        } else if now - self.last_fold >= FOLD_CHECK_MS {
+            self.last_fold = now;
+            self.fold(now, r, CELL_BUDGET);
+        }
+    }
+
+    /// Folds the cells of segments unseen for a while into their parents,
+    /// so a router's memory follows the variety of its recent traffic, not
+    /// of all it has ever seen.
+    ///
+    /// A parent's counts already include every click and conversion of its
+    /// children (each event is added along the whole path), so folding a
+    /// childless cell is removing it: its evidence stays in its parent,
+    /// where its segment's clicks are routed from if it comes back (a new
+    /// cell then starts from nothing under it, as for any unseen segment).
+    /// The hour statistics of a folded `EXT_LEVEL` cell move to its offer's
+    /// `folded_hours`, weighted by the rate the model predicts for the cell
+    /// now, so the hour fit keeps every conversion it has seen.
+    ///
+    /// A cell folds when untouched for `FOLD_IDLE_MS` with fewer than
+    /// `FOLD_KEEP_CONVERSIONS` discounted conversions, or for
+    /// `FOLD_FORGET_MS` whatever it holds; and, while more than `budget`
+    /// cells are left, the least recently touched childless cells fold too.
+    /// Cells fold deepest first (a parent only once its children have), in
+    /// an order fixed by the state alone, so replays stay bit-identical.
+    pub(super) fn fold(&mut self, now: i64, r: &Rates, budget: usize) {
+        let n = self.cells.len();
+        let mut children = vec![0u32; n];
+        for c in &self.cells {
+            if c.parent != NONE {
+                children[c.parent as usize] += 1;
+            }
+        }
+        let mut gone = vec![false; n];
+        let mut left = n;
+        // A child always comes after its parent in `cells`, so walking
+        // backwards sees a cell after everything under it.
+        for i in (0..n).rev() {
+            let c = &self.cells[i];
+            if c.level < 2 || children[i] > 0 {
+                continue;
+            }
+            let idle = now - c.exp.t;
+            let stale = idle >= FOLD_FORGET_MS
+                || (idle >= FOLD_IDLE_MS
+                    && c.exp.read(now, r.lam, self.offers[c.offer as usize].mu).1 < FOLD_KEEP_CONVERSIONS);
+            if stale {
+                gone[i] = true;
+                left -= 1;
+                children[c.parent as usize] -= 1;
+            }
+        }
+        if left > budget {
+            // Least recently touched first; a parent joins once its last
+            // child has gone (it was touched no earlier than any of them).
+            use std::cmp::Reverse;
+            let mut idle: std::collections::BinaryHeap<Reverse<(i64, u32)>> = (0..n)
+                .filter(|&i| !gone[i] && children[i] == 0 && self.cells[i].level >= 2)
+                .map(|i| Reverse((self.cells[i].exp.t, i as u32)))
+                .collect();
+            while left > budget {
+                let Some(Reverse((_, i))) = idle.pop() else { break };
+                gone[i as usize] = true;
+                left -= 1;
+                let p = self.cells[i as usize].parent as usize;
+                children[p] -= 1;
+                if children[p] == 0 && self.cells[p].level >= 2 {
+                    idle.push(Reverse((self.cells[p].exp.t, p as u32)));
+                }
+            }
+        }
+        if left == n {
+            return;
+        }
+        // Hour statistics of folded cells to their offers, at the rate the
+        // model predicts for each now (before any cell is gone).
+        for (i, &g) in gone.iter().enumerate() {
+            let c = &self.cells[i];
+            if !g || c.ext == NONE {
+                continue;
+            }
+            let oi = c.offer as usize;
+            let rate = self.predict(oi, i as u32, now, r.lam);
+            let mu = self.offers[oi].mu;
+            let hours = self.country_ext[c.ext as usize].hours;
+            for (into, from) in self.offers[oi].folded_hours.iter_mut().zip(&hours) {
+                into.absorb(from, rate, now, r.lam, mu);
+            }
+        }
+        self.compact(&gone);
+        self.folded += (n - left) as u64;
+    }
+
+    /// Drops the cells marked `gone` (none with a child left), renumbering
+    /// the rest in their order.
+    fn compact(&mut self, gone: &[bool]) {
+        let mut map = vec![NONE; self.cells.len()];
+        let mut ext_map = vec![NONE; self.country_ext.len()];
+        let mut cells = Vec::with_capacity(gone.len() - gone.iter().filter(|&&g| g).count());
+        let mut exts = Vec::new();
+        for (i, c) in self.cells.iter().enumerate() {
+            if gone[i] {
+                continue;
+            }
+            map[i] = cells.len() as u32;
+            let mut c = c.clone();
+            if c.parent != NONE {
+                c.parent = map[c.parent as usize];
+                debug_assert!(c.parent != NONE, "a parent folded before its child");
+            }
+            if c.ext != NONE {
+                ext_map[c.ext as usize] = exts.len() as u32;
+                exts.push(self.country_ext[c.ext as usize].clone());
+                c.ext = ext_map[c.ext as usize];
+            }
+            cells.push(c);
+        }
+        self.cells = cells;
+        self.country_ext = exts;
+        self.cell_index.retain(|_, v| {
+            *v = map[*v as usize];
+            *v != NONE
+        });
+        self.cell_index.shrink_to_fit();
+        for o in &mut self.offers {
+            o.top = map[o.top as usize];
+            for list in [&mut o.cells, &mut o.countries] {
+                list.retain_mut(|c| {
+                    *c = map[*c as usize];
+                    *c != NONE
+                });
+                list.shrink_to_fit();
+            }
+        }
     }
 }
 
@@ -1111,7 +1357,7 @@ pub(super) struct StatusChange {
 /// Inverse variance of one cell's estimate `((k − e)² − e − v) / e²` of
 /// `1/κ`, when `1/κ = inv`, `e` conversions are expected and `v` is the
 /// variance of `e` itself.
-fn eb_weight(inv: f64, e: f64, v: f64) -> f64 {
+pub(super) fn eb_weight(inv: f64, e: f64, v: f64) -> f64 {
     let sd = inv + 1.0 / e + v / (e * e);
     1.0 / (sd * sd)
 }
@@ -1121,5 +1367,90 @@ fn any_segment() -> Segment {
         country: crate::model::Country::UNKNOWN,
         device: crate::model::Device::Desktop,
         os: crate::model::Os::Windows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Country, Device, Os};
+
+    const T0: i64 = 1_767_571_200_000;
+
+    fn learned_over(segments: usize) -> (Learned, Rates, i64) {
+        let r = super::super::RouterConfig::default().rates();
+        let mut l = Learned::new(&r);
+        let countries: Vec<Country> = (b'A'..=b'Z')
+            .flat_map(|a| (b'A'..=b'Z').map(move |b| [a, b]))
+            .filter_map(|b| Country::parse(std::str::from_utf8(&b).ok()?).ok())
+            .collect();
+        let mut now = T0;
+        for i in 0..segments * 20 {
+            now += 7_000;
+            let seg = Segment { country: countries[i % segments], device: Device::ALL[i % 3], os: Os::Android };
+            let key = 1 + (i % 4) as u32;
+            l.on_click(key, seg, hour_of(now), now, &r);
+            if i % 9 == 0 {
+                let change = StatusChange { new_conversion: true, approved: 1.0, rejected: 0.0 };
+                l.on_conversion(key, seg, now - 1_000, now, change, &r);
+            }
+        }
+        (l, r, now)
+    }
+
+    /// Per UTC hour, the hour statistics' conversions of every cell and
+    /// the folded ones, per offer.
+    fn hour_conversions(l: &Learned, now: i64, lam: f64) -> Vec<[f64; 24]> {
+        l.offers
+            .iter()
+            .map(|o| {
+                let mut k = [0.0; 24];
+                for &c in &o.countries {
+                    for (h, x) in l.country_ext[l.cells[c as usize].ext as usize].hours.iter().enumerate() {
+                        k[h] += x.read(now, lam, o.mu).1;
+                    }
+                }
+                for (h, x) in o.folded_hours.iter().enumerate() {
+                    k[h] += x.read(now, lam, o.mu).1;
+                }
+                k
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folding_to_a_budget_keeps_every_parent_and_every_conversion_of_the_hour_statistics() {
+        let (mut l, r, now) = learned_over(200);
+        let before = hour_conversions(&l, now, r.lam);
+        let tops: Vec<(f64, f64)> =
+            l.offers.iter().map(|o| l.cells[o.top as usize].exp.read(now, r.lam, o.mu)).collect();
+        let n = l.cells.len();
+        l.fold(now, &r, n / 2);
+        assert!(l.cells.len() <= n / 2, "{} cells of {n} left for a budget of {}", l.cells.len(), n / 2);
+        assert_eq!(l.folded as usize, n - l.cells.len());
+        // Every parent is still there, every index points at the right cell.
+        for (i, c) in l.cells.iter().enumerate() {
+            if c.parent != NONE {
+                assert_eq!(l.cells[c.parent as usize].level + 1, c.level, "cell {i}");
+                assert_eq!(l.cells[c.parent as usize].offer, c.offer);
+            }
+            assert_eq!(c.ext != NONE, c.level as usize == EXT_LEVEL);
+        }
+        assert_eq!(l.cell_index.len(), l.cells.len());
+        for (oi, (o, top)) in l.offers.iter().zip(&tops).enumerate() {
+            assert_eq!(l.cells[o.top as usize].exp.read(now, r.lam, o.mu), *top, "an offer's own counts");
+            assert!(o.cells.iter().chain(&o.countries).all(|&c| l.cells[c as usize].offer as usize == oi));
+            assert_eq!(o.countries.len(), o.cells.iter().filter(|&&c| l.cells[c as usize].ext != NONE).count());
+        }
+        for (&key, &c) in &l.cell_index {
+            assert_eq!(l.offers[l.cells[c as usize].offer as usize].key as u64, key >> 24);
+            assert_eq!(l.cells[c as usize].level as u64, (key >> 16) & 0xff);
+        }
+        let after = hour_conversions(&l, now, r.lam);
+        for (b, a) in before.iter().zip(&after) {
+            for h in 0..24 {
+                assert!((b[h] - a[h]).abs() <= 1e-9 * b[h].max(1.0), "hour {h}: {} before, {} after", b[h], a[h]);
+            }
+        }
     }
 }
