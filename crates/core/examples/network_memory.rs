@@ -11,13 +11,15 @@
 //! resident memory, the learned cells summed over all routers and those
 //! folded so far, the cached policies, and the mean time of one decision
 //! (`choose` + `on_click`) over that quarter. Deterministic (seeded).
+//! `NETWORK=secs`: the network prior rebuilt every `secs` of simulated time
+//! and handed to every router (as the server does); prints its cost.
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use smartlink_core::model::{Country, Device, Os, Segment};
-use smartlink_core::router::{Candidate, Context, ConversionStatus, RouterState};
+use smartlink_core::router::{Candidate, Context, ConversionStatus, NetworkPrior, RouterState};
 
 const SMARTLINKS: usize = 1_000;
 const NETWORK_OFFERS: u32 = 2_000;
@@ -96,9 +98,26 @@ fn main() {
     let step = ((hours * 3_600_000.0 / clicks as f64) as i64).max(1);
     let mut now = T0;
     let quarter = clicks.div_ceil(4);
+    // NETWORK=secs: rebuild the network prior every `secs` of simulated
+    // time and give it to every router, as `server::priors` does.
+    let network_every: Option<i64> =
+        std::env::var("NETWORK").ok().and_then(|v| v.parse::<i64>().ok()).map(|s| s * 1000);
+    let mut next_network = T0 + network_every.unwrap_or(0);
+    let mut rebuilds = Vec::new();
     let mut t = Instant::now();
     for i in 1..=clicks {
         now += step;
+        if let Some(every) = network_every.filter(|_| now >= next_network) {
+            next_network = now + every;
+            let started = Instant::now();
+            let prior = std::sync::Arc::new(NetworkPrior::build(routers.iter(), now));
+            for r in &mut routers {
+                r.set_network(Some(prior.clone()));
+            }
+            rebuilds.push(started.elapsed().as_secs_f64() * 1000.0);
+            // Not counted as decision time.
+            t += started.elapsed();
+        }
         let link = zipf(&mut rng, &link_cdf);
         let country = zipf(&mut rng, &country_cdf);
         // Device::ALL is desktop, mobile, tablet: 30%, 60%, 10%.
@@ -128,5 +147,12 @@ fn main() {
             println!("{i:>12} {:>10.0} {cells:>14} {folded:>14} {policies:>16} {per:>16.0}", rss_mib() - base);
             t = Instant::now();
         }
+    }
+    if let Some(last) = rebuilds.last() {
+        let mean = rebuilds.iter().sum::<f64>() / rebuilds.len() as f64;
+        println!(
+            "network prior: {} rebuilds (build + hand-over to every router), mean {mean:.0} ms, last {last:.0} ms",
+            rebuilds.len()
+        );
     }
 }

@@ -414,6 +414,16 @@ impl Catalog {
                 s.router = p.router.clone();
             }
         }
+        // A new `auto` smartlink starts from the network's prior at once,
+        // not at the next rebuild (`server::priors`).
+        let prior = prev.smartlinks.iter().find_map(|s| s.router.lock().network().cloned());
+        if let Some(prior) = prior {
+            for s in self.smartlinks.iter().filter(|s| s.strategy == Strategy::Auto) {
+                if prev.smartlink_by_key(s.key).is_none() {
+                    s.router.lock().set_network(Some(prior.clone()));
+                }
+            }
+        }
     }
 
     pub fn smartlink(&self, slug: &str) -> Option<&Smartlink> {

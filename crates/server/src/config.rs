@@ -140,6 +140,11 @@ pub struct ServerSettings {
     /// On a shared store, seconds between the passes that apply other
     /// nodes' clicks and conversions to this node's routers. Default 2.
     pub learn_interval_secs: Option<f64>,
+    /// Seconds between rebuilds of the network prior: what every `auto`
+    /// smartlink's router learned about each offer, the prior above each
+    /// one's own learning (`priors.rs`); 0: off, each smartlink learns from
+    /// its own traffic only. Default 300.
+    pub network_prior_secs: Option<u64>,
     /// Traffic-quality inputs: network databases, block list, rate windows.
     #[serde(default)]
     pub quality: QualitySettings,
@@ -846,6 +851,7 @@ pub fn validate_settings(s: &ServerSettings) -> Vec<FieldError> {
     }
     range(&mut e, "server.tls_poll_secs", s.tls_poll_secs, 0, 86_400, "seconds");
     range(&mut e, "server.learn_interval_secs", s.learn_interval_secs, 0.1, 3_600.0, "seconds");
+    range(&mut e, "server.network_prior_secs", s.network_prior_secs, 0, 86_400, "seconds");
     range(&mut e, "server.queue_capacity", s.queue_capacity, 1, 10_000_000, "a number of rows");
     range(&mut e, "server.ingest_catch_up_mib", s.ingest_catch_up_mib, 1, 1 << 20, "MiB");
     range(&mut e, "server.ingest_defer_secs", s.ingest_defer_secs, 0, 3_600, "seconds");

@@ -35,6 +35,7 @@ pub mod pixel;
 pub mod postback;
 pub mod postback_config;
 pub mod postback_writer;
+pub mod priors;
 pub mod rate_load;
 pub mod session;
 pub mod simulation_runs;
@@ -534,6 +535,10 @@ pub fn prepare(eff: &Effective, clock: fn() -> i64) -> anyhow::Result<Prepared> 
     if let Some(marks) = learn_from {
         let secs = eff.settings.learn_interval_secs.unwrap_or(learn::DEFAULT_INTERVAL_SECS);
         learn::start(&state, marks, std::time::Duration::from_secs_f64(secs));
+    }
+    match eff.settings.network_prior_secs.unwrap_or(priors::DEFAULT_INTERVAL_SECS) {
+        0 => {}
+        secs => priors::start(&state, std::time::Duration::from_secs(secs)),
     }
     if let Some(sh) = state.store.shared() {
         // A change through any node reaches this one's click path: the

@@ -101,11 +101,13 @@ use rand::RngCore;
 use crate::model::Segment;
 
 mod hours;
+mod network;
 mod policy;
 mod regions;
 mod shared;
 mod stats;
 
+pub use network::{NetworkBuilder, NetworkPrior};
 pub use shared::{Busy, RouterGuard, SharedRouter};
 
 use policy::{signature, unit, Pacing, PolicyEntry, Xoshiro};
@@ -281,6 +283,7 @@ pub struct Estimate {
 }
 
 /// Learned state of one smartlink.
+#[derive(Clone)]
 pub struct RouterState {
     cfg: RouterConfig,
     rates: Rates,
@@ -291,6 +294,11 @@ pub struct RouterState {
     wins: Vec<u32>,
     gammas: Vec<Option<rand_distr::Gamma<f64>>>,
     racing: Vec<usize>,
+    network: Option<Arc<NetworkPrior>>,
+    /// How closely this router follows the network
+    /// (`NetworkPrior::link_kappa_for`), refitted at each statistics
+    /// refresh.
+    link_kappa: f64,
 }
 
 impl std::fmt::Debug for RouterState {
@@ -372,11 +380,33 @@ impl RouterState {
             wins: Vec::new(),
             gammas: Vec::new(),
             racing: Vec::new(),
+            network: None,
+            link_kappa: 0.0,
         }
     }
 
     pub fn config(&self) -> &RouterConfig {
         &self.cfg
+    }
+
+    /// Uses what the network has learned about each offer as the prior
+    /// above this router's own learning (`None`: the pool's average, as a
+    /// router alone). Changes estimates, never what is learned; cached
+    /// policies are recomputed.
+    pub fn set_network(&mut self, network: Option<Arc<NetworkPrior>>) {
+        self.network = network;
+        self.policies.clear();
+        self.fit_link(self.learned.last_refresh.max(self.network.as_ref().map_or(0, |n| n.built_ms())));
+    }
+
+    fn fit_link(&mut self, now: i64) {
+        if let Some(net) = &self.network {
+            self.link_kappa = net.link_kappa_for(self, now);
+        }
+    }
+
+    pub fn network(&self) -> Option<&Arc<NetworkPrior>> {
+        self.network.as_ref()
     }
 
     /// Picks one of `cands` (never empty).
@@ -445,15 +475,17 @@ impl RouterState {
         let before = self.learned.last_refresh;
         self.learned.on_click(offer_key, ctx.segment, ctx.hour as usize % 24, ctx.now_ms, &self.rates);
         if self.learned.last_refresh != before {
-            self.prune_policies(ctx.now_ms);
+            self.after_refresh(ctx.now_ms);
         }
     }
 
-    /// Drops the cached policies no click can use any more (older than
-    /// `policy_refresh_secs`: `PolicyEntry::serves` refuses them), at each
-    /// statistics refresh, so the cache holds the segments of the last few
-    /// minutes' traffic rather than every segment ever seen.
-    fn prune_policies(&mut self, now: i64) {
+    /// At each statistics refresh: drops the cached policies no click can
+    /// use any more (older than `policy_refresh_secs`:
+    /// `PolicyEntry::serves` refuses them), so the cache holds the segments
+    /// of the last few minutes' traffic rather than every segment ever
+    /// seen; and refits how closely the router follows the network.
+    fn after_refresh(&mut self, now: i64) {
+        self.fit_link(now);
         let max_age = self.cfg.policy_refresh_secs as i64 * 1000;
         self.policies.retain(|_, e| now - e.computed_ms < max_age);
         if self.policies.capacity() > 4 * self.policies.len().max(16) {
@@ -486,7 +518,7 @@ impl RouterState {
         let before = self.learned.last_refresh;
         self.learned.on_conversion(offer_key, segment, click_ms, now_ms, change, &self.rates);
         if self.learned.last_refresh != before {
-            self.prune_policies(now_ms);
+            self.after_refresh(now_ms);
         }
     }
 
@@ -551,7 +583,7 @@ impl RouterState {
     /// candidates' order (for explanations and tests; does not change any
     /// state).
     pub fn estimates(&self, cands: &[Candidate], ctx: &Context) -> Vec<Estimate> {
-        let epc = self.pool_epc(cands, ctx.now_ms);
+        let epc = (self.pool_epc(cands, ctx.now_ms), self.link_factor(ctx.now_ms));
         cands
             .iter()
             .map(|c| {
@@ -590,15 +622,33 @@ impl RouterState {
         (num + epc0 * s) / (den + s)
     }
 
-    /// Posterior value of one candidate, with its shadow prices applied.
-    /// Returns the scored numbers, the conversion-rate mean and the approval
-    /// mean.
-    fn score(&self, c: &Candidate, ctx: &Context, epc: f64, pace: Pacing) -> (Scored, f64, f64) {
+    /// How this smartlink's traffic converts against the network's rates
+    /// for the same offers (1 without a network prior): the common factor
+    /// of its offers' network priors.
+    fn link_factor(&self, now: i64) -> f64 {
+        let Some(net) = &self.network else { return 1.0 };
+        let l = &self.learned;
+        let lam = self.rates.lam;
+        NetworkPrior::factor(net.expected(l.offers.iter().map(|o| {
+            let (n, k) = l.cells[o.top as usize].exp.read(now, lam, o.mu);
+            (o.key, n, k)
+        })))
+    }
+
+    /// Posterior value of one candidate, with its shadow prices applied,
+    /// given the pool's value per click and the link's quality factor
+    /// (`(epc, factor)`). Returns the scored numbers, the conversion-rate
+    /// mean and the approval mean.
+    fn score(&self, c: &Candidate, ctx: &Context, (epc, factor): (f64, f64), pace: Pacing) -> (Scored, f64, f64) {
         let l = &self.learned;
         let now = ctx.now_ms;
         let lam = self.rates.lam;
         let oi = l.offer(c.key);
-        let (am, av) = l.approval(oi, now, lam);
+        let net = self.network.as_deref();
+        let (am, av) = match net.and_then(|n| n.approval(c.key)) {
+            Some(prior) => l.approval_with(oi, now, lam, prior),
+            None => l.approval(oi, now, lam),
+        };
         let payout = c.payout.max(0.0);
         let prior = if payout > 0.0 && am > 0.0 { (epc / (payout * am)).clamp(1e-7, 0.5) } else { l.derived.pool_cr };
         let kappa = &l.derived.kappa;
@@ -619,6 +669,24 @@ impl RouterState {
                 }
                 (prior, var, prior, 1.0, 0.0, 0.0)
             }
+        };
+        // The network's rate, a second source beside the router's own
+        // posterior (both Gammas; their product).
+        let (m, var) = match net.and_then(|n| n.gamma(c.key, ctx.segment, factor, self.link_kappa)) {
+            Some((shape, rate)) if m > 0.0 && var > 0.0 => {
+                let (a, b) = (m * m / var + shape, m / var + rate);
+                (a / b, a / (b * b))
+            }
+            _ => (m, var),
+        };
+        // The network's hour-of-day effect of the offer, until the
+        // router's own fit rests on enough conversions.
+        let (hm, hcv2) = match net.and_then(|n| n.hour(c.key, h)) {
+            Some((nm, ncv2, _)) => {
+                let w = (seen / network::OWN_HOUR_CONVERSIONS).min(1.0);
+                (w * hm + (1.0 - w) * nm, w * hcv2 + (1.0 - w) * ncv2)
+            }
+            None => (hm, hcv2),
         };
         let cr = m * hm;
         let value = payout * cr * am;
@@ -645,7 +713,7 @@ impl RouterState {
 
     fn refresh_policy(&mut self, seg: u32, sig: u64, cands: &[Candidate], ctx: &Context, rng: &mut dyn RngCore) {
         let n = cands.len();
-        let epc = self.pool_epc(cands, ctx.now_ms);
+        let epc = (self.pool_epc(cands, ctx.now_ms), self.link_factor(ctx.now_ms));
         self.scored.clear();
         for c in cands {
             let pace = self.pace(c, ctx.now_ms);

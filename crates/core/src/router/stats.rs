@@ -648,10 +648,15 @@ impl Learned {
 
     /// Posterior mean and variance of an offer's approval rate.
     pub fn approval(&self, oi: Option<usize>, now: i64, lam: f64) -> (f64, f64) {
-        let m0 = self.derived.pool_approval;
+        self.approval_with(oi, now, lam, (self.derived.pool_approval, KAPPA_APPROVAL))
+    }
+
+    /// [`approval`](Self::approval) around a given prior `(mean,
+    /// strength)` (the network's, `network.rs`).
+    pub fn approval_with(&self, oi: Option<usize>, now: i64, lam: f64, (m0, kappa): (f64, f64)) -> (f64, f64) {
         let (a, r) = oi.map_or((0.0, 0.0), |i| self.offers[i].approval.read(now, lam));
-        let s = a + r + KAPPA_APPROVAL;
-        let m = (a + KAPPA_APPROVAL * m0) / s;
+        let s = a + r + kappa;
+        let m = (a + kappa * m0) / s;
         (m, m * (1.0 - m) / (s + 1.0))
     }
 
